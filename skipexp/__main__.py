@@ -1,0 +1,3 @@
+from skipexp.cli import main
+
+main()

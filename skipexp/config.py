@@ -1,0 +1,408 @@
+"""Run configuration: one frozen dataclass per concern, validated where each field is defined.
+
+YAML files and ``key=value`` overrides go through the same path (:func:`load`): the raw mapping
+is merged, then :func:`build` converts and checks every key, naming the dotted key on error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import yaml
+
+from skipexp import registry
+from skipexp.errors import SkipexpError
+
+Check = Callable[[Any, str], None]
+
+
+def opt(default: Any, doc: str, *checks: Check, factory: Callable[[], Any] | None = None) -> Any:
+    """A config field: its default, a one-line doc, and the checks its value must pass."""
+    meta = {"doc": doc, "checks": checks}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --- checks: each raises SkipexpError naming the key, the value and what is allowed --------------
+
+def at_least(lo: float) -> Check:
+    def check(v: Any, key: str) -> None:
+        for x in v if isinstance(v, list) else [v]:
+            if x is not None and x < lo:
+                raise SkipexpError(f"must be >= {lo}, got {x}", key=key)
+    return check
+
+
+def between(lo: float, hi: float) -> Check:
+    def check(v: Any, key: str) -> None:
+        if v is not None and not lo <= v <= hi:
+            raise SkipexpError(f"must be between {lo} and {hi}, got {v}", key=key)
+    return check
+
+
+def positive(v: Any, key: str) -> None:
+    for x in v if isinstance(v, list) else [v]:
+        if x is not None and x <= 0:
+            raise SkipexpError(f"must be > 0, got {x}", key=key)
+
+
+def one_of(reg: registry.Registry) -> Check:
+    def check(v: Any, key: str) -> None:
+        reg.check(v, key)
+    return check
+
+
+def choice(*allowed: str) -> Check:
+    def check(v: Any, key: str) -> None:
+        if v not in allowed:
+            raise SkipexpError(f"must be one of {', '.join(allowed)}, got {v!r}", key=key)
+    return check
+
+
+def device_name(v: Any, key: str) -> None:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+        raise SkipexpError(f"must be auto, cpu, cuda or cuda:N, got {v!r}", key=key)
+
+
+def not_empty(v: Any, key: str) -> None:
+    if isinstance(v, list) and not v:
+        raise SkipexpError("must not be an empty list", key=key)
+
+
+def unique(v: Any, key: str) -> None:
+    if isinstance(v, list) and len(set(v)) != len(v):
+        raise SkipexpError(f"must not repeat a value, got {v}", key=key)
+
+
+# --- the config ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = opt("synthetic", "synthetic | mnist | fashion-mnist | mnist1d", one_of(registry.DATASETS))
+    root: str | None = opt(None, "folder with the IDX files / download cache (default ~/.cache/skipexp/<dataset>)")
+    train_size: int | None = opt(None, "use only this many training examples (a seeded subset)", positive)
+    test_size: int | None = opt(None, "use only this many test examples (a seeded subset)", positive)
+    seed: int = opt(0, "seed of the synthetic task and of subsets: the same for every run seed", at_least(0))
+    input_dim: int = opt(32, "synthetic only: input features", positive)
+    num_classes: int = opt(10, "synthetic only: classes", at_least(2))
+    n_train: int = opt(8192, "synthetic only: training examples", positive)
+    n_test: int = opt(2048, "synthetic only: test examples", positive)
+
+
+@dataclass(frozen=True)
+class SkipConfig:
+    kind: str = opt("identity", "none | identity | projection | rezero | gated | dense", one_of(registry.SKIPS))
+    every: int = opt(1, "a skip around every k-th unit (units 0, k, 2k, ...)", positive)
+    blocks: list[int] | None = opt(None, "explicit unit indices with a skip (wins over every)", at_least(0), unique)
+    span: int = opt(1, "blocks one skip bypasses (a unit is span consecutive blocks)", positive)
+    gate_bias: float = opt(-2.0, "gated only: initial bias of the highway transform gate")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    depth: int = opt(32, "number of stacked blocks", positive)
+    width: int | list[int] = opt(64, "width between blocks, or a list with one output width per block",
+                                 positive, not_empty)
+    hidden: int | None = opt(None, "width inside a block (default: the block's output width)", positive)
+    activation: str = opt("relu", "relu | tanh | gelu | sigmoid | identity", one_of(registry.ACTIVATIONS))
+    norm: str = opt("none", "none | layernorm | batchnorm", one_of(registry.NORMS))
+    init: str = opt("default", "default | kaiming | xavier | orthogonal", one_of(registry.INITS))
+    skip: SkipConfig = opt(None, "how blocks are bypassed", factory=SkipConfig)
+
+    def widths(self) -> list[int]:
+        """Output width of every block (the input layer maps to the first)."""
+        return list(self.width) if isinstance(self.width, list) else [self.width] * self.depth
+
+    def units(self) -> list[tuple[list[int], bool]]:
+        """The model's units: (block indices, has a skip), in forward order."""
+        s = self.skip
+        n_units = self.depth // s.span
+        skipped = set(s.blocks) if s.blocks is not None else set(range(0, n_units, s.every))
+        if s.kind == "none":
+            skipped = set()
+        return [(list(range(u * s.span, (u + 1) * s.span)), u in skipped) for u in range(n_units)]
+
+    def validate(self) -> None:
+        s = self.skip
+        if isinstance(self.width, list) and len(self.width) != self.depth:
+            raise SkipexpError(f"a list of widths needs one per block: got {len(self.width)} for depth {self.depth}",
+                               key="model.width")
+        if self.depth % s.span:
+            raise SkipexpError(f"{s.span} does not divide model.depth {self.depth}; units are span consecutive "
+                               f"blocks, so depth must be a multiple of span", key="model.skip.span")
+        n_units = self.depth // s.span
+        if s.blocks is not None and any(b >= n_units for b in s.blocks):
+            bad = max(s.blocks)
+            raise SkipexpError(f"unit {bad} does not exist: there are {n_units} units (0..{n_units - 1}) "
+                               f"of span {s.span} in depth {self.depth}", key="model.skip.blocks")
+        if s.kind == "identity":
+            w = self.widths()
+            for blocks, has_skip in self.units():
+                w_in = w[blocks[0] - 1] if blocks[0] > 0 else w[0]
+                if has_skip and w_in != w[blocks[-1]]:
+                    raise SkipexpError(
+                        f"identity skip around block {blocks[0]}" + (f"..{blocks[-1]}" if len(blocks) > 1 else "")
+                        + f" cannot add width {w_in} to width {w[blocks[-1]]}; use kind: projection",
+                        key="model.skip.kind")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = opt(10, "passes over the training split", positive)
+    steps: int | None = opt(None, "stop after this many optimizer steps (wins over epochs)", positive)
+    batch_size: int = opt(128, "examples per step", positive)
+    optimizer: str = opt("sgd", "sgd | adam | adamw", one_of(registry.OPTIMIZERS))
+    lr: float = opt(0.05, "learning rate", positive)
+    momentum: float = opt(0.9, "sgd momentum (adam/adamw: beta1)", between(0.0, 0.999999))
+    weight_decay: float = opt(0.0, "weight decay", at_least(0.0))
+    grad_clip: float | None = opt(None, "clip the total gradient norm to this value", positive)
+    schedule: str = opt("constant", "constant | cosine", one_of(registry.SCHEDULES))
+    threads: int | None = opt(None, "torch intra-op threads (default: all cores; cores / jobs in a sweep)", positive)
+    compile: bool = opt(False, "torch.compile the model (pays a compile of 10-20 s up front)")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    every: int = opt(10, "train metrics and gradient norms every N steps", positive)
+    eval_every: int | None = opt(None, "test-set evaluation every N steps (default: end of each epoch)", positive)
+    checkpoint: str = opt("last", "none | last | every_epoch", choice("none", "last", "every_epoch"))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str | None = opt(None, "run name (default: the config file's stem)")
+    seed: int | list[int] = opt(0, "seed, or a list of seeds trained together (one run folder each)",
+                                at_least(0), not_empty, unique)
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N (auto = cuda if available)", device_name)
+    data: DataConfig = opt(None, "the dataset", factory=DataConfig)
+    model: ModelConfig = opt(None, "the network", factory=ModelConfig)
+    train: TrainConfig = opt(None, "optimisation", factory=TrainConfig)
+    log: LogConfig = opt(None, "what is recorded and how often", factory=LogConfig)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.seed) if isinstance(self.seed, list) else [self.seed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# --- conversion ---------------------------------------------------------------------------------
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _type_name(tp: Any) -> str:
+    if _is_union(tp):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            type(None): "null"}.get(tp, str(tp))
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise SkipexpError(f"must be a mapping of keys, got {value!r}", key=key)
+        return build(tp, value, prefix=key + ".")
+    if _is_union(tp):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:  # the first type that accepts the value wins (int before list, etc.)
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key)
+            except SkipexpError:
+                pass
+        raise SkipexpError(f"must be {_type_name(tp)}, got {value!r}", key=key)
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list):
+            raise SkipexpError(f"must be {_type_name(tp)}, got {value!r}", key=key)
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, key) for v in value]
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[tp]
+    if not ok:
+        raise SkipexpError(f"must be {_type_name(tp)}, got {value!r}", key=key)
+    if tp is float:
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SkipexpError(f"must be a finite number, got {value!r}", key=key)
+    return value
+
+
+def build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    """Check ``raw`` against the dataclass ``cls`` and return the frozen instance."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in raw:
+        if k not in fields:
+            hint = difflib.get_close_matches(str(k), fields, n=1)
+            did = f' (did you mean "{prefix}{hint[0]}"?)' if hint else ""
+            raise SkipexpError(f"unknown key{did}; valid keys here: {', '.join(fields)}", key=f"{prefix}{k}")
+    hints = _hints(cls)
+    values = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name in raw:
+            v = _convert(raw[name], hints[name], key)
+            for check in f.metadata.get("checks", ()):
+                check(v, key)
+            values[name] = v
+    obj = cls(**values)
+    if hasattr(obj, "validate"):
+        obj.validate()
+    return obj
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, but a duplicate key is an error rather than a silent overwrite."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for k, _ in node.value:
+        key = loader.construct_object(k, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", k.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML mapping from a file, or a SkipexpError saying what is wrong with the file."""
+    p = Path(path)
+    if not p.exists():
+        raise SkipexpError("no such file", file=str(path))
+    if p.is_dir():
+        raise SkipexpError("is a directory, expected a YAML file", file=str(path))
+    try:
+        text = p.read_text(encoding="utf-8")
+    except PermissionError:
+        raise SkipexpError("permission denied: cannot read the file", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SkipexpError(f"cannot read the file ({e.__class__.__name__}: {e})", file=str(path)) from None
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SkipexpError(f"invalid YAML: {where}{problem}".replace("\n", " "), file=str(path)) from None
+    if raw is None:
+        raise SkipexpError("the file is empty; expected a mapping of config keys", file=str(path))
+    if not isinstance(raw, dict):
+        raise SkipexpError(f"expected a mapping of config keys, got {type(raw).__name__}", file=str(path))
+    return raw
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``model.depth=64`` -> (["model", "depth"], 64); the value is read as a YAML scalar or list."""
+    if "=" not in text:
+        raise SkipexpError(f"{text!r} is not an override; expected KEY=VALUE, e.g. model.depth=64", key=text)
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+        raise SkipexpError(f"{key!r} is not a dotted key like model.skip.kind", key=text)
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        raise SkipexpError(f"cannot parse the value {value!r}", key=key) from None
+    return key.split("."), parsed
+
+
+def set_dotted(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    node = raw
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise SkipexpError(f"{part!r} is a value, not a section", key=".".join(path))
+        node = child
+    node[path[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        set_dotted(raw, path, value)
+    return raw
+
+
+def from_dict(raw: dict[str, Any], *, file: str | None = None, default_name: str = "run") -> RunConfig:
+    try:
+        cfg = build(RunConfig, raw)
+        if cfg.name is None:
+            cfg = cfg.replace(name=default_name)
+        if not re.fullmatch(r"[\w.=,+-]+", cfg.name):
+            raise SkipexpError(f"{cfg.name!r} may hold only letters, digits and . _ - = , +", key="name")
+    except SkipexpError as e:
+        raise e.with_file(file) if file else e
+    return cfg
+
+
+def load(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+    """Read, override and check a config file: the one way configs enter skipexp."""
+    raw = read_yaml(path)
+    try:
+        raw = apply_overrides(raw, list(overrides))
+    except SkipexpError as e:
+        raise e.with_file(str(path)) from None
+    return from_dict(raw, file=str(path), default_name=Path(path).stem)
+
+
+def dump(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def describe(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, doc) for every key: the source of the docs' config reference."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        tp = _hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe(tp, prefix + f.name + ".")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((prefix + f.name, default, f.metadata.get("doc", "")))
+    return rows

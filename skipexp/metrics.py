@@ -1,0 +1,57 @@
+"""Gradient and activation statistics, computed on log steps only, with one device-to-host copy."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GradProbe:
+    """Per-layer weight-gradient norms, and per-boundary activation-gradient norms and RMS.
+
+    ``act_grad`` at boundary h is the mean over examples n of ||d loss_n / d h_n||, where loss_n is
+    example n's own loss: since the batch loss is the mean of the loss_n, that is the batch size
+    times the mean row norm of h.grad. It does not depend on the batch size.
+    """
+
+    def __init__(self, layers: list[tuple[str, list[nn.Parameter]]]):
+        self.layer_names = [name for name, _ in layers]
+        self.params = [p for _, ps in layers for p in ps]
+        self._segment = torch.tensor([i for i, (_, ps) in enumerate(layers) for _ in ps])
+
+    def weight_norms(self) -> torch.Tensor:
+        """(layers,) L2 norm of each layer's gradient, weights and bias together; no host sync."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        sq = torch.stack(torch._foreach_norm(grads)).square()               # (params,)
+        seg = self._segment.to(sq.device)
+        return torch.zeros(len(self.layer_names), device=sq.device, dtype=sq.dtype).index_add_(0, seg, sq).sqrt()
+
+    @staticmethod
+    def act_grad_norms(hs: list[torch.Tensor]) -> torch.Tensor:
+        """(boundaries,) mean per-example norm of the loss gradient at each boundary (needs retain_grad)."""
+        n = hs[0].shape[0]
+        return torch.stack([h.grad.flatten(1).norm(dim=1).mean() for h in hs]) * n
+
+    @staticmethod
+    def act_rms(hs: list[torch.Tensor]) -> torch.Tensor:
+        """(boundaries,) root mean square of each activation."""
+        return torch.stack([h.detach().square().mean().sqrt() for h in hs])
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(1) == y).float().mean()
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 8192) -> tuple[float, float]:
+    """(mean loss, accuracy) over a whole split, in chunks; one host sync at the end."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for i in range(0, len(y), chunk):
+        logits = model(x[i:i + chunk])
+        loss_sum += nn.functional.cross_entropy(logits, y[i:i + chunk], reduction="sum")
+        correct += (logits.argmax(1) == y[i:i + chunk]).sum()
+    model.train(was_training)
+    loss, acc = (torch.stack([loss_sum, correct]) / len(y)).tolist()
+    return loss, acc

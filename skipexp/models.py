@@ -1,0 +1,280 @@
+"""The network: an input Linear, ``depth`` blocks grouped into units that a skip may bypass, a head.
+
+A block is the tutorial's ``SimpleBlock`` (Linear -> act -> Linear, with an optional norm); a skip is
+an object that combines a unit's input ``x`` with the unit's output ``F(x)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from skipexp.config import ModelConfig
+from skipexp.registry import ACTIVATIONS, INITS, NORMS, SKIPS
+
+# --- activations, norms, inits -------------------------------------------------------------------
+
+ACTIVATIONS.implements("relu")(nn.ReLU)
+ACTIVATIONS.implements("tanh")(nn.Tanh)
+ACTIVATIONS.implements("gelu")(nn.GELU)
+ACTIVATIONS.implements("sigmoid")(nn.Sigmoid)
+ACTIVATIONS.implements("identity")(nn.Identity)
+
+# The variance-preserving gain of each activation (PyTorch's calculate_gain, plus GELU's ~ReLU).
+GAINS = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0, "gelu": math.sqrt(2.0), "sigmoid": 1.0, "identity": 1.0}
+
+NORMS.implements("none")(lambda width: nn.Identity())
+NORMS.implements("layernorm")(nn.LayerNorm)
+NORMS.implements("batchnorm")(nn.BatchNorm1d)
+
+
+@INITS.implements("default")
+def init_default(linear: nn.Linear, gain: float) -> None:
+    """Keep what nn.Linear drew when it was built."""
+
+
+@INITS.implements("kaiming")
+def init_kaiming(linear: nn.Linear, gain: float) -> None:
+    nn.init.normal_(linear.weight, std=gain / math.sqrt(linear.in_features))
+    _zero_bias(linear)
+
+
+@INITS.implements("xavier")
+def init_xavier(linear: nn.Linear, gain: float) -> None:
+    nn.init.normal_(linear.weight, std=math.sqrt(2.0 / (linear.in_features + linear.out_features)))
+    _zero_bias(linear)
+
+
+@INITS.implements("orthogonal")
+def init_orthogonal(linear: nn.Linear, gain: float) -> None:
+    nn.init.orthogonal_(linear.weight, gain=gain)
+    _zero_bias(linear)
+
+
+def _zero_bias(linear: nn.Linear) -> None:
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+# --- the block -----------------------------------------------------------------------------------
+
+class Block(nn.Module):
+    """The seed tutorial's SimpleBlock: fc1 -> (norm) -> act -> fc2."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, activation: str = "relu", norm: str = "none"):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.norm = NORMS.get(norm)(hidden)
+        self.act = ACTIVATIONS.get(activation)()
+        self.fc2 = nn.Linear(hidden, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.norm(self.fc1(x))))
+
+
+# --- skips: combine a unit's input x with its output fx ------------------------------------------
+
+def shortcut(d_in: int, d_out: int) -> nn.Module:
+    """x itself where the widths agree; a learned projection (no bias) only where they differ."""
+    return nn.Identity() if d_in == d_out else nn.Linear(d_in, d_out, bias=False)
+
+
+class Skip(nn.Module):
+    """Base of the skip kinds; ``forward(x, fx)`` returns the unit's output."""
+
+    def __init__(self, d_in: int, d_out: int, gate_bias: float):
+        super().__init__()
+
+    def extra_repr(self) -> str:
+        return self.__class__.__doc__.splitlines()[0] if self.__class__.__doc__ else ""
+
+
+@SKIPS.implements("none")
+class NoSkip(Skip):
+    """out = F(x)"""
+
+    def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        return fx
+
+
+@SKIPS.implements("identity")
+class IdentitySkip(Skip):
+    """out = F(x) + x"""
+
+    def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        return fx + x
+
+
+@SKIPS.implements("projection")
+class ProjectionSkip(Skip):
+    """out = F(x) + P(x)"""
+
+    def __init__(self, d_in: int, d_out: int, gate_bias: float):
+        super().__init__(d_in, d_out, gate_bias)
+        self.proj = shortcut(d_in, d_out)
+
+    def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        return fx + self.proj(x)
+
+
+@SKIPS.implements("rezero")
+class ReZeroSkip(Skip):
+    """out = x + alpha * F(x), alpha = 0 at init"""
+
+    def __init__(self, d_in: int, d_out: int, gate_bias: float):
+        super().__init__(d_in, d_out, gate_bias)
+        self.proj = shortcut(d_in, d_out)
+        self.alpha = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        return self.proj(x) + self.alpha * fx
+
+
+@SKIPS.implements("gated")
+class GatedSkip(Skip):
+    """out = T(x) * F(x) + (1 - T(x)) * x, T = sigmoid(gate(x))"""
+
+    def __init__(self, d_in: int, d_out: int, gate_bias: float):
+        super().__init__(d_in, d_out, gate_bias)
+        self.proj = shortcut(d_in, d_out)
+        self.gate = nn.Linear(d_in, d_out)
+        self.gate_bias = gate_bias
+
+    def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        t = torch.sigmoid(self.gate(x))
+        return t * fx + (1 - t) * self.proj(x)
+
+
+# Dense units have no combining object: their blocks read concatenated inputs (see SkipNet.plan).
+SKIPS.implements("dense")(None)
+
+
+# --- the network ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Unit:
+    blocks: tuple[int, ...]   # indices into SkipNet.blocks
+    bypassed: bool            # whether the config puts a skip around this unit
+    skip: str | None          # key into SkipNet.skips, or None (no skip, or dense)
+    sources: tuple[tuple[int, ...], ...]  # per block: the boundaries h_s whose concatenation it reads
+
+
+class SkipNet(nn.Module):
+    """input Linear -> blocks (in units, some bypassed by a skip) -> head Linear.
+
+    Boundaries ``h0 .. h<depth>`` are the activations between blocks: ``h0`` is the input layer's
+    output, ``h<i+1>`` the output of block ``i`` (after the skip, where a unit ends there).
+    """
+
+    def __init__(self, cfg: ModelConfig, input_dim: int, num_classes: int):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        widths = cfg.widths()
+        bw = [widths[0]] + widths  # width of every boundary h0..h_depth
+        self.boundary_widths = bw
+        kind = cfg.skip.kind
+        self.units: list[Unit] = []
+        sources: list[tuple[int, ...]] = []
+        run_start: int | None = None  # first boundary of the current run of dense units
+        for u, (blocks, has_skip) in enumerate(cfg.units()):
+            first = blocks[0]
+            if kind == "dense" and has_skip:
+                run_start = first if run_start is None else run_start
+                src = [tuple(range(run_start, i + 1)) for i in blocks]
+            else:
+                run_start = None
+                src = [(i,) for i in blocks]
+            sources += src
+            skip = str(u) if has_skip and kind != "dense" else None
+            self.units.append(Unit(tuple(blocks), has_skip, skip, tuple(src)))
+
+        self.input = nn.Linear(input_dim, bw[0])
+        hidden = cfg.hidden
+        self.blocks = nn.ModuleList(
+            Block(sum(bw[s] for s in sources[i]), hidden or widths[i], widths[i], cfg.activation, cfg.norm)
+            for i in range(cfg.depth)
+        )
+        skip_cls = SKIPS.get(kind)
+        self.skips = nn.ModuleDict({
+            unit.skip: skip_cls(bw[unit.blocks[0]], bw[unit.blocks[-1] + 1], cfg.skip.gate_bias)
+            for unit in self.units if unit.skip is not None
+        })
+        self.head = nn.Linear(bw[-1], num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        init = INITS.get(self.cfg.init)
+        gain = GAINS[self.cfg.activation]
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                init(module, gain)
+        for skip in self.skips.values():
+            if isinstance(skip, GatedSkip):
+                nn.init.constant_(skip.gate.bias, skip.gate_bias)
+
+    def forward(self, x: torch.Tensor, capture: bool = False):
+        """Logits (N, classes); with ``capture``, also the list of boundaries h0..h_depth."""
+        hs = [self.input(x)]                                   # (N, width)
+        for unit in self.units:
+            start = hs[-1]
+            for i, src in zip(unit.blocks, unit.sources):
+                inp = hs[src[0]] if len(src) == 1 else torch.cat([hs[s] for s in src], dim=-1)
+                hs.append(self.blocks[i](inp))
+            if unit.skip is not None:
+                hs[-1] = self.skips[unit.skip](start, hs[-1])
+        logits = self.head(hs[-1])
+        return (logits, hs) if capture else logits
+
+    def layers(self) -> list[tuple[str, list[nn.Parameter]]]:
+        """Parameterised layers in forward order, named by module path (``input``, ``blocks.0.fc1``, ...)."""
+        order: list[nn.Module] = [self.input]
+        for unit in self.units:
+            order += [self.blocks[i] for i in unit.blocks]
+            if unit.skip is not None:
+                order.append(self.skips[unit.skip])
+        order.append(self.head)
+        path = {m: name for name, m in self.named_modules()}
+        out = []
+        for top in order:
+            # a module's own parameters form one layer (alpha of rezero); each child with parameters another
+            own = list(top.parameters(recurse=False))
+            if own:
+                out.append((path[top], own))
+            for name, child in top.named_modules():
+                if child is top:
+                    continue
+                params = list(child.parameters(recurse=False))
+                if params:
+                    out.append((path[child], params))
+        return out
+
+    def boundary_names(self) -> list[str]:
+        return [f"h{i}" for i in range(self.cfg.depth + 1)]
+
+    def describe(self) -> list[dict]:
+        """One row per layer: name, shape, parameters, the skip kind of the unit it is in."""
+        unit_of = {}
+        for unit in self.units:
+            kind = self.cfg.skip.kind if unit.bypassed else "none"
+            for i in unit.blocks:
+                unit_of[f"blocks.{i}"] = kind
+            if unit.skip is not None:
+                unit_of[f"skips.{unit.skip}"] = kind
+        rows = []
+        for name, params in self.layers():
+            owner = ".".join(name.split(".")[:2])
+            shape = " + ".join("x".join(map(str, p.shape)) or "scalar" for p in params)
+            rows.append({"name": name, "shape": shape, "params": sum(p.numel() for p in params),
+                         "skip": unit_of.get(owner, "-")})
+        return rows
+
+
+def build_model(cfg: ModelConfig, input_dim: int, num_classes: int) -> SkipNet:
+    return SkipNet(cfg, input_dim, num_classes)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,99 @@
+"""Registries of named kinds: skip kinds, activations, norms, inits, optimizers, schedules, datasets.
+
+The names and one-line descriptions live here, free of torch, so that config validation,
+``skipexp list`` and the CLI help read the same dicts without importing heavy libraries.
+The implementations register themselves where they are defined (``@ACTIVATIONS.implements("relu")``).
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+from skipexp.errors import SkipexpError
+
+
+class Registry:
+    def __init__(self, what: str, kinds: dict[str, str]):
+        self.what = what
+        self.docs = dict(kinds)
+        self._impl: dict[str, Any] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.docs)
+
+    def implements(self, name: str) -> Callable[[Any], Any]:
+        if name not in self.docs:
+            raise KeyError(f"{self.what} {name!r} is not declared in skipexp.registry")
+
+        def deco(obj: Any) -> Any:
+            self._impl[name] = obj
+            return obj
+
+        return deco
+
+    def check(self, name: Any, key: str | None = None) -> str:
+        """The name itself if it is registered, else a SkipexpError listing the valid names."""
+        if name in self.docs:
+            return name
+        hint = difflib.get_close_matches(str(name), self.names, n=1)
+        did = f' (did you mean "{hint[0]}"?)' if hint else ""
+        raise SkipexpError(f"unknown {self.what} {name!r}{did}; choose from {', '.join(self.names)}", key=key)
+
+    def get(self, name: str, key: str | None = None) -> Any:
+        self.check(name, key)
+        return self._impl[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.docs
+
+
+SKIPS = Registry("skip kind", {
+    "none": "no skip: the unit's output is F(x), as in the tutorial's SimpleBlock",
+    "identity": "out = F(x) + x (ResNet); needs equal widths",
+    "projection": "out = F(x) + P(x), P a learned Linear where widths change, else x",
+    "rezero": "out = x + alpha * F(x), alpha a learned scalar starting at 0 (Bachlechner et al. 2020)",
+    "gated": "highway gate: out = T(x) * F(x) + (1 - T(x)) * x (Srivastava et al. 2015)",
+    "dense": "each block sees the concatenation of all earlier outputs in its run of units (DenseNet)",
+})
+
+ACTIVATIONS = Registry("activation", {
+    "relu": "max(0, z)",
+    "tanh": "hyperbolic tangent",
+    "gelu": "Gaussian error linear unit",
+    "sigmoid": "logistic sigmoid",
+    "identity": "no non-linearity (a deep linear network)",
+})
+
+NORMS = Registry("norm", {
+    "none": "no normalisation",
+    "layernorm": "LayerNorm after the first Linear of each block",
+    "batchnorm": "BatchNorm1d after the first Linear of each block",
+})
+
+INITS = Registry("init", {
+    "default": "PyTorch's nn.Linear default (kaiming-uniform, a=sqrt(5))",
+    "kaiming": "normal, std = gain / sqrt(fan_in), gain of the activation; zero biases",
+    "xavier": "normal, std = sqrt(2 / (fan_in + fan_out)); zero biases",
+    "orthogonal": "orthogonal with the activation's gain; zero biases",
+})
+
+OPTIMIZERS = Registry("optimizer", {
+    "sgd": "SGD with momentum and weight decay",
+    "adam": "Adam (weight decay as L2 in the gradient)",
+    "adamw": "AdamW (decoupled weight decay)",
+})
+
+SCHEDULES = Registry("schedule", {
+    "constant": "the same learning rate throughout",
+    "cosine": "cosine decay from lr to 0 over the run's steps",
+})
+
+DATASETS = Registry("dataset", {
+    "synthetic": "Gaussian clusters, four per class, in a subspace; made from data.seed, no files",
+    "mnist": "handwritten digits, 60k/10k 28x28 (IDX files, downloaded if absent)",
+    "fashion-mnist": "Zalando clothing images, 60k/10k 28x28 (IDX files; Debian's dataset-fashion-mnist)",
+    "mnist1d": "MNIST-1D (Greydanus 2020), 4000/1000 sequences of 40, made locally by the mnist1d package",
+})
+
+ALL = (SKIPS, ACTIVATIONS, NORMS, INITS, OPTIMIZERS, SCHEDULES, DATASETS)

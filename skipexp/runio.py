@@ -1,0 +1,230 @@
+"""The run folder on disk: exclusive creation, flushed CSV rows, atomic JSON, status and heartbeat.
+
+Everything that reads a run (summary, plots, report, compare, sweep) goes through here, so a
+finished, interrupted, diverged or killed run can always be re-read and re-plotted.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from skipexp.errors import SkipexpError
+
+METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "lr", "grad_norm_total", "elapsed_s"]
+EVAL_COLUMNS = ["step", "epoch", "test_loss", "test_acc"]
+STATUSES = ("running", "completed", "diverged", "interrupted", "failed", "crashed")
+FINISHED = ("completed", "diverged")  # a result: a sweep does not run these again
+
+# A run whose heartbeat is older than this, and whose process cannot be seen, has crashed.
+STALE_AFTER_S = 120.0
+
+
+def timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def check_writable(out: Path) -> None:
+    """Fail before training if ``out`` cannot take a run: missing parent, read-only or full."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".skipexp-write-test-") as f:
+            f.write(b"x" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise SkipexpError(f"cannot write here: {e.strerror or e}", file=str(out), key="--out") from None
+
+
+def create_run_dir(out: Path, name: str, stamp: str | None = None) -> Path:
+    """``out/<stamp>-<name>[-<n>]``, created exclusively: two runs never share a folder."""
+    check_writable(out)
+    stamp = stamp or timestamp()
+    for n in range(1, 10_000):
+        path = out / (f"{stamp}-{name}" if n == 1 else f"{stamp}-{name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise SkipexpError("too many runs with the same name in the same second", file=str(out))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write atomically: readers see the old file or the new one, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_jsonable(data), f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SkipexpError("missing", file=str(path)) from None
+    except (OSError, ValueError) as e:
+        raise SkipexpError(f"unreadable JSON ({e})", file=str(path)) from None
+
+
+class CsvLog:
+    """Appends rows to a CSV and flushes each one, so a killed process keeps every logged row.
+
+    Opening an existing file (resume) repairs a half-written last line and then only accepts rows
+    past the last step on disk: a resumed run neither truncates nor duplicates.
+    """
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path, self.columns = path, columns
+        self.last_step = -1
+        if path.exists() and path.stat().st_size > 0:
+            self._repair()
+            rows = read_csv(path)
+            if rows and rows[0].keys() != set(columns) and list(rows[0]) != columns:
+                raise SkipexpError(f"has columns {list(rows[0])}, expected {columns}", file=str(path))
+            self.last_step = int(rows[-1]["step"]) if rows else -1
+            self._f = open(path, "a", newline="")
+        else:
+            self._f = open(path, "w", newline="")
+            self._f.write(",".join(columns) + "\n")
+            self._f.flush()
+
+    def _repair(self) -> None:
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            with open(self.path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+    def write(self, row: dict[str, Any] | Iterable[Any]) -> None:
+        values = [row[c] for c in self.columns] if isinstance(row, dict) else list(row)
+        step = int(values[0])
+        if step <= self.last_step:
+            return
+        # one write per row: a kill lands between rows, not inside one
+        self._f.write(",".join(_fmt(v) for v in values) + "\n")
+        self._f.flush()
+        self.last_step = step
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+    return str(v)
+
+
+def read_csv(path: Path) -> list[dict[str, float]]:
+    """Rows as dicts of floats; a missing file is no rows, a half-written last line is dropped."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        text = f.read()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    rows = []
+    reader = csv.DictReader(text.splitlines())
+    for r in reader:
+        try:
+            rows.append({k: float(v) for k, v in r.items() if k is not None})
+        except (TypeError, ValueError):
+            continue
+    return rows
+
+
+def csv_columns(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
+
+
+# --- meta.json: status and heartbeat -------------------------------------------------------------
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def effective_status(meta: dict) -> str:
+    """The status on disk, except that a 'running' run whose process is gone is 'crashed'."""
+    status = meta.get("status", "unknown")
+    if status != "running":
+        return status
+    beat = meta.get("heartbeat", {})
+    if beat.get("host") == host():
+        pid = beat.get("pid")
+        return "running" if isinstance(pid, int) and pid_alive(pid) and pid != os.getpid() else "crashed"
+    age = time.time() - float(beat.get("time", 0))
+    return "running" if age < STALE_AFTER_S else "crashed"
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "meta.json").is_file() and (path / "config.yaml").is_file()
+
+
+def require_run_dir(path: Path) -> dict:
+    """meta.json of a skipexp run folder, or a SkipexpError saying what the folder is not."""
+    if not path.exists():
+        raise SkipexpError("no such folder", file=str(path))
+    if not path.is_dir():
+        raise SkipexpError("not a folder; expected a skipexp run folder", file=str(path))
+    if not is_run_dir(path):
+        raise SkipexpError("not a skipexp run folder (no meta.json and config.yaml)", file=str(path))
+    meta = read_json(path / "meta.json")
+    if meta.get("tool") != "skipexp":
+        raise SkipexpError("meta.json was not written by skipexp", file=str(path))
+    return meta
+
+
+class Meta:
+    """meta.json, rewritten atomically on every change; the heartbeat is throttled."""
+
+    def __init__(self, path: Path, data: dict):
+        self.path, self.data = path, data
+        self._last_beat = 0.0
+
+    def update(self, **changes: Any) -> None:
+        self.data.update(changes)
+        self.beat(force=True)
+
+    def beat(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_beat < 2.0:
+            return
+        self._last_beat = now
+        self.data["heartbeat"] = {"host": host(), "pid": os.getpid(), "time": now,
+                                  "iso": datetime.fromtimestamp(now).isoformat(timespec="seconds")}
+        write_json(self.path, self.data)
