@@ -138,8 +138,8 @@ class GatedSkip(Skip):
 
     def __init__(self, d_in: int, d_out: int, gate_bias: float):
         super().__init__(d_in, d_out, gate_bias)
+        self.gate = nn.Linear(d_in, d_out)  # built before proj: layers() lists them in the order forward uses them
         self.proj = shortcut(d_in, d_out)
-        self.gate = nn.Linear(d_in, d_out)
         self.gate_bias = gate_bias
 
     def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
