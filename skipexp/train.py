@@ -269,8 +269,6 @@ def _steps(run: _Run, reporter: Reporter, should_stop: Callable[[], bool], start
         loss = nn.functional.cross_entropy(logits, y)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.train.grad_clip:
-            nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
         elapsed = run.elapsed + time.perf_counter() - started
         if log_now:
             row = _record(run, step, epoch, loss, logits, y, hs, elapsed)
@@ -282,6 +280,8 @@ def _steps(run: _Run, reporter: Reporter, should_stop: Callable[[], bool], start
         if not finite:
             run.meta.update(diverged_at_step=step)
             return "diverged"
+        if cfg.train.grad_clip:  # after recording: the logged norms are the gradient's own, not the clip value
+            nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
         run.opt.step()
         run.sched.step()
         run.step = step
