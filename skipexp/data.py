@@ -106,6 +106,8 @@ class IdxDataset:
     mean: float = 0.0
     std: float = 1.0
     system_dirs: tuple[str, ...] = ()
+    counts: dict[str, int] = field(default_factory=lambda: {"train": 60_000, "test": 10_000})
+    image_size: tuple[int, int] = (28, 28)
 
     def split_files(self, split: str) -> tuple[str, str]:
         prefix = "train" if split == "train" else "t10k"
@@ -138,9 +140,6 @@ FASHION_MNIST = replace(
     mean=0.2860, std=0.3530,
     system_dirs=("/usr/share/datasets/fashion-mnist",),
 )
-
-EXPECTED_COUNT = {"train": 60_000, "test": 10_000}
-
 
 def candidate_dirs(spec: IdxDataset, root: str | None) -> list[Path]:
     """Where the IDX files are looked for, in order."""
@@ -196,9 +195,9 @@ def _load_split(spec: IdxDataset, d: Path, split: str) -> tuple[torch.Tensor, to
     img_name, lbl_name = spec.split_files(split)
     img_path, lbl_path = _find_file(d, img_name), _find_file(d, lbl_name)
     images, labels = read_idx(img_path), read_idx(lbl_path)
-    n = EXPECTED_COUNT[split]
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise SkipexpError(f"expected 28x28 images, found shape {images.shape}", file=str(img_path))
+    n, (rows, cols) = spec.counts[split], spec.image_size
+    if images.ndim != 3 or images.shape[1:] != (rows, cols):
+        raise SkipexpError(f"expected {rows}x{cols} images, found shape {images.shape}", file=str(img_path))
     if images.shape[0] != n:
         raise SkipexpError(f"expected {n} images, found {images.shape[0]}", file=str(img_path))
     if labels.ndim != 1 or labels.shape[0] != n:
@@ -218,6 +217,12 @@ def md5sum(path: Path) -> str:
     return h.hexdigest()
 
 
+def mirrors(spec: IdxDataset) -> tuple[str, ...]:
+    """The spec's mirrors, or those in $SKIPEXP_MIRRORS (space- or comma-separated base URLs) when set."""
+    env = os.environ.get("SKIPEXP_MIRRORS", "").replace(",", " ").split()
+    return tuple(m if m.endswith("/") else m + "/" for m in env) or spec.mirrors
+
+
 def download(spec: IdxDataset, dest: Path, progress: Progress | None = None, timeout: float = 30.0) -> None:
     """Fetch every archive from the first mirror that serves it, check its MD5, write it atomically."""
     try:
@@ -229,7 +234,7 @@ def download(spec: IdxDataset, dest: Path, progress: Progress | None = None, tim
         if target.exists() and md5sum(target) == md5:
             continue
         errors = []
-        for mirror in spec.mirrors:
+        for mirror in mirrors(spec):
             url = mirror + name
             try:
                 _fetch(url, target, md5, progress, timeout)
@@ -271,8 +276,9 @@ def load_idx(spec: IdxDataset, cfg: DataConfig, progress: Progress | None = None
         except SkipexpError as e:
             places = ", ".join(str(p) for p in candidate_dirs(spec, cfg.root))
             raise SkipexpError(
-                f"{spec.name} not found and {e.message}; put {', '.join(spec.files)} in one of: {places}",
-                key="data.dataset") from None
+                f"{spec.name} is not on this machine and the download failed ({e.message}); to fix it, put "
+                f"{', '.join(spec.files)} in one of: {places} (or point data.root or $SKIPEXP_DATA at a folder "
+                f"holding them)", key="data.dataset") from None
         d = dest
     x_train, y_train = _load_split(spec, d, "train")
     x_test, y_test = _load_split(spec, d, "test")

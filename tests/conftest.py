@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+
+# In-process tests use one thread: on a shared CI box, torch's default (every core) oversubscribes badly.
+torch.set_num_threads(1)
 
 
 def skipexp_cmd() -> list[str]:
