@@ -261,6 +261,8 @@ def validate(
 
     Example: [bold]skipexp validate configs/plain.yaml model.depth=8[/]
     """
+    cfg = load_config(config, overrides)  # before importing torch: a bad config fails in a blink
+
     from rich.syntax import Syntax
     from rich.table import Table
 
@@ -268,7 +270,6 @@ def validate(
     from skipexp.data import input_shape
     from skipexp.models import SkipNet
 
-    cfg = load_config(config, overrides)
     out_console.print(Syntax(config_mod.dump(cfg), "yaml", background_color="default"))
     model = SkipNet(cfg.model, *input_shape(cfg.data))
     t = Table(title=f"{cfg.name}: {sum(p.numel() for p in model.parameters()):,} parameters")
@@ -286,20 +287,24 @@ def error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import click
+    try:  # recent typer vendors click as typer._click and raises its exceptions, not click's
+        from typer._click import exceptions as click_exc
+    except ImportError:
+        from click import exceptions as click_exc
 
     try:
         code = app(args=argv, standalone_mode=False)
     except SkipexpError as e:
         error(str(e))
         code = EXIT_BAD_INPUT
-    except click.exceptions.UsageError as e:
+    except click_exc.UsageError as e:
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
-        error(f"{where}{e.format_message()}".replace("\n", " "))
+        if e.format_message():  # empty when the help was just shown (no arguments at all)
+            error(f"{where}{e.format_message()}".replace("\n", " "))
         code = EXIT_BAD_INPUT
-    except click.exceptions.Abort:
+    except typer.Abort:
         code = EXIT_INTERRUPTED
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         code = e.exit_code
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
