@@ -68,21 +68,43 @@ def plot_loss(run_dir: Path, out: Path) -> None:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
-    ax_l.set_yscale("log")
-    ax_l.set_ylabel("cross-entropy loss (log scale)")
+    k = _num_classes(run_dir)
+    if k:  # the loss of a uniform guess: a run stuck here has learned nothing
+        ax_l.axhline(math.log(k), color="grey", ls=":", lw=1.2, label=f"chance (ln {k})")
+        ax_l.legend(loc="best", fontsize=8)
+    losses = _positive(np.array([r["train_loss"] for r in m] + [r["test_loss"] for r in e], dtype=float))
+    spread = np.nanmax(losses) / np.nanmin(losses) if np.isfinite(losses).any() else 1.0
+    if spread > 10:  # log only where the loss spans a decade; else it magnifies noise around one value
+        ax_l.set_yscale("log")
+        ax_l.set_ylabel("cross-entropy loss (log scale)")
+    else:
+        ax_l.set_ylim(bottom=0)
+        ax_l.set_ylabel("cross-entropy loss")
     ax_l.set_title("loss")
     ax_a.set_ylabel("accuracy")
     ax_a.set_ylim(0, 1.02)
     ax_a.set_title("accuracy")
-    fig.suptitle(f"{name}: {meta.get('status', '')}", fontsize=11)
+    final = f", final test accuracy {e[-1]['test_acc']:.1%}" if e and math.isfinite(e[-1]["test_acc"]) else ""
+    fig.suptitle(f"{name}: {meta.get('status', '')}{final}", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
 
 
+def _num_classes(run_dir: Path) -> int | None:
+    """Classes of the run's dataset, from its config.yaml (None if it cannot be read)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+        return int(data["num_classes"]) if data["dataset"] == "synthetic" else 10
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return None
+
+
 def plot_grad_norms(run_dir: Path, out: Path) -> None:
     meta = _meta(run_dir)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     panels = [("grad_norms.csv", "weight-gradient norm per layer", "layer (input → head)"),
               ("act_grad_norms.csv", "activation-gradient norm per block boundary", "boundary h_i (input → output)")]
     for ax, (fname, title, xlabel) in zip(axes, panels):
@@ -104,7 +126,11 @@ def plot_grad_norms(run_dir: Path, out: Path) -> None:
         ax.set_xticks(ticks)
         ax.set_xticklabels([_short(cols[t]) for t in ticks], rotation=45, ha="right", fontsize=7)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, title="dark = early", title_fontsize=7)
+    # one legend for both panels (same steps, same colours), outside the axes so it hides no line
+    handles, labels = axes[-1].get_legend_handles_labels()
+    if handles:
+        axes[-1].legend(handles, labels, fontsize=8, title="step (dark = early)", title_fontsize=8,
+                        loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle(f"{meta.get('name', run_dir.name)}: gradient norm against depth", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=DPI)
@@ -112,7 +138,14 @@ def plot_grad_norms(run_dir: Path, out: Path) -> None:
 
 
 def _ticks(n: int, k: int = 12) -> list[int]:
-    return sorted(set(np.linspace(0, n - 1, min(k, n)).round().astype(int).tolist()))
+    """About k evenly spaced indices (h0, h2, h4, ...), always the last one."""
+    every = max(1, math.ceil(n / k))
+    ticks = list(range(0, n, every))
+    if ticks[-1] != n - 1:
+        if n - 1 - ticks[-1] < every / 2:  # too close to the last tick: its label would collide
+            ticks.pop()
+        ticks.append(n - 1)
+    return ticks
 
 
 def _short(col: str) -> str:
@@ -122,8 +155,9 @@ def _short(col: str) -> str:
 def plot_heatmap(run_dir: Path, out: Path) -> None:
     meta = _meta(run_dir)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for ax, (fname, title) in zip(axes, [("grad_norms.csv", "weight gradients"),
-                                         ("act_grad_norms.csv", "activation gradients")]):
+    for ax, (fname, title, ylabel) in zip(axes, [
+            ("grad_norms.csv", "weight gradients", "layer (bottom = input)"),
+            ("act_grad_norms.csv", "activation gradients", "boundary h_i (bottom = h0)")]):
         rows = runio.read_csv(run_dir / fname)
         if not rows:
             ax.set_title(f"{title}: no data")
@@ -138,7 +172,7 @@ def plot_heatmap(run_dir: Path, out: Path) -> None:
         ax.set_yticks(ticks)
         ax.set_yticklabels([_short(cols[t]) for t in ticks], fontsize=7)
         ax.set_xlabel("step")
-        ax.set_ylabel("layer (bottom = input)")
+        ax.set_ylabel(ylabel)
         ax.set_title(f"log10 norm of {title}")
         _mark_divergence(ax, meta)
         fig.colorbar(im, ax=ax, label="log10 L2 norm")
