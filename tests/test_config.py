@@ -273,3 +273,15 @@ def test_describe_documents_every_key():
     rows = config.describe()
     assert {k for k, _, _ in rows} == set(all_dotted_keys())
     assert all(doc for _, _, doc in rows)
+
+
+@pytest.mark.parametrize("text,value", [("1e-3", 0.001), ("5E-2", 0.05), ("+2.5e1", 25.0), (".5e-1", 0.05)])
+def test_scientific_notation_is_a_number(tmp_path, text, value):
+    """PyYAML reads `lr: 1e-3` as a string; a user means the number."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"train:\n  lr: {text}\n  grad_clip: {text}\n")
+    cfg = config.load(p, [f"train.weight_decay={text}"])
+    assert cfg.train.lr == cfg.train.grad_clip == cfg.train.weight_decay == pytest.approx(value)
+    assert isinstance(cfg.train.lr, float)
+    assert error_of(tmp_path, {"model": {"depth": text}}).key == "model.depth"  # integers stay strict
+    assert error_of(tmp_path, {"train": {"lr": "1e-3x"}}).key == "train.lr"
