@@ -111,7 +111,8 @@ def make_reporter(label: str, stop: StopFlag | None = None):
             self.progress.stop()
 
         def close(self):
-            self.progress.stop()
+            if self.task is not None:  # stopping a bar never started prints a stray blank line
+                self.progress.stop()
 
     return RichReporter()
 

@@ -25,6 +25,13 @@ META_KEYS = {"status", "skipexp_version", "torch_version", "python_version", "de
              "pid", "command", "git_commit", "seed", "params", "start_time", "end_time"}
 
 
+def one_error_line(p: subprocess.CompletedProcess) -> list[str]:
+    """stderr is exactly one line starting with 'error: ' (no blank lines, no traceback)."""
+    lines = p.stderr.split("\n")
+    assert len(lines) == 2 and lines[1] == "" and lines[0].startswith("error: "), repr(p.stderr)
+    return lines[:1]
+
+
 def only_run_dir(out: Path) -> Path:
     runs = [p for p in out.iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
@@ -124,8 +131,7 @@ def test_bad_config_one_line_exit_2_no_folder(tmp_path, file_over, cli_args, wor
         runs.append(["validate", cfg, *cli_args])
     for args in runs:
         p = run_cli(*args, check=2)
-        lines = p.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+        lines = one_error_line(p)
         assert str(cfg) in lines[0]
         for w in words:
             assert w in lines[0], (w, lines[0])
@@ -134,13 +140,15 @@ def test_bad_config_one_line_exit_2_no_folder(tmp_path, file_over, cli_args, wor
 
 
 @pytest.mark.parametrize("args,words", [
-    (["missing.yaml"], ["missing.yaml", "no such file"]),
-    (["."], ["directory"]),
+    (["train", "missing.yaml"], ["missing.yaml", "no such file"]),
+    (["train", "."], ["directory"]),
+    (["validate", "missing.yaml"], ["missing.yaml", "no such file"]),
+    (["resume", "no-such-run"], ["no-such-run", "no such folder"]),
+    (["resume", "."], ["not a skipexp run folder"]),
 ])
 def test_bad_file_arguments(tmp_path, args, words):
-    p = run_cli("train", *args, "--out", tmp_path / "runs", cwd=tmp_path, check=2)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
+    p = run_cli(*args, *(["--out", tmp_path / "runs"] if args[0] == "train" else []), cwd=tmp_path, check=2)
+    lines = one_error_line(p)
     for w in words:
         assert w in lines[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
@@ -153,8 +161,7 @@ def test_mnist_without_files_or_network_says_where_to_put_them(tmp_path):
     env = {"SKIPEXP_MIRRORS": f"http://127.0.0.1:{closed_port()}/", "SKIPEXP_DATA": "",
            "XDG_CACHE_HOME": str(tmp_path / "cache")}
     p = run_cli("train", cfg, "--out", out, env=env, check=2)
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+    lines = one_error_line(p)
     assert "data.dataset" in lines[0] and "put train-images-idx3-ubyte.gz" in lines[0]
     assert str(tmp_path / "cache" / "skipexp" / "mnist") in lines[0]
     assert not any(out.iterdir())
@@ -185,5 +192,4 @@ def test_help_does_not_import_torch_or_matplotlib():
 def test_unknown_command_and_option_exit_2():
     for args in (["frobnicate"], ["train", "--bogus"]):
         p = run_cli(*args, check=2)
-        lines = p.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+        lines = one_error_line(p)
