@@ -193,3 +193,21 @@ def test_unknown_command_and_option_exit_2():
     for args in (["frobnicate"], ["train", "--bogus"]):
         p = run_cli(*args, check=2)
         lines = one_error_line(p)
+
+
+
+def test_corrupt_data_file_exit_2_naming_it(tmp_path):
+    from test_data import write_dataset
+
+    root = tmp_path / "idx"
+    cfg = write_config(tmp_path / "m.yaml", {"data": {"dataset": "mnist", "root": str(root)}})
+    out = tmp_path / "runs"
+    env = {"SKIPEXP_MIRRORS": f"http://127.0.0.1:{closed_port()}/"}
+    write_dataset(root)  # valid IDX files, but 20 images where MNIST has 60,000
+    images = root / "train-images-idx3-ubyte.gz"
+    (line,) = one_error_line(run_cli("train", cfg, "--out", out, env=env, check=2))
+    assert str(images) in line and "expected 60000 images, found 20" in line, line
+    images.write_bytes(images.read_bytes()[:40])  # a truncated download
+    (line,) = one_error_line(run_cli("train", cfg, "--out", out, env=env, check=2))
+    assert str(images) in line and "cannot read" in line, line
+    assert not any(out.iterdir())
