@@ -75,7 +75,8 @@ def replay(cfg: config.RunConfig) -> list[dict[str, dict[str, float]]]:
         grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
         weight = {}
         for layer in layers:
-            own = [f"{layer}.{p}" if layer else p for p, _ in model.get_submodule(layer).named_parameters(recurse=False)]
+            module = model.get_submodule(layer)
+            own = [f"{layer}.{p}" for p, _ in module.named_parameters(recurse=False)]
             weight[layer] = math.sqrt(sum(grads[name].double().square().sum().item() for name in own))
         act_grad = per_example_act_grads(model, x, y)
         rms = [h.detach().double().square().mean().sqrt().item() for h in hs]
