@@ -178,6 +178,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where unknown.
+
+    With the pid it tells one process from a later one that reused its pid, as happens after a
+    container restart, so a dead run is not mistaken for a running one.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name before ")" may hold spaces
+
+
 def effective_status(meta: dict) -> str:
     """The status on disk, except that a 'running' run whose process is gone is 'crashed'."""
     status = meta.get("status", "unknown")
@@ -186,7 +199,10 @@ def effective_status(meta: dict) -> str:
     beat = meta.get("heartbeat", {})
     if beat.get("host") == host():
         pid = beat.get("pid")
-        return "running" if isinstance(pid, int) and pid_alive(pid) and pid != os.getpid() else "crashed"
+        if not isinstance(pid, int) or pid == os.getpid() or not pid_alive(pid):
+            return "crashed"
+        started = beat.get("started")
+        return "crashed" if started is not None and process_start(pid) not in (None, started) else "running"
     age = time.time() - float(beat.get("time", 0))
     return "running" if age < STALE_AFTER_S else "crashed"
 
@@ -209,6 +225,29 @@ def require_run_dir(path: Path) -> dict:
     return meta
 
 
+class RunLock:
+    """An exclusive lock on a run folder for as long as one process trains in it.
+
+    Two ``resume`` commands started together on the same crashed run would both see it as
+    resumable; the lock lets exactly one of them in. The kernel drops it when the process dies.
+    """
+
+    def __init__(self, run_dir: Path):
+        self._f = open(run_dir / ".lock", "a")
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): the status check in resume is all there is
+            return
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise SkipexpError("another skipexp process is training in this run folder", file=str(run_dir)) from None
+
+    def release(self) -> None:
+        self._f.close()
+
+
 class Meta:
     """meta.json, rewritten atomically on every change; the heartbeat is throttled."""
 
@@ -225,6 +264,7 @@ class Meta:
         if not force and now - self._last_beat < 2.0:
             return
         self._last_beat = now
-        self.data["heartbeat"] = {"host": host(), "pid": os.getpid(), "time": now,
+        self.data["heartbeat"] = {"host": host(), "pid": os.getpid(), "started": process_start(os.getpid()),
+                                  "time": now,
                                   "iso": datetime.fromtimestamp(now).isoformat(timespec="seconds")}
         write_json(self.path, self.data)
