@@ -36,14 +36,28 @@ ALL_FILES = STEP_FILES + ["eval"]
 
 # --- helpers -------------------------------------------------------------------------------------
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    yield
+    while _STARTED:
+        p = _STARTED.pop()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 class Proc:
     """A ``skipexp`` process whose output goes to files (a pipe nobody reads could block it)."""
 
     def __init__(self, tmp: Path, *args: object, tag: str = "p"):
         self.out, self.err = tmp / f"{tag}.out", tmp / f"{tag}.err"
-        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "80"}
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "80"}  # 80 columns: hints must still be one line
         with open(self.out, "w") as o, open(self.err, "w") as e:
             self.p = subprocess.Popen(skipexp_cmd() + [str(a) for a in args], stdout=o, stderr=e, env=env)
+        _STARTED.append(self.p)
 
     def wait(self, timeout: float = 120) -> int:
         return self.p.wait(timeout)
@@ -455,3 +469,21 @@ def test_read_only_and_full_out_fail_before_training(tmp_path, tiny_config, tmpf
     p = run_cli("train", tiny_config, "--out", full / "runs", check=2)
     assert p.stderr.strip() == f"error: {full / 'runs'}: --out: cannot write here: No space left on device"
     assert list((full / "runs").iterdir()) == []
+
+
+# --- 7. loading runs no code -----------------------------------------------------------------------
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    marker = tmp_path / "code-ran"
+    torch.save({"model": {}, "x": _Payload(marker)}, tmp_path / "last.pt")
+    with pytest.raises(SkipexpError, match="unreadable checkpoint"):
+        train_mod.load_checkpoint_file(tmp_path / "last.pt")
+    assert not marker.exists()
