@@ -155,7 +155,10 @@ def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progr
     run = _Run(cfg, run_dir, device, splits, model, fwd, opt, sched, probe, logs, meta, total, per_epoch)
     now = datetime.now().isoformat(timespec="seconds")
     if resume:
-        _load_checkpoint(run)
+        # no checkpoint yet (killed in epoch 1): start over; training is deterministic, so the rows
+        # already on disk are the ones it would write again, and CsvLog skips them
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            _load_checkpoint(run)
         meta.data.setdefault("resumes", []).append({
             "time": now, "from_step": run.step, "previous_status": runio.effective_status(meta.data),
             "host": runio.host(), "pid": os.getpid()})
@@ -393,11 +396,11 @@ def resume(run_dir: Path, *, reporter: Reporter | None = None, should_stop: Call
     if status == "running":
         raise SkipexpError(f"the run is still running (pid {meta.get('heartbeat', {}).get('pid')})",
                            file=str(run_dir))
+    if status not in ("interrupted", "failed", "crashed"):
+        raise SkipexpError(f"meta.json says status {status!r}; only an interrupted, failed or crashed run "
+                           "can be resumed", file=str(run_dir))
     cfg = config_mod.load(run_dir / "config.yaml")
     if cfg.log.checkpoint == "none":
         raise SkipexpError("this run was trained with log.checkpoint: none, so it kept no checkpoint to resume "
                            "from; train it again (log.checkpoint: last keeps one)", file=str(run_dir))
-    if not (run_dir / "checkpoints" / "last.pt").is_file():
-        raise SkipexpError("no checkpoints/last.pt to resume from: the run stopped before its first checkpoint "
-                           "(the end of epoch 1); train it again", file=str(run_dir))
     return train(cfg, run_dir, reporter=reporter, should_stop=should_stop, resume=True, progress=progress)

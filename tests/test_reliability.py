@@ -198,6 +198,23 @@ def test_kill_9_keeps_every_row_and_reads_as_crashed_then_resumes_exactly(tmp_pa
     assert meta(run)["resumes"][0]["previous_status"] == "crashed"
 
 
+def test_a_run_that_died_before_its_first_checkpoint_resumes_from_the_start(tmp_path, reference):
+    class Dies(train_mod.Reporter):  # stands in for a crash in epoch 1: no checkpoint on disk yet
+        def on_log(self, row):
+            if row["step"] >= 40:
+                raise RuntimeError("died")
+
+    cfg = config.load(write_config(tmp_path / "c.yaml", RESUME))
+    run = train_mod.create_run(cfg, tmp_path / "runs")
+    with pytest.raises(RuntimeError):
+        train_mod.train(cfg, run, reporter=Dies(), plots=False)
+    assert meta(run)["status"] == "failed" and not (run / "checkpoints").exists()
+    assert last_step(run) == 40
+    assert train_mod.resume(run).status == "completed"
+    assert_same_run(run, reference)
+    assert meta(run)["resumes"][0]["from_step"] == 0
+
+
 def test_resume_is_refused_for_completed_foreign_and_running_runs(tmp_path, reference):
     p = run_cli("resume", reference, check=2)
     assert p.stderr.strip() == f"error: {reference}: the run is completed; there is nothing to resume"
