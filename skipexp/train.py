@@ -375,7 +375,12 @@ def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
     if plots:
         from skipexp import plots as plots_mod
 
-        plots_mod.plot_run(run_dir)
+        try:
+            plots_mod.plot_run(run_dir)
+        except Exception:  # the results are on disk and `report` can redraw them; say where it broke
+            with open(run_dir / "train.log", "a") as f:
+                f.write(traceback.format_exc())
+            raise
     reporter.on_end(status, summary)
     return RunResult(run_dir, status, summary)
 
