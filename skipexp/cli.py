@@ -65,9 +65,11 @@ class StopFlag:
                 from skipexp import runio
 
                 meta = runio.read_json(self.run_dir / "meta.json")
-                if meta.get("status") == "running":  # a run that already finished keeps its status
+                if meta.get("status") in ("running", "interrupted"):  # a finished run keeps its status
                     meta["status"] = "interrupted"
                     runio.write_json(self.run_dir / "meta.json", meta)
+                    sys.stderr.write(f"interrupted; continue with: skipexp resume {self.run_dir}\n")
+                    sys.stderr.flush()
             except Exception:
                 pass
         os._exit(EXIT_INTERRUPTED)
@@ -256,6 +258,9 @@ def resume(
 
     Example: [bold]skipexp resume runs/20260101-120000-skip[/]
     """
+    from skipexp import runio
+
+    runio.check_resumable(run_dir)  # refusals come before torch loads
     from skipexp import train as train_mod
 
     stop = StopFlag().install()

@@ -14,9 +14,12 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from skipexp.errors import SkipexpError
+
+if TYPE_CHECKING:
+    from skipexp.config import RunConfig
 
 METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "lr", "grad_norm_total", "elapsed_s"]
 EVAL_COLUMNS = ["step", "epoch", "test_loss", "test_acc"]
@@ -223,6 +226,30 @@ def require_run_dir(path: Path) -> dict:
     if meta.get("tool") != "skipexp":
         raise SkipexpError("meta.json was not written by skipexp", file=str(path))
     return meta
+
+
+def check_resumable(run_dir: Path) -> "RunConfig":
+    """The config of a run that ``resume`` may continue, or a SkipexpError saying why it may not.
+
+    Torch-free, so the CLI refuses in a fraction of a second.
+    """
+    from skipexp import config as config_mod
+
+    meta = require_run_dir(run_dir)
+    status = effective_status(meta)
+    if status in FINISHED:
+        raise SkipexpError(f"the run is {status}; there is nothing to resume", file=str(run_dir))
+    if status == "running":
+        raise SkipexpError(f"the run is still running (pid {meta.get('heartbeat', {}).get('pid')})",
+                           file=str(run_dir))
+    if status not in ("interrupted", "failed", "crashed"):
+        raise SkipexpError(f"meta.json says status {status!r}; only an interrupted, failed or crashed run "
+                           "can be resumed", file=str(run_dir))
+    cfg = config_mod.load(run_dir / "config.yaml")
+    if cfg.log.checkpoint == "none":
+        raise SkipexpError("this run was trained with log.checkpoint: none, so it kept no checkpoint to resume "
+                           "from; train it again (log.checkpoint: last keeps one)", file=str(run_dir))
+    return cfg
 
 
 class RunLock:

@@ -394,18 +394,6 @@ def _finish_meta(run_dir: Path, run: _Run | None, status: str) -> None:
 
 def resume(run_dir: Path, *, reporter: Reporter | None = None, should_stop: Callable[[], bool] = lambda: False,
            progress: data_mod.Progress | None = None) -> RunResult:
-    meta = runio.require_run_dir(run_dir)
-    status = runio.effective_status(meta)
-    if status in runio.FINISHED:
-        raise SkipexpError(f"the run is {status}; there is nothing to resume", file=str(run_dir))
-    if status == "running":
-        raise SkipexpError(f"the run is still running (pid {meta.get('heartbeat', {}).get('pid')})",
-                           file=str(run_dir))
-    if status not in ("interrupted", "failed", "crashed"):
-        raise SkipexpError(f"meta.json says status {status!r}; only an interrupted, failed or crashed run "
-                           "can be resumed", file=str(run_dir))
-    cfg = config_mod.load(run_dir / "config.yaml")
-    if cfg.log.checkpoint == "none":
-        raise SkipexpError("this run was trained with log.checkpoint: none, so it kept no checkpoint to resume "
-                           "from; train it again (log.checkpoint: last keeps one)", file=str(run_dir))
+    """Continue an interrupted, failed or crashed run from checkpoints/last.pt (see runio.check_resumable)."""
+    cfg = runio.check_resumable(run_dir)
     return train(cfg, run_dir, reporter=reporter, should_stop=should_stop, resume=True, progress=progress)
