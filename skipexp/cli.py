@@ -58,14 +58,18 @@ class StopFlag:
             self.requested = True
             err_console.print("[yellow]stopping after this step (again to quit at once)...[/]")
             return
-        # every file in a run folder is written atomically or row by row, so leaving now corrupts nothing
+        # every file in a run folder is written atomically or row by row, so leaving now corrupts nothing;
+        # last.pt is the one from the last epoch end, and resume skips the rows already on disk
         if self.run_dir is not None:
             try:
                 from skipexp import runio
 
                 meta = runio.read_json(self.run_dir / "meta.json")
-                meta["status"] = "interrupted"
-                runio.write_json(self.run_dir / "meta.json", meta)
+                if meta.get("status") in ("running", "interrupted"):  # a finished run keeps its status
+                    meta["status"] = "interrupted"
+                    runio.write_json(self.run_dir / "meta.json", meta)
+                    sys.stderr.write(f"interrupted; continue with: skipexp resume {self.run_dir}\n")
+                    sys.stderr.flush()
             except Exception:
                 pass
         os._exit(EXIT_INTERRUPTED)
@@ -88,11 +92,13 @@ def make_reporter(label: str, stop: StopFlag | None = None):
             )
             self.task = None
             self.last = None
+            self.started = False  # a bar that never started must not print its blank line on close
 
         def on_start(self, run_dir, total_steps, start_step):
             if stop is not None:
                 stop.run_dir = run_dir
             self.progress.start()
+            self.started = True
             self.task = self.progress.add_task(label, total=total_steps, completed=start_step, loss="-", rate="-")
             self.last = (start_step, None)
 
@@ -108,11 +114,12 @@ def make_reporter(label: str, stop: StopFlag | None = None):
             self.progress.update(self.task, completed=int(row["step"]))
 
         def on_end(self, status, summary):
-            self.progress.stop()
+            self.close()
 
         def close(self):
-            if self.task is not None:  # stopping a bar never started prints a stray blank line
+            if self.started:
                 self.progress.stop()
+                self.started = False
 
     return RichReporter()
 
@@ -199,7 +206,12 @@ def run_one(cfg: "RunConfig", out: Path, run_dir: Path | None, stop: StopFlag, l
 def finish(result) -> None:
     """Print the outcome of one run and exit with its code."""
     if result.status == "interrupted":
-        err_console.print(f"interrupted: resume with [bold]skipexp resume {result.run_dir}[/]")
+        # one line however narrow the terminal, so it can be copied and run
+        if (result.run_dir / "checkpoints" / "last.pt").is_file():
+            hint = f"interrupted; continue with: skipexp resume {result.run_dir}"
+        else:
+            hint = f"interrupted; {result.run_dir} has no checkpoint (log.checkpoint: none), so it cannot be resumed"
+        err_console.print(hint, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -220,15 +232,21 @@ def train(
     Example: [bold]skipexp train configs/skip.yaml model.depth=64 --device cpu[/]
     """
     cfg = load_config(config, overrides, device, name)
+    from skipexp import runio
+
+    runio.check_writable(out if run_dir is None else run_dir.parent)  # before torch loads: fail in a second
     stop = StopFlag().install()
     results = []
     for seed in cfg.seeds:
         one = cfg.replace(seed=seed, name=f"{cfg.name}-seed{seed}" if len(cfg.seeds) > 1 else cfg.name)
         target = run_dir if len(cfg.seeds) == 1 or run_dir is None else run_dir.parent / f"{run_dir.name}-seed{seed}"
-        result = run_one(one, out, target, stop)
+        try:
+            result = run_one(one, out, target, stop)
+        except SkipexpError as e:  # a config value found wrong only at run time (device, data sizes)
+            raise e.with_file(str(config)) from None
         results.append(result)
         print_summary(result.summary, result.run_dir)
-        out_console.print(str(result.run_dir))
+        out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
         finish(result)
 
 
@@ -240,16 +258,21 @@ def resume(
 
     Example: [bold]skipexp resume runs/20260101-120000-skip[/]
     """
+    from skipexp import runio
+
+    runio.check_resumable(run_dir)  # refusals come before torch loads
     from skipexp import train as train_mod
 
     stop = StopFlag().install()
     reporter = make_reporter(run_dir.name, stop)
     try:
         result = train_mod.resume(run_dir, reporter=reporter, should_stop=stop, progress=download_progress())
+    except SkipexpError as e:
+        raise e.with_file(str(run_dir / "config.yaml")) from None
     finally:
         reporter.close()
     print_summary(result.summary, result.run_dir)
-    out_console.print(str(result.run_dir))
+    out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
     finish(result)
 
 
@@ -287,25 +310,36 @@ def error(message: str) -> None:
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    try:  # recent typer vendors click as typer._click and raises its exceptions, not click's
-        from typer._click import exceptions as click_exc
-    except ImportError:
-        from click import exceptions as click_exc
+def _click_classes(name: str) -> tuple[type, ...]:
+    """click's exception class ``name``, and typer's own copy of it (recent typer vendors click)."""
+    import importlib
 
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions", "typer"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def main(argv: list[str] | None = None) -> None:
+    usage_error, abort, exit_ = _click_classes("UsageError"), _click_classes("Abort"), _click_classes("Exit")
     try:
         code = app(args=argv, standalone_mode=False)
     except SkipexpError as e:
         error(str(e))
         code = EXIT_BAD_INPUT
-    except click_exc.UsageError as e:
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `skipexp`: typer has printed the help
+            sys.exit(EXIT_BAD_INPUT)
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
         if e.format_message():  # empty when the help was just shown (no arguments at all)
             error(f"{where}{e.format_message()}".replace("\n", " "))
         code = EXIT_BAD_INPUT
-    except typer.Abort:
+    except abort:
         code = EXIT_INTERRUPTED
-    except typer.Exit as e:
+    except exit_ as e:
         code = e.exit_code
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED

@@ -225,7 +225,7 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
 
-_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _convert(value: Any, tp: Any, key: str) -> Any:
@@ -252,8 +252,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise SkipexpError(f"must be {_type_name(tp)}, got {value!r}", key=key)
         (item,) = typing.get_args(tp)
         return [_convert(v, item, key) for v in value]
-    if tp is float and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
-        value = float(value)  # PyYAML (YAML 1.1) reads 1e-3 as a string; YAML 1.2 and users mean a number
+    if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; everyone means the number
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import matplotlib
@@ -167,7 +168,7 @@ def plot_heatmap(run_dir: Path, out: Path) -> None:
         finite = logm[np.isfinite(logm)]
         norm = Normalize(*(np.percentile(finite, [1, 99]) if finite.size else (0, 1)))
         im = ax.imshow(logm, aspect="auto", origin="lower", cmap="magma", norm=norm, interpolation="nearest",
-                       extent=(steps[0], steps[-1], -0.5, len(cols) - 0.5))
+                       extent=(steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(cols) - 0.5))  # one step: not 0 wide
         ticks = _ticks(len(cols))
         ax.set_yticks(ticks)
         ax.set_yticklabels([_short(cols[t]) for t in ticks], fontsize=7)
@@ -187,7 +188,9 @@ def plot_run(run_dir: Path) -> list[Path]:
     out.mkdir(exist_ok=True)
     paths = [out / "loss.png", out / "grad_norms.png", out / "grad_heatmap.png"]
     for fn, path in zip((plot_loss, plot_grad_norms, plot_heatmap), paths):
-        fn(run_dir, path)
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix tells savefig the format
+        fn(run_dir, tmp)
+        os.replace(tmp, path)  # a process killed while drawing leaves the old plot, not half a PNG
     return paths
 
 

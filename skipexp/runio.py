@@ -14,9 +14,12 @@ import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from skipexp.errors import SkipexpError
+
+if TYPE_CHECKING:
+    from skipexp.config import RunConfig
 
 METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "lr", "grad_norm_total", "elapsed_s"]
 EVAL_COLUMNS = ["step", "epoch", "test_loss", "test_acc"]
@@ -178,6 +181,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), or None where unknown.
+
+    With the pid it tells one process from a later one that reused its pid, as happens after a
+    container restart, so a dead run is not mistaken for a running one.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name before ")" may hold spaces
+
+
 def effective_status(meta: dict) -> str:
     """The status on disk, except that a 'running' run whose process is gone is 'crashed'."""
     status = meta.get("status", "unknown")
@@ -186,7 +202,10 @@ def effective_status(meta: dict) -> str:
     beat = meta.get("heartbeat", {})
     if beat.get("host") == host():
         pid = beat.get("pid")
-        return "running" if isinstance(pid, int) and pid_alive(pid) and pid != os.getpid() else "crashed"
+        if not isinstance(pid, int) or pid == os.getpid() or not pid_alive(pid):
+            return "crashed"
+        started = beat.get("started")
+        return "crashed" if started is not None and process_start(pid) not in (None, started) else "running"
     age = time.time() - float(beat.get("time", 0))
     return "running" if age < STALE_AFTER_S else "crashed"
 
@@ -209,6 +228,53 @@ def require_run_dir(path: Path) -> dict:
     return meta
 
 
+def check_resumable(run_dir: Path) -> "RunConfig":
+    """The config of a run that ``resume`` may continue, or a SkipexpError saying why it may not.
+
+    Torch-free, so the CLI refuses in a fraction of a second.
+    """
+    from skipexp import config as config_mod
+
+    meta = require_run_dir(run_dir)
+    status = effective_status(meta)
+    if status in FINISHED:
+        raise SkipexpError(f"the run is {status}; there is nothing to resume", file=str(run_dir))
+    if status == "running":
+        raise SkipexpError(f"the run is still running (pid {meta.get('heartbeat', {}).get('pid')})",
+                           file=str(run_dir))
+    if status not in ("interrupted", "failed", "crashed"):
+        raise SkipexpError(f"meta.json says status {status!r}; only an interrupted, failed or crashed run "
+                           "can be resumed", file=str(run_dir))
+    cfg = config_mod.load(run_dir / "config.yaml")
+    if cfg.log.checkpoint == "none":
+        raise SkipexpError("this run was trained with log.checkpoint: none, so it kept no checkpoint to resume "
+                           "from; train it again (log.checkpoint: last keeps one)", file=str(run_dir))
+    return cfg
+
+
+class RunLock:
+    """An exclusive lock on a run folder for as long as one process trains in it.
+
+    Two ``resume`` commands started together on the same crashed run would both see it as
+    resumable; the lock lets exactly one of them in. The kernel drops it when the process dies.
+    """
+
+    def __init__(self, run_dir: Path):
+        self._f = open(run_dir / ".lock", "a")
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): the status check in resume is all there is
+            return
+        try:
+            fcntl.flock(self._f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._f.close()
+            raise SkipexpError("another skipexp process is training in this run folder", file=str(run_dir)) from None
+
+    def release(self) -> None:
+        self._f.close()
+
+
 class Meta:
     """meta.json, rewritten atomically on every change; the heartbeat is throttled."""
 
@@ -225,6 +291,7 @@ class Meta:
         if not force and now - self._last_beat < 2.0:
             return
         self._last_beat = now
-        self.data["heartbeat"] = {"host": host(), "pid": os.getpid(), "time": now,
+        self.data["heartbeat"] = {"host": host(), "pid": os.getpid(), "started": process_start(os.getpid()),
+                                  "time": now,
                                   "iso": datetime.fromtimestamp(now).isoformat(timespec="seconds")}
         write_json(self.path, self.data)

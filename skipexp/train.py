@@ -99,10 +99,11 @@ def create_run(cfg: RunConfig, out: Path, run_dir: Path | None = None) -> Path:
         except FileExistsError:
             raise SkipexpError("already exists; run folders are never reused", file=str(run_dir)) from None
     (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
-    runio.write_json(run_dir / "meta.json", {
-        "tool": "skipexp", "name": cfg.name, "status": "created", "seed": cfg.seed,
+    # "running" with a heartbeat from the start: a process killed while loading data shows as crashed
+    runio.Meta(run_dir / "meta.json", {
+        "tool": "skipexp", "name": cfg.name, "seed": cfg.seed,
         "created": datetime.now().isoformat(timespec="seconds"),
-    })
+    }).update(status="running")
     return run_dir
 
 
@@ -154,8 +155,13 @@ def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progr
     run = _Run(cfg, run_dir, device, splits, model, fwd, opt, sched, probe, logs, meta, total, per_epoch)
     now = datetime.now().isoformat(timespec="seconds")
     if resume:
-        _load_checkpoint(run)
-        meta.data.setdefault("resumes", []).append({"time": now, "from_step": run.step, "pid": os.getpid()})
+        # no checkpoint yet (killed in epoch 1): start over; training is deterministic, so the rows
+        # already on disk are the ones it would write again, and CsvLog skips them
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            _load_checkpoint(run)
+        meta.data.setdefault("resumes", []).append({
+            "time": now, "from_step": run.step, "previous_status": runio.effective_status(meta.data),
+            "host": runio.host(), "pid": os.getpid()})
     else:
         meta.data.update({
             "skipexp_version": skipexp.__version__, "torch_version": torch.__version__,
@@ -171,9 +177,16 @@ def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progr
 
 # --- checkpoints ---------------------------------------------------------------------------------
 
-def _save_checkpoint(run: _Run, elapsed: float) -> None:
+def _weights_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def _save_checkpoint(run: _Run, elapsed: float) -> bool:
+    """Write checkpoints/last.pt (and epoch-N.pt) atomically; False, writing nothing, if a weight is not finite."""
+    if not _weights_finite(run.model):
+        return False  # the last checkpoint on disk stays the last finite one
     if run.cfg.log.checkpoint == "none":
-        return
+        return True
     ckpt_dir = run.run_dir / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
     state = {
@@ -189,6 +202,7 @@ def _save_checkpoint(run: _Run, elapsed: float) -> None:
         epoch = run.step // run.steps_per_epoch
         torch.save(state, ckpt_dir / f".epoch-{epoch}.pt.tmp")
         os.replace(ckpt_dir / f".epoch-{epoch}.pt.tmp", ckpt_dir / f"epoch-{epoch}.pt")
+    return True
 
 
 def load_checkpoint_file(path: Path, map_location: torch.device | str = "cpu") -> dict:
@@ -202,10 +216,15 @@ def load_checkpoint_file(path: Path, map_location: torch.device | str = "cpu") -
 
 
 def _load_checkpoint(run: _Run) -> None:
-    state = load_checkpoint_file(run.run_dir / "checkpoints" / "last.pt", run.device)
-    run.model.load_state_dict(state["model"])
-    run.opt.load_state_dict(state["optimizer"])
-    run.sched.load_state_dict(state["scheduler"])
+    path = run.run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint_file(path, run.device)
+    try:
+        run.model.load_state_dict(state["model"])
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+    except (KeyError, ValueError, RuntimeError) as e:  # config.yaml edited since, or not our checkpoint
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise SkipexpError(f"does not fit the run's config.yaml ({first})", file=str(path)) from None
     torch.set_rng_state(state["rng"]["torch"].cpu())
     random.setstate((3, tuple(state["rng"]["python"]), None))
     if state["rng"]["cuda"] and torch.cuda.is_available():
@@ -248,10 +267,20 @@ def _loop(run: _Run, reporter: Reporter, should_stop: Callable[[], bool]) -> str
         run.seconds = run.elapsed + time.perf_counter() - started
 
 
+def _nonfinite(loss: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
+    """() bool: is the loss or any gradient NaN or infinite? Stays on the device (no host sync)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.stack(torch._foreach_norm(grads)).sum() if grads else torch.zeros_like(loss)
+    return ~(torch.isfinite(loss.detach()) & torch.isfinite(total))
+
+
 def _steps(run: _Run, reporter: Reporter, should_stop: Callable[[], bool], started: float) -> str:
     cfg, d, B = run.cfg, run.data, run.cfg.train.batch_size
     seed, every, eval_every = cfg.seeds[0], cfg.log.every, cfg.log.eval_every
     order = None
+    # first step whose loss or gradient was not finite (0: none). Kept on the device and read on CPU
+    # every step, on CUDA only where it matters (log, eval, checkpoint, stop), to spare a sync per step.
+    first_bad = torch.zeros((), dtype=torch.long, device=run.device)
     while run.step < run.total_steps:
         step = run.step + 1
         epoch, pos = divmod(step - 1, run.steps_per_epoch)
@@ -269,29 +298,30 @@ def _steps(run: _Run, reporter: Reporter, should_stop: Callable[[], bool], start
         loss = nn.functional.cross_entropy(logits, y)
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
+        first_bad.masked_fill_(_nonfinite(loss, run.probe.params) & (first_bad == 0), step)
         elapsed = run.elapsed + time.perf_counter() - started
         if log_now:
-            row = _record(run, step, epoch, loss, logits, y, hs, elapsed)
-            reporter.on_log(row)
+            reporter.on_log(_record(run, step, epoch, loss, logits, y, hs, elapsed))
             run.meta.beat()
-            finite = math.isfinite(row["train_loss"]) and math.isfinite(row["grad_norm_total"])
-        else:  # note: on CUDA this is a host sync; the price of stopping at the exact step
-            finite = run.device.type != "cpu" or math.isfinite(loss.item())
-        if not finite:
-            run.meta.update(diverged_at_step=step)
-            return "diverged"
+        last, epoch_end = step == run.total_steps, step % run.steps_per_epoch == 0
+        stop = not last and should_stop()
+        eval_now = (eval_every and step % eval_every == 0) or (not eval_every and epoch_end) or last
+        if run.device.type == "cpu" or log_now or eval_now or epoch_end or stop:
+            if bad_at := int(first_bad):  # before the update: the weights stay those of the last good step
+                run.meta.update(diverged_at_step=bad_at)
+                return "diverged"
         if cfg.train.grad_clip:  # after recording: the logged norms are the gradient's own, not the clip value
             nn.utils.clip_grad_norm_(run.model.parameters(), cfg.train.grad_clip)
         run.opt.step()
         run.sched.step()
         run.step = step
-        epoch_end = step % run.steps_per_epoch == 0
-        if (eval_every and step % eval_every == 0) or (not eval_every and epoch_end) or step == run.total_steps:
+        if eval_now:
             reporter.on_eval(_evaluate(run, step, epoch))
-        if epoch_end or step == run.total_steps:
-            _save_checkpoint(run, run.elapsed + time.perf_counter() - started)
-        if should_stop() and step < run.total_steps:
-            _save_checkpoint(run, run.elapsed + time.perf_counter() - started)
+        if epoch_end or last or stop:
+            if not _save_checkpoint(run, run.elapsed + time.perf_counter() - started):
+                run.meta.update(diverged_at_step=step)  # finite gradients, yet the update overflowed
+                return "diverged"
+        if stop:
             return "interrupted"
     return "completed"
 
@@ -301,6 +331,14 @@ def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
           progress: data_mod.Progress | None = None, plots: bool = True) -> RunResult:
     """Train ``cfg`` into ``run_dir`` (made by :func:`create_run`), or continue it with ``resume``."""
     reporter = reporter or Reporter()
+    try:
+        lock = runio.RunLock(run_dir)
+    except SkipexpError:
+        if not resume:
+            import shutil
+
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     log = open(run_dir / "train.log", "a")
     log.write(f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {'resume' if resume else 'train'} {' '.join(sys.argv)}\n")
     log.flush()
@@ -313,9 +351,9 @@ def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
         status = _loop(run, reporter, should_stop)
     except SkipexpError:
         log.close()
-        if resume:
+        if run is not None:  # it got going, then stopped: resumable from its checkpoint
             _finish_meta(run_dir, run, "interrupted")
-        else:  # bad input found while setting up (data files, device): leave no folder behind
+        elif not resume:  # bad input found while setting up (data files, device): leave no folder behind
             import shutil
 
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -329,6 +367,7 @@ def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
         if run is not None:
             for csv_log in run.logs.values():
                 csv_log.close()
+        lock.release()
     _finish_meta(run_dir, run, status)
     summary = write_summary(run_dir)
     log.write(f"status {status}: {summary}\n")
@@ -336,7 +375,12 @@ def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
     if plots:
         from skipexp import plots as plots_mod
 
-        plots_mod.plot_run(run_dir)
+        try:
+            plots_mod.plot_run(run_dir)
+        except Exception:  # the results are on disk and `report` can redraw them; say where it broke
+            with open(run_dir / "train.log", "a") as f:
+                f.write(traceback.format_exc())
+            raise
     reporter.on_end(status, summary)
     return RunResult(run_dir, status, summary)
 
@@ -350,14 +394,6 @@ def _finish_meta(run_dir: Path, run: _Run | None, status: str) -> None:
 
 def resume(run_dir: Path, *, reporter: Reporter | None = None, should_stop: Callable[[], bool] = lambda: False,
            progress: data_mod.Progress | None = None) -> RunResult:
-    meta = runio.require_run_dir(run_dir)
-    status = runio.effective_status(meta)
-    if status in runio.FINISHED:
-        raise SkipexpError(f"the run is {status}; there is nothing to resume", file=str(run_dir))
-    if status == "running":
-        raise SkipexpError(f"the run is still running (pid {meta.get('heartbeat', {}).get('pid')})",
-                           file=str(run_dir))
-    cfg = config_mod.load(run_dir / "config.yaml")
-    if not (run_dir / "checkpoints" / "last.pt").is_file():
-        raise SkipexpError("no checkpoints/last.pt to resume from; train it again", file=str(run_dir))
+    """Continue an interrupted, failed or crashed run from checkpoints/last.pt (see runio.check_resumable)."""
+    cfg = runio.check_resumable(run_dir)
     return train(cfg, run_dir, reporter=reporter, should_stop=should_stop, resume=True, progress=progress)
