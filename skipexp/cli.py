@@ -213,22 +213,43 @@ def train(
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(
         "--run-dir", help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
 ) -> None:
-    """Train one model and write one run folder.
+    """Train one model and write one run folder (one per seed where the config lists several seeds).
 
     Example: [bold]skipexp train configs/skip.yaml model.depth=64 --device cpu[/]
     """
-    cfg = load_config(config, overrides, device, name)
+    extra = list(overrides or []) + ([f"train.threads={threads}"] if threads is not None else [])
+    cfg = load_config(config, extra, device, name)
     stop = StopFlag().install()
-    results = []
-    for seed in cfg.seeds:
-        one = cfg.replace(seed=seed, name=f"{cfg.name}-seed{seed}" if len(cfg.seeds) > 1 else cfg.name)
-        target = run_dir if len(cfg.seeds) == 1 or run_dir is None else run_dir.parent / f"{run_dir.name}-seed{seed}"
-        result = run_one(one, out, target, stop)
-        results.append(result)
+    if len(cfg.seeds) == 1:
+        result = run_one(cfg, out, run_dir, stop)
         print_summary(result.summary, result.run_dir)
         out_console.print(str(result.run_dir))
         finish(result)
+        return
+    results = run_seeds(cfg, out, run_dir, stop)
+    for result in results:
+        print_summary(result.summary, result.run_dir)
+        out_console.print(str(result.run_dir))
+    for result in results:
+        finish(result)
+
+
+def run_seeds(cfg: "RunConfig", out: Path, run_dir: Path | None, stop: StopFlag, label: str | None = None):
+    """One run folder per seed of ``cfg``, the seeds trained together where the model allows."""
+    from skipexp import train as train_mod
+    from skipexp import vectorized
+
+    cfgs = [cfg.replace(seed=seed, name=f"{cfg.name}-seed{seed}") for seed in cfg.seeds]
+    dirs = [train_mod.create_run(one, out, None if run_dir is None else run_dir.parent / f"{run_dir.name}-seed{s}")
+            for one, s in zip(cfgs, cfg.seeds)]
+    reporter = make_reporter(label or f"{cfg.name} ×{len(cfgs)} seeds", stop)
+    try:
+        return vectorized.train_seeds(cfgs, dirs, reporter=reporter, should_stop=stop, progress=download_progress())
+    finally:
+        reporter.close()
 
 
 @app.command()

@@ -126,12 +126,14 @@ class _Run:
     seconds: float = 0.0  # training seconds in all, set when the loop ends
 
 
-def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progress | None) -> _Run:
+def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progress | None,
+           splits: data_mod.Splits | None = None) -> _Run:
     threads = cfg.train.threads or default_threads()
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     seed = cfg.seeds[0]
-    splits = data_mod.load(cfg.data, progress).to(device)
+    # seeds trained together (skipexp.vectorized) share one copy of the data
+    splits = (splits or data_mod.load(cfg.data, progress)).to(device)
     torch.manual_seed(seed)
     random.seed(seed)
     model = SkipNet(cfg.model, splits.input_dim, splits.num_classes).to(device)
