@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from skipexp.errors import SkipexpError
 
@@ -24,10 +23,33 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # plain help: typer's rich help formatter imports rich.markdown, pygments and markdown-it (~0.3 s),
+    # which `skipexp --help` cannot afford; tables and progress bars below still use rich
+    rich_markup_mode=None,
 )
-out_console = Console()
-err_console = Console(stderr=True)
+
+
+class LazyConsole:
+    """A rich Console made on first use, since importing rich.console costs ~0.1 s that --help need not pay."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self._kwargs = kwargs
+        self._console = None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
+
+
+out_console = LazyConsole()
+err_console = LazyConsole(stderr=True)
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -84,7 +106,7 @@ def make_reporter(label: str, stop: StopFlag | None = None):
                 TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                 TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                console=err_console, transient=False,
+                console=err_console.console, transient=False,
             )
             self.task = None
             self.last = None
@@ -125,7 +147,7 @@ def download_progress():
 
         if "p" not in state:
             state["p"] = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                                  console=err_console, transient=True)
+                                  console=err_console.console, transient=True)
             state["p"].start()
         p = state["p"]
         if name not in state:
@@ -218,7 +240,7 @@ def train(
 ) -> None:
     """Train one model and write one run folder (one per seed where the config lists several seeds).
 
-    Example: [bold]skipexp train configs/skip.yaml model.depth=64 --device cpu[/]
+    Example: skipexp train configs/skip.yaml model.depth=64 --device cpu
     """
     extra = list(overrides or []) + ([f"train.threads={threads}"] if threads is not None else [])
     cfg = load_config(config, extra, device, name)
@@ -258,7 +280,7 @@ def resume(
 ) -> None:
     """Continue an interrupted or crashed run from its last checkpoint, appending to its files.
 
-    Example: [bold]skipexp resume runs/20260101-120000-skip[/]
+    Example: skipexp resume runs/20260101-120000-skip
     """
     from skipexp import train as train_mod
 
@@ -280,7 +302,7 @@ def validate(
 ) -> None:
     """Check a config; print it resolved, with one row per layer. Trains nothing.
 
-    Example: [bold]skipexp validate configs/plain.yaml model.depth=8[/]
+    Example: skipexp validate configs/plain.yaml model.depth=8
     """
     from rich.syntax import Syntax
     from rich.table import Table
