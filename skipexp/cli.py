@@ -329,20 +329,23 @@ def error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import click
+    try:  # recent typer carries its own copy of click, whose exceptions are not click's classes
+        from typer._click import exceptions as click_exceptions
+    except ImportError:
+        from click import exceptions as click_exceptions
 
     try:
         code = app(args=argv, standalone_mode=False)
     except SkipexpError as e:
         error(str(e))
         code = EXIT_BAD_INPUT
-    except click.exceptions.UsageError as e:
+    except click_exceptions.UsageError as e:
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
         error(f"{where}{e.format_message()}".replace("\n", " "))
         code = EXIT_BAD_INPUT
-    except click.exceptions.Abort:
+    except click_exceptions.Abort:
         code = EXIT_INTERRUPTED
-    except click.exceptions.Exit as e:
+    except click_exceptions.Exit as e:
         code = e.exit_code
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
