@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. With spinning (the default),
+# a 2-thread run on 2 cores shared with other busy processes ran 18x slower than with 1 thread (2.4 vs
+# 43 steps/s, configs/skip.yaml); sleeping threads gave 46 steps/s. Set OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from skipexp.errors import SkipexpError
 
 if TYPE_CHECKING:
