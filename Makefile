@@ -7,7 +7,7 @@ SKIPEXP := $(BIN)/skipexp
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean-runs
+.PHONY: install demo test bench clean-runs
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ratios of skipexp's speed to baselines (a few minutes; not part of test). Lightning rows need
+# `$(BIN)/pip install -e ".[bench]"`; without it they say n/a.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
 
 clean-runs:
 	rm -rf runs/*/ runs/*.mk

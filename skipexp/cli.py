@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
+
+# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. With spinning (the default),
+# a 2-thread run on 2 cores shared with other busy processes ran 18x slower than with 1 thread (2.4 vs
+# 43 steps/s, configs/skip.yaml); sleeping threads gave 46 steps/s. Set OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from skipexp.errors import SkipexpError
 
@@ -24,10 +28,33 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # plain help: typer's rich help formatter imports rich.markdown, pygments and markdown-it (~0.3 s),
+    # which `skipexp --help` cannot afford; tables and progress bars below still use rich
+    rich_markup_mode=None,
 )
-out_console = Console()
-err_console = Console(stderr=True)
+
+
+class LazyConsole:
+    """A rich Console made on first use, since importing rich.console costs ~0.1 s that --help need not pay."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self._kwargs = kwargs
+        self._console = None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
+
+
+out_console = LazyConsole()
+err_console = LazyConsole(stderr=True)
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -88,7 +115,7 @@ def make_reporter(label: str, stop: StopFlag | None = None):
                 TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                 TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                console=err_console, transient=False,
+                console=err_console.console, transient=False,
             )
             self.task = None
             self.last = None
@@ -133,7 +160,7 @@ def download_progress():
 
         if "p" not in state:
             state["p"] = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                                  console=err_console, transient=True)
+                                  console=err_console.console, transient=True)
             state["p"].start()
         p = state["p"]
         if name not in state:
@@ -226,28 +253,43 @@ def train(
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(
         "--run-dir", help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
 ) -> None:
-    """Train one model and write one run folder.
+    """Train one model and write one run folder (one per seed where the config lists several seeds).
 
-    Example: [bold]skipexp train configs/skip.yaml model.depth=64 --device cpu[/]
+    Example: skipexp train configs/skip.yaml model.depth=64 --device cpu
     """
-    cfg = load_config(config, overrides, device, name)
+    extra = list(overrides or []) + ([f"train.threads={threads}"] if threads is not None else [])
+    cfg = load_config(config, extra, device, name)
     from skipexp import runio
 
     runio.check_writable(out if run_dir is None else run_dir.parent)  # before torch loads: fail in a second
     stop = StopFlag().install()
-    results = []
-    for seed in cfg.seeds:
-        one = cfg.replace(seed=seed, name=f"{cfg.name}-seed{seed}" if len(cfg.seeds) > 1 else cfg.name)
-        target = run_dir if len(cfg.seeds) == 1 or run_dir is None else run_dir.parent / f"{run_dir.name}-seed{seed}"
-        try:
-            result = run_one(one, out, target, stop)
-        except SkipexpError as e:  # a config value found wrong only at run time (device, data sizes)
-            raise e.with_file(str(config)) from None
-        results.append(result)
+    try:
+        results = [run_one(cfg, out, run_dir, stop)] if len(cfg.seeds) == 1 else run_seeds(cfg, out, run_dir, stop)
+    except SkipexpError as e:  # a config value found wrong only at run time (device, data sizes)
+        raise e.with_file(str(config)) from None
+    for result in results:
         print_summary(result.summary, result.run_dir)
         out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
+    for result in results:
         finish(result)
+
+
+def run_seeds(cfg: "RunConfig", out: Path, run_dir: Path | None, stop: StopFlag, label: str | None = None):
+    """One run folder per seed of ``cfg``, the seeds trained together where the model allows."""
+    from skipexp import train as train_mod
+    from skipexp import vectorized
+
+    cfgs = [cfg.replace(seed=seed, name=f"{cfg.name}-seed{seed}") for seed in cfg.seeds]
+    dirs = [train_mod.create_run(one, out, None if run_dir is None else run_dir.parent / f"{run_dir.name}-seed{s}")
+            for one, s in zip(cfgs, cfg.seeds)]
+    reporter = make_reporter(label or f"{cfg.name} ×{len(cfgs)} seeds", stop)
+    try:
+        return vectorized.train_seeds(cfgs, dirs, reporter=reporter, should_stop=stop, progress=download_progress())
+    finally:
+        reporter.close()
 
 
 @app.command()
@@ -256,7 +298,7 @@ def resume(
 ) -> None:
     """Continue an interrupted or crashed run from its last checkpoint, appending to its files.
 
-    Example: [bold]skipexp resume runs/20260101-120000-skip[/]
+    Example: skipexp resume runs/20260101-120000-skip
     """
     from skipexp import runio
 
@@ -283,7 +325,7 @@ def validate(
 ) -> None:
     """Check a config; print it resolved, with one row per layer. Trains nothing.
 
-    Example: [bold]skipexp validate configs/plain.yaml model.depth=8[/]
+    Example: skipexp validate configs/plain.yaml model.depth=8
     """
     cfg = load_config(config, overrides)  # before importing torch: a bad config fails in a blink
 
@@ -310,36 +352,26 @@ def error(message: str) -> None:
     err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _click_classes(name: str) -> tuple[type, ...]:
-    """click's exception class ``name``, and typer's own copy of it (recent typer vendors click)."""
-    import importlib
-
-    found = []
-    for module in ("click.exceptions", "typer._click.exceptions", "typer"):
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(found)
-
-
 def main(argv: list[str] | None = None) -> None:
-    usage_error, abort, exit_ = _click_classes("UsageError"), _click_classes("Abort"), _click_classes("Exit")
+    try:  # recent typer carries its own copy of click, whose exceptions are not click's classes
+        from typer._click import exceptions as click_exceptions
+    except ImportError:
+        from click import exceptions as click_exceptions
     try:
         code = app(args=argv, standalone_mode=False)
     except SkipexpError as e:
         error(str(e))
         code = EXIT_BAD_INPUT
-    except usage_error as e:
+    except click_exceptions.UsageError as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `skipexp`: typer has printed the help
             sys.exit(EXIT_BAD_INPUT)
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
         if e.format_message():  # empty when the help was just shown (no arguments at all)
             error(f"{where}{e.format_message()}".replace("\n", " "))
         code = EXIT_BAD_INPUT
-    except abort:
+    except click_exceptions.Abort:
         code = EXIT_INTERRUPTED
-    except exit_ as e:
+    except click_exceptions.Exit as e:
         code = e.exit_code
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
