@@ -363,15 +363,16 @@ def main(argv: list[str] | None = None) -> None:
         error(str(e))
         code = EXIT_BAD_INPUT
     except click_exceptions.UsageError as e:
-        if type(e).__name__ == "NoArgsIsHelpError":  # bare `skipexp`: typer has printed the help
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `skipexp`: the help, as a usage error
+            print(e.ctx.get_help() if e.ctx is not None else "Usage: skipexp [OPTIONS] COMMAND [ARGS]...")
             sys.exit(EXIT_BAD_INPUT)
         where = f"{e.ctx.command_path}: " if e.ctx is not None else ""
         if e.format_message():  # empty when the help was just shown (no arguments at all)
             error(f"{where}{e.format_message()}".replace("\n", " "))
         code = EXIT_BAD_INPUT
-    except click_exceptions.Abort:
+    except typer.Abort:
         code = EXIT_INTERRUPTED
-    except click_exceptions.Exit as e:
+    except typer.Exit as e:
         code = e.exit_code
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED

@@ -235,8 +235,6 @@ def _loop(seeds: _Seeds, reporter: train_mod.Reporter, should_stop: Callable[[],
         losses = nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)   # (K,)
         seeds.opt.zero_grad(set_to_none=True)
         (losses * mask).sum().backward()   # seeds share no weights: each slice gets its own seed's gradient
-        if cfg.train.grad_clip:
-            seeds.clip_(cfg.train.grad_clip)
         elapsed = time.perf_counter() - started
         if log_now:
             values, lr = seeds.record(losses, logits, y, hs), seeds.sched.get_last_lr()[0]
@@ -255,6 +253,8 @@ def _loop(seeds: _Seeds, reporter: train_mod.Reporter, should_stop: Callable[[],
             mask[k] = 0.0
             seeds.retire(k)
             finish(k, "diverged")
+        if cfg.train.grad_clip:  # after recording: the logged norms are the gradient's own, as in train.py
+            seeds.clip_(cfg.train.grad_clip)
         seeds.opt.step()
         seeds.sched.step()
         for k in live:
