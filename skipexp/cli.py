@@ -294,8 +294,10 @@ def lesion(
     samples: Annotated[int, typer.Option("--samples", min=1, help="Random sets per K.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random sets.")] = 0,
 ) -> None:
-    """Remove each unit of a trained model in turn (its residual branch where it has a skip, the whole unit
-    where it has none) and measure test accuracy; writes lesion.csv and plots/lesion.png.
+    """Remove units of a trained model at test time and measure test accuracy (lesion study).
+
+    Each unit in turn loses its residual branch where it has a skip, or is removed whole where it has none;
+    --drop K adds random sets of 2..K units. Writes lesion.csv and plots/lesion.png into the run folder.
 
     Example: [bold]skipexp lesion runs/20260101-120000-skip --drop 4[/]
     """
@@ -315,8 +317,9 @@ def lesion(
         rows = lesion_mod.lesion(run, drop=drop, samples=samples, seed=seed)
         lesion_mod.write_csv(rows, member / "lesion.csv")
         chance = 1.0 / run.splits.num_classes
-        lesion_mod.plot([(run.cfg.name, rows)], member / "plots" / "lesion.png", run.cfg.name, chance)
-        curves.append((run.cfg.name, rows))
+        label = f"{run.cfg.name} (skip: {run.cfg.model.skip.kind})"
+        lesion_mod.plot([(label, rows)], member / "plots" / "lesion.png", run.cfg.name, chance)
+        curves.append((label, rows))
         t = Table(title=f"{run.cfg.name} ({run.cfg.model.skip.kind}): lesion, test accuracy", title_justify="left")
         for col in ("removed", "how", "test acc", "change"):
             t.add_column(col, justify="left" if col in ("removed", "how") else "right")
@@ -358,8 +361,10 @@ def shatter(
         "--checkpoint", help="Also probe this trained run folder's model.")] = None,
     out: OutOpt = Path("runs"),
 ) -> None:
-    """Correlation of input gradients between neighbouring points on a line through input space, against
-    depth, at initialisation: plain nets shatter (~2^-L), skip nets do not. Writes a shatter folder.
+    """Correlation of gradients along a line in input space against depth, at init (shattered gradients).
+
+    Plain nets shatter (Balduzzi et al.: ~2^-L), skip nets much less. Writes OUT/<time>-shatter-<name>/
+    with shatter.csv and plots/shatter.png.
 
     Example: [bold]skipexp shatter configs/skip.yaml model.init=kaiming --depths 1,2,4,8,16[/]
     """
@@ -391,8 +396,8 @@ def shatter(
     if trained is not None:
         rows += shatter_mod.probe_trained(trained.model, trained.cfg, trained.splits, pairs)
     lesion_mod.write_csv(rows, folder / "shatter.csv", shatter_mod.COLUMNS)
-    plot = shatter_mod.plot(rows, folder / "plots" / "shatter.png", f"{cfg.name}: shattered gradients "
-                            f"({cfg.model.activation}, init {cfg.model.init}, width {cfg.model.width})")
+    plot = shatter_mod.plot(rows, folder / "plots" / "shatter.png", f"{cfg.name}: {cfg.model.activation}, norm "
+                            f"{cfg.model.norm}, init {cfg.model.init}, width {cfg.model.width}")
     t = Table(title="lag-1 correlation of gradients along a line (mean ± s.e.)", title_justify="left")
     t.add_column("depth", justify="right")
     summary = shatter_mod.summarise(rows)

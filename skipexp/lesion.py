@@ -203,6 +203,10 @@ def plot(curves: list[tuple[str, list[dict]]], out: Path, title: str, chance: fl
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_xlabel("removed unit (one at a time)")
     ax1.set_title(f"{title}: remove one unit (dashed: intact)")
     ax2.set_xlabel("number of units removed (0 = intact)")

@@ -136,8 +136,10 @@ def plot(rows: list[dict], out: Path, title: str) -> Path:
         err = [x[2] for x in line]
         if state == "init":
             ax.errorbar(d, m, yerr=err, fmt="o-", capsize=3, label=f"{kind} (init)")
-            ax.plot([x[0] for x in line if x[1] <= floor], [floor] * sum(x[1] <= floor for x in line), "o",
-                    mfc="white", color="k", ms=7)
+            low = [x[0] for x in line if x[1] <= floor]
+            if low:
+                ax.plot(low, [floor] * len(low), "o", mfc="white", color=f"C{i}", ms=9,
+                        label=f"{kind}: mean <= {floor:g}, drawn at {floor:g}")
         else:
             ax.plot(d, m, "*", ms=14, label=f"{kind} (trained)")
     ref = [d for d in range(1, max(depths) + 1)]

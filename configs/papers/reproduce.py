@@ -5,7 +5,8 @@
 The sweep file has the sweep format (name, base, grid). Each point becomes one run folder
 ``<out>/sweep-<name>/<point>/`` (e.g. ``depth=25,skip.kind=none``); points already completed are
 skipped, so running the script again only redoes what is missing. The plot puts the first grid key on
-the x axis, one line per value of the others (seeds averaged), and the training-loss curves beside it.
+the x axis, one line per value of the others (seeds averaged), and the training-loss curves beside it
+(``plots/training.png``).
 """
 from __future__ import annotations
 
@@ -153,7 +154,7 @@ def main() -> int:
             return code
     (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
     print(write_summary(sweep, points, folder).read_text(), end="")
-    target = folder / "plots" / f"{sweep['name']}.png"
+    target = folder / "plots" / "training.png"
     plot(sweep, points, folder, target)
     if args.plot is not None:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
