@@ -74,15 +74,16 @@ def plot(sweep: dict, points: list[dict], folder: Path, target: Path) -> None:
         run = folder / point_name(p)
         g.setdefault(p[xkey], []).append((late_train_loss(run), final_test_acc(run)))
     styles = ["-", "--", ":", "-."]
-    xs_all = sorted({p[xkey] for p in points}, key=str)
+    xs_all = list(dict.fromkeys(p[xkey] for p in points))  # grid order
+    categorical = any(isinstance(x, str) for x in xs_all)
     cmap = plt.get_cmap("viridis", max(2, len(xs_all)))
     for si, (label, by_x) in enumerate(groups.items()):
         name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(series_keys, label)) or "runs"
         xs = list(by_x)
-        ax.plot(range(len(xs)) if isinstance(xs[0], str) else xs,
-                [sum(v[0] for v in by_x[x]) / len(by_x[x]) for x in xs], "o-", label=name)
-        ax_acc.plot(range(len(xs)) if isinstance(xs[0], str) else xs,
-                    [sum(v[1] for v in by_x[x]) / len(by_x[x]) for x in xs], "o-", label=name)
+        pos = [xs_all.index(x) for x in xs] if categorical else xs
+        fmt = "o" if categorical else "o-"  # categories have no order to join with lines
+        ax.plot(pos, [sum(v[0] for v in by_x[x]) / len(by_x[x]) for x in xs], fmt, ms=8, label=name)
+        ax_acc.plot(pos, [sum(v[1] for v in by_x[x]) / len(by_x[x]) for x in xs], fmt, ms=8, label=name)
     for p in points:
         if p.get("seed", 0) != points[0].get("seed", 0):
             continue
@@ -95,7 +96,7 @@ def plot(sweep: dict, points: list[dict], folder: Path, target: Path) -> None:
     xname = xkey.split(".")[-1]
     for a in (ax, ax_acc):
         a.set_xlabel(xname)
-        if isinstance(xs_all[0], str):
+        if categorical:
             a.set_xticks(range(len(xs_all)), xs_all)
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
