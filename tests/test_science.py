@@ -84,6 +84,18 @@ def test_rezero_and_projection_keep_the_shortcut():
         assert torch.allclose(lesion.forward_lesioned(model, x, {2}), expected, atol=1e-6), kind
 
 
+def test_dense_units_have_their_outputs_zeroed_and_unbypassed_units_are_plain():
+    model = _model("dense")
+    x = torch.randn(32, 16)
+    handle = model.blocks[1].register_forward_hook(lambda m, i, out: torch.zeros_like(out))
+    expected = model(x)
+    handle.remove()
+    assert torch.allclose(lesion.forward_lesioned(model, x, {1}), expected, atol=1e-6)
+    cfg = config.from_dict({"model": {"depth": 4, "width": 16, "skip": {"kind": "identity", "every": 2}}})
+    every_other = SkipNet(cfg.model, 16, 10)
+    assert [lesion.removal(every_other, u) for u in range(4)] == ["branch", "whole", "branch", "whole"]
+
+
 def test_a_plain_unit_that_changes_width_cannot_be_removed():
     model = _model("none", width=[16, 16, 24, 24])
     assert [lesion.removal(model, u) for u in range(4)] == ["whole", "whole", None, "whole"]
