@@ -317,7 +317,8 @@ def lesion(
         rows = lesion_mod.lesion(run, drop=drop, samples=samples, seed=seed)
         lesion_mod.write_csv(rows, member / "lesion.csv")
         chance = 1.0 / run.splits.num_classes
-        label = f"{run.cfg.name} (skip: {run.cfg.model.skip.kind})"
+        kind = run.cfg.model.skip.kind
+        label = run.cfg.name if kind in run.cfg.name else f"{run.cfg.name} (skip: {kind})"
         lesion_mod.plot([(label, rows)], member / "plots" / "lesion.png", run.cfg.name, chance)
         curves.append((label, rows))
         t = Table(title=f"{run.cfg.name} ({run.cfg.model.skip.kind}): lesion, test accuracy", title_justify="left")
