@@ -26,7 +26,7 @@ test: $(STAMP)
 clean-runs:
 	rm -rf runs/*/ runs/*.mk
 
-# The paper reproductions (README, "Paper reproductions"): about 15 min on 2 cores; plots go to docs/papers/.
+# The paper reproductions (README, "Paper reproductions"): under 20 min on 2 cores; plots go to docs/papers/.
 papers: $(STAMP)
 	for s in highway degradation identity-mappings; do \
 	  $(BIN)/python configs/papers/reproduce.py configs/papers/$$s.yaml --plot docs/papers/$$s.png || exit 1; done

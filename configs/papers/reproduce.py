@@ -98,6 +98,9 @@ def plot(sweep: dict, points: list[dict], folder: Path, target: Path) -> None:
         a.set_xlabel(xname)
         if categorical:
             a.set_xticks(range(len(xs_all)), xs_all)
+        elif min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 8:  # depths spread over decades
+            a.set_xscale("log", base=2)
+            a.set_xticks(xs_all, [str(x) for x in xs_all])
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
     ax.set_ylabel("training loss (mean of the last 10% of logged steps)")
