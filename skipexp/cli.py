@@ -334,10 +334,10 @@ def lesion(
                 t.add_row(r["removed"], r["how"], "-" if acc != acc else f"{acc:.1%}",
                           "-" if acc != acc or k == 0 else f"{acc - intact:+.1%}")
         out_console.print(t)
-        out_console.print(str(member / "lesion.csv"))
+        out_console.print(str(member / "lesion.csv"), soft_wrap=True)
     if len(members) > 1:
         out = lesion_mod.plot(curves, run_dir / "plots" / "lesion.png", run_dir.name, chance)
-        out_console.print(str(out))
+        out_console.print(str(out), soft_wrap=True)
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -414,8 +414,8 @@ def shatter(
             cells.append(f"{hit[0][1]:.3f} ± {hit[0][2]:.3f}" if hit else "")
         t.add_row(str(d), *cells, f"{2.0 ** -d:.3g}")
     out_console.print(t)
-    out_console.print(str(plot))
-    out_console.print(str(folder))
+    out_console.print(str(plot), soft_wrap=True)
+    out_console.print(str(folder), soft_wrap=True)
 
 
 def print_theory(cfg: "RunConfig", batch: int = 512) -> None:
