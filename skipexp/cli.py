@@ -290,8 +290,8 @@ def lesion(
     run_dir: Annotated[Path, typer.Argument(
         help="A run folder, or a comparison/sweep folder whose member runs are lesioned and overlaid.",
         show_default=False)],
-    drop: Annotated[int, typer.Option("--drop", min=1, help="Also remove random sets of 2..K units.")] = 1,
-    samples: Annotated[int, typer.Option("--samples", min=1, help="Random sets per K.")] = 20,
+    drop: Annotated[int, typer.Option("--drop", help="Also remove random sets of 2..K units.")] = 1,
+    samples: Annotated[int, typer.Option("--samples", help="Random sets per K.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random sets.")] = 0,
 ) -> None:
     """Remove units of a trained model at test time and measure test accuracy (lesion study).
@@ -306,6 +306,7 @@ def lesion(
     from skipexp import lesion as lesion_mod
     from skipexp import runio
 
+    _at_least_one(drop=drop, samples=samples)
     if not run_dir.is_dir():
         raise SkipexpError("no such folder", file=str(run_dir))
     members = [run_dir] if runio.is_run_dir(run_dir) else lesion_mod.member_runs(run_dir)
@@ -340,6 +341,12 @@ def lesion(
         out_console.print(str(out), soft_wrap=True)
 
 
+def _at_least_one(**options: int) -> None:
+    for name, value in options.items():
+        if value < 1:
+            raise SkipexpError(f"must be >= 1, got {value}", key=f"--{name}")
+
+
 def _int_list(text: str, option: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -356,8 +363,8 @@ def shatter(
     overrides: OverridesArg = None,
     depths: Annotated[str, typer.Option("--depths", help="Comma-separated depths (blocks).")] = "1,2,4,8,16,32",
     kinds: Annotated[str, typer.Option("--kinds", help="Comma-separated skip kinds to compare.")] = "none,identity",
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Networks drawn per kind and depth.")] = 3,
-    pairs: Annotated[int, typer.Option("--pairs", min=1, help="Lines (pairs of test inputs) per network.")] = 4,
+    seeds: Annotated[int, typer.Option("--seeds", help="Networks drawn per kind and depth.")] = 3,
+    pairs: Annotated[int, typer.Option("--pairs", help="Lines (pairs of test inputs) per network.")] = 4,
     checkpoint: Annotated[Optional[Path], typer.Option(
         "--checkpoint", help="Also probe this trained run folder's model.")] = None,
     out: OutOpt = Path("runs"),
@@ -372,6 +379,7 @@ def shatter(
     from skipexp.registry import SKIPS
 
     # every argument is checked before torch is imported: a typo costs no wait
+    _at_least_one(seeds=seeds, pairs=pairs)
     cfg = load_config(config, overrides)
     depth_list = _int_list(depths, "--depths")
     kind_list = [k.strip() for k in kinds.split(",") if k.strip()]

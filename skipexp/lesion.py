@@ -103,7 +103,11 @@ def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> Loaded
 
     runio.require_run_dir(run_dir)
     cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / "config.yaml"), file=str(run_dir / "config.yaml"))
-    state = load_checkpoint_file(run_dir / "checkpoints" / "last.pt", "cpu")
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise SkipexpError("no checkpoints/last.pt to load (trained with log.checkpoint: none, or stopped "
+                           "before its first checkpoint)", file=str(run_dir))
+    state = load_checkpoint_file(ckpt, "cpu")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     splits = data_mod.load(cfg.data, progress)

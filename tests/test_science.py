@@ -120,6 +120,12 @@ def test_lesion_cli_on_a_run_and_on_a_comparison_folder(trained):
     assert (trained["none"] / "lesion.csv").exists()
     bad = run_cli("lesion", trained["none"], "--drop", "9", check=2)
     assert bad.stderr.startswith("error:") and "--drop" in bad.stderr
+    (trained["none"] / "checkpoints" / "last.pt").rename(trained["none"] / "last.pt.away")
+    try:
+        bad = run_cli("lesion", trained["none"], check=2)
+        assert "checkpoints/last.pt" in bad.stderr
+    finally:
+        (trained["none"] / "last.pt.away").rename(trained["none"] / "checkpoints" / "last.pt")
 
 
 # --- shattering ----------------------------------------------------------------------------------
@@ -168,6 +174,9 @@ def test_shatter_cli(tmp_path, tiny_config):
     assert bad.stderr.startswith("error:") and "--depths" in bad.stderr
     bad = run_cli("shatter", tiny_config, "--kinds", "none,identty", "--out", tmp_path, check=2)
     assert "did you mean" in bad.stderr
+    bad = run_cli("shatter", tiny_config, "--seeds", "0", "--out", tmp_path, check=2)
+    assert bad.stderr.startswith("error: --seeds")
+    assert len([p for p in tmp_path.iterdir() if "shatter" in p.name]) == 1  # bad calls leave no folder
 
 
 # --- signal-propagation theory -------------------------------------------------------------------
