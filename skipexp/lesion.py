@@ -1,0 +1,224 @@
+"""Lesion study (Veit et al. 2016): remove units of a trained network at test time and measure the damage.
+
+Removing a unit keeps what goes around it and drops what goes through it:
+
+- a unit with a skip loses its residual branch and keeps its shortcut: ``identity`` -> ``out = x``;
+  ``projection`` -> ``out = P(x)`` (x itself where the widths agree); ``rezero`` -> ``out = x``
+  (``P(x)`` where widths differ), i.e. the branch output is zeroed;
+- ``gated`` (highway) -> ``out = x`` (``P(x)`` where widths differ): the transform gate is closed, T = 0,
+  as in the highway paper's own lesion experiment (Srivastava et al. 2015, Fig. 4). Merely zeroing
+  F(x) would leave ``(1 - T(x)) * x``, which also shrinks the carried signal;
+- ``dense`` -> the unit's block outputs are zeroed. Later blocks of the same dense segment still read
+  the earlier boundaries through their concatenated input, but the head (and the next segment) reads
+  only the last boundary, so removing the last dense unit of a segment cuts the network;
+- a plain unit (no skip) is removed whole: ``out = x``, its input passes through. Where its input and
+  output widths differ there is nothing to pass through, so it cannot be removed (the row says so).
+
+The lesioned forward pass walks ``model.units`` itself, so the model's own forward stays untouched.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from skipexp import config as config_mod
+from skipexp import data as data_mod
+from skipexp import runio
+from skipexp.errors import SkipexpError
+from skipexp.models import SkipNet
+
+COLUMNS = ["k", "removed", "how", "test_loss", "test_acc"]
+
+
+def removal(model: SkipNet, u: int) -> str | None:
+    """How unit ``u`` is removed: 'branch' (shortcut kept), 'zero' (dense outputs zeroed), 'whole'
+    (plain unit bypassed), or None where it cannot be removed (a plain unit that changes width)."""
+    unit = model.units[u]
+    kind = model.cfg.skip.kind if unit.bypassed else "none"
+    if kind == "dense":
+        return "zero"
+    if kind != "none":
+        return "branch"
+    bw = model.boundary_widths
+    return "whole" if bw[unit.blocks[0]] == bw[unit.blocks[-1] + 1] else None
+
+
+def _shortcut(model: SkipNet, u: int, x: torch.Tensor) -> torch.Tensor:
+    skip = model.skips[model.units[u].skip]
+    proj = getattr(skip, "proj", None)  # identity and none have no projection: x is the shortcut
+    return proj(x) if proj is not None else x
+
+
+def forward_lesioned(model: SkipNet, x: torch.Tensor, removed: set[int]) -> torch.Tensor:
+    """Logits of ``model`` with the units in ``removed`` taken out (see the module doc)."""
+    hs = [model.input(x)]                                    # (N, width)
+    for u, unit in enumerate(model.units):
+        start = hs[-1]
+        how = removal(model, u) if u in removed else None
+        if u in removed and how is None:
+            raise ValueError(f"unit {u} changes width and has no skip: it cannot be removed")
+        if how in ("branch", "whole"):
+            out = _shortcut(model, u, start) if how == "branch" else start
+            hs += [out] * len(unit.blocks)  # the unit's inner boundaries are read by nothing else
+            continue
+        for i, src in zip(unit.blocks, unit.sources):
+            inp = hs[src[0]] if len(src) == 1 else torch.cat([hs[s] for s in src], dim=-1)
+            out = model.blocks[i](inp)
+            hs.append(torch.zeros_like(out) if how == "zero" else out)
+        if unit.skip is not None:
+            hs[-1] = model.skips[unit.skip](start, hs[-1])
+    return model.head(hs[-1])
+
+
+@torch.inference_mode()
+def evaluate(model: SkipNet, x: torch.Tensor, y: torch.Tensor, removed: set[int],
+             chunk: int = 8192) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of the lesioned model over a whole split."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y), chunk):
+        logits = forward_lesioned(model, x[i:i + chunk], removed)
+        loss_sum += nn.functional.cross_entropy(logits, y[i:i + chunk], reduction="sum").item()
+        correct += int((logits.argmax(1) == y[i:i + chunk]).sum())
+    return loss_sum / len(y), correct / len(y)
+
+
+@dataclass
+class LoadedRun:
+    cfg: config_mod.RunConfig
+    model: SkipNet
+    splits: data_mod.Splits
+
+
+def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> LoadedRun:
+    """The run's resolved config, its model with the last checkpoint's weights (on the CPU), its data."""
+    from skipexp.train import load_checkpoint_file
+
+    runio.require_run_dir(run_dir)
+    cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / "config.yaml"), file=str(run_dir / "config.yaml"))
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        raise SkipexpError("no checkpoints/last.pt to load (trained with log.checkpoint: none, or stopped "
+                           "before its first checkpoint)", file=str(run_dir))
+    state = load_checkpoint_file(ckpt, "cpu")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    splits = data_mod.load(cfg.data, progress)
+    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    model.load_state_dict(state["model"])
+    return LoadedRun(cfg, model.eval(), splits)
+
+
+def lesion(run: LoadedRun, drop: int = 1, samples: int = 20, seed: int = 0,
+           on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """Rows of lesion.csv: the intact model (k=0), each unit alone (k=1), then ``samples`` seeded random
+    sets of k removable units for each k in 2..drop (all sets where there are fewer than ``samples``)."""
+    model, x, y = run.model, run.splits.x_test, run.splits.y_test
+    removable = [u for u in range(len(model.units)) if removal(model, u) is not None]
+    if drop > len(removable):
+        raise SkipexpError(f"asks to remove {drop} units but the model has {len(removable)} removable units",
+                           key="--drop")
+    rows = []
+
+    def add(k: int, removed: tuple[int, ...], how: str) -> None:
+        loss, acc = evaluate(model, x, y, set(removed)) if how != "cannot" else (math.nan, math.nan)
+        row = {"k": k, "removed": " ".join(map(str, removed)) or "-", "how": how, "test_loss": loss,
+               "test_acc": acc}
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    add(0, (), "intact")
+    for u in range(len(model.units)):
+        add(1, (u,), removal(model, u) or "cannot")
+    rng = random.Random(seed)
+    for k in range(2, drop + 1):
+        n_sets = math.comb(len(removable), k)
+        if n_sets <= samples:
+            sets = list(itertools.combinations(removable, k))
+        else:
+            chosen: set[tuple[int, ...]] = set()
+            while len(chosen) < samples:
+                chosen.add(tuple(sorted(rng.sample(removable, k))))
+            sets = sorted(chosen)
+        for s in sets:
+            add(k, s, "+".join(sorted({removal(model, u) for u in s})))
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path, columns: list[str] = COLUMNS) -> None:
+    """All rows at once, atomically (runio.CsvLog is for step-keyed logs; these rows repeat k)."""
+    import csv
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        w.writerows({c: r[c] for c in columns} for r in rows)
+    os.replace(tmp, path)
+
+
+def member_runs(folder: Path) -> list[Path]:
+    """The run folders of a comparison (or sweep) folder: ``folder/runs/*`` or ``folder/*``."""
+    inner = folder / "runs" if (folder / "runs").is_dir() else folder
+    return sorted(p for p in inner.iterdir() if p.is_dir() and runio.is_run_dir(p))
+
+
+def read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return [{**r, "k": int(r["k"]), "test_loss": float(r["test_loss"]), "test_acc": float(r["test_acc"])}
+                for r in csv.DictReader(f)]
+
+
+def plot(curves: list[tuple[str, list[dict]]], out: Path, title: str, chance: float | None = None) -> Path:
+    """Test accuracy against the removed unit (left) and against the number removed (right), one line
+    per run; the intact model's accuracy is the dashed line of the same colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, (label, rows) in enumerate(curves):
+        color = f"C{i}"
+        intact = next(r["test_acc"] for r in rows if r["k"] == 0)
+        singles = [r for r in rows if r["k"] == 1]
+        ax1.plot([int(r["removed"]) for r in singles], [r["test_acc"] for r in singles], "o-", color=color,
+                 ms=3, label=label)
+        ax1.axhline(intact, color=color, ls="--", lw=1)
+        ks = sorted({r["k"] for r in rows})
+        accs = [[r["test_acc"] for r in rows if r["k"] == k and math.isfinite(r["test_acc"])] for k in ks]
+        ks, accs = zip(*[(k, a) for k, a in zip(ks, accs) if a])
+        ax2.plot(ks, [sum(a) / len(a) for a in accs], "o-", color=color, label=f"{label} (mean)")
+        ax2.fill_between(ks, [min(a) for a in accs], [max(a) for a in accs], color=color, alpha=0.2)
+    for ax in (ax1, ax2):
+        if chance is not None:
+            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+        ax.set_ylabel("test accuracy")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax1.set_xlabel("removed unit (one at a time)")
+    ax1.set_title(f"{title}: remove one unit (dashed: intact)")
+    ax2.set_xlabel("number of units removed (0 = intact)")
+    ax2.set_title("remove k random units (band: min-max)")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
