@@ -406,12 +406,11 @@ def sweep(
             raise SkipexpError(f"must be shell or make, got {fmt!r}", key="--format")
         pts = sweep_mod.points(sw, out, jobs)
         sweep_mod.write_sweep_file(sw, out)  # so that `skipexp report` can read the folder at any time
+        # plain text, not the console: make needs its tabs, and a pipe must get exact lines
         if fmt == "make":
-            out_console.print(sweep_mod.make_file(sw, pts, out, jobs), markup=False, highlight=False,
-                              soft_wrap=True)
+            typer.echo(sweep_mod.make_file(sw, pts, out, jobs))
         else:
-            for p in pts:
-                out_console.print(sweep_mod.shell_line(p), markup=False, highlight=False, soft_wrap=True)
+            typer.echo("\n".join(sweep_mod.shell_line(p) for p in pts))
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
