@@ -33,6 +33,7 @@ SWEEP_MK = $(OUT)/sweep-$(notdir $(basename $(SWEEP))).mk
 
 sweep: $(STAMP)
 	@test -n "$(SWEEP)" || { echo "usage: make [-j N] sweep SWEEP=configs/sweeps/depth.yaml" >&2; exit 2; }
+	+@mkdir -p $(OUT)
 	+$(SKIPEXP) sweep $(SWEEP) --out $(OUT) --list --format make --jobs $(JOBS) > $(SWEEP_MK)
 	+$(MAKE) --no-print-directory -f $(SWEEP_MK) SKIPEXP=$(SKIPEXP) all
 
