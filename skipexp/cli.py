@@ -340,7 +340,7 @@ def print_compare(summary: dict) -> None:
 def compare(
     args: Annotated[list[str], typer.Argument(
         help="Two or more config files, then KEY=VALUE overrides applied to every one.", show_default=False)],
-    out: OutOpt = Path("runs"),
+    out: Annotated[Path, typer.Option("--out", help="Folder that receives compare-<time>/.")] = Path("runs"),
 ) -> None:
     """Train configs on the same data, seed and batch order; print them side by side.
 
@@ -390,7 +390,7 @@ def sweep(
                                       help="Points run at once; each gets cores // jobs torch threads.")] = 1,
     list_only: Annotated[bool, typer.Option("--list", help="Print one command per point; run nothing.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="With --list: shell (one line per point) or make.")] = "shell",
-    out: OutOpt = Path("runs"),
+    out: Annotated[Path, typer.Option("--out", help="Folder that receives sweep-<name>/.")] = Path("runs"),
     backend: Annotated[str, typer.Option("--backend", help="Where points run: local (subprocesses here).")] = "local",
 ) -> None:
     """Run every point of a grid over a base config into OUT/sweep-<name>/, then summarize and plot.

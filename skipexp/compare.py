@@ -22,7 +22,7 @@ from skipexp import config as config_mod
 from skipexp import runio
 from skipexp.config import RunConfig
 from skipexp.errors import SkipexpError
-from skipexp.sweep import config_differences
+from skipexp.sweep import config_differences, flatten
 
 # Keys that may differ between members without making the comparison unfair.
 NEUTRAL = ("name", "train.threads")
@@ -148,15 +148,8 @@ def differences(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
     keys: set[str] = set()
     for other in names[1:]:
         keys |= set(config_differences(configs[names[0]], configs[other], NEUTRAL))
-    flat = {n: _flat(c) for n, c in configs.items()}
+    flat = {n: flatten(c) for n, c in configs.items()}
     return {k: {n: flat[n].get(k) for n in names} for k in sorted(keys)}
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 def _num(v: Any, pct: bool = False, sci: bool = False) -> str:

@@ -260,11 +260,12 @@ def move_aside(run_dir: Path) -> Path:
 _NEUTRAL_KEYS = ("name", "train.threads", "device")
 
 
-def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted key -> value."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -272,7 +273,7 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
     """Dotted keys whose values differ between two config dicts: key -> (a's value, b's value)."""
-    fa, fb = _flat(a), _flat(b)
+    fa, fb = flatten(a), flatten(b)
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
             if k not in ignore and fa.get(k) != fb.get(k)}
 
