@@ -294,11 +294,16 @@ def settle_and_run(cfg: "RunConfig", run_dir: Path, stop: StopFlag):
     from skipexp import config as config_mod
     from skipexp import sweep as sweep_mod
     from skipexp import train as train_mod
-    from skipexp.summary import summarize
+    from skipexp.summary import write_summary
 
     state, moved = sweep_mod.settle(run_dir, yaml.safe_load(config_mod.dump(cfg)))
     if state == "done":
-        summary = summarize(run_dir)
+        # rewritten, not trusted: a run stopped while it was writing its summary or plots lacks them
+        summary = write_summary(run_dir)
+        if not (run_dir / "plots" / "grad_heatmap.png").is_file():
+            from skipexp import plots
+
+            plots.plot_run(run_dir)
         err_console.print(f"{run_dir}: already {summary['status']}; nothing to do")
         return train_mod.RunResult(run_dir, summary["status"], summary)
     if state == "resume":

@@ -499,7 +499,9 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
         targets.append(f"$({var})/summary.json")
     lines += ["", "all: points", f"\t$(SKIPEXP) sweep {shlex.quote(_display_path(sweep.source))} "
               f"--jobs {jobs}" + (f" --out {shlex.quote(str(out))}" if str(out) != "runs" else ""), "",
-              "points: " + " ".join(targets), ""]
+              "points: " + " ".join(targets), "",
+              "# make deletes a target whose recipe it interrupts; these are the runs' own files, keep them",
+              ".PRECIOUS: " + " ".join(targets), ""]
     for i, p in enumerate(pts):
         force = " FORCE" if point_state(p.run_dir) not in ("new", "done") else ""
         at = p.argv.index("--run-dir") + 1
