@@ -84,6 +84,7 @@ class Point:
     values: dict[str, Any]     # dotted key -> value
     argv: list[str]            # ["skipexp", "train", BASE, KEY=VALUE..., "--run-dir", DIR, "--resume"]
     run_dir: Path
+    config: dict = field(default_factory=dict, compare=False)  # the resolved config, as config.yaml holds it
 
 
 def load(path: Path) -> Sweep:
@@ -185,7 +186,7 @@ def points(sweep: Sweep, out: Path, jobs: int = 1, cores: int | None = None) -> 
         run_dir = root / name
         argv = (["skipexp", "train", _display_path(sweep.base)] + overrides + [f"train.threads={threads}"]
                 + ["--run-dir", _display_path(run_dir) if not run_dir.is_absolute() else str(run_dir), "--resume"])
-        result.append(Point(name, values, argv, run_dir))
+        result.append(Point(name, values, argv, run_dir, yaml.safe_load(config_mod.dump(cfg))))
     return result
 
 
@@ -413,6 +414,7 @@ def run(sweep: Sweep, out: Path, jobs: int = 1, backend: str = "local", listener
     for p in pts:
         state = point_state(p.run_dir)
         if state == "done":
+            settle(p.run_dir, p.config)  # a result of another config (an edited base) must not pass as this one
             outcome.skipped.append(PointResult(p, read_status(p.run_dir), None))
         elif state == "running":
             outcome.busy.append(p)
@@ -503,7 +505,10 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
               "# make deletes a target whose recipe it interrupts; these are the runs' own files, keep them",
               ".PRECIOUS: " + " ".join(targets), ""]
     for i, p in enumerate(pts):
-        force = " FORCE" if point_state(p.run_dir) not in ("new", "done") else ""
+        state = point_state(p.run_dir)
+        if state == "done":
+            settle(p.run_dir, p.config)
+        force = " FORCE" if state not in ("new", "done") else ""
         at = p.argv.index("--run-dir") + 1
         words = [shlex.quote(a).replace("$", "$$") for a in p.argv[1:at]] + [f"'$(P{i})'"]
         cmd = " ".join(["$(SKIPEXP)"] + words + [shlex.quote(a) for a in p.argv[at + 1:]])

@@ -137,9 +137,11 @@ def test_a_listed_command_runs_its_point_and_is_safe_to_repeat(tmp_path):
     run_dir = out / "sweep-t" / "depth=2"
     assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"
     mtime = (run_dir / "meta.json").stat().st_mtime_ns
+    (run_dir / "summary.json").unlink()  # as when make is interrupted while the run writes it
     p = run_cli(*argv[1:], check=0)
     assert "already completed; nothing to do" in p.stderr
     assert (run_dir / "meta.json").stat().st_mtime_ns == mtime
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
     p = run_cli("report", out / "sweep-t", check=0)
     assert "depth=2" not in p.stderr and "completed" in p.stdout
 
