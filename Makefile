@@ -1,13 +1,15 @@
-# skipexp: `make demo` runs the main experiment, `make test` runs the tests.
-# Both set up .venv first (it reuses an installed torch, else installs the CPU build torch==2.13.0).
+# skipexp: `make demo` compares plain and skip, `make test` runs the tests,
+# `make -j2 sweep SWEEP=configs/sweeps/depth.yaml` runs a sweep two points at a time.
+# Every target sets up .venv first (it reuses an installed torch, else installs the CPU build torch==2.13.0).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SKIPEXP := $(BIN)/skipexp
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+OUT ?= runs
 
-.PHONY: install demo test bench clean-runs papers
+.PHONY: install demo test bench sweep report clean-runs papers
 
 install: $(STAMP)
 
@@ -18,10 +20,27 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(SKIPEXP) train configs/skip.yaml
+	$(SKIPEXP) compare configs/plain.yaml configs/skip.yaml --out $(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# One make target per point (its summary.json), generated from `skipexp sweep --list --format make`,
+# so `make -j N` runs N points at once, each with cores / N torch threads, and a point already
+# completed is not run again. The last step writes the sweep's summary.csv and plots.
+JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)
+SWEEP_MK = $(OUT)/sweep-$(notdir $(basename $(SWEEP))).mk
+
+sweep: $(STAMP)
+	@test -n "$(SWEEP)" || { echo "usage: make [-j N] sweep SWEEP=configs/sweeps/depth.yaml" >&2; exit 2; }
+	+@mkdir -p $(OUT)
+	+$(SKIPEXP) sweep $(SWEEP) --out $(OUT) --list --format make --jobs $(JOBS) > $(SWEEP_MK)
+	+$(MAKE) --no-print-directory -f $(SWEEP_MK) SKIPEXP=$(SKIPEXP) all
+
+# `make report DIR=runs/sweep-depth`; without DIR, the latest comparison.
+report: $(STAMP)
+	$(SKIPEXP) report $(or $(DIR),$(lastword $(sort $(wildcard $(OUT)/compare-*))))
+
 
 # ratios of skipexp's speed to baselines (a few minutes; not part of test). Lightning rows need
 # `$(BIN)/pip install -e ".[bench]"`; without it they say n/a.
@@ -29,7 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
 clean-runs:
-	rm -rf runs/*/ runs/*.mk
+	rm -rf $(OUT)/*/ $(OUT)/*.mk
 
 # The paper reproductions (README, "Paper reproductions"): under 20 min on 2 cores; plots go to docs/papers/.
 papers: $(STAMP)

@@ -255,6 +255,9 @@ def train(
         "--run-dir", help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", min=1, help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
+    resume_existing: Annotated[bool, typer.Option(
+        "--resume", help="With --run-dir, if the folder exists: leave a completed or diverged run as it is, "
+        "continue an interrupted one, move anything else aside and train afresh (safe to re-run).")] = False,
 ) -> None:
     """Train one model and write one run folder (one per seed where the config lists several seeds).
 
@@ -267,7 +270,12 @@ def train(
     runio.check_writable(out if run_dir is None else run_dir.parent)  # before torch loads: fail in a second
     stop = StopFlag().install()
     try:
-        results = [run_one(cfg, out, run_dir, stop)] if len(cfg.seeds) == 1 else run_seeds(cfg, out, run_dir, stop)
+        if resume_existing and run_dir is not None and run_dir.exists() and len(cfg.seeds) == 1:
+            results = [settle_and_run(cfg, run_dir, stop)]
+        elif len(cfg.seeds) == 1:
+            results = [run_one(cfg, out, run_dir, stop)]
+        else:
+            results = run_seeds(cfg, out, run_dir, stop)
     except SkipexpError as e:  # a config value found wrong only at run time (device, data sizes)
         raise e.with_file(str(config)) from None
     for result in results:
@@ -530,6 +538,204 @@ def print_theory(cfg: "RunConfig", batch: int = 512) -> None:
     out_console.print(t)
     out_console.print("the theory assumes wide layers: at width 512 expect agreement within ~10-20%; narrow "
                       "nets drift further, a few % per block")
+
+
+# --- compare, sweep, report: many runs side by side -------------------------------------------
+
+def settle_and_run(cfg: "RunConfig", run_dir: Path, stop: StopFlag):
+    """``train --run-dir D --resume`` when D exists: what :func:`skipexp.sweep.settle` decides."""
+    import yaml
+
+    from skipexp import config as config_mod
+    from skipexp import sweep as sweep_mod
+    from skipexp import train as train_mod
+    from skipexp.summary import write_summary
+
+    state, moved = sweep_mod.settle(run_dir, yaml.safe_load(config_mod.dump(cfg)))
+    if state == "done":
+        # rewritten, not trusted: a run stopped while it was writing its summary or plots lacks them
+        summary = write_summary(run_dir)
+        if not (run_dir / "plots" / "grad_heatmap.png").is_file():
+            from skipexp import plots
+
+            plots.plot_run(run_dir)
+        err_console.print(f"{run_dir}: already {summary['status']}; nothing to do")
+        return train_mod.RunResult(run_dir, summary["status"], summary)
+    if state == "resume":
+        err_console.print(f"{run_dir}: resuming the interrupted run")
+        reporter = make_reporter(run_dir.name, stop)
+        try:
+            return train_mod.resume(run_dir, reporter=reporter, should_stop=stop, progress=download_progress())
+        finally:
+            reporter.close()
+    if moved is not None:
+        err_console.print(f"{run_dir}: nothing to resume there; moved it to {moved.name} and training afresh")
+    return run_one(cfg, run_dir.parent, run_dir, stop)
+
+
+def split_configs(args: list[str]) -> tuple[list[Path], list[str]]:
+    """CONFIG files and KEY=VALUE overrides from one argument list (a file that exists is a config)."""
+    configs, overrides = [], []
+    for a in args:
+        (overrides if "=" in a and not Path(a).exists() else configs).append(a)
+    return [Path(c) for c in configs], overrides
+
+
+def print_compare(summary: dict) -> None:
+    from rich.table import Table
+
+    from skipexp import compare as compare_mod
+
+    names, rows, caption = compare_mod.table(summary)
+    t = Table(title="comparison", caption=caption, title_justify="left", caption_justify="left")
+    t.add_column("")
+    for n in names:
+        t.add_column(n, justify="right")
+    for label, cells in rows:
+        t.add_row(label, *cells, style="yellow" if label.startswith("⚠") else None)
+    out_console.print(t)
+
+
+@app.command()
+def compare(
+    args: Annotated[list[str], typer.Argument(
+        help="Two or more config files, then KEY=VALUE overrides applied to every one.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder that receives compare-<time>/.")] = Path("runs"),
+) -> None:
+    """Train configs on the same data, seed and batch order; print them side by side.
+
+    Writes OUT/compare-<time>/ with the member runs in runs/, summary.json, summary.md and plots/.
+    Example: skipexp compare configs/plain.yaml configs/skip.yaml train.epochs=4
+    """
+    from skipexp import compare as compare_mod
+
+    configs, overrides = split_configs(args)
+    if len(configs) < 2:
+        raise SkipexpError("needs at least two config files to compare", key="compare")
+    members = compare_mod.plan(configs, overrides)
+    cdir = compare_mod.create_dir(out)
+    compare_mod.write_plan(cdir, members, overrides)
+    stop = StopFlag().install()
+    results = compare_mod.run(
+        members, cdir, should_stop=stop, progress=download_progress(),
+        reporter_for=lambda m, i: make_reporter(f"{m.name} ({i + 1}/{len(members)})", stop))
+    summary = compare_mod.finish(cdir)
+    print_compare(summary)
+    out_console.print(str(cdir))
+    if results and results[-1].status == "interrupted":
+        err_console.print(f"interrupted: resume with [bold]skipexp resume {results[-1].run_dir}[/]; "
+                          f"then [bold]skipexp report {cdir}[/]")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
+    from rich.table import Table
+
+    from skipexp.report import sweep_table
+
+    head, body = sweep_table(rows, grid)
+    t = Table(title=title, title_justify="left")
+    for i, h in enumerate(head):
+        t.add_column(h, justify="left" if i < len(grid) or h == "status" else "right")
+    for cells in body:
+        style = {"diverged": "red", "completed": None}.get(cells[len(grid)].split(" ")[0], "yellow")
+        t.add_row(*cells, style=style)
+    out_console.print(t)
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML: name, base, grid.", show_default=False)],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1,
+                                      help="Points run at once; each gets cores // jobs torch threads.")] = 1,
+    list_only: Annotated[bool, typer.Option("--list", help="Print one command per point; run nothing.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="With --list: shell (one line per point) or make.")] = "shell",
+    out: Annotated[Path, typer.Option("--out", help="Folder that receives sweep-<name>/.")] = Path("runs"),
+    backend: Annotated[str, typer.Option("--backend", help="Where points run: local (subprocesses here).")] = "local",
+) -> None:
+    """Run every point of a grid over a base config into OUT/sweep-<name>/, then summarize and plot.
+
+    Points already completed (or diverged) are skipped and interrupted ones resumed, so running it again
+    finishes an interrupted sweep. Example: skipexp sweep configs/sweeps/depth.yaml --jobs 2
+    """
+    from skipexp import sweep as sweep_mod
+
+    sw = sweep_mod.load(sweep_file)
+    if list_only:
+        if fmt not in ("shell", "make"):
+            raise SkipexpError(f"must be shell or make, got {fmt!r}", key="--format")
+        pts = sweep_mod.points(sw, out, jobs)
+        sweep_mod.write_sweep_file(sw, out)  # so that `skipexp report` can read the folder at any time
+        # plain text, not the console: make needs its tabs, and a pipe must get exact lines
+        if fmt == "make":
+            typer.echo(sweep_mod.make_file(sw, pts, out, jobs))
+        else:
+            typer.echo("\n".join(sweep_mod.shell_line(p) for p in pts))
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    n_points = len(sweep_mod.points(sw, out, jobs))
+    progress = Progress(TextColumn("[bold]sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[now]}"), TimeElapsedColumn(), console=err_console)
+
+    class Listener(sweep_mod.Listener):
+        def __init__(self) -> None:
+            self.running: list[str] = []
+
+        def on_start(self, point):
+            self.running.append(point.name)
+            progress.update(task, now=f"running {', '.join(self.running)}")
+
+        def on_done(self, result):
+            self.running.remove(result.point.name)
+            colour = {"completed": "green", "diverged": "red"}.get(result.status, "yellow")
+            progress.console.print(f"[{colour}]{result.status:>11}[/] {result.point.name} "
+                                   f"({result.seconds:.1f} s)", highlight=False)
+            progress.update(task, advance=1, now=f"running {', '.join(self.running)}" if self.running else "")
+
+    stop = StopFlag().install()
+    task = progress.add_task(sw.name, total=n_points, now="")
+    with progress:
+        outcome = sweep_mod.run(sw, out, jobs, backend, Listener(), should_stop=stop)
+        if outcome.skipped:
+            progress.console.print(f"{len(outcome.skipped)} point(s) already done, skipped")
+        progress.update(task, advance=len(outcome.skipped))
+    _, rows, plots_ = sweep_mod.finish(outcome.root)
+    print_sweep(rows, sw.grid, f"sweep {sw.name}: {len(rows)} points")
+    out_console.print(str(outcome.root))
+    bad = [r for r in outcome.ran if r.status not in ("completed", "diverged")]
+    for p in outcome.busy:
+        err_console.print(f"{p.name}: running in another process; report the sweep when it ends")
+    if stop.requested or any(r.status == "interrupted" for r in bad):
+        err_console.print("interrupted: run the same command again to resume the sweep")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    for r in bad:
+        last = r.output.strip().splitlines()[-1] if r.output.strip() else ""
+        err_console.print(f"{r.point.name}: {r.status} (exit {r.returncode}) {last}", markup=False)
+    if bad:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def report(
+    dirs: Annotated[list[Path], typer.Argument(help="Run, comparison or sweep folders.", show_default=False)],
+) -> None:
+    """Rewrite the summaries and plots of finished or interrupted folders and print their tables.
+
+    Example: skipexp report runs/sweep-depth
+    """
+    from skipexp import report as report_mod
+
+    kinds = [report_mod.kind_of(d) for d in dirs]  # check every folder before rewriting any
+    for d, _ in zip(dirs, kinds):
+        r = report_mod.report(d)
+        if r.kind == "run":
+            print_summary(r.summary, d)
+        elif r.kind == "compare":
+            print_compare(r.summary)
+        else:
+            print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
+        out_console.print(str(d))
 
 
 # --- entry point ---------------------------------------------------------------------------------

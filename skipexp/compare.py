@@ -1,0 +1,213 @@
+"""Compare: train several configs on the same data, seed and batch order, and put them side by side.
+
+A comparison folder ``<out>/compare-<time>[-n]/`` holds the member runs in ``runs/<member>/``, plus
+``summary.json`` (written before training starts and rewritten at the end, so an interrupted comparison
+can still be reported), ``summary.md`` (the table) and overlaid plots in ``plots/``.
+
+The batch order is a pure function of (seed, epoch) and the data of the data config, so members that
+share those see exactly the same batches; the table says when members differ in anything but the model.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from skipexp import config as config_mod
+from skipexp import runio
+from skipexp.config import RunConfig
+from skipexp.errors import SkipexpError
+from skipexp.sweep import config_differences, flatten
+
+# Keys that may differ between members without making the comparison unfair.
+NEUTRAL = ("name", "train.threads")
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str        # the member's folder name in runs/
+    source: str      # the config file it came from
+    cfg: RunConfig
+
+
+def plan(paths: list[Path], overrides: list[str]) -> list[Member]:
+    """Load every config with the shared overrides; member names are the config names, made unique."""
+    members: list[Member] = []
+    used: set[str] = set()
+    for path in paths:
+        cfg = config_mod.load(path, overrides)
+        if len(cfg.seeds) != 1:
+            raise SkipexpError("compare trains one seed per config; sweep over seeds with skipexp sweep",
+                               file=str(path), key="seed")
+        name, n = cfg.name, 1
+        while name in used:
+            n += 1
+            name = f"{cfg.name}-{n}"
+        used.add(name)
+        members.append(Member(name, str(path), cfg.replace(name=name)))
+    return members
+
+
+def create_dir(out: Path) -> Path:
+    """``out/compare-<time>[-n]``, created exclusively."""
+    runio.check_writable(out)
+    stamp = runio.timestamp()
+    for n in range(1, 10_000):
+        path = out / (f"compare-{stamp}" if n == 1 else f"compare-{stamp}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise SkipexpError("too many comparisons in the same second", file=str(out))
+
+
+def is_compare_dir(path: Path) -> bool:
+    try:
+        s = runio.read_json(path / "summary.json")
+    except SkipexpError:
+        return False
+    return s.get("tool") == "skipexp" and s.get("kind") == "compare"
+
+
+def write_plan(cdir: Path, members: list[Member], overrides: list[str]) -> None:
+    runio.write_json(cdir / "summary.json", {
+        "tool": "skipexp", "kind": "compare", "created": datetime.now().isoformat(timespec="seconds"),
+        "overrides": list(overrides),
+        "members": [{"name": m.name, "config": m.source, "run": f"runs/{m.name}"} for m in members],
+    })
+
+
+def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, int], Any] | None = None,
+        should_stop: Callable[[], bool] = lambda: False, progress: Any = None) -> list:
+    """Train the members one after the other into ``cdir/runs``; stop early if one is interrupted.
+
+    A bad input found while setting up the first member (data files, device) leaves no folder behind.
+    """
+    from skipexp import train as train_mod
+
+    results = []
+    for i, m in enumerate(members):
+        run_dir = train_mod.create_run(m.cfg, cdir / "runs", cdir / "runs" / m.name)
+        reporter = reporter_for(m, i) if reporter_for else None
+        try:
+            result = train_mod.train(m.cfg, run_dir, reporter=reporter, should_stop=should_stop, progress=progress)
+        except SkipexpError:
+            if not results:
+                shutil.rmtree(cdir, ignore_errors=True)
+            raise
+        finally:
+            if reporter is not None and hasattr(reporter, "close"):
+                reporter.close()
+        results.append(result)
+        if result.status == "interrupted":
+            break
+    return results
+
+
+# --- from disk: summary.json, summary.md, plots --------------------------------------------------
+
+def finish(cdir: Path, refresh: bool = True) -> dict:
+    """Recompute the comparison from its folder: member summaries, differences, table and plots."""
+    from skipexp import plots_compare
+    from skipexp.summary import summarize, write_summary
+
+    s = runio.read_json(cdir / "summary.json")
+    configs: dict[str, dict] = {}
+    for m in s.get("members", []):
+        run_dir = cdir / m["run"]
+        if runio.is_run_dir(run_dir):
+            m["summary"] = write_summary(run_dir) if refresh else summarize(run_dir)
+            configs[m["name"]] = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+            if refresh and not (run_dir / "plots" / "loss.png").exists():
+                from skipexp import plots
+
+                plots.plot_run(run_dir)  # a run killed before its end has no plots yet
+        else:
+            m["summary"] = {"name": m["name"], "status": "not started"}
+    s["differences"] = differences(configs)
+    s["unfair"] = sorted(k for k in s["differences"] if not k.startswith("model."))
+    runio.write_json(cdir / "summary.json", s)
+    tmp = cdir / ".summary.md.tmp"
+    tmp.write_text(markdown(s))
+    os.replace(tmp, cdir / "summary.md")
+    runs = [(m["name"], cdir / m["run"]) for m in s["members"] if runio.is_run_dir(cdir / m["run"])]
+    if runs:
+        plots_compare.plot_compare(runs, cdir / "plots")
+    return s
+
+
+def differences(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
+    """Dotted key -> {member: value} for every key on which some members disagree (name aside)."""
+    names = list(configs)
+    keys: set[str] = set()
+    for other in names[1:]:
+        keys |= set(config_differences(configs[names[0]], configs[other], NEUTRAL))
+    flat = {n: flatten(c) for n, c in configs.items()}
+    return {k: {n: flat[n].get(k) for n in names} for k in sorted(keys)}
+
+
+def _num(v: Any, pct: bool = False, sci: bool = False) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        if pct:
+            return f"{v:.1%}"
+        return f"{v:.2e}" if sci else f"{v:.4g}"
+    return str(v)
+
+
+def _pair(s: dict, a: str, b: str, **kw: bool) -> str:
+    return f"{_num(s.get(a), **kw)} / {_num(s.get(b), **kw)}"
+
+
+def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
+    """(member names, rows of (label, one cell per member), caption) for the console and summary.md."""
+    members = s.get("members", [])
+    sums = [m.get("summary", {}) for m in members]
+    diffs = s.get("differences", {})
+    rows: list[tuple[str, list[str]]] = [("status", [x.get("status", "-") + (
+        f" at step {x['diverged_at_step']}" if x.get("diverged_at_step") is not None else "") for x in sums])]
+    rows.append(("config", [m.get("config", "-") for m in members]))
+    for k in sorted(diffs, key=lambda k: (not k.startswith("model."), k)):
+        mark = "" if k.startswith("model.") else "⚠ "
+        rows.append((f"{mark}{k}", [_num(diffs[k].get(m["name"])) for m in members]))
+    rows += [
+        ("steps", [_num(x.get("steps")) for x in sums]),
+        ("train loss final / best", [_pair(x, "final_train_loss", "best_train_loss") for x in sums]),
+        ("train acc final / best", [_pair(x, "final_train_acc", "best_train_acc", pct=True) for x in sums]),
+        ("test loss final / best", [_pair(x, "final_test_loss", "best_test_loss") for x in sums]),
+        ("test acc final / best", [_pair(x, "final_test_acc", "best_test_acc", pct=True) for x in sums]),
+        ("steps/s", [_num(x.get("steps_per_s")) for x in sums]),
+        ("weight-grad first/last layer, start → end",
+         [f"{_num(x.get('grad_ratio_first_last_start'), sci=True)} → "
+          f"{_num(x.get('grad_ratio_first_last_end'), sci=True)}" for x in sums]),
+        ("act-grad h0/h_last, start → end",
+         [f"{_num(x.get('act_grad_ratio_first_last_start'), sci=True)} → "
+          f"{_num(x.get('act_grad_ratio_first_last_end'), sci=True)}" for x in sums]),
+    ]
+    unfair = s.get("unfair", [])
+    caption = ("same data, seed and batch order; only the model differs" if not unfair else
+               f"⚠ the configs also differ in {', '.join(unfair)}: not only the model changes")
+    return [m["name"] for m in members], rows, caption
+
+
+def markdown(s: dict) -> str:
+    names, rows, caption = table(s)
+    lines = [f"# comparison ({s.get('created', '')})", "", caption, "",
+             "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
+    lines += ["", "A ratio far below 1 means the first layer gets a much smaller gradient than the last: "
+              "the signal dies on its way back to the input.", ""]
+    if s.get("overrides"):
+        lines.insert(3, f"overrides applied to every config: `{' '.join(s['overrides'])}`\n")
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""skipexp report: rebuild summaries and plots of finished, diverged, interrupted and crashed runs."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from conftest import run_cli, skipexp_cmd
+
+from skipexp import runio
+
+
+def _interrupted_run(tmp_path, config):
+    """A real Ctrl-C: start a long run, wait for its first rows, send SIGINT once."""
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen(skipexp_cmd() + ["train", str(config), "train.epochs=5000", "--run-dir", str(run_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.time() + 120
+    while time.time() < deadline and len(runio.read_csv(run_dir / "metrics.csv")) < 20:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    return run_dir
+
+
+def test_report_rebuilds_every_kind_of_run(tmp_path, tiny_config):
+    fin, div = tmp_path / "finished", tmp_path / "diverged"
+    run_cli("train", tiny_config, "--run-dir", fin, check=0)
+    run_cli("train", tiny_config, "train.lr=1000000000", "--run-dir", div, check=0)
+    intr = _interrupted_run(tmp_path, tiny_config)
+    # a crash: the process vanished while 'running', mid-row (a copy of the finished run, made to look killed)
+    crash = tmp_path / "crashed"
+    subprocess.run(["cp", "-r", str(fin), str(crash)], check=True)
+    meta = json.loads((crash / "meta.json").read_text())
+    meta.update(status="running", heartbeat={"host": runio.host(), "pid": 2 ** 22 + 12345, "time": 0})
+    (crash / "meta.json").write_text(json.dumps(meta))
+    with open(crash / "metrics.csv", "a") as f:
+        f.write("99,0,2.3")
+    for d in (fin, div, intr, crash):
+        (d / "summary.json").unlink(missing_ok=True)
+        for png in (d / "plots").glob("*.png"):
+            png.unlink()
+
+    p = run_cli("report", fin, div, intr, crash, check=0)
+    statuses = {d.name: json.loads((d / "summary.json").read_text())["status"] for d in (fin, div, intr, crash)}
+    assert statuses == {"finished": "completed", "diverged": "diverged", "interrupted": "interrupted",
+                        "crashed": "crashed"}
+    for d in (fin, div, intr, crash):
+        assert {p.name for p in (d / "plots").glob("*.png")} == {"loss.png", "grad_norms.png", "grad_heatmap.png"}
+        assert str(d) in p.stdout
+    assert json.loads((div / "summary.json").read_text())["diverged_at_step"] >= 1
+    assert json.loads((crash / "summary.json").read_text())["steps"] == 16  # the half-written row is dropped
+    assert 16 < json.loads((intr / "summary.json").read_text())["steps"] < 5000 * 8
+    assert "diverged at step" in p.stdout and "interrupted" in p.stdout
+
+
+def test_report_refuses_other_folders(tmp_path):
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "a.txt").write_text("hello")
+    p = run_cli("report", other, check=2)
+    assert p.stderr.strip() == f"error: {other}: not a skipexp run, comparison or sweep folder " \
+                               "(no meta.json, compare summary.json or sweep.yaml)"
+    assert sorted(x.name for x in other.iterdir()) == ["a.txt"]
+    p = run_cli("report", tmp_path / "missing", check=2)
+    assert "no such folder" in p.stderr

@@ -1,0 +1,161 @@
+"""skipexp sweep: grid expansion, point names, resuming, --jobs, and the Makefile's commands."""
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, run_cli, skipexp_cmd, write_config
+
+from skipexp import sweep
+from skipexp.errors import SkipexpError
+
+
+def _sweep_file(tmp_path: Path, grid: dict, name: str = "t") -> Path:
+    write_config(tmp_path / "tiny.yaml", {"train.epochs": 1})
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "base": "tiny.yaml", "grid": grid}, sort_keys=False))
+    return path
+
+
+def test_grid_expands_to_named_points_with_self_contained_commands(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _sweep_file(tmp_path, {"model.depth": [2, 4], "model.skip.kind": ["none", "identity"],
+                                  "seed": [0, 1], "train.lr": 0.1})
+    sw = sweep.load(path)
+    pts = sweep.points(sw, Path("runs"), jobs=2, cores=2)
+    assert len(pts) == 8
+    assert pts[0].name == "depth=2,skip.kind=none,seed=0,train.lr=0.1"
+    assert pts[-1].name == "depth=4,skip.kind=identity,seed=1,train.lr=0.1"
+    assert pts[0].values == {"model.depth": 2, "model.skip.kind": "none", "seed": 0, "train.lr": 0.1}
+    assert pts[0].run_dir == Path("runs/sweep-t/depth=2,skip.kind=none,seed=0,train.lr=0.1")
+    assert pts[0].argv == ["skipexp", "train", "tiny.yaml", "model.depth=2", "model.skip.kind=none", "seed=0",
+                           "train.lr=0.1", "train.threads=1", "--run-dir", str(pts[0].run_dir), "--resume"]
+    assert [sweep.threads_per_job(j, 2) for j in (1, 2, 4)] == [2, 1, 1]
+    assert sweep.point_name({"model.width": [64, 32], "model.skip.kind": "none"}) == "width=64+32,skip.kind=none"
+
+
+@pytest.mark.parametrize("grid,message", [
+    ({"model.depth": [2, 0]}, "grid.model.depth: point depth=0: must be > 0, got 0"),
+    ({"model.skip.knd": ["none"]}, 'did you mean "model.skip.kind"'),
+])
+def test_a_bad_point_fails_before_anything_runs(tmp_path, grid, message):
+    path = _sweep_file(tmp_path, grid)
+    with pytest.raises(SkipexpError, match=message.replace(".", r"\.")):
+        sweep.points(sweep.load(path), tmp_path / "runs")
+    (tmp_path / "typo.yaml").write_text("name: t\nbase: tiny.yaml\ngird: {seed: [0]}\n")
+    p = run_cli("sweep", tmp_path / "typo.yaml", "--out", tmp_path / "runs", check=2)
+    assert p.stderr.strip() == (f'error: {tmp_path / "typo.yaml"}: gird: unknown key (did you mean "grid"?); '
+                                "a sweep file has name, base, grid")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_settle_refuses_a_folder_holding_another_config(tmp_path):
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "config.yaml").write_text(yaml.safe_dump({"model": {"depth": 4}, "train": {"threads": 2}}))
+    (d / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": "completed"}))
+    assert sweep.settle(d, {"model": {"depth": 4}, "train": {"threads": 1}}) == ("done", None)
+    with pytest.raises(SkipexpError, match="holds a run with model.depth=4, not 8"):
+        sweep.settle(d, {"model": {"depth": 8}, "train": {"threads": 1}})
+    (d / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": "failed"}))  # no checkpoint
+    state, moved = sweep.settle(d, {})
+    assert state == "stale" and not d.exists() and moved.name.startswith("p.stale-") and moved.is_dir()
+
+
+def _mtimes(root: Path) -> dict[str, float]:
+    return {p.name: (p / "meta.json").stat().st_mtime_ns for p in root.iterdir() if (p / "meta.json").exists()}
+
+
+def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
+    path = _sweep_file(tmp_path, {"model.depth": [2, 4], "model.skip.kind": ["none", "identity"]})
+    out = tmp_path / "runs"
+    p = run_cli("sweep", path, "--jobs", "2", "--out", out, check=0)
+    root = out / "sweep-t"
+    rows = (root / "summary.csv").read_text().splitlines()
+    assert rows[0].startswith("model.depth,model.skip.kind,point,status,")
+    assert len(rows) == 5 and all(",completed," in r for r in rows[1:])
+    assert (root / "plots" / "depth.png").is_file() and (root / "sweep.yaml").is_file()
+    assert "depth=4,skip.kind=identity" in p.stderr  # progress over points
+    for d in root.glob("depth=*"):
+        assert json.loads((d / "meta.json").read_text())["threads"] == max(1, sweep.default_cores() // 2)
+
+    # leave the sweep as an interruption would: one point interrupted (with its checkpoint), one never
+    # started, one folder with nothing to resume in it
+    names = sorted(sweep.point_name(v) for v in (
+        {"model.depth": 2, "model.skip.kind": "none"}, {"model.depth": 2, "model.skip.kind": "identity"},
+        {"model.depth": 4, "model.skip.kind": "none"}, {"model.depth": 4, "model.skip.kind": "identity"}))
+    done, interrupted, missing, stale = names
+    meta_path = root / interrupted / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["status"] = "interrupted"
+    meta_path.write_text(json.dumps(meta))
+    subprocess.run(["rm", "-r", str(root / missing)], check=True)
+    subprocess.run(["rm", "-r", str(root / stale)], check=True)
+    (root / stale).mkdir()
+    before = _mtimes(root)
+
+    # the Makefile's view of it: exactly the three unfinished points would run, with their --list command
+    mk = run_cli("sweep", path, "--jobs", "2", "--out", out, "--list", "--format", "make", check=0).stdout
+    (tmp_path / "sweep.mk").write_text(mk)
+    dry = subprocess.run(["make", "-n", "-f", str(tmp_path / "sweep.mk"), f"SKIPEXP={skipexp_cmd()[0]}", "points"],
+                         capture_output=True, text=True, check=True).stdout
+    listed = run_cli("sweep", path, "--jobs", "2", "--out", out, "--list", check=0).stdout.splitlines()
+    assert sorted(line.split("--run-dir ")[1] for line in dry.splitlines()) == sorted(
+        f"'{root / n}' --resume" for n in (interrupted, missing, stale))
+    for line in dry.splitlines():
+        assert any(shlex.split(line)[1:] == shlex.split(cmd)[1:] for cmd in listed), line
+
+    run_cli("sweep", path, "--jobs", "2", "--out", out, check=0)
+    after = _mtimes(root)
+    assert after[done] == before[done]  # the completed point was not touched
+    assert "resumes" not in json.loads((root / done / "meta.json").read_text())
+    assert len(json.loads((root / interrupted / "meta.json").read_text())["resumes"]) == 1
+    assert json.loads((root / missing / "meta.json").read_text())["status"] == "completed"
+    assert json.loads((root / stale / "meta.json").read_text())["status"] == "completed"
+    assert len(list(root.glob(f"{stale}.stale-*"))) == 1
+    rows = (root / "summary.csv").read_text().splitlines()
+    assert len(rows) == 5 and all(",completed," in r for r in rows[1:])
+
+    # once everything is done, make has nothing left to run
+    mk = run_cli("sweep", path, "--out", out, "--list", "--format", "make", check=0).stdout
+    (tmp_path / "sweep.mk").write_text(mk)
+    dry = subprocess.run(["make", "-n", "-f", str(tmp_path / "sweep.mk"), "SKIPEXP=skipexp", "points"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "train" not in dry
+
+
+def test_a_listed_command_runs_its_point_and_is_safe_to_repeat(tmp_path):
+    path = _sweep_file(tmp_path, {"model.depth": [2]})
+    out = tmp_path / "runs"
+    (line,) = run_cli("sweep", path, "--out", out, "--list", check=0).stdout.splitlines()
+    argv = shlex.split(line)
+    assert argv[:2] == ["skipexp", "train"]
+    run_cli(*argv[1:], check=0)
+    run_dir = out / "sweep-t" / "depth=2"
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"
+    mtime = (run_dir / "meta.json").stat().st_mtime_ns
+    (run_dir / "summary.json").unlink()  # as when make is interrupted while the run writes it
+    p = run_cli(*argv[1:], check=0)
+    assert "already completed; nothing to do" in p.stderr
+    assert (run_dir / "meta.json").stat().st_mtime_ns == mtime
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+    p = run_cli("report", out / "sweep-t", check=0)
+    assert "depth=2" not in p.stderr and "completed" in p.stdout
+
+
+def test_make_n_sweep_shows_every_point_command(tmp_path):
+    path = _sweep_file(tmp_path, {"model.depth": [2, 4], "seed": [0, 1]})
+    out = tmp_path / "runs"
+    cmd = skipexp_cmd()[0]
+    p = subprocess.run(["make", "-n", "-j2", "-C", str(REPO), "sweep", f"SWEEP={path}", f"OUT={out}",
+                        f"SKIPEXP={cmd}"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    trains = [line for line in p.stdout.splitlines() if f"{cmd} train " in line]
+    assert len(trains) == 4
+    assert f"{cmd} train {path.parent / 'tiny.yaml'} model.depth=4 seed=1 train.threads=1 " \
+           f"--run-dir '{out}/sweep-t/depth=4,seed=1' --resume" in trains
+    assert any(line.startswith(f"{cmd} sweep {path} --jobs 2") for line in p.stdout.splitlines())
+    assert not list((out / "sweep-t").glob("depth=*"))  # a dry run trains nothing
