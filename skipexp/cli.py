@@ -676,7 +676,7 @@ def sweep(
 
     n_points = len(sweep_mod.points(sw, out, jobs))
     progress = Progress(TextColumn("[bold]sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[now]}"), TimeElapsedColumn(), console=err_console)
+                        TextColumn("{task.fields[now]}"), TimeElapsedColumn(), console=err_console.console)
 
     class Listener(sweep_mod.Listener):
         def __init__(self) -> None:
