@@ -279,6 +279,51 @@ def validate(
     out_console.print(t)
 
 
+@app.command("tensorboard")
+def tensorboard_cmd(
+    dirs: Annotated[list[Path], typer.Argument(
+        help="Run, comparison or sweep folders, or folders holding them.", show_default=False)],
+    histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
+) -> None:
+    """Write TensorBoard event files into each run folder's tensorboard/ (from its CSVs); trains nothing.
+
+    Then: [bold]tensorboard --logdir runs/[/]
+    """
+    from skipexp.tensorboard import export_tree
+
+    written = [p for d in dirs for p in export_tree(d, histograms)]
+    for p in written:
+        out_console.print(str(p), markup=False, highlight=False)
+    err_console.print(f"{len(written)} run(s) exported; view with: tensorboard --logdir "
+                      f"{' '.join(str(d) for d in dirs)}", markup=False, highlight=False)
+
+
+@app.command("list")
+def list_cmd(
+    what: Annotated[Optional[str], typer.Argument(
+        help="Only this registry, e.g. skip (kinds), activation, dataset.", show_default=False)] = None,
+) -> None:
+    """List the registered kinds (skip kinds, activations, norms, inits, optimizers, schedules, datasets)."""
+    from rich.table import Table
+
+    from skipexp import registry
+
+    regs = registry.ALL
+    if what is not None:
+        regs = tuple(r for r in registry.ALL if what in (r.what, r.what.split()[0], r.what + "s"))
+        if not regs:
+            raise SkipexpError(f"unknown registry {what!r}; choose from "
+                               f"{', '.join(r.what.split()[0] for r in registry.ALL)}", key="list")
+    for reg in regs:
+        t = Table(title=f"{reg.what}s", title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 1))
+        t.add_column(style="bold cyan", no_wrap=True)
+        t.add_column()
+        for name, doc in reg.docs.items():
+            t.add_row(name, doc)
+        out_console.print(t)
+        out_console.print()
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 def error(message: str) -> None:

@@ -72,6 +72,17 @@ def device_name(v: Any, key: str) -> None:
         raise SkipexpError(f"must be auto, cpu, cuda or cuda:N, got {v!r}", key=key)
 
 
+def installed(module: str, extra: str) -> Check:
+    """A true value needs an optional package: say so when the config is read, not after training."""
+    def check(v: Any, key: str) -> None:
+        import importlib.util
+
+        if v and importlib.util.find_spec(module) is None:
+            raise SkipexpError(f"needs the {module} package, which is not installed; "
+                               f"pip install 'skipexp[{extra}]'", key=key)
+    return check
+
+
 def not_empty(v: Any, key: str) -> None:
     if isinstance(v, list) and not v:
         raise SkipexpError("must not be an empty list", key=key)
@@ -174,6 +185,8 @@ class LogConfig:
     every: int = opt(10, "train metrics and gradient norms every N steps", positive)
     eval_every: int | None = opt(None, "test-set evaluation every N steps (default: end of each epoch)", positive)
     checkpoint: str = opt("last", "none | last | every_epoch", choice("none", "last", "every_epoch"))
+    tensorboard: bool = opt(False, "also write TensorBoard event files into <run>/tensorboard/ when the run ends",
+                            installed("tensorboard", "tensorboard"))
 
 
 @dataclass(frozen=True)

@@ -337,6 +337,10 @@ def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
         from skipexp import plots as plots_mod
 
         plots_mod.plot_run(run_dir)
+    if cfg.log.tensorboard:
+        from skipexp.tensorboard import export_run
+
+        export_run(run_dir)
     reporter.on_end(status, summary)
     return RunResult(run_dir, status, summary)
 

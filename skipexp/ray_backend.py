@@ -1,0 +1,169 @@
+"""Run a sweep's points as Ray tasks, on a local Ray or on a cluster joined by address.
+
+Each point is the same ``skipexp train ... --run-dir DIR`` command the local backend runs, started as a
+subprocess by a Ray task on whichever node has room. Results are not sent back through Ray: every point
+writes its run folder, and the sweep reads the folders afterwards, so the sweep folder must be on storage
+that every node sees. Ray is an optional extra: nothing here imports it at module level.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from skipexp import runio
+from skipexp.errors import SkipexpError
+
+INSTALL_HINT = "pip install 'skipexp[ray]'"
+RETRIES = 1  # a point whose worker or process dies is run once more, then recorded as failed
+TAIL_CHARS = 2000
+
+
+class PointKilled(RuntimeError):
+    """The point's process was killed by a signal: treated like a dead worker, so Ray retries it."""
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or a SkipexpError with the install command (exit 2)."""
+    try:
+        import ray
+    except ImportError:
+        raise SkipexpError(f"the ray backend needs Ray, which is not installed; {INSTALL_HINT}",
+                           key="--backend") from None
+    return ray
+
+
+def gpus_per_point(device: str, cluster_gpus: float = 0.0) -> float:
+    """One GPU for a CUDA config; ``auto`` asks for one only where the cluster has GPUs at all."""
+    if device.startswith("cuda"):
+        return 1.0
+    return 1.0 if device == "auto" and cluster_gpus > 0 else 0.0
+
+
+def _field(point: Any, name: str) -> Any:
+    return point[name] if isinstance(point, dict) else getattr(point, name)
+
+
+def with_threads(argv: Sequence[str], threads: int) -> list[str]:
+    """``argv`` with ``train.threads=N`` added to a ``skipexp train`` command's overrides, so a point uses
+    exactly the CPUs Ray reserved for it. Other commands are returned unchanged."""
+    argv = [str(a) for a in argv]
+    if "train" not in argv:
+        return argv
+    at = argv.index("train") + 2  # after the config file
+    while at < len(argv) and not argv[at].startswith("--"):
+        at += 1
+    return argv[:at] + [f"train.threads={threads}"] + argv[at:]
+
+
+def _die_with_parent() -> None:
+    # If the Ray worker dies, its training subprocess must not live on and keep writing the run folder
+    # while the retry writes it again.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_point(argv: Sequence[str], run_dir: str, cwd: str | None, threads: int) -> str:
+    """Body of one Ray task: run the point's command and return its status from the run folder.
+
+    An unfinished folder at ``run_dir`` is what an earlier attempt left when it died, so it is cleared
+    first; a finished one (the attempt finished but its worker died before reporting) is kept.
+    """
+    folder = Path(run_dir)
+    if (folder / "meta.json").is_file():
+        status = runio.read_json(folder / "meta.json").get("status")
+        if status in runio.FINISHED:
+            return status
+    if folder.exists():
+        shutil.rmtree(folder)
+    argv = list(argv)
+    if os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
+        # the driver's path to skipexp need not exist on this node: use this node's install
+        argv[0] = shutil.which(os.path.basename(argv[0])) or argv[0]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "NO_COLOR": "1"}
+    p = subprocess.run(argv, cwd=cwd if cwd and os.path.isdir(cwd) else None, env=env, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, preexec_fn=_die_with_parent)
+    if p.returncode < 0:
+        raise PointKilled(f"killed by {signal.Signals(-p.returncode).name}: {p.stderr[-TAIL_CHARS:]}")
+    if (folder / "meta.json").is_file():
+        status = runio.read_json(folder / "meta.json").get("status")
+        if p.returncode == 0 and status in runio.FINISHED:
+            return status
+        if status in ("interrupted", "failed"):
+            return status
+    return "failed"
+
+
+def _mark_failed(run_dir: Path, reason: str) -> None:
+    """Record in the point's meta.json that it was given up on, so ``report`` shows it as failed."""
+    try:
+        meta = runio.read_json(run_dir / "meta.json")
+    except SkipexpError:
+        return
+    if meta.get("status") not in runio.FINISHED:
+        meta.update(status="failed", failure=reason.splitlines()[0][:500] if reason else "")
+        runio.write_json(run_dir / "meta.json", meta)
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> tuple[Any, bool]:
+    """Ray, initialised: joined at ``address`` (``auto`` = the cluster started on this machine by
+    ``ray start``), or a fresh local instance on loopback. Returns (ray, whether we started it)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray, False
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 num_cpus=num_cpus if address is None else None)
+    except ConnectionError as e:
+        raise SkipexpError(f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]}",
+                           key="--address") from None
+    return ray, True
+
+
+def run_ray(points: Sequence[Any], *, address: str | None = None, num_cpus: int = 1,
+            num_gpus: float | None = None, device: str = "cpu",
+            on_done: Callable[[Any, str], None] | None = None) -> list[str]:
+    """Run every point as a Ray task; return each point's status in the order given.
+
+    ``num_cpus`` is reserved per point and becomes the point's ``train.threads``; ``num_gpus`` defaults to
+    what :func:`gpus_per_point` says for ``device``. A point whose worker dies, or whose process is killed
+    by a signal, runs once more and is then ``failed``; the other points carry on either way.
+    ``on_done(point, status)`` hears each point as it finishes, in finishing order.
+    """
+    ray, started = connect(address)
+    try:
+        if num_gpus is None:
+            num_gpus = gpus_per_point(device, ray.cluster_resources().get("GPU", 0.0))
+        task = ray.remote(run_point).options(
+            num_cpus=num_cpus, num_gpus=num_gpus, max_retries=RETRIES, retry_exceptions=[PointKilled])
+        cwd = os.getcwd()
+        refs = {}
+        for i, point in enumerate(points):
+            run_dir = Path(_field(point, "run_dir")).absolute()
+            ref = task.remote(with_threads(_field(point, "argv"), num_cpus), str(run_dir), cwd, num_cpus)
+            refs[ref] = (i, point, run_dir)
+        statuses = ["failed"] * len(points)
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            i, point, run_dir = refs[done[0]]
+            try:
+                statuses[i] = ray.get(done[0])
+            except Exception as e:  # the retry died too (PointKilled, a dead worker, a lost node)
+                cause = getattr(e, "cause", None) or e
+                _mark_failed(run_dir, f"{cause.__class__.__name__}: {cause}")
+                statuses[i] = "failed"
+            if on_done is not None:
+                on_done(point, statuses[i])
+        return statuses
+    finally:
+        if started:
+            ray.shutdown()
