@@ -31,7 +31,31 @@ err_console = Console(stderr=True)
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+def complete_yaml(incomplete: str) -> list[str]:
+    """Shell completion for config arguments: .yaml/.yml files and the folders that lead to them.
+
+    A lone matching folder is opened at once: shells append a space after a single candidate,
+    which would end the word at the folder.
+    """
+    def matches(text: str) -> list[str]:
+        folder, slash, stem = text.rpartition("/")
+        try:
+            entries = sorted(Path(folder + slash or ".").iterdir())
+        except OSError:
+            return []
+        return [f"{folder}{slash}{e.name}" + ("/" if e.is_dir() else "") for e in entries
+                if e.name.startswith(stem) and not e.name.startswith(".")
+                and (e.is_dir() or e.suffix in (".yaml", ".yml"))]
+
+    found = matches(incomplete)
+    for _ in range(8):
+        if len(found) != 1 or not found[0].endswith("/") or not matches(found[0]):
+            break
+        found = matches(found[0])
+    return found
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False, autocompletion=complete_yaml)]
 OverridesArg = Annotated[Optional[list[str]], typer.Argument(
     help="Dotted KEY=VALUE overrides, e.g. model.depth=64 model.skip.kind=none.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")]

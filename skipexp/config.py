@@ -77,7 +77,11 @@ def installed(module: str, extra: str) -> Check:
     def check(v: Any, key: str) -> None:
         import importlib.util
 
-        if v and importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module blocked in sys.modules
+            found = False
+        if v and not found:
             raise SkipexpError(f"needs the {module} package, which is not installed; "
                                f"pip install 'skipexp[{extra}]'", key=key)
     return check
