@@ -334,7 +334,7 @@ def list_cmd(
 
     regs = registry.ALL
     if what is not None:
-        regs = tuple(r for r in registry.ALL if what in (r.what, r.what.split()[0], r.what + "s"))
+        regs = tuple(r for r in registry.ALL if what.rstrip("s") in (r.what, r.what.split()[0]))
         if not regs:
             raise SkipexpError(f"unknown registry {what!r}; choose from "
                                f"{', '.join(r.what.split()[0] for r in registry.ALL)}", key="list")
