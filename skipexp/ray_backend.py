@@ -123,8 +123,11 @@ def connect(address: str | None, num_cpus: int | None = None) -> tuple[Any, bool
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                  num_cpus=num_cpus if address is None else None)
     except ConnectionError as e:
-        raise SkipexpError(f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]}",
-                           key="--address") from None
+        # Ray >= 2.59 starts clusters with token authentication: a driver that joins by address must
+        # send the token, which it does only with RAY_AUTH_MODE=token (the "auto" address finds it itself)
+        raise SkipexpError(f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]} (is `ray start` "
+                           f"running there? with token authentication, set RAY_AUTH_MODE=token and give this "
+                           f"machine the head's ~/.ray/auth_token)", key="--address") from None
     return ray, True
 
 
