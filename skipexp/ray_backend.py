@@ -48,16 +48,18 @@ def _field(point: Any, name: str) -> Any:
     return point[name] if isinstance(point, dict) else getattr(point, name)
 
 
-def with_threads(argv: Sequence[str], threads: int) -> list[str]:
-    """``argv`` with ``train.threads=N`` added to a ``skipexp train`` command's overrides, so a point uses
-    exactly the CPUs Ray reserved for it. Other commands are returned unchanged."""
+def point_argv(argv: Sequence[str], threads: int, gpu: bool = False) -> list[str]:
+    """``argv`` with overrides added to a ``skipexp train`` command: ``train.threads=N``, so a point uses
+    exactly the CPUs Ray reserved for it, and with a GPU reserved ``device=cuda``: Ray shows the task only
+    its own GPU (CUDA_VISIBLE_DEVICES), which is then ``cuda`` whatever ``cuda:N`` the config named.
+    Other commands are returned unchanged."""
     argv = [str(a) for a in argv]
     if "train" not in argv:
         return argv
     at = argv.index("train") + 2  # after the config file
     while at < len(argv) and not argv[at].startswith("--"):
         at += 1
-    return argv[:at] + [f"train.threads={threads}"] + argv[at:]
+    return argv[:at] + [f"train.threads={threads}"] + (["device=cuda"] if gpu else []) + argv[at:]
 
 
 def _die_with_parent() -> None:
@@ -120,7 +122,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> tuple[Any, bool
     if ray.is_initialized():
         return ray, False
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  num_cpus=num_cpus if address is None else None)
     except ConnectionError as e:
         # Ray >= 2.59 starts clusters with token authentication: a driver that joins by address must
@@ -151,7 +153,8 @@ def run_ray(points: Sequence[Any], *, address: str | None = None, num_cpus: int 
         refs = {}
         for i, point in enumerate(points):
             run_dir = Path(_field(point, "run_dir")).absolute()
-            ref = task.remote(with_threads(_field(point, "argv"), num_cpus), str(run_dir), cwd, num_cpus)
+            argv = point_argv(_field(point, "argv"), num_cpus, gpu=num_gpus > 0)
+            ref = task.remote(argv, str(run_dir), cwd, num_cpus)
             refs[ref] = (i, point, run_dir)
         statuses = ["failed"] * len(points)
         pending = list(refs)

@@ -66,10 +66,10 @@ def test_four_points_on_ray_match_the_same_commands_run_locally(tmp_path, local_
                   model.depth: [2, 6]
                   seed: [0, 1]
                 """))
-            extra = ["--backend", "ray", "--address", "auto"] if backend == "ray" else ["--jobs", "2"]
+            extra = ["--backend", "ray"] if backend == "ray" else ["--jobs", "2"]  # ray: its own local Ray
             run_cli("sweep", f"{backend}.yaml", *extra, cwd=tmp_path, check=0, timeout=240)
         ray_dirs = sorted(p for p in (tmp_path / "runs" / "sweep-ray").iterdir() if runio.is_run_dir(p))
-        assert len(ray_dirs) == 4
+        assert len(ray_dirs) == 4 and (tmp_path / "runs" / "sweep-ray" / "summary.csv").is_file()
         for d in ray_dirs:
             assert_same_metrics(d, tmp_path / "runs" / "sweep-local" / d.name)
         return
@@ -140,11 +140,12 @@ def test_finished_point_is_not_run_again_and_unfinished_folder_is_replaced(tmp_p
     assert marker.exists() and not stale.exists()
 
 
-def test_threads_override_goes_with_the_train_overrides():
+def test_point_argv_adds_threads_and_device_to_the_train_overrides():
     argv = ["skipexp", "train", "base.yaml", "model.depth=4", "--run-dir", "out/p"]
-    assert ray_backend.with_threads(argv, 3) == [
+    assert ray_backend.point_argv(argv, 3) == [
         "skipexp", "train", "base.yaml", "model.depth=4", "train.threads=3", "--run-dir", "out/p"]
-    assert ray_backend.with_threads(["python", "-c", "pass"], 3) == ["python", "-c", "pass"]
+    assert ray_backend.point_argv(argv, 1, gpu=True)[3:6] == ["model.depth=4", "train.threads=1", "device=cuda"]
+    assert ray_backend.point_argv(["python", "-c", "pass"], 3) == ["python", "-c", "pass"]
 
 
 def test_gpus_per_point():
