@@ -134,13 +134,14 @@ def connect(address: str | None, num_cpus: int | None = None) -> tuple[Any, bool
 
 
 def run_ray(points: Sequence[Any], *, address: str | None = None, num_cpus: int = 1,
-            num_gpus: float | None = None, device: str = "cpu",
+            num_gpus: float | None = None, device: str = "cpu", jobs: int | None = None,
             on_done: Callable[[Any, str], None] | None = None) -> list[str]:
     """Run every point as a Ray task; return each point's status in the order given.
 
     ``num_cpus`` is reserved per point and becomes the point's ``train.threads``; ``num_gpus`` defaults to
-    what :func:`gpus_per_point` says for ``device``. A point whose worker dies, or whose process is killed
-    by a signal, runs once more and is then ``failed``; the other points carry on either way.
+    what :func:`gpus_per_point` says for ``device``. ``jobs`` caps the points in flight at once (default:
+    as many as the cluster's resources allow). A point whose worker dies, or whose process is killed by a
+    signal, runs once more and is then ``failed``; the other points carry on either way.
     ``on_done(point, status)`` hears each point as it finishes, in finishing order.
     """
     ray, started = connect(address)
@@ -150,19 +151,19 @@ def run_ray(points: Sequence[Any], *, address: str | None = None, num_cpus: int 
         task = ray.remote(run_point).options(
             num_cpus=num_cpus, num_gpus=num_gpus, max_retries=RETRIES, retry_exceptions=[PointKilled])
         cwd = os.getcwd()
-        refs = {}
-        for i, point in enumerate(points):
-            run_dir = Path(_field(point, "run_dir")).absolute()
-            argv = point_argv(_field(point, "argv"), num_cpus, gpu=num_gpus > 0)
-            ref = task.remote(argv, str(run_dir), cwd, num_cpus)
-            refs[ref] = (i, point, run_dir)
+        queue = list(enumerate(points))[::-1]  # popped from the end: points start in the order given
         statuses = ["failed"] * len(points)
-        pending = list(refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            i, point, run_dir = refs[done[0]]
+        in_flight: dict[Any, tuple[int, Any, Path]] = {}
+        while queue or in_flight:
+            while queue and (jobs is None or len(in_flight) < jobs):
+                i, point = queue.pop()
+                run_dir = Path(_field(point, "run_dir")).absolute()
+                argv = point_argv(_field(point, "argv"), num_cpus, gpu=num_gpus > 0)
+                in_flight[task.remote(argv, str(run_dir), cwd, num_cpus)] = (i, point, run_dir)
+            (ref,), _ = ray.wait(list(in_flight), num_returns=1)
+            i, point, run_dir = in_flight.pop(ref)
             try:
-                statuses[i] = ray.get(done[0])
+                statuses[i] = ray.get(ref)
             except Exception as e:  # the retry died too (PointKilled, a dead worker, a lost node)
                 cause = getattr(e, "cause", None) or e
                 _mark_failed(run_dir, f"{cause.__class__.__name__}: {cause}")

@@ -140,6 +140,18 @@ def test_finished_point_is_not_run_again_and_unfinished_folder_is_replaced(tmp_p
     assert marker.exists() and not stale.exists()
 
 
+@needs_ray
+def test_jobs_caps_the_points_in_flight(tmp_path, local_ray):
+    log = tmp_path / "log"
+    script = (f"import time\nwith open({str(log)!r}, 'a') as f: f.write('start\\n')\ntime.sleep(0.5)\n"
+              f"with open({str(log)!r}, 'a') as f: f.write('end\\n')\n")
+    points = [{"argv": [sys.executable, "-c", script], "run_dir": tmp_path / f"p{i}"} for i in range(3)]
+    order = []
+    assert ray_backend.run_ray(points, jobs=1, on_done=lambda p, s: order.append(p["run_dir"])) == ["failed"] * 3
+    assert log.read_text().split() == ["start", "end"] * 3  # never two at once, on two CPUs
+    assert order == [p["run_dir"] for p in points]
+
+
 def test_point_argv_adds_threads_and_device_to_the_train_overrides():
     argv = ["skipexp", "train", "base.yaml", "model.depth=4", "--run-dir", "out/p"]
     assert ray_backend.point_argv(argv, 3) == [
