@@ -309,7 +309,7 @@ def tensorboard_cmd(
         help="Run, comparison or sweep folders, or folders holding them.", show_default=False)],
     histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
 ) -> None:
-    """Write TensorBoard event files into each run folder's tensorboard/ (from its CSVs); trains nothing.
+    """Export runs to TensorBoard: event files in each run folder's tensorboard/, from its CSVs.
 
     Then: [bold]tensorboard --logdir runs/[/]
     """

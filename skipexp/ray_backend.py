@@ -122,8 +122,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> tuple[Any, bool
     if ray.is_initialized():
         return ray, False
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                 num_cpus=num_cpus if address is None else None)
+        # "local" starts a fresh instance even where `ray start` runs on this machine (None would join it)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR, num_cpus=num_cpus if address is None else None)
     except ConnectionError as e:
         # Ray >= 2.59 starts clusters with token authentication: a driver that joins by address must
         # send the token, which it does only with RAY_AUTH_MODE=token (the "auto" address finds it itself)

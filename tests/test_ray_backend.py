@@ -35,7 +35,7 @@ def local_ray():
     import ray
 
     # two CPUs, like the machines the test suite runs on; run_ray joins this instance and leaves it up
-    ray.init(address=None, include_dashboard=False, num_cpus=2, log_to_driver=False)
+    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
     yield ray
     ray.shutdown()
 
