@@ -11,7 +11,7 @@ from conftest import run_cli, write_config
 from skipexp import config, runio
 from skipexp.tensorboard import export_run
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
+needs_tb = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
                                 reason="tensorboard is not installed (pip install 'skipexp[tensorboard]')")
 
 
@@ -43,6 +43,7 @@ def two_runs(tmp_path_factory) -> list:
     return runs
 
 
+@needs_tb
 def test_log_tensorboard_writes_events_that_hold_the_logged_values(two_runs):
     run_dir = two_runs[0]
     ea = read_events(run_dir / "tensorboard")
@@ -75,6 +76,7 @@ def test_log_tensorboard_writes_events_that_hold_the_logged_values(two_runs):
     assert "config" in "".join(ea.Tags()["tensors"])
 
 
+@needs_tb
 def test_tensorboard_command_exports_every_run_below_a_folder_and_replaces_old_events(two_runs):
     out = two_runs[0].parent
     p = run_cli("tensorboard", out, check=0)  # the second export of each run: it replaces the first
