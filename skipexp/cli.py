@@ -58,7 +58,31 @@ err_console = LazyConsole(stderr=True)
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)]
+def complete_yaml(incomplete: str) -> list[str]:
+    """Shell completion for config arguments: .yaml/.yml files and the folders that lead to them.
+
+    A lone matching folder is opened at once: shells append a space after a single candidate,
+    which would end the word at the folder.
+    """
+    def matches(text: str) -> list[str]:
+        folder, slash, stem = text.rpartition("/")
+        try:
+            entries = sorted(Path(folder + slash or ".").iterdir())
+        except OSError:
+            return []
+        return [f"{folder}{slash}{e.name}" + ("/" if e.is_dir() else "") for e in entries
+                if e.name.startswith(stem) and not e.name.startswith(".")
+                and (e.is_dir() or e.suffix in (".yaml", ".yml"))]
+
+    found = matches(incomplete)
+    for _ in range(8):
+        if len(found) != 1 or not found[0].endswith("/") or not matches(found[0]):
+            break
+        found = matches(found[0])
+    return found
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False, autocompletion=complete_yaml)]
 OverridesArg = Annotated[Optional[list[str]], typer.Argument(
     help="Dotted KEY=VALUE overrides, e.g. model.depth=64 model.skip.kind=none.", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")]
@@ -646,12 +670,20 @@ def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
 @app.command()
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML: name, base, grid.", show_default=False)],
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1,
-                                      help="Points run at once; each gets cores // jobs torch threads.")] = 1,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help=(
+        "Points run at once; each gets cores // jobs torch threads (default 1; with --backend ray: as many "
+        "as the cluster has room for)."), show_default=False)] = None,
     list_only: Annotated[bool, typer.Option("--list", help="Print one command per point; run nothing.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="With --list: shell (one line per point) or make.")] = "shell",
     out: Annotated[Path, typer.Option("--out", help="Folder that receives sweep-<name>/.")] = Path("runs"),
-    backend: Annotated[str, typer.Option("--backend", help="Where points run: local (subprocesses here).")] = "local",
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Where points run: local (subprocesses here) or ray (Ray tasks, here or on a cluster).")
+    ] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="With --backend ray: auto (the cluster `ray start` runs here) or HOST:PORT; "
+        "default: a private Ray on this machine.")] = None,
+    cpus_per_point: Annotated[int, typer.Option(
+        "--cpus-per-point", min=1, help="With --backend ray: CPUs reserved per point (its torch threads).")] = 1,
 ) -> None:
     """Run every point of a grid over a base config into OUT/sweep-<name>/, then summarize and plot.
 
@@ -661,6 +693,17 @@ def sweep(
     from skipexp import sweep as sweep_mod
 
     sw = sweep_mod.load(sweep_file)
+    options: dict = {}
+    if backend == "ray":
+        from skipexp import ray_backend
+
+        ray_backend.require_ray()  # before any folder is made: no Ray, exit 2 with the install hint
+        options = {"address": address, "cpus_per_point": cpus_per_point,
+                   "device": str(sweep_mod.points(sw, out, 1)[0].config.get("device", "cpu"))}
+    elif address is not None:
+        raise SkipexpError("only means something with --backend ray", key="--address")
+    ray_jobs = jobs
+    jobs = jobs or 1
     if list_only:
         if fmt not in ("shell", "make"):
             raise SkipexpError(f"must be shell or make, got {fmt!r}", key="--format")
@@ -696,7 +739,8 @@ def sweep(
     stop = StopFlag().install()
     task = progress.add_task(sw.name, total=n_points, now="")
     with progress:
-        outcome = sweep_mod.run(sw, out, jobs, backend, Listener(), should_stop=stop)
+        outcome = sweep_mod.run(sw, out, jobs if backend != "ray" else ray_jobs, backend, Listener(),
+                                should_stop=stop, **options)
         if outcome.skipped:
             progress.console.print(f"{len(outcome.skipped)} point(s) already done, skipped")
         progress.update(task, advance=len(outcome.skipped))
@@ -736,6 +780,51 @@ def report(
         else:
             print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
         out_console.print(str(d))
+
+
+@app.command("tensorboard")
+def tensorboard_cmd(
+    dirs: Annotated[list[Path], typer.Argument(
+        help="Run, comparison or sweep folders, or folders holding them.", show_default=False)],
+    histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
+) -> None:
+    """Export runs to TensorBoard: event files in each run folder's tensorboard/, from its CSVs.
+
+    Then: [bold]tensorboard --logdir runs/[/]
+    """
+    from skipexp.tensorboard import export_tree
+
+    written = [p for d in dirs for p in export_tree(d, histograms)]
+    for p in written:
+        out_console.print(str(p), markup=False, highlight=False)
+    err_console.print(f"{len(written)} run(s) exported; view with: tensorboard --logdir "
+                      f"{' '.join(str(d) for d in dirs)}", markup=False, highlight=False)
+
+
+@app.command("list")
+def list_cmd(
+    what: Annotated[Optional[str], typer.Argument(
+        help="Only this registry, e.g. skip (kinds), activation, dataset.", show_default=False)] = None,
+) -> None:
+    """List the registered kinds (skip kinds, activations, norms, inits, optimizers, schedules, datasets)."""
+    from rich.table import Table
+
+    from skipexp import registry
+
+    regs = registry.ALL
+    if what is not None:
+        regs = tuple(r for r in registry.ALL if what.rstrip("s") in (r.what, r.what.split()[0]))
+        if not regs:
+            raise SkipexpError(f"unknown registry {what!r}; choose from "
+                               f"{', '.join(r.what.split()[0] for r in registry.ALL)}", key="list")
+    for reg in regs:
+        t = Table(title=f"{reg.what}s", title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 1))
+        t.add_column(style="bold cyan", no_wrap=True)
+        t.add_column()
+        for name, doc in reg.docs.items():
+            t.add_row(name, doc)
+        out_console.print(t)
+        out_console.print()
 
 
 # --- entry point ---------------------------------------------------------------------------------

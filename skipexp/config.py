@@ -72,6 +72,21 @@ def device_name(v: Any, key: str) -> None:
         raise SkipexpError(f"must be auto, cpu, cuda or cuda:N, got {v!r}", key=key)
 
 
+def installed(module: str, extra: str) -> Check:
+    """A true value needs an optional package: say so when the config is read, not after training."""
+    def check(v: Any, key: str) -> None:
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a module blocked in sys.modules
+            found = False
+        if v and not found:
+            raise SkipexpError(f"needs the {module} package, which is not installed; "
+                               f"pip install 'skipexp[{extra}]'", key=key)
+    return check
+
+
 def not_empty(v: Any, key: str) -> None:
     if isinstance(v, list) and not v:
         raise SkipexpError("must not be an empty list", key=key)
@@ -174,6 +189,8 @@ class LogConfig:
     every: int = opt(10, "train metrics and gradient norms every N steps", positive)
     eval_every: int | None = opt(None, "test-set evaluation every N steps (default: end of each epoch)", positive)
     checkpoint: str = opt("last", "none | last | every_epoch", choice("none", "last", "every_epoch"))
+    tensorboard: bool = opt(False, "also write TensorBoard event files into <run>/tensorboard/ when the run ends",
+                            installed("tensorboard", "tensorboard"))
 
 
 @dataclass(frozen=True)

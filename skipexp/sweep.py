@@ -389,7 +389,15 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
 
 
 Backend = Callable[[list[Point], int, Listener, Callable[[], bool]], list[PointResult]]
-BACKENDS: dict[str, Backend] = {"local": run_local}
+def run_ray(points: list[Point], jobs: int, listener: Listener, should_stop: Callable[[], bool] = lambda: False,
+            **options: Any) -> list[PointResult]:
+    """Points as Ray tasks, here or on a cluster (options: address, cpus_per_point, device)."""
+    from skipexp import ray_backend
+
+    return ray_backend.backend(points, jobs, listener, should_stop, **options)
+
+
+BACKENDS: dict[str, Backend] = {"local": run_local, "ray": run_ray}
 
 
 @dataclass
@@ -402,12 +410,12 @@ class SweepOutcome:
 
 
 def run(sweep: Sweep, out: Path, jobs: int = 1, backend: str = "local", listener: Listener | None = None,
-        should_stop: Callable[[], bool] = lambda: False) -> SweepOutcome:
+        should_stop: Callable[[], bool] = lambda: False, **backend_options: Any) -> SweepOutcome:
     """Run every point that is not done yet, then write summary.csv and the plots."""
     if backend not in BACKENDS:
         raise SkipexpError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}", key="--backend")
     listener = listener or Listener()
-    pts = points(sweep, out, jobs)
+    pts = points(sweep, out, jobs or 1)
     write_sweep_file(sweep, out)
     outcome = SweepOutcome(sweep, sweep_dir(sweep, out))
     todo = []
@@ -420,7 +428,7 @@ def run(sweep: Sweep, out: Path, jobs: int = 1, backend: str = "local", listener
             outcome.busy.append(p)
         else:
             todo.append(p)
-    outcome.ran = BACKENDS[backend](todo, jobs, listener, should_stop)
+    outcome.ran = BACKENDS[backend](todo, jobs, listener, should_stop, **backend_options)
     return outcome
 
 

@@ -385,6 +385,10 @@ def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
             with open(run_dir / "train.log", "a") as f:
                 f.write(traceback.format_exc())
             raise
+    if cfg.log.tensorboard:
+        from skipexp.tensorboard import export_run
+
+        export_run(run_dir)
     reporter.on_end(status, summary)
     return RunResult(run_dir, status, summary)
 

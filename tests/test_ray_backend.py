@@ -1,0 +1,181 @@
+"""The Ray backend on a real local Ray instance (loopback): same results as running the points locally,
+a killed point or a dead worker is retried once and then failed, and a missing Ray is exit 2 with the hint.
+
+Ray starts once for the module (about 6 s); the tests that need it are skipped when Ray is not installed.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, skipexp_cmd, write_config
+
+from skipexp import ray_backend, runio
+from skipexp.errors import SkipexpError
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'skipexp[ray]')")
+METRICS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
+           "grad_ratio_first_last_start", "grad_ratio_first_last_end")
+GRID = [(depth, seed) for depth in (2, 6) for seed in (0, 1)]
+
+
+def has_sweep_command() -> bool:
+    return importlib.util.find_spec("skipexp.sweep") is not None
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    # two CPUs, like the machines the test suite runs on; run_ray joins this instance and leaves it up
+    ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def train_argv(config: Path, overrides: list[str], run_dir: Path) -> list[str]:
+    return skipexp_cmd() + ["train", str(config), *overrides, "--run-dir", str(run_dir)]
+
+
+def assert_same_metrics(a: Path, b: Path) -> None:
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    for k in METRICS:
+        assert math.isclose(sa[k], sb[k], rel_tol=1e-5, abs_tol=1e-7), (a.name, k, sa[k], sb[k])
+    ra, rb = (runio.read_csv(d / "grad_norms.csv") for d in (a, b))
+    assert len(ra) == len(rb) > 0
+    for x, y in zip(ra, rb):
+        assert all(math.isclose(x[c], y[c], rel_tol=1e-5, abs_tol=1e-9) for c in x), (a.name, x["step"])
+
+
+@needs_ray
+def test_four_points_on_ray_match_the_same_commands_run_locally(tmp_path, local_ray):
+    base = write_config(tmp_path / "base.yaml", {"train.epochs": 1})
+    if has_sweep_command():  # the real command: a ray sweep and a local sweep of the same grid
+        for backend in ("ray", "local"):
+            (tmp_path / f"{backend}.yaml").write_text(textwrap.dedent(f"""\
+                name: {backend}
+                base: base.yaml
+                grid:
+                  model.depth: [2, 6]
+                  seed: [0, 1]
+                """))
+            extra = ["--backend", "ray"] if backend == "ray" else ["--jobs", "2"]  # ray: its own local Ray
+            run_cli("sweep", f"{backend}.yaml", *extra, cwd=tmp_path, check=0, timeout=240)
+        ray_dirs = sorted(p for p in (tmp_path / "runs" / "sweep-ray").iterdir() if runio.is_run_dir(p))
+        assert len(ray_dirs) == 4 and (tmp_path / "runs" / "sweep-ray" / "summary.csv").is_file()
+        for d in ray_dirs:
+            assert_same_metrics(d, tmp_path / "runs" / "sweep-local" / d.name)
+        return
+    # no sweep command here: the backend itself, on points shaped as the sweep builds them
+    (tmp_path / "ray").mkdir()
+    points = [{"argv": train_argv(base, [f"model.depth={d}", f"seed={s}"], tmp_path / "ray" / f"d{d}-s{s}"),
+               "run_dir": tmp_path / "ray" / f"d{d}-s{s}"} for d, s in GRID]
+    heard = []
+    statuses = ray_backend.run_ray(points, num_cpus=1, on_done=lambda p, s: heard.append((p["run_dir"], s)))
+    assert statuses == ["completed"] * 4
+    assert sorted(heard) == sorted((p["run_dir"], "completed") for p in points)
+    # the oracle: the same configs trained here, in this process, one after the other (what `skipexp train`
+    # does, minus the plots), with train.threads as Ray set it
+    from skipexp import config, train
+
+    for d, s in GRID:
+        cfg = config.load(base, [f"model.depth={d}", f"seed={s}", "train.threads=1"])
+        local = train.create_run(cfg, tmp_path / "local", tmp_path / "local" / f"d{d}-s{s}")
+        assert train.train(cfg, local, plots=False).status == "completed"
+        assert_same_metrics(tmp_path / "ray" / f"d{d}-s{s}", local)
+        meta = json.loads((tmp_path / "ray" / f"d{d}-s{s}" / "meta.json").read_text())
+        assert meta["threads"] == 1 and meta["status"] == "completed"
+
+
+def dying_point(tmp_path: Path, name: str, how: str) -> dict:
+    """A point whose command counts its attempts, starts a run folder, then dies: ``self`` kills itself
+    with SIGKILL; ``worker`` kills the Ray worker that runs it (a system failure)."""
+    run_dir = tmp_path / name
+    script = textwrap.dedent(f"""\
+        import json, os, pathlib, signal, time
+        run = pathlib.Path({str(run_dir)!r})
+        with open({str(tmp_path / (name + '.attempts'))!r}, "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        run.mkdir()
+        (run / "config.yaml").write_text("name: x\\n")
+        (run / "meta.json").write_text(json.dumps({{"tool": "skipexp", "status": "running"}}))
+        os.kill(os.getpid() if {how!r} == "self" else os.getppid(), signal.SIGKILL)
+        time.sleep(30)  # the worker's death takes this process with it
+        """)
+    return {"argv": [sys.executable, "-c", script], "run_dir": run_dir}
+
+
+@needs_ray
+def test_killed_point_and_dead_worker_are_retried_once_then_failed(tmp_path, local_ray):
+    done = tmp_path / "fine"
+    finished = (f"import json, pathlib; d = pathlib.Path({str(done)!r}); d.mkdir(); "
+                f"(d / 'meta.json').write_text(json.dumps({{'tool': 'skipexp', 'status': 'completed'}}))")
+    points = [dying_point(tmp_path, "killed", "self"), dying_point(tmp_path, "worker", "worker"),
+              {"argv": [sys.executable, "-c", finished], "run_dir": done}]
+    assert ray_backend.run_ray(points, num_cpus=1) == ["failed", "failed", "completed"]
+    for name in ("killed", "worker"):
+        assert len((tmp_path / f"{name}.attempts").read_text().split()) == 2, name  # first try + one retry
+        meta = json.loads((tmp_path / name / "meta.json").read_text())
+        assert meta["status"] == "failed" and meta["failure"], meta
+
+
+@needs_ray
+def test_finished_point_is_not_run_again_and_unfinished_folder_is_replaced(tmp_path, local_ray):
+    done, stale = tmp_path / "done", tmp_path / "stale"
+    for d, status in ((done, "completed"), (stale, "running")):
+        d.mkdir()
+        (d / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": status}))
+    marker = tmp_path / "ran"
+    touch = [sys.executable, "-c", f"import pathlib; pathlib.Path({str(marker)!r}).touch()"]
+    # `stale` is left by an attempt that died; the command then makes no meta.json, so the point failed
+    statuses = ray_backend.run_ray([{"argv": touch, "run_dir": done}, {"argv": touch, "run_dir": stale}])
+    assert statuses == ["completed", "failed"]
+    assert marker.exists() and not stale.exists()
+
+
+@needs_ray
+def test_jobs_caps_the_points_in_flight(tmp_path, local_ray):
+    log = tmp_path / "log"
+    script = (f"import time\nwith open({str(log)!r}, 'a') as f: f.write('start\\n')\ntime.sleep(0.5)\n"
+              f"with open({str(log)!r}, 'a') as f: f.write('end\\n')\n")
+    points = [{"argv": [sys.executable, "-c", script], "run_dir": tmp_path / f"p{i}"} for i in range(3)]
+    order = []
+    assert ray_backend.run_ray(points, jobs=1, on_done=lambda p, s: order.append(p["run_dir"])) == ["failed"] * 3
+    assert log.read_text().split() == ["start", "end"] * 3  # never two at once, on two CPUs
+    assert order == [p["run_dir"] for p in points]
+
+
+def test_point_argv_adds_threads_and_device_to_the_train_overrides():
+    argv = ["skipexp", "train", "base.yaml", "model.depth=4", "--run-dir", "out/p"]
+    assert ray_backend.point_argv(argv, 3) == [
+        "skipexp", "train", "base.yaml", "model.depth=4", "train.threads=3", "--run-dir", "out/p"]
+    assert ray_backend.point_argv(argv, 1, gpu=True)[3:6] == ["model.depth=4", "train.threads=1", "device=cuda"]
+    assert ray_backend.point_argv(["python", "-c", "pass"], 3) == ["python", "-c", "pass"]
+
+
+def test_gpus_per_point():
+    assert ray_backend.gpus_per_point("cuda") == ray_backend.gpus_per_point("cuda:1") == 1.0
+    assert ray_backend.gpus_per_point("cpu", cluster_gpus=4) == 0.0
+    assert ray_backend.gpus_per_point("auto") == 0.0 and ray_backend.gpus_per_point("auto", 2) == 1.0
+
+
+def test_without_ray_the_backend_is_bad_input_with_the_install_hint(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
+    with pytest.raises(SkipexpError) as e:
+        ray_backend.run_ray([])
+    assert "pip install 'skipexp[ray]'" in str(e.value) and e.value.key == "--backend"
+    if has_sweep_command():  # and through the real command: exit 2, one line
+        base = write_config(tmp_path / "base.yaml")
+        (tmp_path / "s.yaml").write_text("name: s\nbase: base.yaml\ngrid:\n  seed: [0, 1]\n")
+        code = ("import sys; sys.modules['ray'] = None\nfrom skipexp.cli import main\n"
+                "main(['sweep', 's.yaml', '--backend', 'ray'])")
+        p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+        assert p.returncode == 2 and "pip install 'skipexp[ray]'" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
