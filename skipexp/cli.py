@@ -669,7 +669,8 @@ def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
 
 @app.command()
 def sweep(
-    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML: name, base, grid.", show_default=False)],
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML: name, base, grid.", show_default=False,
+                                               autocompletion=complete_yaml)],
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help=(
         "Points run at once; each gets cores // jobs torch threads (default 1; with --backend ray: as many "
         "as the cluster has room for)."), show_default=False)] = None,
@@ -763,12 +764,20 @@ def sweep(
 @app.command()
 def report(
     dirs: Annotated[list[Path], typer.Argument(help="Run, comparison or sweep folders.", show_default=False)],
+    tensorboard: Annotated[bool, typer.Option(
+        "--tensorboard", help="Also export every run in them to TensorBoard event files (needs tensorboard).")
+    ] = False,
 ) -> None:
     """Rewrite the summaries and plots of finished or interrupted folders and print their tables.
 
-    Example: skipexp report runs/sweep-depth
+    Example: skipexp report runs/sweep-depth --tensorboard
     """
     from skipexp import report as report_mod
+
+    if tensorboard:
+        from skipexp.tensorboard import writer_class
+
+        writer_class()  # no tensorboard installed: exit 2 with the hint before anything is rewritten
 
     kinds = [report_mod.kind_of(d) for d in dirs]  # check every folder before rewriting any
     for d, _ in zip(dirs, kinds):
@@ -780,6 +789,11 @@ def report(
         else:
             print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
         out_console.print(str(d))
+        if tensorboard:
+            from skipexp.tensorboard import export_tree
+
+            err_console.print(f"{len(export_tree(d))} run(s) exported to TensorBoard; view with: tensorboard "
+                              f"--logdir {d}", markup=False, highlight=False)
 
 
 @app.command("tensorboard")
@@ -790,7 +804,7 @@ def tensorboard_cmd(
 ) -> None:
     """Export runs to TensorBoard: event files in each run folder's tensorboard/, from its CSVs.
 
-    Then: [bold]tensorboard --logdir runs/[/]
+    Example: skipexp tensorboard runs/  (then: tensorboard --logdir runs/)
     """
     from skipexp.tensorboard import export_tree
 

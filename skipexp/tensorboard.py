@@ -29,7 +29,7 @@ TRAIN_SCALARS = {"train_loss": "train/loss", "train_acc": "train/acc", "lr": "tr
 TEST_SCALARS = {"test_loss": "test/loss", "test_acc": "test/acc"}
 
 
-def _writer_class():
+def writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -50,7 +50,7 @@ def export_run(run_dir: Path, histograms: bool = True) -> Path:
     import numpy as np
 
     meta = runio.require_run_dir(run_dir)
-    SummaryWriter = _writer_class()
+    SummaryWriter = writer_class()
     out = run_dir / SUBDIR
     out.mkdir(exist_ok=True)
     for old in out.glob("events.out.tfevents.*"):  # a re-export replaces, never duplicates

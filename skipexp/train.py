@@ -376,21 +376,26 @@ def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
     summary = write_summary(run_dir)
     log.write(f"status {status}: {summary}\n")
     log.close()
-    if plots:
-        from skipexp import plots as plots_mod
-
-        try:
-            plots_mod.plot_run(run_dir)
-        except Exception:  # the results are on disk and `report` can redraw them; say where it broke
-            with open(run_dir / "train.log", "a") as f:
-                f.write(traceback.format_exc())
-            raise
-    if cfg.log.tensorboard:
-        from skipexp.tensorboard import export_run
-
-        export_run(run_dir)
+    write_views(cfg, run_dir, plots)
     reporter.on_end(status, summary)
     return RunResult(run_dir, status, summary)
+
+
+def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
+    """What a finished run draws from its CSVs: the plots and, with log.tensorboard, event files."""
+    try:
+        if plots:
+            from skipexp import plots as plots_mod
+
+            plots_mod.plot_run(run_dir)
+        if cfg.log.tensorboard:
+            from skipexp.tensorboard import export_run
+
+            export_run(run_dir)
+    except Exception:  # the results are on disk and `report` can redraw them; say where it broke
+        with open(run_dir / "train.log", "a") as f:
+            f.write(traceback.format_exc())
+        raise
 
 
 def _finish_meta(run_dir: Path, run: _Run | None, status: str) -> None:

@@ -329,10 +329,7 @@ def train_seeds(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: train_
         summary = write_summary(run.run_dir)
         logs[k].write(f"status {status}: {summary}\n")
         logs[k].close()
-        if plots:
-            from skipexp import plots as plots_mod
-
-            plots_mod.plot_run(run.run_dir)
+        train_mod.write_views(run.cfg, run.run_dir, plots)
         done[k] = train_mod.RunResult(run.run_dir, status, summary)
 
     try:

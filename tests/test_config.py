@@ -47,6 +47,7 @@ BAD = [
     ({"train": {"compile": "yes"}}, "train.compile", ["true or false"]),
     ({"train": {"epochs": None}}, "train.epochs", ["integer"]),
     ({"log": {"every": "often"}}, "log.every", ["integer"]),
+    ({"log": {"tensorboard": "yes"}}, "log.tensorboard", ["true or false"]),
     # out of range
     ({"seed": -1}, "seed", [">= 0", "-1"]),
     ({"seed": []}, "seed", ["empty"]),
