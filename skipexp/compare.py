@@ -55,16 +55,7 @@ def plan(paths: list[Path], overrides: list[str]) -> list[Member]:
 
 def create_dir(out: Path) -> Path:
     """``out/compare-<time>[-n]``, created exclusively."""
-    runio.check_writable(out)
-    stamp = runio.timestamp()
-    for n in range(1, 10_000):
-        path = out / (f"compare-{stamp}" if n == 1 else f"compare-{stamp}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise SkipexpError("too many comparisons in the same second", file=str(out))
+    return runio.create_exclusive(out, f"compare-{runio.timestamp()}")
 
 
 def is_compare_dir(path: Path) -> bool:

@@ -87,7 +87,11 @@ def run_point(argv: Sequence[str], run_dir: str, cwd: str | None, threads: int) 
     argv = list(argv)
     if folder.exists() and "--resume" not in argv:  # with --resume, train resumes or moves the folder aside
         shutil.rmtree(folder)
-    if os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
+    if argv[0] == "skipexp":  # a sweep's point: the skipexp of this worker's interpreter (its venv), not PATH's
+        from skipexp.sweep import command_for
+
+        argv = command_for(argv)
+    elif os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
         # the driver's path to skipexp need not exist on this node: use this node's install
         argv[0] = shutil.which(os.path.basename(argv[0])) or argv[0]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "NO_COLOR": "1"}

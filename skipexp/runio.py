@@ -48,16 +48,21 @@ def check_writable(out: Path) -> None:
 
 def create_run_dir(out: Path, name: str, stamp: str | None = None) -> Path:
     """``out/<stamp>-<name>[-<n>]``, created exclusively: two runs never share a folder."""
+    return create_exclusive(out, f"{stamp or timestamp()}-{name}")
+
+
+def create_exclusive(out: Path, base: str) -> Path:
+    """``out/<base>``, or ``out/<base>-<n>`` with the first free n: mkdir is atomic, so no two callers
+    (threads, processes, make -j) ever get the same folder."""
     check_writable(out)
-    stamp = stamp or timestamp()
     for n in range(1, 10_000):
-        path = out / (f"{stamp}-{name}" if n == 1 else f"{stamp}-{name}-{n}")
+        path = out / (base if n == 1 else f"{base}-{n}")
         try:
             path.mkdir()
             return path
         except FileExistsError:
             continue
-    raise SkipexpError("too many runs with the same name in the same second", file=str(out))
+    raise SkipexpError(f"too many folders named {base} in the same second", file=str(out))
 
 
 def write_json(path: Path, data: Any) -> None:
