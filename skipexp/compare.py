@@ -4,6 +4,12 @@ A comparison folder ``<out>/compare-<time>[-n]/`` holds the member runs in ``run
 ``summary.json`` (written before training starts and rewritten at the end, so an interrupted comparison
 can still be reported), ``summary.md`` (the table) and overlaid plots in ``plots/``.
 
+With several seeds (``seed: [0, 1, 2]``, or the override ``seed=[0,1,2]``) every member trains all its
+seeds together (one ordinary run folder per seed, ``runs/<member>-seed<N>/``, so ``runs/`` stays a flat
+folder of run folders) and the table and plots show the mean over seeds with its min-max spread. Members
+must then list the same seeds, so that seed i of every member sees the same batches; a member whose seed
+list differs is a config error on ``seed``. (One seed each may differ, as before: the table flags it.)
+
 The batch order is a pure function of (seed, epoch) and the data of the data config, so members that
 share those see exactly the same batches; the table says when members differ in anything but the model.
 """
@@ -41,8 +47,11 @@ def plan(paths: list[Path], overrides: list[str]) -> list[Member]:
     used: set[str] = set()
     for path in paths:
         cfg = config_mod.load(path, overrides)
-        if len(cfg.seeds) != 1:
-            raise SkipexpError("compare trains one seed per config; sweep over seeds with skipexp sweep",
+        if members and (len(cfg.seeds) > 1 or len(members[0].cfg.seeds) > 1) \
+                and cfg.seeds != members[0].cfg.seeds:
+            # seed i of every member must see the same batches, or the mean compares different draws
+            raise SkipexpError(f"every config must list the same seeds to compare means over seeds; "
+                               f"{members[0].source} has {members[0].cfg.seeds}, this one {cfg.seeds}",
                                file=str(path), key="seed")
         name, n = cfg.name, 1
         while name in used:
@@ -66,11 +75,27 @@ def is_compare_dir(path: Path) -> bool:
     return s.get("tool") == "skipexp" and s.get("kind") == "compare"
 
 
+def seed_run_name(member: str, seed: int) -> str:
+    return f"{member}-seed{seed}"
+
+
+def _plan_entry(m: Member) -> dict:
+    if len(m.cfg.seeds) == 1:
+        return {"name": m.name, "config": m.source, "run": f"runs/{m.name}"}
+    return {"name": m.name, "config": m.source, "seeds": list(m.cfg.seeds),
+            "runs": [f"runs/{seed_run_name(m.name, s)}" for s in m.cfg.seeds]}
+
+
+def member_runs(m: dict) -> list[str]:
+    """The run folders (relative to the comparison folder) of one member entry of summary.json."""
+    return list(m["runs"]) if "runs" in m else [m["run"]]
+
+
 def write_plan(cdir: Path, members: list[Member], overrides: list[str]) -> None:
     runio.write_json(cdir / "summary.json", {
         "tool": "skipexp", "kind": "compare", "created": datetime.now().isoformat(timespec="seconds"),
         "overrides": list(overrides),
-        "members": [{"name": m.name, "config": m.source, "run": f"runs/{m.name}"} for m in members],
+        "members": [_plan_entry(m) for m in members],
     })
 
 
@@ -84,10 +109,20 @@ def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, in
 
     results = []
     for i, m in enumerate(members):
-        run_dir = train_mod.create_run(m.cfg, cdir / "runs", cdir / "runs" / m.name)
         reporter = reporter_for(m, i) if reporter_for else None
         try:
-            result = train_mod.train(m.cfg, run_dir, reporter=reporter, should_stop=should_stop, progress=progress)
+            if len(m.cfg.seeds) == 1:
+                run_dir = train_mod.create_run(m.cfg, cdir / "runs", cdir / "runs" / m.name)
+                got = [train_mod.train(m.cfg, run_dir, reporter=reporter, should_stop=should_stop,
+                                       progress=progress)]
+            else:
+                from skipexp import vectorized
+
+                # the seeds of one member train together; vectorized falls back to one after another
+                cfgs = [m.cfg.replace(seed=s, name=seed_run_name(m.name, s)) for s in m.cfg.seeds]
+                dirs = [train_mod.create_run(c, cdir / "runs", cdir / "runs" / c.name) for c in cfgs]
+                got = vectorized.train_seeds(cfgs, dirs, reporter=reporter, should_stop=should_stop,
+                                             progress=progress)
         except SkipexpError:
             if not results:
                 shutil.rmtree(cdir, ignore_errors=True)
@@ -95,8 +130,8 @@ def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, in
         finally:
             if reporter is not None and hasattr(reporter, "close"):
                 reporter.close()
-        results.append(result)
-        if result.status == "interrupted":
+        results += got
+        if any(r.status == "interrupted" for r in got):
             break
     return results
 
@@ -111,26 +146,65 @@ def finish(cdir: Path, refresh: bool = True) -> dict:
     s = runio.read_json(cdir / "summary.json")
     configs: dict[str, dict] = {}
     for m in s.get("members", []):
-        run_dir = cdir / m["run"]
-        if runio.is_run_dir(run_dir):
-            m["summary"] = write_summary(run_dir) if refresh else summarize(run_dir)
-            configs[m["name"]] = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-            if refresh and not (run_dir / "plots" / "loss.png").exists():
-                from skipexp import plots
+        per_seed = []
+        for rel in member_runs(m):
+            run_dir = cdir / rel
+            if runio.is_run_dir(run_dir):
+                per_seed.append(write_summary(run_dir) if refresh else summarize(run_dir))
+                # the first seed stands for the member: seeds are equal across members by construction
+                configs.setdefault(m["name"], yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+                if refresh and not (run_dir / "plots" / "loss.png").exists():
+                    from skipexp import plots
 
-                plots.plot_run(run_dir)  # a run killed before its end has no plots yet
+                    plots.plot_run(run_dir)  # a run killed before its end has no plots yet
+            else:
+                per_seed.append({"name": Path(rel).name, "status": "not started"})
+        if "runs" in m:
+            m["seed_summaries"] = per_seed
+            m["summary"] = mean_summary(m["name"], per_seed)
         else:
-            m["summary"] = {"name": m["name"], "status": "not started"}
+            m["summary"] = per_seed[0]
     s["differences"] = differences(configs)
     s["unfair"] = sorted(k for k in s["differences"] if not k.startswith("model."))
     runio.write_json(cdir / "summary.json", s)
     tmp = cdir / ".summary.md.tmp"
     tmp.write_text(markdown(s))
     os.replace(tmp, cdir / "summary.md")
-    runs = [(m["name"], cdir / m["run"]) for m in s["members"] if runio.is_run_dir(cdir / m["run"])]
+    runs = [(m["name"], [cdir / r for r in member_runs(m) if runio.is_run_dir(cdir / r)]) for m in s["members"]]
+    runs = [(name, dirs) for name, dirs in runs if dirs]
     if runs:
         plots_compare.plot_compare(runs, cdir / "plots")
     return s
+
+
+# Summary fields averaged over seeds; each also gets its [min, max] in ``spread``.
+MEAN_FIELDS = ("steps", "wall_s", "steps_per_s", "final_train_loss", "final_train_acc", "best_train_loss",
+               "best_train_acc", "final_test_loss", "final_test_acc", "best_test_loss", "best_test_acc",
+               "grad_ratio_first_last_start", "grad_ratio_first_last_end",
+               "act_grad_ratio_first_last_start", "act_grad_ratio_first_last_end")
+
+
+def mean_summary(name: str, per_seed: list[dict]) -> dict:
+    """A member's summary over its seeds: the mean of every numeric field, its min-max in ``spread``.
+
+    A field is averaged over the seeds that have it as a number (a diverged seed's nan poisons the mean,
+    on purpose: the table should not hide it). ``status`` is the common status, else a count per status.
+    """
+    statuses = [x.get("status", "unknown") for x in per_seed]
+    counts = {st: statuses.count(st) for st in dict.fromkeys(statuses)}
+    out: dict = {"name": name, "seeds": len(per_seed),
+                 "status": statuses[0] if len(counts) == 1 else ", ".join(f"{n} {st}" for st, n in counts.items())}
+    diverged = [x["diverged_at_step"] for x in per_seed if x.get("diverged_at_step") is not None]
+    if diverged:
+        out["diverged_at_step"] = min(diverged)
+    spread: dict[str, list[float]] = {}
+    for f in MEAN_FIELDS:
+        vals = [float(x[f]) for x in per_seed if isinstance(x.get(f), (int, float)) and not isinstance(x[f], bool)]
+        if vals:
+            out[f] = sum(vals) / len(vals)
+            spread[f] = [min(vals), max(vals)]
+    out["spread"] = spread
+    return out
 
 
 def differences(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
@@ -169,6 +243,10 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
     rows: list[tuple[str, list[str]]] = [("status", [x.get("status", "-") + (
         f" at step {x['diverged_at_step']}" if x.get("diverged_at_step") is not None else "") for x in sums])]
     rows.append(("config", [m.get("config", "-") for m in members]))
+    multi = any("seeds" in m for m in members)
+    if multi:
+        rows.append(("seeds (mean over them below)", [", ".join(map(str, m.get("seeds", []))) or "-"
+                                                      for m in members]))
     for k in sorted(diffs, key=lambda k: (not k.startswith("model."), k)):
         mark = "" if k.startswith("model.") else "⚠ "
         rows.append((f"{mark}{k}", [_num(diffs[k].get(m["name"])) for m in members]))
@@ -186,9 +264,19 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
          [f"{_num(x.get('act_grad_ratio_first_last_start'), sci=True)} → "
           f"{_num(x.get('act_grad_ratio_first_last_end'), sci=True)}" for x in sums]),
     ]
+    if multi:
+        def span(x: dict, f: str, **kw: bool) -> str:
+            lo_hi = x.get("spread", {}).get(f)
+            return f"{_num(lo_hi[0], **kw)} – {_num(lo_hi[1], **kw)}" if lo_hi else "-"
+
+        at = next(i for i, (label, _) in enumerate(rows) if label == "steps/s")
+        rows[at:at] = [("train loss final, min – max over seeds", [span(x, "final_train_loss") for x in sums]),
+                       ("test acc final, min – max over seeds", [span(x, "final_test_acc", pct=True) for x in sums])]
     unfair = s.get("unfair", [])
     caption = ("same data, seed and batch order; only the model differs" if not unfair else
                f"⚠ the configs also differ in {', '.join(unfair)}: not only the model changes")
+    if multi:
+        caption += "; every figure is the mean over the member's seeds (seed i of every member: same batches)"
     return [m["name"] for m in members], rows, caption
 
 

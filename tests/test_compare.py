@@ -63,3 +63,51 @@ def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, tiny_config):
     p = run_cli("compare", tiny_config, tiny_config, "model.depth=0", "--out", out, check=2)
     assert p.stderr.strip() == f"error: {tiny_config}: model.depth: must be > 0, got 0"
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_several_seeds_train_per_member_and_report_the_mean(tmp_path, tiny_config):
+    out = tmp_path / "runs"
+    p = run_cli("compare", tiny_config, tiny_config, "train.epochs=1", "seed=[0,1]", "--out", out, check=0)
+    cdir = _only_dir(out, "compare-")
+    assert "seeds (mean over them below)" in p.stdout and "min – max over seeds" in p.stdout
+    runs = cdir / "runs"
+    assert sorted(d.name for d in runs.iterdir()) == ["tiny-2-seed0", "tiny-2-seed1", "tiny-seed0", "tiny-seed1"]
+    assert all(runio.is_run_dir(d) for d in runs.iterdir())
+    first = {d.name: runio.read_csv(d / "metrics.csv")[0]["train_loss"] for d in runs.iterdir()}
+    # seed k of every member: same init and same batches, so the same first loss; another seed differs
+    assert first["tiny-seed0"] == first["tiny-2-seed0"] and first["tiny-seed1"] == first["tiny-2-seed1"]
+    assert first["tiny-seed0"] != first["tiny-seed1"]
+
+    s = json.loads((cdir / "summary.json").read_text())
+    assert [m["seeds"] for m in s["members"]] == [[0, 1], [0, 1]]
+    assert s["differences"] == {} and s["unfair"] == []
+    for m in s["members"]:
+        per_seed = [json.loads((cdir / r / "summary.json").read_text()) for r in m["runs"]]
+        for f in ("final_train_loss", "final_test_acc", "grad_ratio_first_last_end"):
+            vals = [x[f] for x in per_seed]
+            assert abs(m["summary"][f] - sum(vals) / 2) < 1e-12, f
+            assert m["summary"]["spread"][f] == [min(vals), max(vals)]
+        assert m["summary"]["status"] == "completed" and m["summary"]["seeds"] == 2
+    for f in ["summary.md", "plots/loss.png", "plots/grad_norms.png", "plots/grad_heatmap.png"]:
+        assert (cdir / f).is_file(), f
+
+    (cdir / "summary.md").unlink()
+    (cdir / "plots" / "grad_norms.png").unlink()
+    p = run_cli("report", cdir, check=0)
+    assert "tiny-2" in p.stdout and "min – max over seeds" in p.stdout
+    assert (cdir / "summary.md").is_file() and (cdir / "plots" / "grad_norms.png").is_file()
+
+
+def test_members_must_list_the_same_seeds(tmp_path):
+    a = write_config(tmp_path / "a.yaml", {"seed": [0, 1]})
+    b = write_config(tmp_path / "b.yaml", {"seed": [0, 2]})
+    c = write_config(tmp_path / "c.yaml", {"seed": 3})
+    members = compare.plan([a, a], [])
+    assert [m.cfg.seeds for m in members] == [[0, 1], [0, 1]]
+    assert [m.cfg.seeds for m in compare.plan([c, write_config(tmp_path / "d.yaml")], [])] == [[3], [0]]
+    out = tmp_path / "runs"
+    p = run_cli("compare", a, b, "--out", out, check=2)
+    assert p.stderr.strip().startswith(f"error: {b}: seed: every config must list the same seeds")
+    p = run_cli("compare", c, a, "--out", out, check=2)
+    assert p.stderr.strip().startswith(f"error: {a}: seed:")
+    assert not out.exists() or not any(out.iterdir())
