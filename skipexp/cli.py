@@ -629,6 +629,7 @@ def compare(
     """Train configs on the same data, seed and batch order; print them side by side.
 
     Writes OUT/compare-<time>/ with the member runs in runs/, summary.json, summary.md and plots/.
+    With seed=[0,1,2] each member trains every seed (runs/<member>-seed<N>/) and the table shows means.
     Example: skipexp compare configs/plain.yaml configs/skip.yaml train.epochs=4
     """
     from skipexp import compare as compare_mod

@@ -245,7 +245,7 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
     rows.append(("config", [m.get("config", "-") for m in members]))
     multi = any("seeds" in m for m in members)
     if multi:
-        rows.append(("seeds (mean over them below)", [", ".join(map(str, m.get("seeds", []))) or "-"
+        rows.append(("seeds (mean below)", [", ".join(map(str, m.get("seeds", []))) or "-"
                                                       for m in members]))
     for k in sorted(diffs, key=lambda k: (not k.startswith("model."), k)):
         mark = "" if k.startswith("model.") else "⚠ "
@@ -270,8 +270,8 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
             return f"{_num(lo_hi[0], **kw)} – {_num(lo_hi[1], **kw)}" if lo_hi else "-"
 
         at = next(i for i, (label, _) in enumerate(rows) if label == "steps/s")
-        rows[at:at] = [("train loss final, min – max over seeds", [span(x, "final_train_loss") for x in sums]),
-                       ("test acc final, min – max over seeds", [span(x, "final_test_acc", pct=True) for x in sums])]
+        rows[at:at] = [("train loss final, seed min – max", [span(x, "final_train_loss") for x in sums]),
+                       ("test acc final, seed min – max", [span(x, "final_test_acc", pct=True) for x in sums])]
     unfair = s.get("unfair", [])
     caption = ("same data, seed and batch order; only the model differs" if not unfair else
                f"⚠ the configs also differ in {', '.join(unfair)}: not only the model changes")

@@ -69,7 +69,7 @@ def test_several_seeds_train_per_member_and_report_the_mean(tmp_path, tiny_confi
     out = tmp_path / "runs"
     p = run_cli("compare", tiny_config, tiny_config, "train.epochs=1", "seed=[0,1]", "--out", out, check=0)
     cdir = _only_dir(out, "compare-")
-    assert "seeds (mean over them below)" in p.stdout and "min – max over seeds" in p.stdout
+    assert "seeds (mean below)" in p.stdout and "seed min – max" in p.stdout
     runs = cdir / "runs"
     assert sorted(d.name for d in runs.iterdir()) == ["tiny-2-seed0", "tiny-2-seed1", "tiny-seed0", "tiny-seed1"]
     assert all(runio.is_run_dir(d) for d in runs.iterdir())
@@ -94,7 +94,7 @@ def test_several_seeds_train_per_member_and_report_the_mean(tmp_path, tiny_confi
     (cdir / "summary.md").unlink()
     (cdir / "plots" / "grad_norms.png").unlink()
     p = run_cli("report", cdir, check=0)
-    assert "tiny-2" in p.stdout and "min – max over seeds" in p.stdout
+    assert "tiny-2" in p.stdout and "seed min – max" in p.stdout
     assert (cdir / "summary.md").is_file() and (cdir / "plots" / "grad_norms.png").is_file()
 
 
