@@ -272,10 +272,16 @@ def _loop(run: _Run, reporter: Reporter, should_stop: Callable[[], bool]) -> str
 
 
 def _nonfinite(loss: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
-    """() bool: is the loss or any gradient NaN or infinite? Stays on the device (no host sync)."""
+    """() bool: is the loss or any gradient NaN or infinite? Stays on the device (no host sync).
+
+    One fused pass over all gradients: the check AMP's grad scaler uses, with a scale of 1 that leaves
+    them as they are (4x cheaper on the CPU than a norm per gradient, and this runs every step).
+    """
+    found = torch.zeros((), device=loss.device)
     grads = [p.grad for p in params if p.grad is not None]
-    total = torch.stack(torch._foreach_norm(grads)).sum() if grads else torch.zeros_like(loss)
-    return ~(torch.isfinite(loss.detach()) & torch.isfinite(total))
+    if grads:
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones((), device=loss.device))
+    return (found > 0) | ~torch.isfinite(loss.detach())
 
 
 def _steps(run: _Run, reporter: Reporter, should_stop: Callable[[], bool], started: float) -> str:
@@ -305,7 +311,10 @@ def _steps(run: _Run, reporter: Reporter, should_stop: Callable[[], bool], start
         first_bad.masked_fill_(_nonfinite(loss, run.probe.params) & (first_bad == 0), step)
         elapsed = run.elapsed + time.perf_counter() - started
         if log_now:
-            reporter.on_log(_record(run, step, epoch, loss, logits, y, hs, elapsed))
+            row = _record(run, step, epoch, loss, logits, y, hs, elapsed)
+            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["grad_norm_total"])):
+                first_bad.masked_fill_(first_bad == 0, step)  # also a norm that overflowed: what the row shows
+            reporter.on_log(row)
             run.meta.beat()
         last, epoch_end = step == run.total_steps, step % run.steps_per_epoch == 0
         stop = not last and should_stop()
