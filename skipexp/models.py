@@ -272,9 +272,5 @@ class SkipNet(nn.Module):
         return rows
 
 
-def build_model(cfg: ModelConfig, input_dim: int, num_classes: int) -> SkipNet:
-    return SkipNet(cfg, input_dim, num_classes)
-
-
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

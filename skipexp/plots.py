@@ -192,7 +192,3 @@ def plot_run(run_dir: Path) -> list[Path]:
         fn(run_dir, tmp)
         os.replace(tmp, path)  # a process killed while drawing leaves the old plot, not half a PNG
     return paths
-
-
-def finite_or_none(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
