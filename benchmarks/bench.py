@@ -25,8 +25,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from skipexp import config, data, runio, train, vectorized
-from skipexp.models import SkipNet
+from skipexp.core import config
+from skipexp.core import data
+from skipexp.rundir import runio
+from skipexp.training import train
+from skipexp.training import vectorized
+from skipexp.core.models import SkipNet
 
 REPO = Path(__file__).resolve().parent.parent
 SKIPEXP = str(Path(sys.executable).parent / "skipexp") if (Path(sys.executable).parent / "skipexp").exists() \

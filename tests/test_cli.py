@@ -12,7 +12,7 @@ import torch
 import yaml
 from conftest import REPO, run_cli, write_config
 
-from skipexp import runio
+from skipexp.rundir import runio
 
 RUN_FILES = ["config.yaml", "meta.json", "metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv",
              "act_norms.csv", "summary.json", "plots/loss.png", "plots/grad_norms.png", "plots/grad_heatmap.png",

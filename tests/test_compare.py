@@ -3,7 +3,8 @@ import json
 
 from conftest import run_cli, write_config
 
-from skipexp import compare, runio
+from skipexp.experiments import compare
+from skipexp.rundir import runio
 
 
 def _only_dir(parent, prefix):

@@ -6,8 +6,9 @@ import dataclasses
 import pytest
 import yaml
 
-from skipexp import config, registry
-from skipexp.errors import SkipexpError
+from skipexp.core import config
+from skipexp.core import registry
+from skipexp.core.errors import SkipexpError
 
 
 def load_raw(tmp_path, raw: dict, overrides: list[str] = ()) -> config.RunConfig:

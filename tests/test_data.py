@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from skipexp import config, data
-from skipexp.errors import SkipexpError
+from skipexp.core import config
+from skipexp.core import data
+from skipexp.core.errors import SkipexpError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 COUNTS = {"train": 20, "test": 10}

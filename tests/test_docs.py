@@ -2,7 +2,7 @@
 import yaml
 from conftest import REPO
 
-from skipexp.config import describe
+from skipexp.core.config import describe
 
 
 def test_config_reference_lists_every_key_with_its_default():

@@ -18,8 +18,11 @@ import pytest
 import torch
 from torch import nn
 
-from skipexp import config, data, runio, train
-from skipexp.models import SkipNet
+from skipexp.core import config
+from skipexp.core import data
+from skipexp.rundir import runio
+from skipexp.training import train
+from skipexp.core.models import SkipNet
 
 STEPS, BATCH, N_TRAIN = 6, 16, 64  # 4 steps per epoch: the replay crosses an epoch boundary
 
@@ -121,7 +124,7 @@ def test_logged_norms_match_plain_autograd(tmp_path, case):
 
 def test_act_grad_norm_does_not_depend_on_batch_size():
     """The per-example definition: duplicating every example leaves the logged value unchanged."""
-    from skipexp.metrics import GradProbe
+    from skipexp.core.metrics import GradProbe
 
     torch.manual_seed(0)
     model = SkipNet(make_config(CASES["identity"]).model, 10, 4)

@@ -7,7 +7,7 @@ import sys
 
 from conftest import run_cli
 
-from skipexp import registry
+from skipexp.core import registry
 from skipexp.cli import complete_yaml
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from skipexp import config
-from skipexp.errors import SkipexpError
-from skipexp.models import GAINS, SkipNet
-from skipexp.registry import ACTIVATIONS, INITS, NORMS, SKIPS
+from skipexp.core import config
+from skipexp.core.errors import SkipexpError
+from skipexp.core.models import GAINS, SkipNet
+from skipexp.core.registry import ACTIVATIONS, INITS, NORMS, SKIPS
 
 IN, CLASSES, N = 6, 3, 5
 

@@ -5,7 +5,9 @@ import math
 
 import pytest
 
-from skipexp import config, plots, runio
+from skipexp.core import config
+from skipexp.views import plots
+from skipexp.rundir import runio
 
 
 def fake_run(tmp_path, diverge: bool):

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, skipexp_cmd, write_config
 
-from skipexp import ray_backend, runio
-from skipexp.errors import SkipexpError
+from skipexp.experiments import ray_backend
+from skipexp.rundir import runio
+from skipexp.core.errors import SkipexpError
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'skipexp[ray]')")
@@ -27,7 +28,7 @@ GRID = [(depth, seed) for depth in (2, 6) for seed in (0, 1)]
 
 
 def has_sweep_command() -> bool:
-    return importlib.util.find_spec("skipexp.sweep") is not None
+    return importlib.util.find_spec("skipexp.experiments.sweep") is not None
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,8 @@ def test_four_points_on_ray_match_the_same_commands_run_locally(tmp_path, local_
     assert sorted(heard) == sorted((p["run_dir"], "completed") for p in points)
     # the oracle: the same configs trained here, in this process, one after the other (what `skipexp train`
     # does, minus the plots), with train.threads as Ray set it
-    from skipexp import config, train
+    from skipexp.core import config
+    from skipexp.training import train
 
     for d, s in GRID:
         cfg = config.load(base, [f"model.depth={d}", f"seed={s}", "train.threads=1"])

@@ -21,10 +21,11 @@ import pytest
 import torch
 from conftest import run_cli, skipexp_cmd, write_config
 
-from skipexp import config, runio
-from skipexp import train as train_mod
-from skipexp.errors import SkipexpError
-from skipexp.summary import summarize
+from skipexp.core import config
+from skipexp.rundir import runio
+from skipexp.training import train as train_mod
+from skipexp.core.errors import SkipexpError
+from skipexp.rundir.summary import summarize
 
 # 96 steps per epoch, logged every 4: long enough to be stopped mid-epoch, short enough to finish fast
 RESUME = {"data.n_train": 1536, "data.n_test": 128, "train.batch_size": 16, "train.epochs": 3, "log.every": 4}

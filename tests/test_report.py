@@ -7,7 +7,7 @@ import time
 
 from conftest import run_cli, skipexp_cmd
 
-from skipexp import runio
+from skipexp.rundir import runio
 
 
 def _interrupted_run(tmp_path, config):

@@ -11,8 +11,11 @@ import pytest
 import torch
 
 from conftest import run_cli, write_config
-from skipexp import config, lesion, shatter, theory
-from skipexp.models import SkipNet
+from skipexp.core import config
+from skipexp.science import lesion
+from skipexp.science import shatter
+from skipexp.science import theory
+from skipexp.core.models import SkipNet
 
 
 def _train(tmp_path: Path, name: str, overrides: dict) -> Path:

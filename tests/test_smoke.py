@@ -3,7 +3,7 @@ import json
 
 from conftest import run_cli
 
-from skipexp import runio
+from skipexp.rundir import runio
 
 
 def test_train_writes_complete_run_folder(tmp_path, tiny_config):

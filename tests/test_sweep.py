@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import REPO, run_cli, skipexp_cmd, write_config
 
-from skipexp import sweep
-from skipexp.errors import SkipexpError
+from skipexp.experiments import sweep
+from skipexp.core.errors import SkipexpError
 
 
 # the tests may themselves run under `make test`: its MAKEFLAGS and MAKELEVEL must not reach the makes below

@@ -8,8 +8,9 @@ import sys
 import pytest
 from conftest import run_cli, write_config
 
-from skipexp import config, runio
-from skipexp.tensorboard import export_run
+from skipexp.core import config
+from skipexp.rundir import runio
+from skipexp.views.tensorboard import export_run
 
 needs_tb = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
                                 reason="tensorboard is not installed (pip install 'skipexp[tensorboard]')")

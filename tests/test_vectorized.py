@@ -12,7 +12,10 @@ import torch
 import yaml
 
 from conftest import TINY, run_cli, write_config
-from skipexp import config, runio, train, vectorized
+from skipexp.core import config
+from skipexp.rundir import runio
+from skipexp.training import train
+from skipexp.training import vectorized
 
 CSVS = ["metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv", "act_norms.csv"]
 

@@ -28,11 +28,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from skipexp import config as config_mod
-from skipexp import data as data_mod
-from skipexp import runio
-from skipexp.errors import SkipexpError
-from skipexp.models import SkipNet
+from skipexp.core import config as config_mod
+from skipexp.core import data as data_mod
+from skipexp.rundir import runio
+from skipexp.core.errors import SkipexpError
+from skipexp.core.models import SkipNet
 
 COLUMNS = ["k", "removed", "how", "test_loss", "test_acc"]
 
@@ -99,7 +99,7 @@ class LoadedRun:
 
 def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> LoadedRun:
     """The run's resolved config, its model with the last checkpoint's weights (on the CPU), its data."""
-    from skipexp.train import load_checkpoint_file
+    from skipexp.training.train import load_checkpoint_file
 
     runio.require_run_dir(run_dir)
     cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / "config.yaml"), file=str(run_dir / "config.yaml"))

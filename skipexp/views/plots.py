@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
-from skipexp import runio  # noqa: E402
-from skipexp.summary import ema  # noqa: E402
+from skipexp.rundir import runio  # noqa: E402
+from skipexp.rundir.summary import ema  # noqa: E402
 
 DPI = 110
 

@@ -17,10 +17,10 @@ import typer
 # 43 steps/s, configs/skip.yaml); sleeping threads gave 46 steps/s. Set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from skipexp.errors import SkipexpError
+from skipexp.core.errors import SkipexpError
 
 if TYPE_CHECKING:
-    from skipexp.config import RunConfig
+    from skipexp.core.config import RunConfig
 
 app = typer.Typer(
     name="skipexp",
@@ -113,7 +113,7 @@ class StopFlag:
         # last.pt is the one from the last epoch end, and resume skips the rows already on disk
         if self.run_dir is not None:
             try:
-                from skipexp import runio
+                from skipexp.rundir import runio
 
                 meta = runio.read_json(self.run_dir / "meta.json")
                 if meta.get("status") in ("running", "interrupted"):  # a finished run keeps its status
@@ -131,7 +131,7 @@ class StopFlag:
 def make_reporter(label: str, stop: StopFlag | None = None):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from skipexp.train import Reporter
+    from skipexp.training.train import Reporter
 
     class RichReporter(Reporter):
         def __init__(self) -> None:
@@ -200,7 +200,7 @@ def download_progress():
 
 def load_config(path: Path, overrides: list[str] | None, device: str | None = None,
                 name: str | None = None) -> "RunConfig":
-    from skipexp import config
+    from skipexp.core import config
 
     extra = list(overrides or [])
     if device is not None:
@@ -244,7 +244,7 @@ def print_summary(summary: dict, run_dir: Path) -> None:
 
 def run_one(cfg: "RunConfig", out: Path, run_dir: Path | None, stop: StopFlag, label: str | None = None):
     """Create the folder, train, and turn the outcome into the result (exit codes stay with the caller)."""
-    from skipexp import train as train_mod
+    from skipexp.training import train as train_mod
 
     run_dir = train_mod.create_run(cfg, out, run_dir)
     reporter = make_reporter(label or cfg.name, stop)
@@ -289,7 +289,7 @@ def train(
     """
     extra = list(overrides or []) + ([f"train.threads={threads}"] if threads is not None else [])
     cfg = load_config(config, extra, device, name)
-    from skipexp import runio
+    from skipexp.rundir import runio
 
     runio.check_writable(out if run_dir is None else run_dir.parent)  # before torch loads: fail in a second
     stop = StopFlag().install()
@@ -311,8 +311,8 @@ def train(
 
 def run_seeds(cfg: "RunConfig", out: Path, run_dir: Path | None, stop: StopFlag, label: str | None = None):
     """One run folder per seed of ``cfg``, the seeds trained together where the model allows."""
-    from skipexp import train as train_mod
-    from skipexp import vectorized
+    from skipexp.training import train as train_mod
+    from skipexp.training import vectorized
 
     cfgs = [cfg.replace(seed=seed, name=f"{cfg.name}-seed{seed}") for seed in cfg.seeds]
     dirs = [train_mod.create_run(one, out, None if run_dir is None else run_dir.parent / f"{run_dir.name}-seed{s}")
@@ -332,10 +332,10 @@ def resume(
 
     Example: skipexp resume runs/20260101-120000-skip
     """
-    from skipexp import runio
+    from skipexp.rundir import runio
 
     runio.check_resumable(run_dir)  # refusals come before torch loads
-    from skipexp import train as train_mod
+    from skipexp.training import train as train_mod
 
     stop = StopFlag().install()
     reporter = make_reporter(run_dir.name, stop)
@@ -366,9 +366,9 @@ def validate(
     from rich.syntax import Syntax
     from rich.table import Table
 
-    from skipexp import config as config_mod
-    from skipexp.data import input_shape
-    from skipexp.models import SkipNet
+    from skipexp.core import config as config_mod
+    from skipexp.core.data import input_shape
+    from skipexp.core.models import SkipNet
 
     out_console.print(Syntax(config_mod.dump(cfg), "yaml", background_color="default"))
     model = SkipNet(cfg.model, *input_shape(cfg.data))
@@ -402,8 +402,8 @@ def lesion(
     """
     from rich.table import Table
 
-    from skipexp import lesion as lesion_mod
-    from skipexp import runio
+    from skipexp.science import lesion as lesion_mod
+    from skipexp.rundir import runio
 
     _at_least_one(drop=drop, samples=samples)
     if not run_dir.is_dir():
@@ -475,7 +475,7 @@ def shatter(
 
     Example: skipexp shatter configs/skip.yaml model.init=kaiming --depths 1,2,4,8,16
     """
-    from skipexp.registry import SKIPS
+    from skipexp.core.registry import SKIPS
 
     # every argument is checked before torch is imported: a typo costs no wait
     _at_least_one(seeds=seeds, pairs=pairs)
@@ -490,11 +490,11 @@ def shatter(
     import torch
     from rich.table import Table
 
-    from skipexp import config as config_mod
-    from skipexp import data as data_mod
-    from skipexp import lesion as lesion_mod
-    from skipexp import runio
-    from skipexp import shatter as shatter_mod
+    from skipexp.core import config as config_mod
+    from skipexp.core import data as data_mod
+    from skipexp.science import lesion as lesion_mod
+    from skipexp.rundir import runio
+    from skipexp.science import shatter as shatter_mod
     trained = lesion_mod.load_run(checkpoint) if checkpoint is not None else None
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     splits = data_mod.load(cfg.data, download_progress())
@@ -530,9 +530,9 @@ def print_theory(cfg: "RunConfig", batch: int = 512) -> None:
     import torch
     from rich.table import Table
 
-    from skipexp import data as data_mod
-    from skipexp import theory as theory_mod
-    from skipexp.models import SkipNet
+    from skipexp.core import data as data_mod
+    from skipexp.science import theory as theory_mod
+    from skipexp.core.models import SkipNet
 
     torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
     splits = data_mod.load(cfg.data, download_progress())
@@ -567,20 +567,20 @@ def print_theory(cfg: "RunConfig", batch: int = 512) -> None:
 # --- compare, sweep, report: many runs side by side -------------------------------------------
 
 def settle_and_run(cfg: "RunConfig", run_dir: Path, stop: StopFlag):
-    """``train --run-dir D --resume`` when D exists: what :func:`skipexp.sweep.settle` decides."""
+    """``train --run-dir D --resume`` when D exists: what :func:`skipexp.experiments.sweep.settle` decides."""
     import yaml
 
-    from skipexp import config as config_mod
-    from skipexp import sweep as sweep_mod
-    from skipexp import train as train_mod
-    from skipexp.summary import write_summary
+    from skipexp.core import config as config_mod
+    from skipexp.experiments import sweep as sweep_mod
+    from skipexp.training import train as train_mod
+    from skipexp.rundir.summary import write_summary
 
     state, moved = sweep_mod.settle(run_dir, yaml.safe_load(config_mod.dump(cfg)))
     if state == "done":
         # rewritten, not trusted: a run stopped while it was writing its summary or plots lacks them
         summary = write_summary(run_dir)
         if not (run_dir / "plots" / "grad_heatmap.png").is_file():
-            from skipexp import plots
+            from skipexp.views import plots
 
             plots.plot_run(run_dir)
         err_console.print(f"{run_dir}: already {summary['status']}; nothing to do")
@@ -608,7 +608,7 @@ def split_configs(args: list[str]) -> tuple[list[Path], list[str]]:
 def print_compare(summary: dict) -> None:
     from rich.table import Table
 
-    from skipexp import compare as compare_mod
+    from skipexp.experiments import compare as compare_mod
 
     names, rows, caption = compare_mod.table(summary)
     t = Table(title="comparison", caption=caption, title_justify="left", caption_justify="left")
@@ -632,7 +632,7 @@ def compare(
     With seed=[0,1,2] each member trains every seed (runs/<member>-seed<N>/) and the table shows means.
     Example: skipexp compare configs/plain.yaml configs/skip.yaml train.epochs=4
     """
-    from skipexp import compare as compare_mod
+    from skipexp.experiments import compare as compare_mod
 
     configs, overrides = split_configs(args)
     if len(configs) < 2:
@@ -656,7 +656,7 @@ def compare(
 def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
     from rich.table import Table
 
-    from skipexp.report import sweep_table
+    from skipexp.experiments.report import sweep_table
 
     head, body = sweep_table(rows, grid)
     t = Table(title=title, title_justify="left")
@@ -692,12 +692,12 @@ def sweep(
     Points already completed (or diverged) are skipped and interrupted ones resumed, so running it again
     finishes an interrupted sweep. Example: skipexp sweep configs/sweeps/depth.yaml --jobs 2
     """
-    from skipexp import sweep as sweep_mod
+    from skipexp.experiments import sweep as sweep_mod
 
     sw = sweep_mod.load(sweep_file)
     options: dict = {}
     if backend == "ray":
-        from skipexp import ray_backend
+        from skipexp.experiments import ray_backend
 
         ray_backend.require_ray()  # before any folder is made: no Ray, exit 2 with the install hint
         options = {"address": address, "cpus_per_point": cpus_per_point,
@@ -773,10 +773,10 @@ def report(
 
     Example: skipexp report runs/sweep-depth --tensorboard
     """
-    from skipexp import report as report_mod
+    from skipexp.experiments import report as report_mod
 
     if tensorboard:
-        from skipexp.tensorboard import writer_class
+        from skipexp.views.tensorboard import writer_class
 
         writer_class()  # no tensorboard installed: exit 2 with the hint before anything is rewritten
 
@@ -791,7 +791,7 @@ def report(
             print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
         out_console.print(str(d))
         if tensorboard:
-            from skipexp.tensorboard import export_tree
+            from skipexp.views.tensorboard import export_tree
 
             err_console.print(f"{len(export_tree(d))} run(s) exported to TensorBoard; view with: tensorboard "
                               f"--logdir {d}", markup=False, highlight=False)
@@ -807,7 +807,7 @@ def tensorboard_cmd(
 
     Example: skipexp tensorboard runs/  (then: tensorboard --logdir runs/)
     """
-    from skipexp.tensorboard import export_tree
+    from skipexp.views.tensorboard import export_tree
 
     written = [p for d in dirs for p in export_tree(d, histograms)]
     for p in written:
@@ -824,7 +824,7 @@ def list_cmd(
     """List the registered kinds (skip kinds, activations, norms, inits, optimizers, schedules, datasets)."""
     from rich.table import Table
 
-    from skipexp import registry
+    from skipexp.core import registry
 
     regs = registry.ALL
     if what is not None:

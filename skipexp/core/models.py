@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from skipexp.config import ModelConfig
-from skipexp.registry import ACTIVATIONS, INITS, NORMS, SKIPS
+from skipexp.core.config import ModelConfig
+from skipexp.core.registry import ACTIVATIONS, INITS, NORMS, SKIPS
 
 # --- activations, norms, inits -------------------------------------------------------------------
 

@@ -56,9 +56,9 @@ from typing import Any, Callable
 
 import yaml
 
-from skipexp import config as config_mod
-from skipexp import runio
-from skipexp.errors import SkipexpError
+from skipexp.core import config as config_mod
+from skipexp.rundir import runio
+from skipexp.core.errors import SkipexpError
 
 SWEEP_KEYS = ("name", "base", "grid")
 SUMMARY_FIELDS = ["status", "steps", "final_train_loss", "best_train_loss", "final_train_acc", "best_train_acc",
@@ -392,7 +392,7 @@ Backend = Callable[[list[Point], int, Listener, Callable[[], bool]], list[PointR
 def run_ray(points: list[Point], jobs: int, listener: Listener, should_stop: Callable[[], bool] = lambda: False,
             **options: Any) -> list[PointResult]:
     """Points as Ray tasks, here or on a cluster (options: address, cpus_per_point, device)."""
-    from skipexp import ray_backend
+    from skipexp.experiments import ray_backend
 
     return ray_backend.backend(points, jobs, listener, should_stop, **options)
 
@@ -437,7 +437,7 @@ def run(sweep: Sweep, out: Path, jobs: int = 1, backend: str = "local", listener
 def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
     """One row per grid point of the sweep folder: its values, folder name and summary (status missing
     for points never started). ``refresh`` recomputes each point's summary.json from its CSVs."""
-    from skipexp.summary import summarize, write_summary
+    from skipexp.rundir.summary import summarize, write_summary
 
     sweep = load_folder(root)
     rows = []
@@ -479,7 +479,7 @@ def _cell(v: Any) -> Any:
 
 def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
     """summary.csv and plots of a sweep folder, from disk: what ``sweep`` ends with and ``report`` redoes."""
-    from skipexp import plots_compare
+    from skipexp.views import plots_compare
 
     sweep, rows = collect(root, refresh)
     write_summary_csv(root, sweep, rows)

@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from skipexp import runio
-from skipexp.errors import SkipexpError
+from skipexp.rundir import runio
+from skipexp.core.errors import SkipexpError
 
 INSTALL_HINT = "pip install 'skipexp[ray]'"
 RETRIES = 1  # a point whose worker or process dies is run once more, then recorded as failed
@@ -88,7 +88,7 @@ def run_point(argv: Sequence[str], run_dir: str, cwd: str | None, threads: int) 
     if folder.exists() and "--resume" not in argv:  # with --resume, train resumes or moves the folder aside
         shutil.rmtree(folder)
     if argv[0] == "skipexp":  # a sweep's point: the skipexp of this worker's interpreter (its venv), not PATH's
-        from skipexp.sweep import command_for
+        from skipexp.experiments.sweep import command_for
 
         argv = command_for(argv)
     elif os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
@@ -194,10 +194,10 @@ def run_ray(points: Sequence[Any], *, address: str | None = None, num_cpus: int 
 
 def backend(points: list, jobs: int, listener: Any, should_stop: Callable[[], bool] = lambda: False, *,
             address: str | None = None, cpus_per_point: int = 1, device: str = "cpu") -> list:
-    """The sweep backend (see :mod:`skipexp.sweep`): ``jobs`` points in flight at once, each a Ray task."""
+    """The sweep backend (see :mod:`skipexp.experiments.sweep`): ``jobs`` points in flight at once, each a Ray task."""
     import time
 
-    from skipexp.sweep import PointResult, read_status
+    from skipexp.experiments.sweep import PointResult, read_status
 
     started: dict[int, float] = {}
 

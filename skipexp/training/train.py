@@ -22,15 +22,15 @@ import torch
 from torch import nn
 
 import skipexp
-from skipexp import config as config_mod
-from skipexp import data as data_mod
-from skipexp import runio
-from skipexp.config import RunConfig
-from skipexp.errors import SkipexpError
-from skipexp.metrics import GradProbe, accuracy, evaluate
-from skipexp.models import SkipNet, count_parameters
-from skipexp.registry import OPTIMIZERS, SCHEDULES
-from skipexp.summary import write_summary
+from skipexp.core import config as config_mod
+from skipexp.core import data as data_mod
+from skipexp.rundir import runio
+from skipexp.core.config import RunConfig
+from skipexp.core.errors import SkipexpError
+from skipexp.core.metrics import GradProbe, accuracy, evaluate
+from skipexp.core.models import SkipNet, count_parameters
+from skipexp.core.registry import OPTIMIZERS, SCHEDULES
+from skipexp.rundir.summary import write_summary
 
 # --- optimizers and schedules --------------------------------------------------------------------
 
@@ -135,7 +135,7 @@ def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progr
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     seed = cfg.seeds[0]
-    # seeds trained together (skipexp.vectorized) share one copy of the data
+    # seeds trained together (skipexp.training.vectorized) share one copy of the data
     splits = (splits or data_mod.load(cfg.data, progress)).to(device)
     torch.manual_seed(seed)
     random.seed(seed)
@@ -394,11 +394,11 @@ def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
     """What a finished run draws from its CSVs: the plots and, with log.tensorboard, event files."""
     try:
         if plots:
-            from skipexp import plots as plots_mod
+            from skipexp.views import plots as plots_mod
 
             plots_mod.plot_run(run_dir)
         if cfg.log.tensorboard:
-            from skipexp.tensorboard import export_run
+            from skipexp.views.tensorboard import export_run
 
             export_run(run_dir)
     except Exception:  # the results are on disk and `report` can redraw them; say where it broke

@@ -17,8 +17,8 @@ from typing import Any, Callable, Union
 
 import yaml
 
-from skipexp import registry
-from skipexp.errors import SkipexpError
+from skipexp.core import registry
+from skipexp.core.errors import SkipexpError
 
 Check = Callable[[Any, str], None]
 

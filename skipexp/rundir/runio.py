@@ -16,10 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from skipexp.errors import SkipexpError
+from skipexp.core.errors import SkipexpError
 
 if TYPE_CHECKING:
-    from skipexp.config import RunConfig
+    from skipexp.core.config import RunConfig
 
 METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "lr", "grad_norm_total", "elapsed_s"]
 EVAL_COLUMNS = ["step", "epoch", "test_loss", "test_acc"]
@@ -238,7 +238,7 @@ def check_resumable(run_dir: Path) -> "RunConfig":
 
     Torch-free, so the CLI refuses in a fraction of a second.
     """
-    from skipexp import config as config_mod
+    from skipexp.core import config as config_mod
 
     meta = require_run_dir(run_dir)
     status = effective_status(meta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable
 
-from skipexp.errors import SkipexpError
+from skipexp.core.errors import SkipexpError
 
 
 class Registry:
@@ -24,7 +24,7 @@ class Registry:
 
     def implements(self, name: str) -> Callable[[Any], Any]:
         if name not in self.docs:
-            raise KeyError(f"{self.what} {name!r} is not declared in skipexp.registry")
+            raise KeyError(f"{self.what} {name!r} is not declared in skipexp.core.registry")
 
         def deco(obj: Any) -> Any:
             self._impl[name] = obj

@@ -24,11 +24,11 @@ from typing import Any, Callable
 
 import yaml
 
-from skipexp import config as config_mod
-from skipexp import runio
-from skipexp.config import RunConfig
-from skipexp.errors import SkipexpError
-from skipexp.sweep import config_differences, flatten
+from skipexp.core import config as config_mod
+from skipexp.rundir import runio
+from skipexp.core.config import RunConfig
+from skipexp.core.errors import SkipexpError
+from skipexp.experiments.sweep import config_differences, flatten
 
 # Keys that may differ between members without making the comparison unfair.
 NEUTRAL = ("name", "train.threads")
@@ -105,7 +105,7 @@ def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, in
 
     A bad input found while setting up the first member (data files, device) leaves no folder behind.
     """
-    from skipexp import train as train_mod
+    from skipexp.training import train as train_mod
 
     results = []
     for i, m in enumerate(members):
@@ -116,7 +116,7 @@ def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, in
                 got = [train_mod.train(m.cfg, run_dir, reporter=reporter, should_stop=should_stop,
                                        progress=progress)]
             else:
-                from skipexp import vectorized
+                from skipexp.training import vectorized
 
                 # the seeds of one member train together; vectorized falls back to one after another
                 cfgs = [m.cfg.replace(seed=s, name=seed_run_name(m.name, s)) for s in m.cfg.seeds]
@@ -140,8 +140,8 @@ def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, in
 
 def finish(cdir: Path, refresh: bool = True) -> dict:
     """Recompute the comparison from its folder: member summaries, differences, table and plots."""
-    from skipexp import plots_compare
-    from skipexp.summary import summarize, write_summary
+    from skipexp.views import plots_compare
+    from skipexp.rundir.summary import summarize, write_summary
 
     s = runio.read_json(cdir / "summary.json")
     configs: dict[str, dict] = {}
@@ -154,7 +154,7 @@ def finish(cdir: Path, refresh: bool = True) -> dict:
                 # the first seed stands for the member: seeds are equal across members by construction
                 configs.setdefault(m["name"], yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
                 if refresh and not (run_dir / "plots" / "loss.png").exists():
-                    from skipexp import plots
+                    from skipexp.views import plots
 
                     plots.plot_run(run_dir)  # a run killed before its end has no plots yet
             else:

@@ -1,7 +1,7 @@
 """Report: rebuild summaries, tables and plots of run, comparison and sweep folders from disk; train nothing.
 
 Works on any state a folder can be left in (completed, diverged, interrupted, crashed mid-row), because
-every reader goes through :mod:`skipexp.runio`, which drops a half-written last line.
+every reader goes through :mod:`skipexp.rundir.runio`, which drops a half-written last line.
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skipexp import runio
-from skipexp.errors import SkipexpError
+from skipexp.rundir import runio
+from skipexp.core.errors import SkipexpError
 
 
 @dataclass
@@ -24,7 +24,8 @@ class Report:
 
 def kind_of(path: Path) -> str:
     """run | compare | sweep, or a SkipexpError saying what the folder is not."""
-    from skipexp import compare, sweep
+    from skipexp.experiments import compare
+    from skipexp.experiments import sweep
 
     if not path.exists():
         raise SkipexpError("no such folder", file=str(path))
@@ -44,17 +45,17 @@ def kind_of(path: Path) -> str:
 def report(path: Path) -> Report:
     kind = kind_of(path)
     if kind == "run":
-        from skipexp import plots
-        from skipexp.summary import write_summary
+        from skipexp.views import plots
+        from skipexp.rundir.summary import write_summary
 
         s = write_summary(path)
         return Report("run", path, s, plots.plot_run(path))
     if kind == "compare":
-        from skipexp import compare
+        from skipexp.experiments import compare
 
         s = compare.finish(path)
         return Report("compare", path, s, sorted((path / "plots").glob("*.png")))
-    from skipexp import sweep
+    from skipexp.experiments import sweep
 
     sw, rows, plots_ = sweep.finish(path)
     return Report("sweep", path, rows, plots_, {"sweep": sw})
@@ -62,7 +63,7 @@ def report(path: Path) -> Report:
 
 def sweep_table(rows: list[dict], grid: dict[str, list]) -> tuple[list[str], list[list[str]]]:
     """Header and cells for a sweep's table: one row per point."""
-    from skipexp.sweep import format_value, short_key
+    from skipexp.experiments.sweep import format_value, short_key
 
     def num(v: Any, pct: bool = False) -> str:
         if v is None or v == "":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from skipexp import runio
+from skipexp.rundir import runio
 
 
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:

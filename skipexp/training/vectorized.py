@@ -1,7 +1,7 @@
 """Several seeds of one config trained together: one model with a leading seed dimension on every weight.
 
 Each seed keeps everything a run of ``seed: N`` alone has: its init (its SkipNet is built under
-``torch.manual_seed(N)`` exactly as :func:`skipexp.train.train` builds it, then the K SkipNets' weights are
+``torch.manual_seed(N)`` exactly as :func:`skipexp.training.train.train` builds it, then the K SkipNets' weights are
 stacked), its own batch order (``data.batch_order(n, N, epoch)``), its own optimizer state (optimizers
 are elementwise, so a (K, ...) tensor holds K independent states) and its own ordinary run folder,
 written by the same functions. Linear layers become ``torch.baddbmm`` over the seed dimension: one
@@ -25,14 +25,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from skipexp import data as data_mod
-from skipexp import runio
-from skipexp import train as train_mod
-from skipexp.config import RunConfig
-from skipexp.errors import SkipexpError
-from skipexp.models import Block, SkipNet, Skip
-from skipexp.registry import OPTIMIZERS, SCHEDULES
-from skipexp.summary import write_summary
+from skipexp.core import data as data_mod
+from skipexp.rundir import runio
+from skipexp.training import train as train_mod
+from skipexp.core.config import RunConfig
+from skipexp.core.errors import SkipexpError
+from skipexp.core.models import Block, SkipNet, Skip
+from skipexp.core.registry import OPTIMIZERS, SCHEDULES
+from skipexp.rundir.summary import write_summary
 
 # Modules whose forward works unchanged on (K, N, features) inputs once their weights are stacked.
 _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)

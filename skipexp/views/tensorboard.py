@@ -15,8 +15,8 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from skipexp import runio
-from skipexp.errors import SkipexpError
+from skipexp.rundir import runio
+from skipexp.core.errors import SkipexpError
 
 INSTALL_HINT = "pip install 'skipexp[tensorboard]'"
 SUBDIR = "tensorboard"

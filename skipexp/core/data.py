@@ -20,9 +20,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from skipexp.config import DataConfig
-from skipexp.errors import SkipexpError
-from skipexp.registry import DATASETS
+from skipexp.core.config import DataConfig
+from skipexp.core.errors import SkipexpError
+from skipexp.core.registry import DATASETS
 
 # progress(done_bytes, total_bytes or None, description): the CLI draws it, the library never prints
 Progress = Callable[[int, "int | None", str], None]

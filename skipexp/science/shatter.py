@@ -34,9 +34,9 @@ from typing import Callable
 
 import torch
 
-from skipexp import config as config_mod
-from skipexp import data as data_mod
-from skipexp.models import SkipNet
+from skipexp.core import config as config_mod
+from skipexp.core import data as data_mod
+from skipexp.core.models import SkipNet
 
 COLUMNS = ["state", "kind", "depth", "seed", "pair", "correlation"]
 POINTS = 256

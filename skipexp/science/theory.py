@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from skipexp.metrics import GradProbe
-from skipexp.models import IdentitySkip, ProjectionSkip, ReZeroSkip, SkipNet
+from skipexp.core.metrics import GradProbe
+from skipexp.core.models import IdentitySkip, ProjectionSkip, ReZeroSkip, SkipNet
 
 QUADRATURE_NODES = 100  # even: no node at 0, where ReLU's derivative is undefined
 
