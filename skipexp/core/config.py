@@ -119,6 +119,19 @@ class SkipConfig:
     blocks: list[int] | None = opt(None, "explicit unit indices with a skip (wins over every)", at_least(0), unique)
     span: int = opt(1, "blocks one skip bypasses (a unit is span consecutive blocks)", positive)
     gate_bias: float = opt(-2.0, "gated only: initial bias of the highway transform gate")
+    project: str = opt("auto", "auto | always: the shortcut's learned Linear only where widths change, or on every "
+                       "skipped unit (projection, rezero, gated)", choice("auto", "always"))
+    scale: float = opt(1.0, "constant factor on the shortcut, out = F(x) + scale * x (identity, projection, "
+                       "rezero, gated)", at_least(0.0))
+
+    def validate(self) -> None:
+        # an option the kind has no use for is an error, not ignored: the run would not be what its config says
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for option in registry.SKIPS.options:
+            value, default = getattr(self, option), defaults[option]
+            if value != default and not registry.SKIPS.takes(self.kind, option):
+                raise SkipexpError(f"must be {default!r} with kind {self.kind}, got {value!r}; {option} applies "
+                                   f"to kinds {', '.join(registry.SKIPS.options[option])}", key=f"model.skip.{option}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         s = self.skip
+        s.validate()  # again here: a ModelConfig built in code skips build()
         if isinstance(self.width, list) and len(self.width) != self.depth:
             raise SkipexpError(f"a list of widths needs one per block: got {len(self.width)} for depth {self.depth}",
                                key="model.width")

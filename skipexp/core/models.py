@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from skipexp.core.config import ModelConfig
+from skipexp.core.config import ModelConfig, SkipConfig
 from skipexp.core.registry import ACTIVATIONS, INITS, NORMS, SKIPS
 
 # --- activations, norms, inits -------------------------------------------------------------------
@@ -76,19 +76,44 @@ class Block(nn.Module):
 
 # --- skips: combine a unit's input x with its output fx ------------------------------------------
 
-def shortcut(d_in: int, d_out: int) -> nn.Module:
-    """x itself where the widths agree; a learned projection (no bias) only where they differ."""
-    return nn.Identity() if d_in == d_out else nn.Linear(d_in, d_out, bias=False)
+def projection(d_in: int, d_out: int, project: str) -> nn.Module:
+    """P: x itself where the widths agree; a learned Linear (no bias) where they differ, or everywhere with
+    ``project: always``."""
+    if d_in == d_out and project == "auto":
+        return nn.Identity()
+    return nn.Linear(d_in, d_out, bias=False)
 
 
 class Skip(nn.Module):
     """Base of the skip kinds; ``forward(x, fx)`` returns the unit's output."""
 
-    def __init__(self, d_in: int, d_out: int, gate_bias: float):
+    def __init__(self, d_in: int, d_out: int, cfg: SkipConfig):
         super().__init__()
 
     def extra_repr(self) -> str:
         return self.__class__.__doc__.splitlines()[0] if self.__class__.__doc__ else ""
+
+
+class ShortcutSkip(Skip):
+    """Base of the kinds that carry x past F: the shortcut s(x) = scale * P(x)."""
+
+    def __init__(self, d_in: int, d_out: int, cfg: SkipConfig):
+        super().__init__(d_in, d_out, cfg)
+        self.build(d_in, d_out, cfg)
+        # P after build(): layers() lists modules in the order they were built, which is the order forward
+        # uses them, and the seeded init draws them in that order too
+        self.proj = projection(d_in, d_out, cfg.project)
+        self.scale = cfg.scale  # a constant, not a parameter (He et al. 2016's constant scaling)
+
+    def build(self, d_in: int, d_out: int, cfg: SkipConfig) -> None:
+        """A kind's own layers that forward uses before the shortcut (the highway gate)."""
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        px = self.proj(x)
+        return px if self.scale == 1.0 else self.scale * px  # scale 1: no multiply, the common case stays as fast
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f", scale={self.scale}" if self.scale != 1.0 else "")
 
 
 @SKIPS.implements("none")
@@ -100,51 +125,44 @@ class NoSkip(Skip):
 
 
 @SKIPS.implements("identity")
-class IdentitySkip(Skip):
-    """out = F(x) + x"""
+class IdentitySkip(ShortcutSkip):
+    """out = F(x) + scale * x"""
 
     def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
-        return fx + x
+        return fx + self.shortcut(x)
 
 
 @SKIPS.implements("projection")
-class ProjectionSkip(Skip):
-    """out = F(x) + P(x)"""
-
-    def __init__(self, d_in: int, d_out: int, gate_bias: float):
-        super().__init__(d_in, d_out, gate_bias)
-        self.proj = shortcut(d_in, d_out)
+class ProjectionSkip(ShortcutSkip):
+    """out = F(x) + scale * P(x)"""
 
     def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
-        return fx + self.proj(x)
+        return fx + self.shortcut(x)
 
 
 @SKIPS.implements("rezero")
-class ReZeroSkip(Skip):
-    """out = x + alpha * F(x), alpha = 0 at init"""
+class ReZeroSkip(ShortcutSkip):
+    """out = scale * P(x) + alpha * F(x), alpha = 0 at init"""
 
-    def __init__(self, d_in: int, d_out: int, gate_bias: float):
-        super().__init__(d_in, d_out, gate_bias)
-        self.proj = shortcut(d_in, d_out)
+    def __init__(self, d_in: int, d_out: int, cfg: SkipConfig):
+        super().__init__(d_in, d_out, cfg)
         self.alpha = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
-        return self.proj(x) + self.alpha * fx
+        return self.shortcut(x) + self.alpha * fx
 
 
 @SKIPS.implements("gated")
-class GatedSkip(Skip):
-    """out = T(x) * F(x) + (1 - T(x)) * x, T = sigmoid(gate(x))"""
+class GatedSkip(ShortcutSkip):
+    """out = T(x) * F(x) + (1 - T(x)) * scale * P(x), T = sigmoid(gate(x))"""
 
-    def __init__(self, d_in: int, d_out: int, gate_bias: float):
-        super().__init__(d_in, d_out, gate_bias)
-        self.gate = nn.Linear(d_in, d_out)  # built before proj: layers() lists them in the order forward uses them
-        self.proj = shortcut(d_in, d_out)
-        self.gate_bias = gate_bias
+    def build(self, d_in: int, d_out: int, cfg: SkipConfig) -> None:
+        self.gate = nn.Linear(d_in, d_out)
+        self.gate_bias = cfg.gate_bias
 
     def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
         t = torch.sigmoid(self.gate(x))
-        return t * fx + (1 - t) * self.proj(x)
+        return t * fx + (1 - t) * self.shortcut(x)
 
 
 # Dense units have no combining object: their blocks read concatenated inputs (see SkipNet.plan).
@@ -199,7 +217,7 @@ class SkipNet(nn.Module):
         )
         skip_cls = SKIPS.get(kind)
         self.skips = nn.ModuleDict({
-            unit.skip: skip_cls(bw[unit.blocks[0]], bw[unit.blocks[-1] + 1], cfg.skip.gate_bias)
+            unit.skip: skip_cls(bw[unit.blocks[0]], bw[unit.blocks[-1] + 1], cfg.skip)
             for unit in self.units if unit.skip is not None
         })
         self.head = nn.Linear(bw[-1], num_classes)

@@ -13,9 +13,15 @@ from skipexp.core.errors import SkipexpError
 
 
 class Registry:
-    def __init__(self, what: str, kinds: dict[str, str]):
+    def __init__(self, what: str, kinds: dict[str, str], options: dict[str, tuple[str, ...]] | None = None):
         self.what = what
         self.docs = dict(kinds)
+        # per-kind config options: option name -> the kinds it means something for
+        self.options = {name: tuple(takers) for name, takers in (options or {}).items()}
+        for name, takers in self.options.items():
+            unknown = set(takers) - set(self.docs)
+            if unknown:
+                raise KeyError(f"{what} option {name!r} names undeclared kinds {sorted(unknown)}")
         self._impl: dict[str, Any] = {}
 
     @property
@@ -44,17 +50,31 @@ class Registry:
         self.check(name, key)
         return self._impl[name]
 
+    def takes(self, name: str, option: str) -> bool:
+        """Whether kind ``name`` has a use for ``option`` (one of ``self.options``)."""
+        return name in self.options[option]
+
     def __contains__(self, name: object) -> bool:
         return name in self.docs
 
 
+# s(x) = scale * P(x) is a unit's shortcut: P is x itself, or a learned Linear (no bias) where widths change,
+# and on every skipped unit with project: always (the 1x1-convolution shortcut of He et al. 2016, Fig. 2e).
 SKIPS = Registry("skip kind", {
     "none": "no skip: the unit's output is F(x), as in the tutorial's SimpleBlock",
-    "identity": "out = F(x) + x (ResNet); needs equal widths",
-    "projection": "out = F(x) + P(x), P a learned Linear where widths change, else x",
-    "rezero": "out = x + alpha * F(x), alpha a learned scalar starting at 0 (Bachlechner et al. 2020)",
-    "gated": "highway gate: out = T(x) * F(x) + (1 - T(x)) * x (Srivastava et al. 2015)",
+    "identity": "out = F(x) + scale * x (ResNet), scale = model.skip.scale (default 1); needs equal widths",
+    "projection": "out = F(x) + scale * P(x), P a learned Linear where widths change (on every unit with "
+                  "model.skip.project: always), else x",
+    "rezero": "out = scale * P(x) + alpha * F(x), alpha a learned scalar starting at 0, P as in projection "
+              "(Bachlechner et al. 2020)",
+    "gated": "highway gate: out = T(x) * F(x) + (1 - T(x)) * scale * P(x), P as in projection "
+             "(Srivastava et al. 2015)",
     "dense": "each block sees the concatenation of all earlier outputs in its run of units (DenseNet)",
+}, options={
+    # none and dense have no shortcut to scale; identity's shortcut is x by definition (its projected
+    # form is projection with project: always)
+    "scale": ("identity", "projection", "rezero", "gated"),
+    "project": ("projection", "rezero", "gated"),
 })
 
 ACTIVATIONS = Registry("activation", {
