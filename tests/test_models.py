@@ -269,3 +269,189 @@ def test_layer_names_for_a_projection_net():
     assert rows["skips.1.proj"] == {"name": "skips.1.proj", "shape": "16x8", "params": 128, "skip": "projection"}
     assert rows["blocks.0.fc1"]["skip"] == "none" and rows["blocks.1.fc1"]["skip"] == "projection"
     assert rows["head"]["shape"] == f"{CLASSES}x16 + {CLASSES}"
+
+
+# --- shortcut options: model.skip.project and model.skip.scale ---------------------------------------
+
+def shortcut_units(model: SkipNet) -> list:
+    return [u for u in model.units if u.skip is not None]
+
+
+def equal_width(model: SkipNet, unit) -> bool:
+    bw = model.boundary_widths
+    return bw[unit.blocks[0]] == bw[unit.blocks[-1] + 1]
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+@pytest.mark.parametrize("project", ["auto", "always"])
+@pytest.mark.parametrize("placement", ["every1", "span2-every2", "widths-blocks"])
+@pytest.mark.parametrize("kind", SKIPS.names)
+def test_every_kind_with_every_shortcut_option(kind, placement, project, scale):
+    skip, width = PLACEMENTS[placement]
+    options = {**skip, "project": project, "scale": scale}
+    for option, value, default in (("project", project, "auto"), ("scale", scale, 1.0)):
+        if value != default and kind not in SKIPS.options[option]:
+            # a kind with no use for the option refuses it, naming the key, what it must be and what was given
+            with pytest.raises(SkipexpError) as info:
+                model_config(kind, options, width)
+            assert info.value.key == f"model.skip.{option}"
+            assert all(w in info.value.message for w in (repr(default), repr(value), kind, *SKIPS.options[option]))
+            return
+    if kind == "identity" and widths_change_inside_a_skip(config.ModelConfig(depth=4, width=width,
+                                                                             skip=config.SkipConfig(kind=kind))):
+        with pytest.raises(SkipexpError, match="use kind: projection"):
+            model_config(kind, options, width)
+        return
+    cfg = model_config(kind, options, width)
+    torch.manual_seed(0)
+    model = SkipNet(cfg, IN, CLASSES)
+    wake_rezero(model)
+    check_model(model, torch.randn(N, IN))
+    # where a learned projection sits: where widths change, and with project: always on every skipped unit
+    expect = {f"skips.{u.skip}.proj" for u in shortcut_units(model) if project == "always" or not equal_width(model, u)}
+    have = {n for n, m in model.named_modules() if n.endswith(".proj") and isinstance(m, nn.Linear)}
+    assert have == expect
+    for name in have:
+        assert model.get_submodule(name).bias is None
+    assert all(s.scale == scale for s in model.skips.values())
+
+
+@pytest.mark.parametrize("placement", ["every1", "span2", "blocks"])
+def test_scale_one_is_todays_identity_exactly(placement):
+    skip, width = PLACEMENTS[placement]
+    torch.manual_seed(0)
+    model = SkipNet(model_config("identity", {**skip, "scale": 1.0}, width), IN, CLASSES)
+    x = torch.randn(N, IN)
+    _, hs = model(x, capture=True)
+    for unit in model.units:
+        h = hs[unit.blocks[0]]
+        for i in unit.blocks:
+            h = model.blocks[i](h)
+        if unit.skip is not None:
+            h = h + hs[unit.blocks[0]]  # out = F(x) + x, as the tutorial writes it
+        assert torch.equal(hs[unit.blocks[-1] + 1], h)
+    torch.manual_seed(0)
+    default = SkipNet(model_config("identity", skip, width), IN, CLASSES)
+    assert torch.equal(default(x), model(x))
+
+
+# a unit's output from its input x, F(x), its skip s and the scale lam, written from the formulas
+FORMULAS = {
+    "identity": lambda s, x, fx, lam: fx + lam * x,
+    "projection": lambda s, x, fx, lam: fx + lam * s.proj(x),
+    "rezero": lambda s, x, fx, lam: lam * s.proj(x) + s.alpha * fx,
+    "gated": lambda s, x, fx, lam: torch.sigmoid(s.gate(x)) * fx + (1 - torch.sigmoid(s.gate(x))) * lam * s.proj(x),
+}
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0, 0.0])
+@pytest.mark.parametrize("kind", list(FORMULAS))
+def test_scaled_shortcut_follows_the_formula(kind, scale):
+    project = "always" if kind in SKIPS.options["project"] else "auto"
+    torch.manual_seed(0)
+    model = SkipNet(model_config(kind, {"span": 2, "project": project, "scale": scale}), IN, CLASSES)
+    wake_rezero(model)
+    x = torch.randn(N, IN)
+    _, hs = model(x, capture=True)
+    for unit in model.units:
+        x_in = hs[unit.blocks[0]]
+        fx = model.blocks[unit.blocks[1]](model.blocks[unit.blocks[0]](x_in))  # F: the unit's two blocks
+        skip = model.skips[unit.skip]
+        torch.testing.assert_close(hs[unit.blocks[-1] + 1], FORMULAS[kind](skip, x_in, fx, scale))
+    if scale != 1.0:
+        assert f"scale={scale}" in repr(model.skips["0"])
+
+
+@pytest.mark.parametrize("kind,project", [("identity", "auto"), ("projection", "auto"), ("projection", "always"),
+                                          ("rezero", "always")])
+@pytest.mark.parametrize("placement", ["every1", "span2-every2", "widths-blocks"])
+def test_scale_zero_is_the_plain_net(kind, project, placement):
+    """out = F(x) + 0 * s(x) is the plain net's F(x): same weights, same numbers, exactly."""
+    skip, width = PLACEMENTS[placement]
+    if kind == "identity" and isinstance(width, list):
+        return
+    torch.manual_seed(0)
+    plain = SkipNet(model_config("none", skip, width), IN, CLASSES)
+    scaled = SkipNet(model_config(kind, {**skip, "project": project, "scale": 0.0}, width), IN, CLASSES)
+    missing, unexpected = scaled.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all(k.endswith(".proj.weight") or k.endswith(".alpha") for k in missing)
+    with torch.no_grad():
+        for name, p in scaled.named_parameters():
+            if name.endswith("alpha"):
+                p.fill_(1.0)  # rezero: out = 0 * P(x) + 1 * F(x)
+    x = torch.randn(N, IN)
+    logits, hs = scaled(x, capture=True)
+    ref_logits, ref_hs = plain(x, capture=True)
+    assert len(shortcut_units(scaled)) > 0
+    assert torch.equal(logits, ref_logits) and all(torch.equal(a, b) for a, b in zip(hs, ref_hs))
+
+
+@pytest.mark.parametrize("kind,reference", [("projection", "identity"), ("rezero", "rezero"), ("gated", "gated")])
+@pytest.mark.parametrize("placement", ["every1", "span2-every2", "widths"])
+def test_project_always_with_the_identity_matrix_is_the_unprojected_net(kind, reference, placement):
+    skip, width = PLACEMENTS[placement]
+    if reference == "identity" and isinstance(width, list) and len(set(width)) > 1:
+        reference = "projection"  # identity cannot join different widths; projection does it the same way
+    torch.manual_seed(0)
+    ref = SkipNet(model_config(reference, skip, width), IN, CLASSES)
+    wake_rezero(ref)
+    model = SkipNet(model_config(kind, {**skip, "project": "always"}, width), IN, CLASSES)
+    # a Linear on every skipped unit; the ones at equal widths are what auto lacks
+    equal = [u for u in shortcut_units(model) if equal_width(model, u)]
+    assert equal and all(isinstance(model.skips[u.skip].proj, nn.Linear) for u in shortcut_units(model))
+    missing, unexpected = model.load_state_dict(ref.state_dict(), strict=False)
+    assert not unexpected and set(missing) == {f"skips.{u.skip}.proj.weight" for u in equal}
+    x = torch.randn(N, IN)
+    assert not torch.equal(model(x), ref(x))  # a random P changes the net ...
+    with torch.no_grad():
+        for u in equal:
+            model.skips[u.skip].proj.weight.copy_(torch.eye(model.boundary_widths[u.blocks[0]]))
+    logits, hs = model(x, capture=True)  # ... P = I (no bias) is the identity shortcut, exactly
+    ref_logits, ref_hs = ref(x, capture=True)
+    assert torch.equal(logits, ref_logits) and all(torch.equal(a, b) for a, b in zip(hs, ref_hs))
+
+
+@pytest.mark.parametrize("skip,key,words", [
+    ({"project": "sometimes"}, "model.skip.project", ["auto", "always", "sometimes"]),
+    ({"scale": -0.5}, "model.skip.scale", [">= 0", "-0.5"]),
+    ({"scale": float("nan")}, "model.skip.scale", ["finite"]),
+    ({"scale": float("inf")}, "model.skip.scale", ["finite"]),
+    ({"scale": "half"}, "model.skip.scale", ["number", "half"]),
+    ({"kind": "identity", "project": "always"}, "model.skip.project",
+     ["must be 'auto' with kind identity, got 'always'", "projection, rezero, gated"]),
+    ({"kind": "none", "scale": 0.5}, "model.skip.scale",
+     ["must be 1.0 with kind none, got 0.5", "identity, projection, rezero, gated"]),
+    ({"kind": "dense", "scale": 2}, "model.skip.scale", ["must be 1.0 with kind dense, got 2.0"]),
+])
+def test_shortcut_options_are_checked(skip, key, words):
+    with pytest.raises(SkipexpError) as info:
+        config.from_dict({"model": {"skip": skip}})
+    assert info.value.key == key
+    for w in words:
+        assert w in info.value.message, (w, info.value.message)
+    # a SkipConfig built in code is checked when the model is built
+    if "kind" in skip:
+        with pytest.raises(SkipexpError):
+            SkipNet(config.ModelConfig(depth=2, width=8, skip=config.SkipConfig(**skip)), IN, CLASSES)
+
+
+@pytest.mark.parametrize("kind", ["identity", "projection", "rezero", "gated"])
+def test_seeds_with_shortcut_options_still_train_together(kind):
+    """Seeds stack (one batched model) with the new options, and the stacked net equals each seed's own."""
+    from skipexp.training import vectorized
+
+    project = "always" if kind in SKIPS.options["project"] else "auto"
+    raw = {"seed": [0, 1], "data": {"input_dim": IN, "num_classes": CLASSES},
+           "model": {"depth": 4, "width": 8, "skip": {"kind": kind, "project": project, "scale": 0.5}}}
+    cfg = config.from_dict(raw)
+    assert vectorized.unsupported(cfg) is None
+    models = []
+    for seed in cfg.seeds:
+        torch.manual_seed(seed)
+        models.append(SkipNet(cfg.model, IN, CLASSES))
+        wake_rezero(models[-1])
+    stacked = vectorized.stack_models(models)
+    x = torch.randn(N, IN)
+    out = stacked(x.expand(len(models), N, IN))                  # (K, N, classes)
+    for k, m in enumerate(models):
+        torch.testing.assert_close(out[k], m(x))

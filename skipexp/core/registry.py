@@ -73,8 +73,8 @@ SKIPS = Registry("skip kind", {
 }, options={
     # none and dense have no shortcut to scale; identity's shortcut is x by definition (its projected
     # form is projection with project: always)
-    "scale": ("identity", "projection", "rezero", "gated"),
     "project": ("projection", "rezero", "gated"),
+    "scale": ("identity", "projection", "rezero", "gated"),
 })
 
 ACTIVATIONS = Registry("activation", {
