@@ -11,16 +11,16 @@ from torch import nn
 
 from skipexp.core.errors import SkipexpError
 if TYPE_CHECKING:
-    from skipexp.training.session import _Run
+    from skipexp.training.session import Run
 
 
-def _weights_finite(model: nn.Module) -> bool:
+def weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
-def _save_checkpoint(run: _Run, elapsed: float) -> bool:
+def save_checkpoint(run: Run, elapsed: float) -> bool:
     """Write checkpoints/last.pt (and epoch-N.pt) atomically; False, writing nothing, if a weight is not finite."""
-    if not _weights_finite(run.model):
+    if not weights_finite(run.model):
         return False  # the last checkpoint on disk stays the last finite one
     if run.cfg.log.checkpoint == "none":
         return True
@@ -29,8 +29,7 @@ def _save_checkpoint(run: _Run, elapsed: float) -> bool:
     state = {
         "step": run.step, "elapsed": elapsed,
         "model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "rng": run.rng,   # this model's own, as a lone run of its seed holds it (models trained together too)
     }
     tmp = ckpt_dir / ".last.pt.tmp"
     torch.save(state, tmp)
@@ -52,7 +51,14 @@ def load_checkpoint_file(path: Path, map_location: torch.device | str = "cpu") -
         raise SkipexpError(f"unreadable checkpoint ({e.__class__.__name__})", file=str(path)) from None
 
 
-def _load_checkpoint(run: _Run) -> None:
+def rng_state() -> dict:
+    """The process's random number generators, as a checkpoint holds them."""
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def load_checkpoint(run: Run) -> None:
+    """Put checkpoints/last.pt into ``run``: weights, optimizer, schedule, step, time and RNG state."""
     path = run.run_dir / "checkpoints" / "last.pt"
     state = load_checkpoint_file(path, run.device)
     try:
@@ -66,5 +72,6 @@ def _load_checkpoint(run: _Run) -> None:
     random.setstate((3, tuple(state["rng"]["python"]), None))
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+    run.rng = rng_state()
     run.step, run.elapsed = int(state["step"]), float(state["elapsed"])
 

@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from skipexp.core.config import TrainConfig
 from skipexp.core.registry import OPTIMIZERS, SCHEDULES
 
 
@@ -19,3 +20,12 @@ OPTIMIZERS.implements("adamw")(lambda params, t: torch.optim.AdamW(
 SCHEDULES.implements("constant")(lambda step, total: 1.0)
 SCHEDULES.implements("cosine")(lambda step, total: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
 
+
+def build_optimizer(params, t: "TrainConfig") -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(t.optimizer)(params, t)
+
+
+def build_schedule(opt: torch.optim.Optimizer, t: "TrainConfig", total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate as lr times the schedule's factor of the step, over ``total`` steps."""
+    factor = SCHEDULES.get(t.schedule)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor(s, total))

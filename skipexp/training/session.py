@@ -10,7 +10,6 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -22,9 +21,8 @@ from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.metrics import GradProbe
 from skipexp.core.models import SkipNet, count_parameters
-from skipexp.core.registry import OPTIMIZERS, SCHEDULES
-from skipexp.training import optim as _optim  # noqa: F401  (registers the optimizers and schedules)
-from skipexp.training.checkpoint import _load_checkpoint
+from skipexp.training.checkpoint import load_checkpoint, rng_state
+from skipexp.training.optim import build_optimizer, build_schedule
 
 
 class Reporter:
@@ -91,13 +89,14 @@ def create_run(cfg: RunConfig, out: Path, run_dir: Path | None = None) -> Path:
 
 
 @dataclass
-class _Run:
+class Run:
+    """One model's run folder and everything it is trained and written with (its own config, model,
+    optimizer and logs); models trained together each have one."""
     cfg: RunConfig
     run_dir: Path
     device: torch.device
     data: data_mod.Splits
     model: SkipNet
-    forward: Callable
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     probe: GradProbe
@@ -108,10 +107,13 @@ class _Run:
     step: int = 0
     elapsed: float = 0.0  # training seconds before this process (resumed runs)
     seconds: float = 0.0  # training seconds in all, set when the loop ends
+    rng: dict = field(default_factory=dict)  # RNG state after building the model: what its checkpoints hold
 
 
-def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progress | None,
-           splits: data_mod.Splits | None = None) -> _Run:
+
+def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progress | None,
+          splits: data_mod.Splits | None = None) -> Run:
+    """Build the model, optimizer, logs and meta.json of one run (from its checkpoint with ``resume``)."""
     threads = cfg.train.threads or default_threads()
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
@@ -121,12 +123,10 @@ def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progr
     torch.manual_seed(seed)
     random.seed(seed)
     model = SkipNet(cfg.model, splits.input_dim, splits.num_classes).to(device)
-    opt = OPTIMIZERS.get(cfg.train.optimizer)(model.parameters(), cfg.train)
+    opt = build_optimizer(model.parameters(), cfg.train)
     per_epoch = max(1, len(splits.y_train) // cfg.train.batch_size)
     total = cfg.train.steps or cfg.train.epochs * per_epoch
-    factor = SCHEDULES.get(cfg.train.schedule)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: factor(s, total))
-    fwd = torch.compile(model) if cfg.train.compile else model
+    sched = build_schedule(opt, cfg.train, total)
     probe = GradProbe(model.layers())
     boundaries = model.boundary_names()
     logs = {
@@ -137,13 +137,13 @@ def _setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progr
         "act": runio.CsvLog(run_dir / "act_norms.csv", ["step"] + boundaries),
     }
     meta = runio.Meta(run_dir / "meta.json", runio.read_json(run_dir / "meta.json"))
-    run = _Run(cfg, run_dir, device, splits, model, fwd, opt, sched, probe, logs, meta, total, per_epoch)
+    run = Run(cfg, run_dir, device, splits, model, opt, sched, probe, logs, meta, total, per_epoch, rng=rng_state())
     now = datetime.now().isoformat(timespec="seconds")
     if resume:
         # no checkpoint yet (killed in epoch 1): start over; training is deterministic, so the rows
         # already on disk are the ones it would write again, and CsvLog skips them
         if (run_dir / "checkpoints" / "last.pt").exists():
-            _load_checkpoint(run)
+            load_checkpoint(run)
         meta.data.setdefault("resumes", []).append({
             "time": now, "from_step": run.step, "previous_status": runio.effective_status(meta.data),
             "host": runio.host(), "pid": os.getpid()})
@@ -177,9 +177,17 @@ def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
         raise
 
 
-def _finish_meta(run_dir: Path, run: _Run | None, status: str) -> None:
+def finish_meta(run_dir: Path, run: Run | None, status: str) -> None:
+    """The final status, end time and, for a run that got going, its training time and steps."""
     meta = run.meta if run else runio.Meta(run_dir / "meta.json", runio.read_json(run_dir / "meta.json"))
     meta.update(status=status, end_time=datetime.now().isoformat(timespec="seconds"))
     if run is not None:
         meta.update(train_seconds=round(run.seconds, 3), steps_done=run.step)
 
+
+
+def note(run_dir: Path, fields: dict) -> None:
+    """Add ``fields`` to a run's meta.json before it is set up (how its seeds were trained)."""
+    meta = runio.read_json(run_dir / "meta.json")
+    meta.update(fields)
+    runio.write_json(run_dir / "meta.json", meta)
