@@ -126,3 +126,60 @@ def test_sequential_fallback_stopped_early_leaves_no_stray_folder(tmp_path: Path
         meta = runio.read_json(d / "meta.json")
         assert meta["vectorized"] is False
         assert runio.effective_status(meta) == ("completed" if d == dirs[0] and len(kept) == 2 else "interrupted")
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_optimizers_equal_torch_optim_fused_to_the_bit(kind: str, schedule: str) -> None:
+    """The oracle: torch.optim's own fused optimizer and LambdaLR, same steps, same numbers and state_dict."""
+    from skipexp.training import optim
+
+    t = config.from_dict(tiny(train={"optimizer": kind, "schedule": schedule, "weight_decay": 0.01,
+                                     "momentum": 0.8})).train
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+    theirs.load_state_dict(ours.state_dict())
+    opt = optim.build_optimizer(ours.parameters(), t)
+    sched = optim.build_schedule(opt, t, 6)
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
+    kw = {"momentum": t.momentum} if kind == "sgd" else {"betas": (t.momentum, 0.999)}
+    ref = cls(theirs.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True, **kw)
+    factor = optim.SCHEDULES.get(schedule)
+    ref_sched = torch.optim.lr_scheduler.LambdaLR(ref, lambda s: factor(s, 6))
+    for step in range(5):
+        x = torch.randn(4, 5)
+        for model, o, s in ((ours, opt, sched), (theirs, ref, ref_sched)):
+            o.zero_grad(set_to_none=True)
+            model(x).square().sum().backward()
+            o.step()
+            s.step()
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            assert torch.equal(a, b), step
+    assert sched.get_last_lr() == ref_sched.get_last_lr()
+    mine, ref_state = opt.state_dict(), ref.state_dict()
+    assert mine["param_groups"] == ref_state["param_groups"] and sched.state_dict() == ref_sched.state_dict()
+    for i, state in ref_state["state"].items():
+        assert mine["state"][i].keys() == state.keys()
+        assert all(torch.equal(mine["state"][i][k], v) for k, v in state.items())
+    # and torch's state loads into ours (checkpoints written before these optimizers resume)
+    again = optim.build_optimizer(ours.parameters(), t)
+    again.load_state_dict(ref_state)
+    assert again.state_dict()["param_groups"] == ref_state["param_groups"]
+
+
+def test_training_does_not_import_torch_dynamo(tmp_path: Path) -> None:
+    """torch.optim's optimizers import torch._dynamo when built or stepped: seconds per process."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    code = ("import sys, yaml; from pathlib import Path; from skipexp.core import config; "
+            "from skipexp.training import api; "
+            f"cfg = config.from_dict(yaml.safe_load(Path({str(tmp_path / 'c.yaml')!r}).read_text())); "
+            f"api.train(cfg, api.create_run(cfg, Path({str(tmp_path)!r})), plots=False); "
+            "print('torch._dynamo' in sys.modules)")
+    for kind in ("sgd", "adam"):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny(train={"optimizer": kind, "steps": 2, "grad_clip": 1.0})))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == "False", (kind, out.stdout, out.stderr)
