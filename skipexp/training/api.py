@@ -82,6 +82,9 @@ def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporte
     A bad input found while setting up (data files, device) leaves no folder behind; a run that got
     going and then stopped on one is interrupted, resumable from its checkpoint.
     """
+    if any(c.replace(seed=cfgs[0].seed, name=cfgs[0].name) != cfgs[0] for c in cfgs[1:]):
+        # per-model values beyond the seed (each model has its own config already) need the engine to read them
+        raise ValueError("models trained together must have equal configs but for seed and name")
     reporter = reporter or Reporter()
     locks: list[runio.RunLock] = []
     try:

@@ -169,11 +169,13 @@ class Stacked:
 
     @torch.no_grad()
     def retire(self, k: int) -> None:
-        """Zero a finished model's weights and optimizer state, and its loss's weight: it then stays at zero,
-        finite and cheap, and adds nothing to the others' gradients."""
+        """Zero a finished model's weights, gradient and optimizer state, and its loss's weight: it then stays
+        at zero, finite and cheap (a NaN gradient of the step it diverged at would otherwise reach its weights)."""
         self.mask[k] = 0.0
         for p in self.params:
             p[k].zero_()
+            if p.grad is not None:
+                p.grad[k].zero_()
             for v in self.opt.state.get(p, {}).values():
                 if torch.is_tensor(v) and v.shape == p.shape:
                     v[k].zero_()
