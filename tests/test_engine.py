@@ -190,3 +190,13 @@ def test_models_trained_together_must_differ_only_in_seed_and_name(tmp_path: Pat
     cfgs = [cfg.replace(seed=1, name="a"), cfg.replace(seed=2, name="b", device="cuda")]
     with pytest.raises(ValueError, match="but for seed and name"):
         api.train_runs(cfgs, [tmp_path / "a", tmp_path / "b"])
+
+
+def test_train_config_makes_a_folder_per_seed_trained_together(tmp_path: Path) -> None:
+    cfg = config.from_dict(tiny(train={"steps": 2}, log={"checkpoint": "none"})).replace(seed=[4, 7])
+    results = api.train_config(cfg, tmp_path / "runs", plots=False)
+    assert [r.run_dir.name.rsplit("-", 1)[-1] for r in results] == ["seed4", "seed7"]
+    assert [r.status for r in results] == ["completed", "completed"]
+    assert [runio.read_json(r.run_dir / "meta.json")["seeds_together"] for r in results] == [[4, 7], [4, 7]]
+    single = api.train_config(cfg.replace(seed=4, name="one"), tmp_path / "one", plots=False)
+    assert [r.status for r in single] == ["completed"] and single[0].run_dir.parent == tmp_path / "one"

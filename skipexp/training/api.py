@@ -1,5 +1,6 @@
 """Training's public API: make run folders (:func:`create_run`), train them, or resume one.
 
+:func:`train_config` is the whole of ``skipexp train``'s work: a folder per seed, trained.
 ``train_runs`` is the one lifecycle around the engine (:mod:`skipexp.training.engine`) for K >= 1
 one-seed configs: lock the folders, set the runs up, train, finish each folder, draw its views.
 :func:`train` is K = 1; :func:`train_seeds` trains K seeds together where the model can be stacked
@@ -27,7 +28,21 @@ from skipexp.training.session import (Reporter, Run, RunResult, create_run, fini
                                       write_views)
 from skipexp.training.stacked import unsupported
 
-__all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_runs", "train_seeds"]
+__all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_runs", "train_seeds"]
+
+
+def train_config(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter: Reporter | None = None,
+                 should_stop: Callable[[], bool] = lambda: False, progress: data_mod.Progress | None = None,
+                 plots: bool = True) -> list[RunResult]:
+    """Train ``cfg`` into new folders under ``out`` (or ``run_dir``): one per seed, named ``<name>-seed<N>``
+    where it lists several, the seeds together where the model allows."""
+    if len(cfg.seeds) == 1:
+        return [train(cfg, create_run(cfg, out, run_dir), reporter=reporter, should_stop=should_stop,
+                      progress=progress, plots=plots)]
+    cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in cfg.seeds]
+    dirs = [create_run(c, out, None if run_dir is None else run_dir.parent / f"{run_dir.name}-seed{s}")
+            for c, s in zip(cfgs, cfg.seeds)]
+    return train_seeds(cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress, plots=plots)
 
 
 def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
