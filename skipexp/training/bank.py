@@ -1,0 +1,186 @@
+"""The K models one engine trains, behind one interface: :class:`Lone` (K = 1) and :class:`Stacked` (K > 1).
+
+The engine sees only per-model values: a (K,) loss, a (K,) "not finite" flag, K rows of log values.
+``Lone`` is a single run's own SkipNet, optimizer and schedule, trained exactly as a lone run always
+was; ``Stacked`` is K SkipNets of one shape as one module with a leading K dimension (see
+:mod:`skipexp.training.stacked`), whose slices are copied back into each run's own model for
+evaluation and checkpoints. Models share no weights, so model k's numbers are those of its lone run
+within float rounding.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from skipexp.core.metrics import GradProbe, accuracy
+from skipexp.training.optim import build_optimizer, build_schedule
+from skipexp.training.session import Run
+from skipexp.training.stacked import StackedLinear, stack_models
+
+
+def nonfinite(loss: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
+    """() bool: is the loss or any gradient NaN or infinite? Stays on the device (no host sync).
+
+    One fused pass over all gradients: the check AMP's grad scaler uses, with a scale of 1 that leaves
+    them as they are (4x cheaper on the CPU than a norm per gradient, and this runs every step).
+    """
+    found = torch.zeros((), device=loss.device)
+    if grads:
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones((), device=loss.device))
+    return (found > 0) | ~torch.isfinite(loss.detach())
+
+
+class Lone:
+    """One model: the run's own SkipNet, optimizer and schedule; nothing to copy back."""
+
+    def __init__(self, run: Run):
+        self.k, self.run = 1, run
+        self.model, self.opt, self.sched = run.model, run.opt, run.sched
+        self.fast = torch.compile(run.model) if run.cfg.train.compile else run.model
+
+    def forward(self, x: torch.Tensor, capture: bool):
+        """x (1, B, in) -> logits (B, classes) and, with ``capture``, the boundaries (B, H) with retained grads."""
+        if not capture:
+            return self.fast(x[0]), None
+        logits, hs = self.model(x[0], capture=True)
+        for h in hs:
+            h.retain_grad()
+        return logits, hs
+
+    def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits, y[0]).reshape(1)                       # (1,)
+
+    def backward(self, losses: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        losses[0].backward()
+
+    def nonfinite(self, losses: torch.Tensor) -> torch.Tensor:
+        grads = [p.grad for p in self.run.probe.params if p.grad is not None]
+        return nonfinite(losses[0], grads).reshape(1)                                      # (1,)
+
+    def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+               hs: list[torch.Tensor]) -> list[list[float]]:
+        """[loss, acc, total grad norm, layer norms..., act grad norms..., act rms...]; one host copy."""
+        w = self.run.probe.weight_norms()
+        return [torch.cat([torch.stack([losses[0].detach(), accuracy(logits, y[0]), w.square().sum().sqrt()]), w,
+                           GradProbe.act_grad_norms(hs), GradProbe.act_rms(hs)]).tolist()]
+
+    def clip_(self, max_norm: float) -> None:
+        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+
+    def sync(self, k: int, state: bool = False) -> None:
+        """The run's model is the trained one: nothing to copy."""
+
+    def retire(self, k: int) -> None:
+        """Nothing to free: with its one model finished, the engine stops."""
+
+
+class Stacked:
+    """K models as one stacked model and optimizer, and how to copy model k's slice back into its own run."""
+
+    def __init__(self, runs: list[Run]):
+        self.runs, self.k = runs, len(runs)
+        self.model = stack_models([r.model for r in runs])
+        lead = runs[0]
+        self.opt = build_optimizer(self.model.parameters(), lead.cfg.train)
+        self.sched = build_schedule(self.opt, lead.cfg.train, lead.total_steps)
+        self.fast = torch.compile(self.model) if lead.cfg.train.compile else self.model
+        self.mask = torch.ones(self.k, device=lead.device)   # 0 for models that have finished
+        self.params = list(self.model.parameters())
+        self.shapes = [p.shape for p in lead.model.parameters()]
+        assert [p.shape[1:].numel() for p in self.params] == [s.numel() for s in self.shapes]
+        stacked_weights = {id(m.weight) for m in self.model.modules() if isinstance(m, StackedLinear)}
+        self.transposed = [id(p) in stacked_weights for p in self.params]
+        layers = self.model.layers()
+        self.layer_names = [name for name, _ in layers]
+        assert self.layer_names == lead.probe.layer_names
+        self.probe_params = [p for _, ps in layers for p in ps]
+        self.segment = torch.tensor([i for i, (_, ps) in enumerate(layers) for _ in ps])
+
+    def forward(self, x: torch.Tensor, capture: bool):
+        """x (K, B, in) -> logits (K, B, classes) and, with ``capture``, the boundaries (K, B, H)."""
+        if not capture:
+            return self.fast(x), None
+        logits, hs = self.model(x, capture=True)
+        for h in hs:
+            h.retain_grad()
+        return logits, hs
+
+    def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)   # (K,)
+
+    def backward(self, losses: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        (losses * self.mask).sum().backward()   # models share no weights: each slice gets its own model's gradient
+
+    def nonfinite(self, losses: torch.Tensor) -> torch.Tensor:
+        """(K,) bool, on the device. On the CPU (read every step anyway) one fused pass over all gradients
+        first, and the per-model passes only once something is not finite."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        bad = ~torch.isfinite(losses.detach())
+        if losses.device.type == "cpu" and not bool(nonfinite(losses, grads).any()):
+            return bad
+        found, one = torch.zeros(self.k, device=losses.device), torch.ones((), device=losses.device)
+        for k in range(self.k):
+            torch._amp_foreach_non_finite_check_and_unscale_([g[k] for g in grads], found[k], one)
+        return bad | (found > 0)
+
+    def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+               hs: list[torch.Tensor]) -> list[list[float]]:
+        """Every model's log-step values in :meth:`Lone.record`'s order; one device-to-host copy for all."""
+        k, n = self.k, y.shape[1]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.probe_params]
+        sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads])                   # (params, K)
+        w = torch.zeros(len(self.layer_names), k, dtype=sq.dtype, device=sq.device).index_add_(
+            0, self.segment.to(sq.device), sq).sqrt()                                              # (layers, K)
+        acc = (logits.argmax(2) == y).float().mean(1)                                               # (K,)
+        act_grad = torch.stack([h.grad.norm(dim=2).mean(1) for h in hs]) * n                        # (bounds, K)
+        act = torch.stack([h.detach().square().mean((1, 2)).sqrt() for h in hs])                  # (bounds, K)
+        head = torch.stack([losses.detach(), acc, w.square().sum(0).sqrt()])
+        return torch.cat([head, w, act_grad, act]).T.tolist()
+
+    def clip_(self, max_norm: float) -> None:
+        """Per-model clip_grad_norm_: each model's gradient scaled by its own total norm."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norms = torch.stack([g.reshape(self.k, -1).square().sum(1) for g in grads]).sum(0).sqrt()  # (K,)
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
+
+    @torch.no_grad()
+    def sync(self, k: int, state: bool = False) -> None:
+        """Copy model k's weights (and, with ``state``, its optimizer and schedule state) into its own run."""
+        run = self.runs[k]
+        for i, mine in enumerate(run.model.parameters()):
+            mine.copy_(self._slice(i, self.params[i], k))
+        if not state:
+            return
+        whole = self.opt.state_dict()
+        mine = {i: {key: (self._slice(i, v, k).clone() if torch.is_tensor(v) and v.shape == self.params[i].shape
+                          else v)
+                    for key, v in s.items()}
+                for i, s in whole["state"].items()}
+        run.opt.load_state_dict({"state": mine, "param_groups": whole["param_groups"]})
+        run.sched.load_state_dict(self.sched.state_dict())
+
+    def _slice(self, i: int, t: torch.Tensor, k: int) -> torch.Tensor:
+        """Model k's part of a tensor shaped like stacked parameter i, in the lone model's layout."""
+        return t[k].t() if self.transposed[i] else t[k].view(self.shapes[i])
+
+    @torch.no_grad()
+    def retire(self, k: int) -> None:
+        """Zero a finished model's weights, gradient and optimizer state, and its loss's weight: it then stays
+        at zero, finite and cheap (a NaN gradient of the step it diverged at would otherwise reach its weights)."""
+        self.mask[k] = 0.0
+        for p in self.params:
+            p[k].zero_()
+            if p.grad is not None:
+                p.grad[k].zero_()
+            for v in self.opt.state.get(p, {}).values():
+                if torch.is_tensor(v) and v.shape == p.shape:
+                    v[k].zero_()
+
+
+def make_bank(runs: list[Run]) -> Lone | Stacked:
+    """A single run trains its own model as it always has; several train stacked."""
+    return Lone(runs[0]) if len(runs) == 1 else Stacked(runs)

@@ -1,0 +1,77 @@
+"""Checkpoints: written atomically, only with finite weights; read back without running code."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from skipexp.core.errors import SkipexpError
+if TYPE_CHECKING:
+    from skipexp.training.session import Run
+
+
+def weights_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def save_checkpoint(run: Run, elapsed: float) -> bool:
+    """Write checkpoints/last.pt (and epoch-N.pt) atomically; False, writing nothing, if a weight is not finite."""
+    if not weights_finite(run.model):
+        return False  # the last checkpoint on disk stays the last finite one
+    if run.cfg.log.checkpoint == "none":
+        return True
+    ckpt_dir = run.run_dir / "checkpoints"
+    ckpt_dir.mkdir(exist_ok=True)
+    state = {
+        "step": run.step, "elapsed": elapsed,
+        "model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+        "rng": run.rng,   # this model's own, as a lone run of its seed holds it (models trained together too)
+    }
+    tmp = ckpt_dir / ".last.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, ckpt_dir / "last.pt")  # atomic: last.pt is always a whole checkpoint
+    if run.cfg.log.checkpoint == "every_epoch" and run.step % run.steps_per_epoch == 0:
+        epoch = run.step // run.steps_per_epoch
+        torch.save(state, ckpt_dir / f".epoch-{epoch}.pt.tmp")
+        os.replace(ckpt_dir / f".epoch-{epoch}.pt.tmp", ckpt_dir / f"epoch-{epoch}.pt")
+    return True
+
+
+def load_checkpoint_file(path: Path, map_location: torch.device | str = "cpu") -> dict:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise SkipexpError("no checkpoint to resume from (log.checkpoint was none, or the run died before "
+                           "its first checkpoint)", file=str(path)) from None
+    except Exception as e:
+        raise SkipexpError(f"unreadable checkpoint ({e.__class__.__name__})", file=str(path)) from None
+
+
+def rng_state() -> dict:
+    """The process's random number generators, as a checkpoint holds them."""
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def load_checkpoint(run: Run) -> None:
+    """Put checkpoints/last.pt into ``run``: weights, optimizer, schedule, step, time and RNG state."""
+    path = run.run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint_file(path, run.device)
+    try:
+        run.model.load_state_dict(state["model"])
+        run.opt.load_state_dict(state["optimizer"])
+        run.sched.load_state_dict(state["scheduler"])
+    except (KeyError, ValueError, RuntimeError) as e:  # config.yaml edited since, or not our checkpoint
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise SkipexpError(f"does not fit the run's config.yaml ({first})", file=str(path)) from None
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    random.setstate((3, tuple(state["rng"]["python"]), None))
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+    run.rng = rng_state()
+    run.step, run.elapsed = int(state["step"]), float(state["elapsed"])
+

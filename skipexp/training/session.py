@@ -1,0 +1,193 @@
+"""A run folder's lifecycle around the loop: creating it, setting a run up, and finishing it."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+import skipexp
+from skipexp.core import config as config_mod
+from skipexp.core import data as data_mod
+from skipexp.rundir import runio
+from skipexp.core.config import RunConfig
+from skipexp.core.errors import SkipexpError
+from skipexp.core.metrics import GradProbe
+from skipexp.core.models import SkipNet, count_parameters
+from skipexp.training.checkpoint import load_checkpoint, rng_state
+from skipexp.training.optim import build_optimizer, build_schedule
+
+
+class Reporter:
+    """What a caller hears from a run. The CLI draws a progress bar; the default hears nothing."""
+
+    def on_start(self, run_dir: Path, total_steps: int, start_step: int) -> None: ...
+    def on_log(self, row: dict) -> None: ...
+    def on_eval(self, row: dict) -> None: ...
+    def on_end(self, status: str, summary: dict) -> None: ...
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    summary: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SkipexpError("CUDA was asked for but torch sees no CUDA device; use device: cpu or auto",
+                               key="device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SkipexpError(f"there are {torch.cuda.device_count()} CUDA devices, no {name}", key="device")
+    return dev
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# --- setting a run up ----------------------------------------------------------------------------
+
+def create_run(cfg: RunConfig, out: Path, run_dir: Path | None = None) -> Path:
+    """Make the run folder (exclusively) and write config.yaml and a first meta.json."""
+    if run_dir is None:
+        run_dir = runio.create_run_dir(out, cfg.name)
+    else:
+        runio.check_writable(run_dir.parent)
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            raise SkipexpError("already exists; run folders are never reused", file=str(run_dir)) from None
+    (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
+    # "running" with a heartbeat from the start: a process killed while loading data shows as crashed
+    runio.Meta(run_dir / "meta.json", {
+        "tool": "skipexp", "name": cfg.name, "seed": cfg.seed,
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }).update(status="running")
+    return run_dir
+
+
+@dataclass
+class Run:
+    """One model's run folder and everything it is trained and written with (its own config, model,
+    optimizer and logs); models trained together each have one."""
+    cfg: RunConfig
+    run_dir: Path
+    device: torch.device
+    data: data_mod.Splits
+    model: SkipNet
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    probe: GradProbe
+    logs: dict[str, runio.CsvLog]
+    meta: runio.Meta
+    total_steps: int
+    steps_per_epoch: int
+    step: int = 0
+    elapsed: float = 0.0  # training seconds before this process (resumed runs)
+    seconds: float = 0.0  # training seconds in all, set when the loop ends
+    rng: dict = field(default_factory=dict)  # RNG state after building the model: what its checkpoints hold
+
+
+
+def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progress | None,
+          splits: data_mod.Splits | None = None) -> Run:
+    """Build the model, optimizer, logs and meta.json of one run (from its checkpoint with ``resume``)."""
+    threads = cfg.train.threads or default_threads()
+    torch.set_num_threads(threads)
+    device = resolve_device(cfg.device)
+    seed = cfg.seeds[0]
+    # seeds trained together (skipexp.training.vectorized) share one copy of the data
+    splits = (splits or data_mod.load(cfg.data, progress)).to(device)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes).to(device)
+    opt = build_optimizer(model.parameters(), cfg.train)
+    per_epoch = max(1, len(splits.y_train) // cfg.train.batch_size)
+    total = cfg.train.steps or cfg.train.epochs * per_epoch
+    sched = build_schedule(opt, cfg.train, total)
+    probe = GradProbe(model.layers())
+    boundaries = model.boundary_names()
+    logs = {
+        "metrics": runio.CsvLog(run_dir / "metrics.csv", runio.METRICS_COLUMNS),
+        "eval": runio.CsvLog(run_dir / "eval.csv", runio.EVAL_COLUMNS),
+        "grad": runio.CsvLog(run_dir / "grad_norms.csv", ["step"] + probe.layer_names),
+        "act_grad": runio.CsvLog(run_dir / "act_grad_norms.csv", ["step"] + boundaries),
+        "act": runio.CsvLog(run_dir / "act_norms.csv", ["step"] + boundaries),
+    }
+    meta = runio.Meta(run_dir / "meta.json", runio.read_json(run_dir / "meta.json"))
+    run = Run(cfg, run_dir, device, splits, model, opt, sched, probe, logs, meta, total, per_epoch, rng=rng_state())
+    now = datetime.now().isoformat(timespec="seconds")
+    if resume:
+        # no checkpoint yet (killed in epoch 1): start over; training is deterministic, so the rows
+        # already on disk are the ones it would write again, and CsvLog skips them
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            load_checkpoint(run)
+        meta.data.setdefault("resumes", []).append({
+            "time": now, "from_step": run.step, "previous_status": runio.effective_status(meta.data),
+            "host": runio.host(), "pid": os.getpid()})
+    else:
+        meta.data.update({
+            "skipexp_version": skipexp.__version__, "torch_version": torch.__version__,
+            "python_version": platform.python_version(), "start_time": now,
+            "params": count_parameters(model), "total_steps": total, "steps_per_epoch": per_epoch,
+            "data_source": splits.source, "git_commit": _git_commit(),
+        })
+    meta.update(status="running", command=sys.argv, device=str(device), threads=threads, host=runio.host(),
+                pid=os.getpid(), device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
+                                              else platform.processor() or platform.machine()))
+    return run
+
+
+def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
+    """What a finished run draws from its CSVs: the plots and, with log.tensorboard, event files."""
+    try:
+        if plots:
+            from skipexp.views import plots as plots_mod
+
+            plots_mod.plot_run(run_dir)
+        if cfg.log.tensorboard:
+            from skipexp.views.tensorboard import export_run
+
+            export_run(run_dir)
+    except Exception:  # the results are on disk and `report` can redraw them; say where it broke
+        with open(run_dir / "train.log", "a") as f:
+            f.write(traceback.format_exc())
+        raise
+
+
+def finish_meta(run_dir: Path, run: Run | None, status: str) -> None:
+    """The final status, end time and, for a run that got going, its training time and steps."""
+    meta = run.meta if run else runio.Meta(run_dir / "meta.json", runio.read_json(run_dir / "meta.json"))
+    meta.update(status=status, end_time=datetime.now().isoformat(timespec="seconds"))
+    if run is not None:
+        meta.update(train_seconds=round(run.seconds, 3), steps_done=run.step)
+
+
+
+def note(run_dir: Path, fields: dict) -> None:
+    """Add ``fields`` to a run's meta.json before it is set up (how its seeds were trained)."""
+    meta = runio.read_json(run_dir / "meta.json")
+    meta.update(fields)
+    runio.write_json(run_dir / "meta.json", meta)
