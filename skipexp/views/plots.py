@@ -120,6 +120,20 @@ def figure_legend(fig: Figure, axes: list, extra: list | None = None, ncol: int 
                    fontsize=8, frameon=False, **kw)
 
 
+def set_loss_axis(ax: Any, values: list[float]) -> None:
+    """A log axis (with readable ticks) where the loss spans more than a decade, else a linear one from 0:
+    over a narrow range a log axis only magnifies the noise around one value."""
+    v = _positive(values)
+    lo, hi = (float(np.nanmin(v)), float(np.nanmax(v))) if np.isfinite(v).any() else (1.0, 1.0)
+    if hi / lo > 10:
+        ax.set_yscale("log")
+        set_log_ticks(ax, "y", lo, hi)
+        ax.set_ylabel("cross-entropy loss (log scale)")
+    else:
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("cross-entropy loss")
+
+
 def num_classes(run_dir: Path) -> int | None:
     """Classes of the run's dataset, from its config.yaml (None if it cannot be read)."""
     import yaml
@@ -167,15 +181,7 @@ def loss_figure(run_dir: Path) -> Figure:
         _mark_divergence(ax, meta)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    losses = _positive([r["train_loss"] for r in m] + [r["test_loss"] for r in e])
-    lo, hi = (np.nanmin(losses), np.nanmax(losses)) if np.isfinite(losses).any() else (1.0, 1.0)
-    if hi / lo > 10:  # log only where the loss spans a decade; else it magnifies noise around one value
-        ax_l.set_yscale("log")
-        set_log_ticks(ax_l, "y", lo, max(hi, math.log(k) if k else hi))
-        ax_l.set_ylabel("cross-entropy loss (log scale)")
-    else:
-        ax_l.set_ylim(bottom=0)
-        ax_l.set_ylabel("cross-entropy loss")
+    set_loss_axis(ax_l, [r["train_loss"] for r in m] + [r["test_loss"] for r in e] + ([math.log(k)] if k else []))
     ax_l.set_title("loss")
     ax_a.set_ylabel("accuracy")
     ax_a.set_ylim(0, 1.02)

@@ -17,7 +17,7 @@ from skipexp.rundir import runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
 from skipexp.views.plots import (CHANCE, DPI, PANELS, _matrix, _positive, _save, _short, _ticks,  # noqa: E402
                                  draw_chance, figure_legend, heatmap, heatmap_legend, layer_keys, mark_zeros,
-                                 num_classes, set_log_ticks, zero_handle)
+                                 num_classes, set_log_ticks, set_loss_axis, zero_handle)
 
 COLORS = plt.get_cmap("tab10").colors
 
@@ -125,12 +125,7 @@ def loss_figure(runs: list) -> Figure:
     k = _classes(runs)
     if k:
         draw_chance(ax_l, ax_a, k)
-    ax_l.set_yscale("log")
-    lo_hi = [ln.get_ydata() for ln in ax_l.get_lines() if len(ln.get_ydata())]
-    ys = _positive(np.concatenate(lo_hi)) if lo_hi else np.array([np.nan])
-    if np.isfinite(ys).any():
-        set_log_ticks(ax_l, "y", float(np.nanmin(ys)), float(np.nanmax(ys)))
-    ax_l.set_ylabel("cross-entropy loss (log scale)")
+    set_loss_axis(ax_l, [float(y) for ln in ax_l.get_lines() for y in ln.get_ydata()])
     ax_l.set_title("loss")
     ax_a.set_ylim(0, 1.02)
     ax_a.set_ylabel("accuracy")
