@@ -134,7 +134,8 @@ def test_members_with_different_layers_line_up_by_layer(tmp_path):
     short = {"model.depth": 3, "train.epochs": 1}
     plain = train_in_process(tmp_path, "plain", {**short, "model.skip.kind": "none"})
     gated = train_in_process(tmp_path, "gated", {**short, "model.skip.kind": "gated"})
-    plain_cols, gated_cols = ([c for c in runio.read_csv(r / "grad_norms.csv")[0] if c != "step"] for r in (plain, gated))
+    plain_cols, gated_cols = ([c for c in runio.read_csv(r / "grad_norms.csv")[0] if c != "step"]
+                              for r in (plain, gated))
     assert len(plain_cols) < len(gated_cols) and set(plain_cols) < set(gated_cols)
     fig = plots_compare.grad_profile_figure([("plain", plain), ("gated", gated)])
     ax = fig.axes[0]

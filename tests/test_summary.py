@@ -93,7 +93,7 @@ def _check_invariants(run):
 def test_best_is_never_worse_than_final_on_real_runs(tmp_path, length):
     # short: 16 steps, 9 logged rows (one-row windows); long: 128 steps, every one logged (12-row windows)
     overrides = {"train.epochs": 2} if length == "short" else {"train.epochs": 16, "log.every": 1, "log.eval_every": 16}
-    s, m = _check_invariants(train_in_process(tmp_path, length, overrides))
+    _, m = _check_invariants(train_in_process(tmp_path, length, overrides))
     assert len(m) == (9 if length == "short" else 128)
 
 

@@ -223,7 +223,7 @@ def grad_norms_figure(run_dir: Path) -> Figure:
         ax.set_xticklabels([_short(cols[t]) for t in ticks], rotation=45, ha="right", fontsize=7)
         ax.grid(alpha=0.3, which="both")
     # one legend for both panels (same steps, same colours), beside them so it hides no line
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles = axes[0].get_legend_handles_labels()[0]
     if zeros:
         handles.append(zero_handle())
     if handles:

@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from skipexp.rundir import runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
-from skipexp.views.plots import (CHANCE, DPI, PANELS, _matrix, _positive, _save, _short, _ticks,  # noqa: E402
+from skipexp.views.plots import (CHANCE, PANELS, _matrix, _positive, _save, _short, _ticks,  # noqa: E402
                                  draw_chance, figure_legend, heatmap, heatmap_legend, layer_keys, mark_zeros,
                                  num_classes, set_log_ticks, set_loss_axis, zero_handle)
 
