@@ -120,18 +120,20 @@ def figure_legend(fig: Figure, axes: list, extra: list | None = None, ncol: int 
                    fontsize=8, frameon=False, **kw)
 
 
-def set_loss_axis(ax: Any, values: list[float]) -> None:
+def set_loss_axis(ax: Any, values: list[float], label: str = "cross-entropy loss") -> None:
     """A log axis (with readable ticks) where the loss spans more than a decade, else a linear one from 0:
     over a narrow range a log axis only magnifies the noise around one value."""
     v = _positive(values)
     lo, hi = (float(np.nanmin(v)), float(np.nanmax(v))) if np.isfinite(v).any() else (1.0, 1.0)
+    # with a tenth of the axis left free above the highest value (room for markers drawn at the top)
     if hi / lo > 10:
         ax.set_yscale("log")
+        ax.set_ylim(lo / (hi / lo) ** 0.05, hi * (hi / lo) ** 0.1)
         set_log_ticks(ax, "y", lo, hi)
-        ax.set_ylabel("cross-entropy loss (log scale)")
+        ax.set_ylabel(f"{label} (log scale)")
     else:
-        ax.set_ylim(bottom=0)
-        ax.set_ylabel("cross-entropy loss")
+        ax.set_ylim(0, hi * 1.1)
+        ax.set_ylabel(label)
 
 
 def num_classes(run_dir: Path) -> int | None:

@@ -17,7 +17,7 @@ from skipexp.rundir import runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
 from skipexp.views.plots import (CHANCE, PANELS, _matrix, _positive, _save, _short, _ticks,  # noqa: E402
                                  draw_chance, figure_legend, heatmap, heatmap_legend, layer_keys, mark_zeros,
-                                 num_classes, set_log_ticks, set_loss_axis, zero_handle)
+                                 num_classes, set_loss_axis, zero_handle)
 
 COLORS = plt.get_cmap("tab10").colors
 
@@ -348,22 +348,19 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
             if xs:
                 ax.plot(xs, means, "o-", color=c, lw=2, ms=5, label=label)
                 ax.fill_between(xs, lo, hi, color=c, alpha=0.15)
-    ax_l.set_yscale("log")
-    finite = [y for y in healthy_losses if y > 0]
-    if finite:  # the healthy points set the range: a diverged 5e4 would squash them into one line
-        lo_y, hi_y = min(finite), max(finite)
-        ax_l.set_ylim(lo_y / 1.3, hi_y * 1.3)
-        set_log_ticks(ax_l, "y", lo_y, hi_y)
-    # diverged points: the loss at the top of its axis (clipped); the accuracy at its own value, or at 0
+    # the healthy points alone set the range (a diverged 5e4 would squash them into one line): diverged
+    # points go at the top of the loss axis, in axes coordinates that autoscaling ignores; the accuracy
+    # of a diverged point is drawn at its own value (it cannot stretch 0-1), or at 0
+    set_loss_axis(ax_l, healthy_losses, "final train loss")
     for x, _ in diverged[ax_l]:
         ax_l.plot([x], [0.97], transform=ax_l.get_xaxis_transform(), clip_on=False, **DIVERGED)
     for x, y in diverged[ax_a]:
         ax_a.plot([x], [y if math.isfinite(y) else 0.0], clip_on=False, **DIVERGED)
     if chance is not None:
         ax_a.axhline(chance, **CHANCE, label=f"chance ({chance:.0%})")
-    for ax, ylabel in ((ax_l, "final train loss (log scale)"), (ax_a, "final test accuracy")):
+    ax_a.set_ylabel("final test accuracy")
+    for ax in (ax_l, ax_a):
         ax.set_xlabel(short_key(xkey))
-        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
         if numeric:
             vals = [float(v) for v in xs_all]
