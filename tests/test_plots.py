@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from skipexp.core import config
@@ -45,9 +46,146 @@ def test_plot_run_writes_three_pngs(tmp_path, diverge):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 10_000
 
 
-def test_depth_ticks_are_evenly_spaced_and_end_at_the_last():
-    for n in (1, 2, 5, 12, 13, 21, 42, 65, 129):
-        ticks = plots._ticks(n)
-        assert ticks[0] == 0 and ticks[-1] == n - 1 and len(ticks) <= 13
-        gaps = {b - a for a, b in zip(ticks[:-2], ticks[1:-1])}
-        assert len(gaps) <= 1, (n, ticks)  # even, except possibly the last gap
+def test_depth_ticks_are_evenly_spaced_and_end_at_the_last_where_they_can():
+    for n in (1, 2, 5, 12, 13, 14, 18, 21, 26, 42, 62, 65, 129):
+        for k in (10, 12):
+            ticks = plots._ticks(n, k)
+            assert ticks[0] == 0 and ticks == sorted(set(ticks)) and ticks[-1] <= n - 1
+            assert len({b - a for a, b in zip(ticks, ticks[1:])}) <= 1, (n, k, ticks)  # every gap the same
+            assert len(ticks) <= k + 1 or ticks == list(range(n)) and n <= 2 * k + 2, (n, k, ticks)
+    # where n - 1 has a divisor near (n - 1) / k, the last row (the head) is labelled too
+    for n in (13, 21, 26, 65, 129):
+        assert plots._ticks(n)[-1] == n - 1
+
+
+def test_log_ticks_are_readable():
+    assert plots.log_ticks(0.13, 2.3) == [0.2, 0.5, 1, 2]
+    wide = plots.log_ticks(3e-7, 40)
+    assert 2 <= len(wide) <= 8 and all(3e-7 <= t <= 40 for t in wide)
+    assert all(math.log10(t) == round(math.log10(t)) for t in wide)  # whole decades only
+    narrow = plots.log_ticks(0.13, 0.17)
+    assert len(narrow) >= 2 and all(0.13 <= t <= 0.17 for t in narrow)
+    assert plots.log_ticks(0.0, 1.0) == [] and plots.log_ticks(math.nan, 1.0) == []
+
+
+def _lines(ax, zeros: bool = False):
+    return [ln for ln in ax.get_lines() if (ln.get_gid() == plots.ZERO_GID) == zeros]
+
+
+def test_loss_plot_draws_raw_values_and_smooths_without_startup_bias(tmp_path):
+    run = fake_run(tmp_path, diverge=False)
+    fig = plots.loss_figure(run)
+    ax_l, ax_a = fig.axes[:2]
+    loss = [r["train_loss"] for r in runio.read_csv(run / "metrics.csv")]
+    raw, smoothed = (next(ln for ln in ax_l.get_lines() if ln.get_label() == label)
+                     for label in ("train, each logged batch", "train, smoothed"))
+    assert list(raw.get_ydata()) == pytest.approx(loss) and raw.get_alpha() < 0.5
+    assert smoothed.get_ydata()[0] == pytest.approx(loss[0])  # starts where the loss starts, not biased
+    assert smoothed.get_ydata()[-1] < 1.5 * loss[-1]           # and keeps up with it (the old EMA: 10x)
+    assert ax_a.get_ylabel() == "accuracy"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "chance accuracy (10%)" in legend and "chance loss (ln 10 = 2.30)" in legend
+    plots.plt.close(fig)
+
+
+def test_zero_gradients_are_drawn_and_marked(tmp_path):
+    # ReZero's branches get exactly 0 at step 1 (alpha = 0 cuts them off): the oracle for "exactly zero"
+    from test_summary import train_in_process
+
+    run = train_in_process(tmp_path, "rezero", {"model.depth": 2, "model.skip.kind": "rezero", "train.epochs": 1})
+    rows = runio.read_csv(run / "grad_norms.csv")
+    cols = [c for c in rows[0] if c != "step"]
+    zero_cols = [i for i, c in enumerate(cols) if rows[0][c] == 0.0]
+    assert [cols[i] for i in zero_cols] == ["blocks.0.fc1", "blocks.0.fc2", "blocks.1.fc1", "blocks.1.fc2"]
+
+    fig = plots.grad_norms_figure(run)
+    marks = _lines(fig.axes[0], zeros=True)
+    assert marks and sorted({int(x) for ln in marks for x in ln.get_xdata()}) == zero_cols
+    assert any("exactly 0" in t.get_text() for t in fig.legends[0].get_texts())
+    plots.plt.close(fig)
+
+    fig = plots.heatmap_figure(run)
+    zero_img = next(im for im in fig.axes[0].get_images() if im.get_gid() == plots.ZERO_GID)
+    shown = ~np.ma.getmaskarray(zero_img.get_array())                      # (layers, steps)
+    expected = np.array([[r[c] == 0.0 for r in rows] for c in cols])
+    assert shown.any() and (shown == expected).all()
+    assert any("exactly 0" in t.get_text() for t in fig.legends[0].get_texts())
+    plots.plt.close(fig)
+
+
+def test_heatmaps_use_one_absolute_scale(tmp_path):
+    from skipexp.views import plots_compare
+
+    ok, div = fake_run(tmp_path, diverge=False), fake_run(tmp_path, diverge=True)
+    figs = [plots.heatmap_figure(ok), plots_compare.heatmaps_figure([("ok", ok), ("diverged", div)])]
+    assert not figs[0].legends  # nothing off the scale: no note about it
+    assert "not finite (inf or nan)" in [t.get_text() for t in figs[1].legends[0].get_texts()]
+    for fig in figs:
+        images = [im for ax in fig.axes for im in ax.get_images() if im.get_gid() != plots.ZERO_GID]
+        assert images and all(im.get_clim() == plots.GRAD_LOG10_RANGE for im in images)
+        plots.plt.close(fig)
+
+
+def test_members_with_different_layers_line_up_by_layer(tmp_path):
+    from test_summary import train_in_process
+
+    from skipexp.views import plots_compare
+
+    short = {"model.depth": 3, "train.epochs": 1}
+    plain = train_in_process(tmp_path, "plain", {**short, "model.skip.kind": "none"})
+    gated = train_in_process(tmp_path, "gated", {**short, "model.skip.kind": "gated"})
+    plain_cols, gated_cols = ([c for c in runio.read_csv(r / "grad_norms.csv")[0] if c != "step"]
+                              for r in (plain, gated))
+    assert len(plain_cols) < len(gated_cols) and set(plain_cols) < set(gated_cols)
+    fig = plots_compare.grad_profile_figure([("plain", plain), ("gated", gated)])
+    ax = fig.axes[0]
+    solid = [ln for ln in _lines(ax) if ln.get_linestyle() == "-"]  # each member's last step, in member order
+    assert list(solid[0].get_xdata()) == [gated_cols.index(c) for c in plain_cols]  # plain's head over gated's
+    assert list(solid[1].get_xdata()) == list(range(len(gated_cols)))
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "head"
+    plots.plt.close(fig)
+    # the same by name alone, with block 10 after block 9 (not after block 1) and the skips after their block
+    plain_names = ["input"] + [f"blocks.{i}.fc{j}" for i in range(12) for j in (1, 2)] + ["head"]
+    gated_names = ["input"] + [n for i in range(12) for n in (f"blocks.{i}.fc1", f"blocks.{i}.fc2",
+                                                            f"skips.{i}.gate")] + ["head"]
+    union = sorted(set(plots.layer_keys(plain_names)) | set(plots.layer_keys(gated_names)))
+    assert [k[-1] for k in union] == gated_names
+
+
+def _sweep_rows(diverged: bool, seeds: int):
+    rows = []
+    for kind, losses in (("none", [2.3, 2.3, 2.29]), ("identity", [0.13, 0.5, 1.2])):
+        for depth, loss in zip((2, 4, 8), losses):
+            for seed in range(seeds):
+                bad = diverged and kind == "identity" and depth == 8
+                rows.append({"model.depth": depth, "model.skip.kind": kind, "seed": seed, "point": "p",
+                             "status": "diverged" if bad else "completed",
+                             "final_train_loss": 5e4 if bad else loss * (1 + seed / 10),
+                             "final_test_acc": 0.1 if kind == "none" else 0.9})
+    return rows
+
+
+def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
+    from skipexp.views import plots_compare
+
+    grid = {"model.depth": [2, 4, 8], "model.skip.kind": ["none", "identity"], "seed": [0, 1]}
+    fig = plots_compare.sweep_figure(_sweep_rows(True, 2), grid, "model.depth", ["model.skip.kind"], "s", 0.1)
+    ax_l, ax_a = fig.axes[:2]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"diverged (loss: at the top)", "one seed", "chance (10%)"} <= set(legend)
+    assert ax_l.get_ylim()[1] < 10  # the diverged 5e4 does not stretch the axis
+    identity = next(ln for ln in ax_l.get_lines() if ln.get_label() == "skip.kind=identity")
+    assert list(identity.get_xdata()) == [2, 4]  # nor is it joined to the healthy points
+    cross = [ln for ln in ax_l.get_lines() if ln.get_marker() == "x"]
+    assert len(cross) == 2 and all(list(c.get_xdata()) == [8] and list(c.get_ydata()) == [0.97] for c in cross)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax_l.get_yticklabels() if t.get_text()]
+    assert len(labels) >= 2 and "2" in labels, labels
+    assert ax_a.get_ylabel() == "final test accuracy"
+    plots.plt.close(fig)
+
+    fig = plots_compare.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
+                                     ["model.skip.kind"], "s")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["skip.kind=none", "skip.kind=identity"]
+    plots.plt.close(fig)

@@ -50,6 +50,13 @@ def test_report_rebuilds_every_kind_of_run(tmp_path, tiny_config):
         assert {p.name for p in (d / "plots").glob("*.png")} == {"loss.png", "grad_norms.png", "grad_heatmap.png"}
         assert str(d) in p.stdout
     assert json.loads((div / "summary.json").read_text())["diverged_at_step"] >= 1
+    for d in (fin, div, intr):  # the steps taken, as the process that trained the run recorded them
+        s, meta = (json.loads((d / f).read_text()) for f in ("summary.json", "meta.json"))
+        assert s["steps"] == meta["steps_done"] and s["steps_per_s"] == s["steps"] / meta["train_seconds"]
+        if d is not div:  # a diverged run's last window holds only its non-finite loss: final is null
+            assert s["best_train_loss"] <= s["final_train_loss"] and s["best_train_acc"] >= s["final_train_acc"]
+    div_s = json.loads((div / "summary.json").read_text())
+    assert div_s["steps"] < div_s["diverged_at_step"]  # the bad step's update was never applied
     assert json.loads((crash / "summary.json").read_text())["steps"] == 16  # the half-written row is dropped
     assert 16 < json.loads((intr / "summary.json").read_text())["steps"] < 5000 * 8
     assert "diverged at step" in p.stdout and "interrupted" in p.stdout

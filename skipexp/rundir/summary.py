@@ -6,15 +6,93 @@ from pathlib import Path
 
 from skipexp.rundir import runio
 
+# What "final" and "best" mean, quoted by the README and the comparison table's footnote.
+FINAL_BEST = ("train: final = mean over the last tenth of the logged training batches, best = the lowest "
+              "loss (highest accuracy) of such a mean anywhere in the run; test: final = the last "
+              "evaluation on the test set, best = the best one. So best is never worse than final.")
+
+# What "steps" and "steps/s" mean: the steps taken (updates applied), over the training clock.
+STEPS = ("steps = optimizer steps taken (a diverged run stops before its bad step's update); steps/s = steps "
+         "over the run's training seconds (every process that trained it, without start-up)")
+
+TRAIN_WINDOW_FRACTION = 10  # the final / best train window is a tenth of the logged rows (at least one)
+
+# A process that wrote these statuses recorded ``steps_done`` as it ended; a crashed one did not.
+_ENDED_CLEANLY = ("completed", "diverged", "interrupted", "failed")
+
 
 def ema(values: list[float], alpha: float = 0.1) -> list[float]:
-    """Exponential moving average that skips non-finite values (they would poison every later point)."""
-    out, acc = [], None
+    """Exponential moving average without start-up bias (TensorBoard's "debiased" smoothing).
+
+    Point k is the average of the finite values so far weighted by (1 - alpha)^age, divided by the
+    sum of those weights: the first point is the first value, not a mix of it with a zero or with
+    itself. A non-finite value is left out of the average and shows as nan at its own position.
+    """
+    out, num, den = [], 0.0, 0.0
     for v in values:
         if math.isfinite(v):
-            acc = v if acc is None else (1 - alpha) * acc + alpha * v
-        out.append(acc if acc is not None else float("nan"))
+            num = (1 - alpha) * num + alpha * v
+            den = (1 - alpha) * den + alpha
+            out.append(num / den)
+        else:
+            out.append(float("nan"))
     return out
+
+
+def smooth(values: list[float]) -> list[float]:
+    """The smoothed curve the plots draw: a debiased EMA over a twentieth of the logged rows, at least three
+    (so a short run is barely smoothed and a long one is smoothed over the same share of its length)."""
+    span = max(3.0, len(values) / 20)
+    return ema(values, 2 / (span + 1))
+
+
+def _window_means(values: list[float], width: int) -> list[float]:
+    """Mean of the finite values in every run of ``width`` consecutive values (nan where none is finite),
+    from prefix sums: one pass however wide the window, exact to rounding (enough to find the best one)."""
+    sums, counts = [0.0], [0]
+    for v in values:
+        ok = math.isfinite(v)
+        sums.append(sums[-1] + (v if ok else 0.0))
+        counts.append(counts[-1] + ok)
+    out = []
+    for end in range(width, len(values) + 1):
+        n = counts[end] - counts[end - width]
+        out.append((sums[end] - sums[end - width]) / n if n else float("nan"))
+    return out
+
+
+def _mean_finite(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return math.fsum(finite) / len(finite) if finite else float("nan")
+
+
+def final_and_best(values: list[float], lower_is_better: bool) -> tuple[float, float | None]:
+    """(final, best) of logged training values, as :data:`FINAL_BEST` says: the last window's mean and the
+    best window's mean, the windows being a tenth of the rows. The last window is one of those compared,
+    so best is never worse than final."""
+    width = max(1, len(values) // TRAIN_WINDOW_FRACTION)
+    final = _mean_finite(values[-width:])
+    found = [(m, end) for end, m in enumerate(_window_means(values, width), start=width) if math.isfinite(m)]
+    if not found:
+        return final, None
+    pick = min if lower_is_better else max
+    best = _mean_finite(values[pick(found)[1] - width:pick(found)[1]])
+    # the last window was a candidate: where rounding picked a tie, keep the invariant exact
+    return final, (pick(best, final) if math.isfinite(final) else best)
+
+
+def steps_taken(meta: dict, metrics: list[dict]) -> int:
+    """Optimizer steps taken: meta.json's ``steps_done`` where the process recorded it as it ended,
+    else (a crashed or still running process) the last logged step."""
+    logged = int(metrics[-1]["step"]) if metrics else 0
+    if meta.get("status") in _ENDED_CLEANLY and isinstance(meta.get("steps_done"), int):
+        return meta["steps_done"]
+    return max(logged, meta.get("steps_done") or 0)
+
+
+def steps_per_second(steps: float, seconds: float | None) -> float | None:
+    """The one steps/s figure (see :data:`STEPS`): steps over training seconds, None without a clock."""
+    return steps / seconds if seconds else None
 
 
 def _ratio(row: dict, first: str, last: str) -> float | None:
@@ -33,26 +111,19 @@ def summarize(run_dir: Path) -> dict:
     s: dict = {"name": meta.get("name", run_dir.name), "status": runio.effective_status(meta) if meta else "unknown"}
     if meta.get("diverged_at_step") is not None:
         s["diverged_at_step"] = meta["diverged_at_step"]
-    s["steps"] = int(metrics[-1]["step"]) if metrics else 0
+    s["steps"] = steps_taken({**meta, "status": s["status"]}, metrics)
     s["wall_s"] = meta.get("train_seconds")
-    s["steps_per_s"] = (s["steps"] / s["wall_s"]) if s["wall_s"] else None
+    s["steps_per_s"] = steps_per_second(s["steps"], s["wall_s"])
     if metrics:
-        losses = [r["train_loss"] for r in metrics]
-        accs = [r["train_acc"] for r in metrics]
-        tail = max(1, len(metrics) // 10)  # final = mean of the last tenth of logged batches
-        finite_tail = [v for v in losses[-tail:] if math.isfinite(v)]
-        s["final_train_loss"] = sum(finite_tail) / len(finite_tail) if finite_tail else float("nan")
-        s["final_train_acc"] = sum(accs[-tail:]) / tail
-        smooth_loss, smooth_acc = ema(losses), ema(accs)
-        finite = [v for v in smooth_loss if math.isfinite(v)]
-        s["best_train_loss"] = min(finite) if finite else None
-        s["best_train_acc"] = max(v for v in smooth_acc if math.isfinite(v)) if finite else None
+        s["final_train_loss"], s["best_train_loss"] = final_and_best([r["train_loss"] for r in metrics], True)
+        s["final_train_acc"], s["best_train_acc"] = final_and_best([r["train_acc"] for r in metrics], False)
     if evals:
         s["final_test_loss"] = evals[-1]["test_loss"]
         s["final_test_acc"] = evals[-1]["test_acc"]
-        finite = [r["test_loss"] for r in evals if math.isfinite(r["test_loss"])]
-        s["best_test_loss"] = min(finite) if finite else None
-        s["best_test_acc"] = max(r["test_acc"] for r in evals)
+        losses = [r["test_loss"] for r in evals if math.isfinite(r["test_loss"])]
+        accs = [r["test_acc"] for r in evals if math.isfinite(r["test_acc"])]
+        s["best_test_loss"] = min(losses) if losses else None
+        s["best_test_acc"] = max(accs) if accs else None
     if grads:
         cols = [c for c in grads[0] if c != "step"]
         s["grad_ratio_first_last_start"] = _ratio(grads[0], cols[0], cols[-1])

@@ -3,19 +3,38 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from skipexp.rundir import runio  # noqa: E402
-from skipexp.rundir.summary import ema  # noqa: E402
+from skipexp.rundir.summary import smooth  # noqa: E402
 
 DPI = 110
+# Lines coloured by step run dark (early) to light (late); viridis's yellow end is invisible on white.
+STEP_CMAP = ListedColormap(plt.get_cmap("viridis")(np.linspace(0.0, 0.8, 256)))
+# One absolute scale (log10 L2 norm) for every gradient heatmap, a single run's and a comparison's, so the
+# same colour means the same norm in every figure; the colour bar's arrows cover what lies beyond.
+GRAD_LOG10_RANGE = (-8.0, 1.0)
+HEAT_CMAP = plt.get_cmap("magma").with_extremes(bad="#c8c8c8")  # bad: a norm that is not finite (diverged)
+ZERO_COLOR = "#19b5d8"  # an exact 0 lies off every log scale: it gets its own colour, and a ▼ on line plots
+ZERO_GID = "exact-zero"  # marks the artists that draw exact zeros (tests find them by it)
+ZERO_LABEL = "gradient exactly 0"
+NONFINITE_LABEL = "not finite"
+CHANCE = dict(color="grey", ls=":", lw=1.2)
+PANELS = [("grad_norms.csv", "weight-gradient norm per layer", "layer (input → head)"),
+          ("act_grad_norms.csv", "activation-gradient norm per block boundary", "boundary h_i (input → output)")]
 
 
 def _meta(run_dir: Path) -> dict:
@@ -30,7 +49,7 @@ def _matrix(rows: list[dict]) -> tuple[np.ndarray, list[str], np.ndarray]:
     return steps, cols, np.array([[r[c] for c in cols] for r in rows], dtype=float)
 
 
-def _mark_divergence(ax, meta: dict) -> None:
+def _mark_divergence(ax: Any, meta: dict) -> None:
     step = meta.get("diverged_at_step")
     if step is not None:
         ax.axvline(step, color="crimson", ls="--", lw=1.2, label=f"diverged at step {step}")
@@ -41,84 +60,162 @@ def _pick_steps(n: int, k: int = 6) -> list[int]:
     return sorted(set(np.linspace(0, n - 1, min(k, n)).round().astype(int).tolist()))
 
 
-def _positive(a: np.ndarray) -> np.ndarray:
-    """Values a log axis can draw: zeros and non-finite values become gaps."""
-    a = a.astype(float).copy()
+def _positive(a: Any) -> np.ndarray:
+    """Values a log axis can draw: zeros and non-finite values become gaps (zeros are marked apart)."""
+    a = np.array(a, dtype=float)
     a[~np.isfinite(a) | (a <= 0)] = np.nan
     return a
 
 
-def plot_loss(run_dir: Path, out: Path) -> None:
-    meta = _meta(run_dir)
-    m, e = runio.read_csv(run_dir / "metrics.csv"), runio.read_csv(run_dir / "eval.csv")
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2))
-    name = meta.get("name", run_dir.name)
-    if m:
-        steps = [r["step"] for r in m]
-        loss = [r["train_loss"] for r in m]
-        ax_l.plot(steps, _positive(np.array(loss)), color="tab:blue", alpha=0.25, lw=0.8, label="train (raw)")
-        ax_l.plot(steps, _positive(np.array(ema(loss))), color="tab:blue", lw=1.8, label="train (smoothed)")
-        ax_a.plot(steps, ema([r["train_acc"] for r in m]), color="tab:blue", lw=1.8, label="train (smoothed)")
-    if e:
-        ax_l.plot([r["step"] for r in e], _positive(np.array([r["test_loss"] for r in e])), "o-",
-                  color="tab:orange", ms=3, lw=1.5, label="test")
-        ax_a.plot([r["step"] for r in e], [r["test_acc"] for r in e], "o-", color="tab:orange", ms=3,
-                  lw=1.5, label="test")
-    for ax in (ax_l, ax_a):
-        _mark_divergence(ax, meta)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
-    k = _num_classes(run_dir)
-    if k:  # the loss of a uniform guess: a run stuck here has learned nothing
-        ax_l.axhline(math.log(k), color="grey", ls=":", lw=1.2, label=f"chance (ln {k})")
-        ax_l.legend(loc="best", fontsize=8)
-    losses = _positive(np.array([r["train_loss"] for r in m] + [r["test_loss"] for r in e], dtype=float))
-    spread = np.nanmax(losses) / np.nanmin(losses) if np.isfinite(losses).any() else 1.0
-    if spread > 10:  # log only where the loss spans a decade; else it magnifies noise around one value
-        ax_l.set_yscale("log")
-        ax_l.set_ylabel("cross-entropy loss (log scale)")
+def mark_zeros(ax: Any, x: Any, y: Any, color: Any) -> bool:
+    """Draw the exact zeros of ``y`` (which a log axis cannot show) as ▼ on the axis floor; True if any."""
+    zero = np.asarray(y, dtype=float) == 0
+    if zero.any():
+        ax.plot(np.asarray(x, dtype=float)[zero], np.full(int(zero.sum()), 0.0), "v", color=color, ms=6,
+                clip_on=False, transform=ax.get_xaxis_transform(), gid=ZERO_GID, zorder=5)
+    return bool(zero.any())
+
+
+def zero_handle() -> Line2D:
+    return Line2D([], [], marker="v", color="k", ls="none", ms=6, label=f"{ZERO_LABEL} (▼ on the floor)")
+
+
+def log_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
+    """Tick values for a log axis over [lo, hi]: at least two, at most ``most``, from 1-2-5 steps
+    (0.13-2.3 gets 0.2, 0.5, 1, 2), whole decades over a wide range, two rounded ends over a narrow one."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi <= lo:
+        return []
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    for mantissas in ((1, 2, 5), (1,), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0 ** d for d in decades for m in mantissas if lo <= m * 10.0 ** d <= hi * (1 + 1e-9)]
+        if mantissas == (1,) and len(ticks) > most:
+            every = math.ceil(len(ticks) / most)
+            ticks = ticks[::every]
+        if 2 <= len(ticks) <= most:
+            return ticks
+    return [float(f"{lo:.2g}"), float(f"{hi:.2g}")] if f"{lo:.2g}" != f"{hi:.2g}" else [float(f"{lo:.3g}")]
+
+
+def set_log_ticks(ax: Any, axis: str, lo: float, hi: float) -> None:
+    """Readable labels on a log axis: plain numbers (0.2, 1, 2) at :func:`log_ticks`, no minor labels."""
+    ticks = log_ticks(lo, hi)
+    if not ticks:
+        return
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_locator(NullLocator())
+
+
+def figure_legend(fig: Figure, axes: list, extra: list | None = None, ncol: int = 4, extra_first: bool = False,
+                  **kw: Any) -> None:
+    """One legend for the figure, below the axes so it covers no curve: the axes' labelled lines and
+    ``extra`` handles, deduplicated by label."""
+    seen: dict[str, Any] = {}
+    found = [h for ax in axes for h, _ in zip(*ax.get_legend_handles_labels())]
+    for h in (extra or []) + found if extra_first else found + (extra or []):
+        seen.setdefault(h.get_label(), h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(ncol, len(seen)),
+                   fontsize=8, frameon=False, **kw)
+
+
+def set_loss_axis(ax: Any, values: list[float], label: str = "cross-entropy loss") -> None:
+    """A log axis (with readable ticks) where the loss spans more than a decade, else a linear one from 0:
+    over a narrow range a log axis only magnifies the noise around one value."""
+    v = _positive(values)
+    lo, hi = (float(np.nanmin(v)), float(np.nanmax(v))) if np.isfinite(v).any() else (1.0, 1.0)
+    # with a tenth of the axis left free above the highest value (room for markers drawn at the top)
+    if hi / lo > 10:
+        ax.set_yscale("log")
+        ax.set_ylim(lo / (hi / lo) ** 0.05, hi * (hi / lo) ** 0.1)
+        set_log_ticks(ax, "y", lo, hi)
+        ax.set_ylabel(f"{label} (log scale)")
     else:
-        ax_l.set_ylim(bottom=0)
-        ax_l.set_ylabel("cross-entropy loss")
-    ax_l.set_title("loss")
-    ax_a.set_ylabel("accuracy")
-    ax_a.set_ylim(0, 1.02)
-    ax_a.set_title("accuracy")
-    final = f", final test accuracy {e[-1]['test_acc']:.1%}" if e and math.isfinite(e[-1]["test_acc"]) else ""
-    fig.suptitle(f"{name}: {meta.get('status', '')}{final}", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+        ax.set_ylim(0, hi * 1.1)
+        ax.set_ylabel(label)
 
 
-def _num_classes(run_dir: Path) -> int | None:
+def num_classes(run_dir: Path) -> int | None:
     """Classes of the run's dataset, from its config.yaml (None if it cannot be read)."""
     import yaml
 
     try:
         data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
-        return int(data["num_classes"]) if data["dataset"] == "synthetic" else 10
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return int(data.get("num_classes", 10)) if data["dataset"] == "synthetic" else 10
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError):
         return None
 
 
-def plot_grad_norms(run_dir: Path, out: Path) -> None:
+def draw_chance(ax_loss: Any, ax_acc: Any, k: int) -> None:
+    """A uniform guess over k classes: loss ln k, accuracy 1/k. A run stuck there has learned nothing."""
+    if ax_loss is not None:
+        ax_loss.axhline(math.log(k), **CHANCE, label=f"chance loss (ln {k} = {math.log(k):.2f})")
+    if ax_acc is not None:
+        ax_acc.axhline(1 / k, **CHANCE, label=f"chance accuracy ({1 / k:.0%})")
+
+
+def _save(fig: Figure, out: Path) -> None:
+    fig.savefig(out, dpi=DPI)
+    plt.close(fig)
+
+
+def loss_figure(run_dir: Path) -> Figure:
+    """Loss and accuracy against step: every logged training batch faint, their smoothed curve over it,
+    test evaluations as dots."""
     meta = _meta(run_dir)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
-    panels = [("grad_norms.csv", "weight-gradient norm per layer", "layer (input → head)"),
-              ("act_grad_norms.csv", "activation-gradient norm per block boundary", "boundary h_i (input → output)")]
-    for ax, (fname, title, xlabel) in zip(axes, panels):
+    m, e = runio.read_csv(run_dir / "metrics.csv"), runio.read_csv(run_dir / "eval.csv")
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+    if m:
+        steps = [r["step"] for r in m]
+        for ax, key, f in ((ax_l, "train_loss", _positive), (ax_a, "train_acc", np.asarray)):
+            raw = [r[key] for r in m]
+            ax.plot(steps, f(raw), color="tab:blue", alpha=0.3, lw=1.0, label="train, each logged batch")
+            ax.plot(steps, f(smooth(raw)), color="tab:blue", lw=1.8, label="train, smoothed")
+    if e:
+        for ax, key, f in ((ax_l, "test_loss", _positive), (ax_a, "test_acc", np.asarray)):
+            ax.plot([r["step"] for r in e], f([r[key] for r in e]), "o-", color="tab:orange", ms=3, lw=1.5,
+                    label="test")
+    k = num_classes(run_dir)
+    if k:
+        draw_chance(ax_l, ax_a, k)
+    for ax in (ax_l, ax_a):
+        _mark_divergence(ax, meta)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    set_loss_axis(ax_l, [r["train_loss"] for r in m] + [r["test_loss"] for r in e] + ([math.log(k)] if k else []))
+    ax_l.set_title("loss")
+    ax_a.set_ylabel("accuracy")
+    ax_a.set_ylim(0, 1.02)
+    ax_a.set_title("accuracy")
+    figure_legend(fig, [ax_l, ax_a], ncol=3)
+    final = f", final test accuracy {e[-1]['test_acc']:.1%}" if e and math.isfinite(e[-1]["test_acc"]) else ""
+    fig.suptitle(f"{meta.get('name', run_dir.name)}: {meta.get('status', '')}{final}", fontsize=11)
+    return fig
+
+
+def plot_loss(run_dir: Path, out: Path) -> None:
+    _save(loss_figure(run_dir), out)
+
+
+def grad_norms_figure(run_dir: Path) -> Figure:
+    """Gradient norm against depth at six steps spread over the run (dark = early)."""
+    meta = _meta(run_dir)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    zeros = False
+    for ax, (fname, title, xlabel) in zip(axes, PANELS):
         rows = runio.read_csv(run_dir / fname)
         if not rows:
             ax.set_title(f"{title}: no data")
             continue
         steps, cols, mat = _matrix(rows)
         picks = _pick_steps(len(steps))
-        cmap = plt.get_cmap("viridis")
+        x = np.arange(len(cols))
         for j, i in enumerate(picks):
-            ax.plot(range(len(cols)), _positive(mat[i]), "-", marker="." if len(cols) < 40 else None,
-                    color=cmap(j / max(1, len(picks) - 1)), lw=1.5, label=f"step {int(steps[i])}")
+            c = STEP_CMAP(j / max(1, len(picks) - 1))
+            ax.plot(x, _positive(mat[i]), "-", marker="." if len(cols) < 40 else None, color=c, lw=1.5,
+                    label=f"step {int(steps[i])}")
+            zeros |= mark_zeros(ax, x, mat[i], c)
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("L2 norm (log scale)")
@@ -127,60 +224,113 @@ def plot_grad_norms(run_dir: Path, out: Path) -> None:
         ax.set_xticks(ticks)
         ax.set_xticklabels([_short(cols[t]) for t in ticks], rotation=45, ha="right", fontsize=7)
         ax.grid(alpha=0.3, which="both")
-    # one legend for both panels (same steps, same colours), outside the axes so it hides no line
-    handles, labels = axes[-1].get_legend_handles_labels()
+    # one legend for both panels (same steps, same colours), beside them so it hides no line
+    handles = axes[0].get_legend_handles_labels()[0]
+    if zeros:
+        handles.append(zero_handle())
     if handles:
-        axes[-1].legend(handles, labels, fontsize=8, title="step (dark = early)", title_fontsize=8,
-                        loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+        fig.legend(handles=handles, fontsize=8, title="step (dark = early)", title_fontsize=8,
+                   loc="outside right upper")
     fig.suptitle(f"{meta.get('name', run_dir.name)}: gradient norm against depth", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    return fig
+
+
+def plot_grad_norms(run_dir: Path, out: Path) -> None:
+    _save(grad_norms_figure(run_dir), out)
 
 
 def _ticks(n: int, k: int = 12) -> list[int]:
-    """About k evenly spaced indices (h0, h2, h4, ...), always the last one."""
-    every = max(1, math.ceil(n / k))
-    ticks = list(range(0, n, every))
-    if ticks[-1] != n - 1:
-        if n - 1 - ticks[-1] < every / 2:  # too close to the last tick: its label would collide
-            ticks.pop()
-        ticks.append(n - 1)
-    return ticks
+    """Evenly spaced indices from 0 (the input): a step that divides n - 1 where one lies between (n - 1) / k
+    and twice that, so the last row (the head) is labelled too; else every row where there are few, else
+    the last rows stay unlabelled rather than break the spacing."""
+    if n <= k + 1:
+        return list(range(n))
+    base = math.ceil((n - 1) / k)
+    step = next((s for s in range(base, 2 * base + 1) if (n - 1) % s == 0), 1 if n <= 2 * k + 2 else base)
+    return list(range(0, n, step))
 
 
 def _short(col: str) -> str:
     return col.replace("blocks.", "b").replace("skips.", "s")
 
 
-def plot_heatmap(run_dir: Path, out: Path) -> None:
+_BLOCK_PART = {"fc1": 0, "norm": 1, "fc2": 2}
+
+
+def layer_keys(cols: list[str]) -> list[tuple]:
+    """A sort key per gradient column, by what the layer is: ``input``, then block by block (fc1, norm, fc2,
+    then the skip that closes a unit after its last block), then ``head``; boundaries ``h<i>`` by i.
+    Runs with different layers (a plain net has no skips.*) line up by these keys, not by column index."""
+    keys, block = [], -1
+    for c in cols:
+        parts = c.split(".")
+        if c == "input":
+            keys.append((0, -1, 0, 0, c))
+        elif c == "head":
+            keys.append((2, 0, 0, 0, c))
+        elif (h := re.fullmatch(r"h(\d+)", c)) is not None:
+            keys.append((1, int(h[1]), 0, 0, c))
+        elif parts[0] == "blocks" and len(parts) > 2 and parts[1].isdigit():
+            block = int(parts[1])
+            keys.append((1, block, 0, _BLOCK_PART.get(parts[2], len(_BLOCK_PART)), c))
+        else:  # a skip (skips.3, skips.3.gate, ...) or anything else: after the block it follows
+            keys.append((1, block, 1, 0, c))
+    return keys
+
+
+def heatmap(ax: Any, steps: np.ndarray, cols: list[str], mat: np.ndarray, extent: tuple) -> tuple[Any, bool, bool]:
+    """Layer x step image of log10 norm on the absolute scale :data:`GRAD_LOG10_RANGE`; exact zeros in
+    :data:`ZERO_COLOR`, non-finite norms grey. Returns (image, any zero, any non-finite)."""
+    logm = np.log10(_positive(mat)).T                                      # (layers, steps)
+    im = ax.imshow(np.ma.masked_invalid(logm), aspect="auto", origin="lower", cmap=HEAT_CMAP,
+                   norm=Normalize(*GRAD_LOG10_RANGE), interpolation="nearest", extent=extent)
+    zero = (mat == 0).T
+    if zero.any():
+        ax.imshow(np.ma.masked_where(~zero, np.ones(zero.shape)), aspect="auto", origin="lower",
+                  cmap=ListedColormap([ZERO_COLOR]), vmin=0, vmax=1, interpolation="nearest", extent=extent,
+                  gid=ZERO_GID)
+    ticks = _ticks(len(cols), 10)
+    ax.set_yticks(ticks)
+    ax.set_yticklabels([_short(cols[t]) for t in ticks], fontsize=7)
+    ax.set_xlabel("step")
+    return im, bool(zero.any()), bool((~np.isfinite(mat)).any())
+
+
+def heatmap_legend(fig: Figure, zeros: bool, nonfinite: bool) -> None:
+    """Say what the two colours off the scale mean, where they occur."""
+    handles = ([Patch(color=ZERO_COLOR, label=ZERO_LABEL)] if zeros else []) + \
+              ([Patch(color=HEAT_CMAP.get_bad(), label=f"{NONFINITE_LABEL} (inf or nan)")] if nonfinite else [])
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+
+
+def heatmap_figure(run_dir: Path) -> Figure:
     meta = _meta(run_dir)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.0), layout="constrained")
+    zeros = nonfinite = False
     for ax, (fname, title, ylabel) in zip(axes, [
-            ("grad_norms.csv", "weight gradients", "layer (bottom = input)"),
+            ("grad_norms.csv", "weight gradients", "layer (bottom = input, top = head)"),
             ("act_grad_norms.csv", "activation gradients", "boundary h_i (bottom = h0)")]):
         rows = runio.read_csv(run_dir / fname)
         if not rows:
             ax.set_title(f"{title}: no data")
             continue
         steps, cols, mat = _matrix(rows)
-        logm = np.log10(_positive(mat)).T                              # (layers, steps)
-        finite = logm[np.isfinite(logm)]
-        norm = Normalize(*(np.percentile(finite, [1, 99]) if finite.size else (0, 1)))
-        im = ax.imshow(logm, aspect="auto", origin="lower", cmap="magma", norm=norm, interpolation="nearest",
-                       extent=(steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(cols) - 0.5))  # one step: not 0 wide
-        ticks = _ticks(len(cols))
-        ax.set_yticks(ticks)
-        ax.set_yticklabels([_short(cols[t]) for t in ticks], fontsize=7)
-        ax.set_xlabel("step")
+        # ± half a step: a run of one logged step still gets a cell, not an image 0 wide
+        im, z, nf = heatmap(ax, steps, cols, mat, (steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(cols) - 0.5))
+        zeros, nonfinite = zeros or z, nonfinite or nf
         ax.set_ylabel(ylabel)
         ax.set_title(f"log10 norm of {title}")
         _mark_divergence(ax, meta)
-        fig.colorbar(im, ax=ax, label="log10 L2 norm")
-    fig.suptitle(f"{meta.get('name', run_dir.name)}: where the gradient lives (layer × step)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+        fig.colorbar(im, ax=ax, label="log10 L2 norm (absolute scale)", extend="both")
+    heatmap_legend(fig, zeros, nonfinite)
+    fig.suptitle(f"{meta.get('name', run_dir.name)}: where the gradient lives (layer × step); dark = vanished",
+                 fontsize=11)
+    return fig
+
+
+def plot_heatmap(run_dir: Path, out: Path) -> None:
+    _save(heatmap_figure(run_dir), out)
 
 
 def plot_run(run_dir: Path) -> list[Path]:

@@ -10,11 +10,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from skipexp.rundir import runio  # noqa: E402
-from skipexp.views.plots import DPI, _matrix, _positive, _short, _ticks  # noqa: E402
-from skipexp.rundir.summary import ema  # noqa: E402
+from skipexp.rundir.summary import smooth  # noqa: E402
+from skipexp.views.plots import (CHANCE, PANELS, _matrix, _positive, _save, _short, _ticks,  # noqa: E402
+                                 draw_chance, figure_legend, heatmap, heatmap_legend, layer_keys, mark_zeros,
+                                 num_classes, set_loss_axis, zero_handle)
 
 COLORS = plt.get_cmap("tab10").colors
 
@@ -41,24 +44,26 @@ def _member_label(name: str, dirs: list[Path]) -> str:
     return f"{name} (mean of {len(dirs)} seeds{'; ' + ', '.join(odd) if odd else ''})"
 
 
-def _band(curves: list[tuple[list[float], list[float]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _band(curves: list[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x, mean, min, max) over curves cut to their common length (an interrupted seed is shorter)."""
     n = min(len(x) for x, _ in curves)
-    ys = np.array([y[:n] for _, y in curves], dtype=float)
+    ys = np.array([list(y)[:n] for _, y in curves], dtype=float)
     with np.errstate(all="ignore"):
-        return np.asarray(curves[0][0][:n], float), ys.mean(0), ys.min(0), ys.max(0)
+        return np.asarray(list(curves[0][0])[:n], float), ys.mean(0), ys.min(0), ys.max(0)
 
 
-def _draw(ax: Any, curves: list[tuple[list[float], list[float]]], fmt: str, c: Any, positive: bool = False,
-          **kw: Any) -> None:
-    """One seed: the curve as is. Several: their mean, with the min-max band shaded in the same colour."""
+def _draw(ax: Any, curves: list[tuple[Any, Any]], fmt: str, c: Any, positive: bool = False,
+          **kw: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """One seed: the curve as is. Several: their mean, with the min-max band shaded in the same colour.
+    Returns the (x, y) drawn, before a log axis drops its zeros."""
     if not curves:
-        return
+        return None
     x, mean, lo, hi = _band(curves)
     f = _positive if positive else (lambda a: a)
     ax.plot(x, f(mean), fmt, color=c, **kw)
     if len(curves) > 1:
         ax.fill_between(x, f(lo), f(hi), color=c, alpha=0.18, lw=0)
+    return x, mean
 
 
 def plot_compare(runs: list, out: Path) -> list[Path]:
@@ -72,129 +77,160 @@ def plot_compare(runs: list, out: Path) -> list[Path]:
     return paths
 
 
-def compare_loss(runs: list, out: Path) -> None:
-    """Every member's smoothed train loss (solid) and test loss (dashed, dots) on one axes; accuracy beside.
+def _style(label: str, **kw: Any) -> Line2D:
+    """A legend entry for a line style, in grey: the colours are the members'."""
+    return Line2D([], [], color="dimgrey", label=label, **kw)
 
-    A member with several seeds is drawn as the mean over its seeds with the min-max band shaded.
-    """
+
+def compare_loss(runs: list, out: Path) -> None:
+    _save(loss_figure(runs), out)
+
+
+def loss_figure(runs: list) -> Figure:
+    """Every member's train loss, smoothed (solid) over each logged batch (faint), and test loss (dashed,
+    dots) on one axes; accuracy beside. A member with several seeds is drawn as the mean over its seeds
+    with the min-max band shaded."""
     runs = _seeds(runs)
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 5.0), layout="constrained")
     multi = any(len(dirs) > 1 for _, dirs in runs)
+    members = []
     for i, (name, dirs) in enumerate(runs):
         c = COLORS[i % len(COLORS)]
-        label = _member_label(name, dirs)
-        train_l, train_a, test_l, test_a = [], [], [], []
+        members.append(Line2D([], [], color=c, lw=2, label=_member_label(name, dirs)))
+        raw_l, raw_a, train_l, train_a, test_l, test_a = [], [], [], [], [], []
         for run_dir in dirs:
             m, e = runio.read_csv(run_dir / "metrics.csv"), runio.read_csv(run_dir / "eval.csv")
             if m:
                 steps = [r["step"] for r in m]
-                train_l.append((steps, ema([r["train_loss"] for r in m])))
-                train_a.append((steps, ema([r["train_acc"] for r in m])))
+                losses, accs = [r["train_loss"] for r in m], [r["train_acc"] for r in m]
+                raw_l.append((steps, losses))
+                raw_a.append((steps, accs))
+                train_l.append((steps, smooth(losses)))
+                train_a.append((steps, smooth(accs)))
             if e:
                 es = [r["step"] for r in e]
                 test_l.append((es, [r["test_loss"] for r in e]))
                 test_a.append((es, [r["test_acc"] for r in e]))
-        _draw(ax_l, train_l, "-", c, positive=True, lw=2, label=f"{label}: train")
-        _draw(ax_a, train_a, "-", c, lw=2, label=f"{label}: train")
-        _draw(ax_l, test_l, "o--", c, positive=True, ms=3.5, lw=1.2, label=f"{label}: test")
-        _draw(ax_a, test_a, "o--", c, ms=3.5, lw=1.2, label=f"{label}: test")
+        for ax, raw, train, test, pos in ((ax_l, raw_l, train_l, test_l, True), (ax_a, raw_a, train_a, test_a, False)):
+            if raw:  # faint, without the band: it is there to show what the smoothing hides
+                x, mean, _, _ = _band(raw)
+                ax.plot(x, _positive(mean) if pos else mean, "-", color=c, alpha=0.22, lw=0.8)
+            _draw(ax, train, "-", c, positive=pos, lw=2)
+            _draw(ax, test, "o--", c, positive=pos, ms=3.5, lw=1.2)
         for run_dir in dirs:
             meta = _meta(run_dir)
             if meta.get("diverged_at_step") is not None:
                 for ax in (ax_l, ax_a):
                     ax.axvline(meta["diverged_at_step"], color=c, ls=":", lw=1.2)
-    chance = _chance(runs)
-    if chance:
-        ax_a.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.0%})")
-        ax_l.axhline(-math.log(chance), color="grey", ls=":", lw=1, label="chance loss ln(classes)")
-    ax_l.set_yscale("log")
-    ax_l.set_ylabel("cross-entropy loss (log scale)")
-    ax_l.set_title("loss: train smoothed (solid), test (dashed)" + ("; band = min-max over seeds" if multi else ""))
+    k = _classes(runs)
+    if k:
+        draw_chance(ax_l, ax_a, k)
+    set_loss_axis(ax_l, [float(y) for ln in ax_l.get_lines() for y in ln.get_ydata()])
+    ax_l.set_title("loss")
     ax_a.set_ylim(0, 1.02)
     ax_a.set_ylabel("accuracy")
     ax_a.set_title("accuracy")
     for ax in (ax_l, ax_a):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="best")
+    styles = [_style("train, smoothed", lw=2), _style("train, each logged batch", lw=0.8, alpha=0.4),
+              _style("test", ls="--", marker="o", ms=3.5, lw=1.2)]
+    if any(_meta(d).get("diverged_at_step") is not None for _, dirs in runs for d in dirs):
+        styles.append(_style("diverged at step", ls=":", lw=1.2))
+    if multi:
+        styles.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
+    figure_legend(fig, [ax_l, ax_a], members + styles, ncol=4, extra_first=True)
     fig.suptitle("same data, same batches: which one trains?", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    return fig
 
 
-def _chance(runs: list) -> float | None:
-    """1 / classes when every member has the same number of classes (read from its head's width)."""
-    import yaml
-
-    classes = set()
-    for _, dirs in _seeds(runs):
-        run_dir = dirs[0]
-        try:
-            cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        except OSError:
-            return None
-        data = cfg.get("data", {})
-        classes.add(10 if data.get("dataset") in ("mnist", "fashion-mnist", "mnist1d") else data.get("num_classes"))
-    return 1 / classes.pop() if len(classes) == 1 and None not in classes else None
+def _classes(runs: list) -> int | None:
+    """The members' number of classes when they all share one (read from their config.yaml)."""
+    found = {num_classes(dirs[0]) for _, dirs in _seeds(runs)}
+    return found.pop() if len(found) == 1 and None not in found else None
 
 
 def compare_grad_profile(runs: list, out: Path) -> None:
+    _save(grad_profile_figure(runs), out)
+
+
+def grad_profile_figure(runs: list) -> Figure:
     """Gradient norm against depth, per member, at the first logged step (dashed) and the last (solid).
 
+    Members with different layers (plain, skip, gated) share one axis of what each layer is
+    (:func:`plots.layer_keys`): a plain net's head sits above the gated net's head, not at its 18th column.
     A member with several seeds is drawn as the mean over its seeds with the min-max band shaded.
     """
     runs = _seeds(runs)
     multi = any(len(dirs) > 1 for _, dirs in runs)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    panels = [("grad_norms.csv", "weight-gradient norm per layer", "layer (input → head)"),
-              ("act_grad_norms.csv", "activation-gradient norm per block boundary", "boundary h_i (input → output)")]
-    for ax, (fname, title, xlabel) in zip(axes, panels):
-        longest: list[str] = []
-        for i, (name, dirs) in enumerate(runs):
-            firsts, lasts, first_step, last_steps = [], [], 0, []
-            for run_dir in dirs:
-                rows = runio.read_csv(run_dir / fname)
-                if not rows:
-                    continue
-                steps, cols, mat = _matrix(rows)
-                longest = cols if len(cols) > len(longest) else longest
-                x = list(range(len(cols)))
-                firsts.append((x, list(mat[0])))
-                lasts.append((x, list(mat[-1])))
-                first_step = int(steps[0])
-                last_steps.append(int(steps[-1]))
-            if not firsts:
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.0), layout="constrained")
+    zeros, first_steps, members = False, set(), []
+    for ax, (fname, title, xlabel) in zip(axes, PANELS):
+        per_member = [(name, dirs, [m for m in (runio.read_csv(d / fname) for d in dirs) if m]) for name, dirs in runs]
+        keys = {k for _, _, got in per_member for rows in got[:1] for k in layer_keys(_matrix(rows)[1])}
+        order = sorted(keys)
+        pos = {k: i for i, k in enumerate(order)}
+        for i, (name, dirs, got) in enumerate(per_member):
+            if not got:
                 continue
+            firsts, lasts, last_steps = [], [], []
+            for rows in got:
+                steps, cols, mat = _matrix(rows)
+                x = [pos[k] for k in layer_keys(cols)]
+                firsts.append((x, mat[0]))
+                lasts.append((x, mat[-1]))
+                first_steps.add(int(steps[0]))
+                last_steps.append(int(steps[-1]))
             c = COLORS[i % len(COLORS)]
             # seeds may stop at different steps (one interrupted): say which when they do
             last = str(last_steps[0]) if len(set(last_steps)) == 1 else f"{min(last_steps)}-{max(last_steps)}"
-            label = name if len(dirs) == 1 else f"{name} (mean of {len(dirs)} seeds)"
-            _draw(ax, firsts, "--", c, positive=True, lw=1.3, alpha=0.8, label=f"{label}: step {first_step}")
-            _draw(ax, lasts, "-", c, positive=True, lw=2.2, label=f"{label}: step {last}")
+            if ax is axes[0]:
+                members.append(Line2D([], [], color=c, lw=2.2, label=f"{_member_label(name, dirs)}: last step {last}"))
+            for curves, fmt, kw in ((firsts, "--", dict(lw=1.3, alpha=0.8)), (lasts, "-", dict(lw=2.2))):
+                drawn = _draw(ax, curves, fmt, c, positive=True, **kw)
+                zeros |= drawn is not None and mark_zeros(ax, *drawn, c)
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("L2 norm (log scale)")
         ax.set_title(title, fontsize=10)
-        if longest:
-            ticks = _ticks(len(longest))
+        if order:
+            ticks = _ticks(len(order))
             ax.set_xticks(ticks)
-            ax.set_xticklabels([_short(longest[t]) for t in ticks], rotation=45, ha="right", fontsize=7)
+            ax.set_xticklabels([_short(order[t][-1]) for t in ticks], rotation=45, ha="right", fontsize=7)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, title="dashed = first step, solid = last" + (
-            "\nband = min-max over seeds" if multi else ""), title_fontsize=7)
+    first = ", ".join(map(str, sorted(first_steps)))
+    styles = [_style(f"first logged step ({first})", ls="--", lw=1.3), _style("last logged step", lw=2.2)]
+    if multi:
+        styles.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
+    if zeros:
+        styles.append(zero_handle())
+    fig.legend(handles=members + styles, fontsize=8, loc="outside right upper")
     fig.suptitle("gradient norm against depth: a line falling towards the input is a vanishing gradient",
                  fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    return fig
+
+
+def _log_mean(stack: np.ndarray) -> np.ndarray:
+    """10 ** the mean over seeds (axis 0) of log10 norm: a seed's exact 0 is left out (0 where every seed's
+    is), a non-finite norm makes the cell non-finite (a diverged seed is not averaged away)."""
+    zero = stack == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(np.isfinite(stack) & (stack > 0), np.log10(np.abs(stack)), np.nan)
+    mean = 10 ** np.ma.array(logs, mask=zero).mean(axis=0).filled(np.nan)
+    mean[zero.all(axis=0)] = 0.0
+    return mean
 
 
 def compare_heatmaps(runs: list, out: Path) -> None:
-    """Layer x step heatmaps of log10 gradient norm, members side by side, one colour scale per row.
+    _save(heatmaps_figure(runs), out)
+
+
+def heatmaps_figure(runs: list) -> Figure:
+    """Layer x step heatmaps of log10 gradient norm, members side by side, on one absolute colour scale
+    (:data:`plots.GRAD_LOG10_RANGE`, the one a single run's heatmap uses).
 
     A member with several seeds shows the mean over its seeds of log10 norm (its first seed alone where
-    the seeds logged different steps, e.g. one interrupted).
+    the seeds logged different steps, e.g. one interrupted); a cell is exactly 0 where every seed's is.
     """
     runs = _seeds(runs)
     kinds = [("grad_norms.csv", "weight gradients"), ("act_grad_norms.csv", "activation gradients")]
@@ -205,13 +241,12 @@ def compare_heatmaps(runs: list, out: Path) -> None:
             if got:
                 steps, cols, _ = got[0]
                 same = [g for g in got if g[2].shape == got[0][2].shape]
-                logs = [np.log10(_positive(g[2])) for g in (same if len(same) == len(got) else got[:1])]
-                data[r, c] = (steps, cols, np.mean(logs, axis=0).T, len(logs))     # (layers, steps)
+                stack = np.array([g[2] for g in (same if len(same) == len(got) else got[:1])])
+                data[r, c] = (steps, cols, _log_mean(stack), len(stack))
     n = max(1, len(runs))
-    fig, axes = plt.subplots(2, n, figsize=(4.6 * n + 1.2, 8.2), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(2, n, figsize=(4.6 * n + 1.2, 8.6), squeeze=False, layout="constrained")
+    zeros = nonfinite = False
     for r, (_, title) in enumerate(kinds):
-        finite = np.concatenate([d[2][np.isfinite(d[2])] for (rr, _), d in data.items() if rr == r] or [np.zeros(0)])
-        norm = Normalize(*(np.percentile(finite, [1, 99]) if finite.size else (0, 1)))
         im = None
         for c, (name, dirs) in enumerate(runs):
             ax = axes[r, c]
@@ -219,22 +254,19 @@ def compare_heatmaps(runs: list, out: Path) -> None:
                 ax.set_title(f"{name}: no data")
                 ax.axis("off")
                 continue
-            steps, cols, logm, n_seeds = data[r, c]
-            im = ax.imshow(logm, aspect="auto", origin="lower", cmap="magma", norm=norm, interpolation="nearest",
-                           extent=(steps[0], steps[-1], -0.5, len(cols) - 0.5))
-            ticks = _ticks(len(cols), 10)
-            ax.set_yticks(ticks)
-            ax.set_yticklabels([_short(cols[t]) for t in ticks], fontsize=7)
-            ax.set_xlabel("step")
+            steps, cols, mat, n_seeds = data[r, c]
+            im, z, nf = heatmap(ax, steps, cols, mat, (steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(cols) - 0.5))
+            zeros, nonfinite = zeros or z, nonfinite or nf
             if c == 0:
-                ax.set_ylabel("layer (bottom = input)")
+                ax.set_ylabel("layer (bottom = input)" if r == 0 else "boundary h_i (bottom = h0)")
             label = _member_label(name, dirs) if n_seeds > 1 else _label(name, _meta(dirs[0]))
             ax.set_title(f"{label}: {title}", fontsize=10)
         if im is not None:
-            fig.colorbar(im, ax=list(axes[r]), label="log10 L2 norm (shared scale)", fraction=0.04)
+            fig.colorbar(im, ax=list(axes[r]), label="log10 L2 norm (absolute scale)", fraction=0.04,
+                         extend="both")
+    heatmap_legend(fig, zeros, nonfinite)
     fig.suptitle("where the gradient lives (layer × step); dark = vanished", fontsize=11)
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    return fig
 
 
 # --- sweeps --------------------------------------------------------------------------------------
@@ -247,15 +279,21 @@ def _f(v: Any) -> float:
     return float(v) if _is_number(v) else float("nan")
 
 
-def plot_sweep(rows: list[dict], grid: dict[str, list], out: Path, title: str = "sweep") -> list[Path]:
+def plot_sweep(rows: list[dict], grid: dict[str, list], out: Path, title: str = "sweep",
+               chance: float | None = None) -> list[Path]:
     """Final train loss and test accuracy against each swept key, one line per value of the other keys.
 
-    ``seed`` is never an axis: lines show the mean over seeds with the min-max band, each seed a dot;
-    a diverged point is a red cross at its own value (or at the top when its loss is not finite).
+    ``seed`` is never an axis: lines show the mean over seeds with the min-max band, each seed a dot.
+    A diverged point is a red cross, kept out of the lines and the axis range (at the top of the loss
+    axis). ``chance`` (1 / classes) draws the accuracy of a guess; by default it is read from the points'
+    folders beside ``out`` when they all share one number of classes.
     """
     out.mkdir(parents=True, exist_ok=True)
     from skipexp.experiments.sweep import short_key
 
+    if chance is None:
+        found = {num_classes(out.parent / str(r["point"])) for r in rows if r.get("point")}
+        chance = 1 / found.pop() if len(found) == 1 and None not in found else None
     keys = [k for k in grid if k != "seed"]
     axes_keys = [k for k in keys if all(_is_number(v) for v in grid[k]) and len(grid[k]) > 1]
     if not axes_keys and keys:  # nothing numeric: the first key's values become categories on the x axis
@@ -263,56 +301,66 @@ def plot_sweep(rows: list[dict], grid: dict[str, list], out: Path, title: str = 
     paths = []
     for xkey in axes_keys:
         path = out / f"{short_key(xkey)}.png"
-        _sweep_figure(rows, grid, xkey, [k for k in keys if k != xkey], path, title)
+        _save(sweep_figure(rows, grid, xkey, [k for k in keys if k != xkey], title, chance), path)
         paths.append(path)
     return paths
 
 
-def _sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: list[str], path: Path,
-                  title: str) -> None:
+DIVERGED = dict(marker="x", color="crimson", ms=9, mew=2, ls="none")
+
+
+def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: list[str], title: str,
+                 chance: float | None = None) -> Figure:
     from skipexp.experiments.sweep import format_value, short_key
 
     numeric = all(_is_number(v) for v in grid[xkey])
     xs_all = grid[xkey]
     pos = {format_value(v): (float(v) if numeric else i) for i, v in enumerate(xs_all)}
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(12, 5.0), layout="constrained")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(format_value(r.get(k)) for k in line_keys), []).append(r)
+    diverged: dict[Any, list[tuple[float, float]]] = {ax_l: [], ax_a: []}
+    several_seeds, healthy_losses = False, []
     for gi, (gkey, members) in enumerate(groups.items()):
         c = COLORS[gi % len(COLORS)]
         label = ", ".join(f"{short_key(k)}={v}" for k, v in zip(line_keys, gkey)) or "all"
-        for ax, field, log in ((ax_l, "final_train_loss", True), (ax_a, "final_test_acc", False)):
+        for ax, field in ((ax_l, "final_train_loss"), (ax_a, "final_test_acc")):
             xs, means, lo, hi = [], [], [], []
             for v in xs_all:
                 at = [r for r in members if format_value(r.get(xkey)) == format_value(v)
                       and r.get("status") not in ("missing", "not started")]
-                vals = [_f(r.get(field)) for r in at]
-                vals = [y for y in vals if math.isfinite(y)]
                 x = pos[format_value(v)]
-                for r in at:
-                    y = _f(r.get(field))
-                    diverged = r.get("status") == "diverged"
-                    if diverged:
-                        ax.plot([x], [y if math.isfinite(y) else np.nan], "x", color="crimson", ms=9, mew=2)
-                        if not math.isfinite(y):
-                            ax.annotate("✕ diverged", (x, 1), xycoords=("data", "axes fraction"), color="crimson",
-                                        fontsize=7, ha="center", va="top")
-                    elif math.isfinite(y):
-                        ax.plot([x], [y], ".", color=c, alpha=0.45, ms=5)
-                if vals:
-                    xs.append(x)
-                    means.append(sum(vals) / len(vals))
-                    lo.append(min(vals))
-                    hi.append(max(vals))
+                diverged[ax] += [(x, _f(r.get(field))) for r in at if r.get("status") == "diverged"]
+                vals = [y for y in (_f(r.get(field)) for r in at if r.get("status") != "diverged")
+                        if math.isfinite(y)]
+                if not vals:
+                    continue
+                if len(vals) > 1:  # each seed a dot; with one seed the dot would only repeat the line's
+                    several_seeds = True
+                    ax.plot([x] * len(vals), vals, ".", color=c, alpha=0.45, ms=5)
+                xs.append(x)
+                means.append(sum(vals) / len(vals))
+                lo.append(min(vals))
+                hi.append(max(vals))
+                if ax is ax_l:
+                    healthy_losses += vals
             if xs:
                 ax.plot(xs, means, "o-", color=c, lw=2, ms=5, label=label)
                 ax.fill_between(xs, lo, hi, color=c, alpha=0.15)
-            if log:
-                ax.set_yscale("log")
-    for ax, ylabel in ((ax_l, "final train loss (log scale)"), (ax_a, "final test accuracy")):
+    # the healthy points alone set the range (a diverged 5e4 would squash them into one line): diverged
+    # points go at the top of the loss axis, in axes coordinates that autoscaling ignores; the accuracy
+    # of a diverged point is drawn at its own value (it cannot stretch 0-1), or at 0
+    set_loss_axis(ax_l, healthy_losses, "final train loss")
+    for x, _ in diverged[ax_l]:
+        ax_l.plot([x], [0.97], transform=ax_l.get_xaxis_transform(), clip_on=False, **DIVERGED)
+    for x, y in diverged[ax_a]:
+        ax_a.plot([x], [y if math.isfinite(y) else 0.0], clip_on=False, **DIVERGED)
+    if chance is not None:
+        ax_a.axhline(chance, **CHANCE, label=f"chance ({chance:.0%})")
+    ax_a.set_ylabel("final test accuracy")
+    for ax in (ax_l, ax_a):
         ax.set_xlabel(short_key(xkey))
-        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
         if numeric:
             vals = [float(v) for v in xs_all]
@@ -320,17 +368,18 @@ def _sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys:
                 ax.set_xscale("log", base=2)
             ax.set_xticks(vals)
             ax.set_xticklabels([format_value(v) for v in xs_all])
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(plt.NullLocator())
         else:
             ax.set_xticks(range(len(xs_all)))
             ax.set_xticklabels([format_value(v) for v in xs_all], rotation=20)
     ax_a.set_ylim(0, 1.02)
-    ax_l.plot([], [], "x", color="crimson", ms=8, mew=2, label="diverged")
-    ax_l.plot([], [], ".", color="grey", label="one seed")
-    ax_l.legend(fontsize=7, loc="best")
-    ax_l.set_title("final train loss: mean over seeds, band = min-max", fontsize=10)
+    extra = []
+    if any(diverged.values()):
+        extra.append(Line2D([], [], **{**DIVERGED, "ms": 8}, label="diverged (loss: at the top)"))
+    if several_seeds:
+        extra.append(Line2D([], [], marker=".", color="grey", ls="none", label="one seed"))
+    figure_legend(fig, [ax_l, ax_a], extra, ncol=5)
+    ax_l.set_title("final train loss" + (": mean over seeds, band = min-max" if several_seeds else ""), fontsize=10)
     ax_a.set_title("final test accuracy", fontsize=10)
     fig.suptitle(f"{title}: against {short_key(xkey)}", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    return fig
