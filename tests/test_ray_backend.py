@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, skipexp_cmd, write_config
 
-from skipexp.experiments import ray_backend
+from skipexp.experiments.sweep import ray_backend
 from skipexp.rundir import runio
 from skipexp.core.errors import SkipexpError
 

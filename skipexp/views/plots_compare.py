@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
+from skipexp.core.fmt import short_key  # noqa: E402
+from skipexp.core.fmt import value as format_value  # noqa: E402
 from skipexp.rundir import runio  # noqa: E402
 from skipexp.views.plots import DPI, _matrix, _positive, _short, _ticks  # noqa: E402
 from skipexp.rundir.summary import ema  # noqa: E402
@@ -254,7 +256,6 @@ def plot_sweep(rows: list[dict], grid: dict[str, list], out: Path, title: str = 
     a diverged point is a red cross at its own value (or at the top when its loss is not finite).
     """
     out.mkdir(parents=True, exist_ok=True)
-    from skipexp.experiments.sweep import short_key
 
     keys = [k for k in grid if k != "seed"]
     axes_keys = [k for k in keys if all(_is_number(v) for v in grid[k]) and len(grid[k]) > 1]
@@ -270,8 +271,6 @@ def plot_sweep(rows: list[dict], grid: dict[str, list], out: Path, title: str = 
 
 def _sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: list[str], path: Path,
                   title: str) -> None:
-    from skipexp.experiments.sweep import format_value, short_key
-
     numeric = all(_is_number(v) for v in grid[xkey])
     xs_all = grid[xkey]
     pos = {format_value(v): (float(v) if numeric else i) for i, v in enumerate(xs_all)}
