@@ -192,7 +192,7 @@ def test_help_does_not_import_torch_or_matplotlib():
 def test_unknown_command_and_option_exit_2():
     for args in (["frobnicate"], ["train", "--bogus"]):
         p = run_cli(*args, check=2)
-        lines = one_error_line(p)
+        one_error_line(p)
 
 
 

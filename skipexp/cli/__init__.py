@@ -13,11 +13,13 @@ import sys
 
 import typer
 
-# each command file adds its commands to app; --help lists them in this order
-from skipexp.cli import run  # noqa: F401, I001
+# each command file adds its commands to app; --help lists them in the order imported
+# isort: off
+from skipexp.cli import run  # noqa: F401
 from skipexp.cli import science  # noqa: F401
 from skipexp.cli import experiments  # noqa: F401
 from skipexp.cli import listing  # noqa: F401
+# isort: on
 from skipexp.cli.app import app
 from skipexp.cli.args import complete_yaml
 from skipexp.cli.console import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, StopFlag, error

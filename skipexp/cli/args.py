@@ -44,7 +44,7 @@ DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu |
 
 
 def load_config(path: Path, overrides: list[str] | None, device: str | None = None,
-                name: str | None = None) -> "RunConfig":
+                name: str | None = None) -> RunConfig:
     from skipexp.core import config
 
     extra = list(overrides or [])

@@ -47,7 +47,7 @@ class StopFlag:
     def __call__(self) -> bool:
         return self.requested
 
-    def install(self) -> "StopFlag":
+    def install(self) -> StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
         return self

@@ -8,8 +8,15 @@ import typer
 
 from skipexp.cli.app import app
 from skipexp.cli.args import complete_yaml, split_configs
-from skipexp.cli.console import EXIT_FAILED, EXIT_INTERRUPTED, StopFlag, download_progress, err_console, \
-    make_reporter, out_console
+from skipexp.cli.console import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    StopFlag,
+    download_progress,
+    err_console,
+    make_reporter,
+    out_console,
+)
 from skipexp.cli.render import print_compare, print_summary, print_sweep
 from skipexp.core.errors import SkipexpError
 

@@ -16,10 +16,11 @@ share those see exactly the same batches; the table says when members differ in 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
@@ -121,8 +122,8 @@ def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, in
 
 def finish(cdir: Path, refresh: bool = True) -> dict:
     """Recompute the comparison from its folder: member summaries, differences, table and plots."""
-    from skipexp.views import plots_compare
     from skipexp.rundir.summary import summarize, write_summary
+    from skipexp.views import plots_compare
 
     s = files.read_json(cdir / files.SUMMARY)
     configs: dict[str, dict] = {}

@@ -25,8 +25,7 @@ class Report:
 
 def kind_of(path: Path) -> str:
     """run | compare | sweep, or a SkipexpError saying what the folder is not."""
-    from skipexp.experiments import compare
-    from skipexp.experiments import sweep
+    from skipexp.experiments import compare, sweep
 
     if not path.exists():
         raise SkipexpError("no such folder", file=str(path))
@@ -46,8 +45,8 @@ def kind_of(path: Path) -> str:
 def report(path: Path) -> Report:
     kind = kind_of(path)
     if kind == "run":
-        from skipexp.views import plots
         from skipexp.rundir.summary import write_summary
+        from skipexp.views import plots
 
         s = write_summary(path)
         return Report("run", path, s, plots.plot_run(path))

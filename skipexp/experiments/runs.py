@@ -6,8 +6,9 @@ on an existing D first settles it (:func:`train_or_settle`), the rule a sweep's 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from skipexp.core.config import RunConfig
 from skipexp.rundir import files

@@ -10,14 +10,22 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import csv_cell
 from skipexp.rundir.files import (  # noqa: F401  (read_json, write_json: the names readers have always used)
-    CONFIG, FINISHED, LOCK, META, STATUSES, last_checkpoint, read_json, write_json,
+    CONFIG,
+    FINISHED,
+    LOCK,
+    META,
+    STATUSES,
+    last_checkpoint,
+    read_json,
+    write_json,
 )
 
 if TYPE_CHECKING:
@@ -195,7 +203,7 @@ def require_run_dir(path: Path) -> dict:
     return meta
 
 
-def check_resumable(run_dir: Path) -> "RunConfig":
+def check_resumable(run_dir: Path) -> RunConfig:
     """The config of a run that ``resume`` may continue, or a SkipexpError saying why it may not.
 
     Torch-free, so the CLI refuses in a fraction of a second.

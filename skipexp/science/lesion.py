@@ -21,18 +21,18 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
-from skipexp.rundir import files, runio
 from skipexp.core.errors import SkipexpError
 from skipexp.core.models import SkipNet
+from skipexp.rundir import files, runio
 
 COLUMNS = ["k", "removed", "how", "test_loss", "test_acc"]
 

@@ -28,10 +28,10 @@ two data points, plain nets decay far more slowly (MNIST-1D, kaiming, width 128:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 

@@ -163,7 +163,7 @@ class TheoryReport:
         return sorted({0, self.depth, *range(0, self.depth + 1, max(1, self.depth // 8))})
 
 
-def report(cfg: "RunConfig", batch: int = 512, progress: object = None) -> TheoryReport:
+def report(cfg: RunConfig, batch: int = 512, progress: object = None) -> TheoryReport:
     """Predicted against measured activation-gradient ratios at init, on ``batch`` training examples of the
     config's data, for the model its first seed draws."""
     from skipexp.core import data as data_mod

@@ -11,8 +11,19 @@ from skipexp.core.machine import default_cores
 from skipexp.experiments.sweep.backends import BACKENDS, SweepOutcome, check_backend, run
 from skipexp.experiments.sweep.local import Listener, PointResult, command_for, run_local
 from skipexp.experiments.sweep.spec import (
-    Point, Sweep, folder_points, is_sweep_dir, load, load_folder, make_file, point_name, points, shell_line,
-    sweep_dir, threads_per_job, write_sweep_file,
+    Point,
+    Sweep,
+    folder_points,
+    is_sweep_dir,
+    load,
+    load_folder,
+    make_file,
+    point_name,
+    points,
+    shell_line,
+    sweep_dir,
+    threads_per_job,
+    write_sweep_file,
 )
 from skipexp.experiments.sweep.state import config_differences, flatten, point_state, read_status, settle
 from skipexp.experiments.sweep.summary import collect, finish, write_summary_csv
@@ -21,5 +32,5 @@ __all__ = [
     "BACKENDS", "Listener", "Point", "PointResult", "Sweep", "SweepOutcome", "check_backend", "collect",
     "command_for", "config_differences", "default_cores", "finish", "flatten", "folder_points", "is_sweep_dir",
     "load", "load_folder", "make_file", "point_name", "point_state", "points", "read_status", "run", "run_local",
-    "settle", "shell_line", "sweep_dir", "threads_per_job", "write_sweep_file",
+    "settle", "shell_line", "sweep_dir", "threads_per_job", "write_summary_csv", "write_sweep_file",
 ]

@@ -1,16 +1,16 @@
 """The sweep backends by name, and :func:`run`: every point that is not done yet, on one of them."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep import ray_backend
 from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
 from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
 from skipexp.experiments.sweep.state import point_state, read_status, settle
-
 
 # name -> backend(points, jobs, listener, should_stop, **options); see skipexp.experiments.sweep.local
 BACKENDS: dict[str, Backend] = {"local": run_local, "ray": ray_backend.backend}

@@ -23,12 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from skipexp.experiments.sweep.spec import Point
 from skipexp.experiments.sweep.state import read_status
+
 
 @dataclass
 class PointResult:

@@ -12,8 +12,9 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep.local import PointResult, command_for
@@ -183,7 +184,8 @@ def run_ray(points: Sequence[Any], *, address: str | None = None, num_cpus: int 
 
 def backend(points: list, jobs: int, listener: Any, should_stop: Callable[[], bool] = lambda: False, *,
             address: str | None = None, cpus_per_point: int = 1, device: str = "cpu") -> list:
-    """The sweep backend (see :mod:`skipexp.experiments.sweep.local`): ``jobs`` points in flight at once, each a Ray task."""
+    """The sweep backend (see :mod:`skipexp.experiments.sweep.local`): ``jobs`` points in flight at once,
+    each a Ray task."""
     import time
 
     started: dict[int, float] = {}

@@ -17,6 +17,7 @@ from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.rundir import files, runio
 
+
 def point_state(run_dir: Path) -> str:
     """new | done | running | resume | stale (see the module docstring)."""
     if not run_dir.exists():

@@ -9,6 +9,7 @@ from skipexp.experiments.sweep.spec import Sweep, folder_points, load_folder
 from skipexp.rundir import files, runio
 from skipexp.rundir.files import SUMMARY_FIELDS
 
+
 def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
     """One row per grid point of the sweep folder: its values, folder name and summary (status missing
     for points never started). ``refresh`` recomputes each point's summary.json from its CSVs."""
