@@ -67,7 +67,18 @@ def test_mark_interrupted_and_failed_keep_a_finished_run(tmp_path):
     assert files.read_meta(tmp_path) == {"status": "completed"}
 
 
-def test_a_trained_run_folder_is_readable_by_group_and_others(tmp_path, umask):
+@pytest.fixture
+def signal_handlers():
+    """The CLI installs its Ctrl-C handlers; an in-process run must leave pytest's own in place."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_a_trained_run_folder_is_readable_by_group_and_others(tmp_path, umask, signal_handlers):
     """meta.json and summary.json used to be 0600 (mkstemp's mode) beside 0644 CSVs and plots."""
     from skipexp.cli import main
 
