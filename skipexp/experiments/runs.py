@@ -54,8 +54,8 @@ def train(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter_fo
     from skipexp.training import vectorized
 
     cfgs = seed_configs(cfg)
-    dirs = [train_mod.create_run(one, out, None if run_dir is None else run_dir.parent / one.name)
-            for one in cfgs]
+    dirs = [train_mod.create_run(one, out, None if run_dir is None else run_dir.parent / seed_run_name(run_dir.name, s))
+            for one, s in zip(cfgs, cfg.seeds)]
     reporter = reporter_for(f"{cfg.name} ×{len(cfgs)} seeds") if reporter_for else None
     try:
         return vectorized.train_seeds(cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress)
