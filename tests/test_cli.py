@@ -192,7 +192,7 @@ def test_help_does_not_import_torch_or_matplotlib():
 def test_unknown_command_and_option_exit_2():
     for args in (["frobnicate"], ["train", "--bogus"]):
         p = run_cli(*args, check=2)
-        lines = one_error_line(p)
+        one_error_line(p)
 
 
 
@@ -211,3 +211,23 @@ def test_corrupt_data_file_exit_2_naming_it(tmp_path):
     (line,) = one_error_line(run_cli("train", cfg, "--out", out, env=env, check=2))
     assert str(images) in line and "cannot read" in line, line
     assert not any(out.iterdir())
+
+
+def test_train_with_seeds_and_run_dir_names_each_folder_after_run_dir(tmp_path):
+    """``--run-dir D`` with several seeds writes D-seed<N>, whatever the config's name (run in-process)."""
+    import signal
+
+    from skipexp.cli import main
+
+    # the CLI installs its own Ctrl-C handlers; pytest's are put back afterwards
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    cfg = write_config(tmp_path / "tiny.yaml", {"train.epochs": 1, "data.n_train": 64, "data.n_test": 64})
+    try:
+        with pytest.raises(SystemExit) as e:
+            main(["train", str(cfg), "seed=[0,1]", "--run-dir", str(tmp_path / "runs" / "exp")])
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert e.value.code == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["exp-seed0", "exp-seed1"]
+    assert [runio.read_json(tmp_path / "runs" / f"exp-seed{s}" / "meta.json")["seed"] for s in (0, 1)] == [0, 1]

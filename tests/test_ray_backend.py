@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, skipexp_cmd, write_config
 
-from skipexp.experiments import ray_backend
-from skipexp.rundir import runio
 from skipexp.core.errors import SkipexpError
+from skipexp.experiments.sweep import ray_backend
+from skipexp.rundir import runio
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'skipexp[ray]')")
@@ -174,7 +174,7 @@ def test_without_ray_the_backend_is_bad_input_with_the_install_hint(tmp_path, mo
         ray_backend.run_ray([])
     assert "pip install 'skipexp[ray]'" in str(e.value) and e.value.key == "--backend"
     if has_sweep_command():  # and through the real command: exit 2, one line
-        base = write_config(tmp_path / "base.yaml")
+        write_config(tmp_path / "base.yaml")
         (tmp_path / "s.yaml").write_text("name: s\nbase: base.yaml\ngrid:\n  seed: [0, 1]\n")
         code = ("import sys; sys.modules['ray'] = None\nfrom skipexp.cli import main\n"
                 "main(['sweep', 's.yaml', '--backend', 'ray'])")

@@ -9,13 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_cli, write_config
+
 from skipexp.core import config
-from skipexp.science import lesion
-from skipexp.science import shatter
-from skipexp.science import theory
 from skipexp.core.models import SkipNet
+from skipexp.science import lesion, shatter, theory
 
 
 def _train(tmp_path: Path, name: str, overrides: dict) -> Path:

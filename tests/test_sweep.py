@@ -3,16 +3,14 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, run_cli, skipexp_cmd, write_config
 
-from skipexp.experiments import sweep
 from skipexp.core.errors import SkipexpError
-
+from skipexp.experiments import sweep
 
 # the tests may themselves run under `make test`: its MAKEFLAGS and MAKELEVEL must not reach the makes below
 MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
@@ -105,7 +103,8 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     # the Makefile's view of it: exactly the three unfinished points would run, with their --list command
     mk = run_cli("sweep", path, "--jobs", "2", "--out", out, "--list", "--format", "make", check=0).stdout
     (tmp_path / "sweep.mk").write_text(mk)
-    dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"), f"SKIPEXP={skipexp_cmd()[0]}", "points"],
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"),
+                          f"SKIPEXP={skipexp_cmd()[0]}", "points"],
                          env=MAKE_ENV, capture_output=True, text=True, check=True).stdout
     listed = run_cli("sweep", path, "--jobs", "2", "--out", out, "--list", check=0).stdout.splitlines()
     assert sorted(line.split("--run-dir ")[1] for line in dry.splitlines()) == sorted(
@@ -127,7 +126,8 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     # once everything is done, make has nothing left to run
     mk = run_cli("sweep", path, "--out", out, "--list", "--format", "make", check=0).stdout
     (tmp_path / "sweep.mk").write_text(mk)
-    dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"), "SKIPEXP=skipexp", "points"],
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"),
+                          "SKIPEXP=skipexp", "points"],
                          env=MAKE_ENV, capture_output=True, text=True, check=True).stdout
     assert "train" not in dry
 
@@ -155,8 +155,8 @@ def test_make_n_sweep_shows_every_point_command(tmp_path):
     path = _sweep_file(tmp_path, {"model.depth": [2, 4], "seed": [0, 1]})
     out = tmp_path / "runs"
     cmd = skipexp_cmd()[0]
-    p = subprocess.run(["make", "--no-print-directory", "-n", "-j2", "-C", str(REPO), "sweep", f"SWEEP={path}", f"OUT={out}",
-                        f"SKIPEXP={cmd}"], env=MAKE_ENV, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(["make", "--no-print-directory", "-n", "-j2", "-C", str(REPO), "sweep", f"SWEEP={path}",
+                        f"OUT={out}", f"SKIPEXP={cmd}"], env=MAKE_ENV, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     trains = [line for line in p.stdout.splitlines() if f"{cmd} train " in line]
     assert len(trains) == 4

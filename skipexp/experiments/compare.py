@@ -15,20 +15,21 @@ share those see exactly the same batches; the table says when members differ in 
 """
 from __future__ import annotations
 
-import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
-
-import yaml
+from typing import Any
 
 from skipexp.core import config as config_mod
-from skipexp.rundir import runio
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
-from skipexp.experiments.sweep import config_differences, flatten
+from skipexp.core.fmt import number
+from skipexp.experiments import runs
+from skipexp.experiments.runs import seed_run_name
+from skipexp.experiments.sweep.state import config_differences, flatten
+from skipexp.rundir import files, runio
 
 # Keys that may differ between members without making the comparison unfair.
 NEUTRAL = ("name", "train.threads")
@@ -69,14 +70,10 @@ def create_dir(out: Path) -> Path:
 
 def is_compare_dir(path: Path) -> bool:
     try:
-        s = runio.read_json(path / "summary.json")
+        s = files.read_json(path / files.SUMMARY)
     except SkipexpError:
         return False
     return s.get("tool") == "skipexp" and s.get("kind") == "compare"
-
-
-def seed_run_name(member: str, seed: int) -> str:
-    return f"{member}-seed{seed}"
 
 
 def _plan_entry(m: Member) -> dict:
@@ -92,7 +89,7 @@ def member_runs(m: dict) -> list[str]:
 
 
 def write_plan(cdir: Path, members: list[Member], overrides: list[str]) -> None:
-    runio.write_json(cdir / "summary.json", {
+    files.write_json(cdir / files.SUMMARY, {
         "tool": "skipexp", "kind": "compare", "created": datetime.now().isoformat(timespec="seconds"),
         "overrides": list(overrides),
         "members": [_plan_entry(m) for m in members],
@@ -105,31 +102,16 @@ def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, in
 
     A bad input found while setting up the first member (data files, device) leaves no folder behind.
     """
-    from skipexp.training import train as train_mod
-
     results = []
     for i, m in enumerate(members):
-        reporter = reporter_for(m, i) if reporter_for else None
         try:
-            if len(m.cfg.seeds) == 1:
-                run_dir = train_mod.create_run(m.cfg, cdir / "runs", cdir / "runs" / m.name)
-                got = [train_mod.train(m.cfg, run_dir, reporter=reporter, should_stop=should_stop,
-                                       progress=progress)]
-            else:
-                from skipexp.training import vectorized
-
-                # the seeds of one member train together; vectorized falls back to one after another
-                cfgs = [m.cfg.replace(seed=s, name=seed_run_name(m.name, s)) for s in m.cfg.seeds]
-                dirs = [train_mod.create_run(c, cdir / "runs", cdir / "runs" / c.name) for c in cfgs]
-                got = vectorized.train_seeds(cfgs, dirs, reporter=reporter, should_stop=should_stop,
-                                             progress=progress)
+            got = runs.train(m.cfg, cdir / files.RUNS, cdir / files.RUNS / m.name, should_stop=should_stop,
+                             progress=progress,
+                             reporter_for=(lambda _label, m=m, i=i: reporter_for(m, i)) if reporter_for else None)
         except SkipexpError:
             if not results:
                 shutil.rmtree(cdir, ignore_errors=True)
             raise
-        finally:
-            if reporter is not None and hasattr(reporter, "close"):
-                reporter.close()
         results += got
         if any(r.status == "interrupted" for r in got):
             break
@@ -140,10 +122,10 @@ def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, in
 
 def finish(cdir: Path, refresh: bool = True) -> dict:
     """Recompute the comparison from its folder: member summaries, differences, table and plots."""
-    from skipexp.views import plots_compare
     from skipexp.rundir.summary import summarize, write_summary
+    from skipexp.views import plots_compare
 
-    s = runio.read_json(cdir / "summary.json")
+    s = files.read_json(cdir / files.SUMMARY)
     configs: dict[str, dict] = {}
     for m in s.get("members", []):
         per_seed = []
@@ -152,8 +134,8 @@ def finish(cdir: Path, refresh: bool = True) -> dict:
             if runio.is_run_dir(run_dir):
                 per_seed.append(write_summary(run_dir) if refresh else summarize(run_dir))
                 # the first seed stands for the member: seeds are equal across members by construction
-                configs.setdefault(m["name"], yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
-                if refresh and not (run_dir / "plots" / "loss.png").exists():
+                configs.setdefault(m["name"], files.read_config_dict(run_dir))
+                if refresh and not (run_dir / files.PLOTS / "loss.png").exists():
                     from skipexp.views import plots
 
                     plots.plot_run(run_dir)  # a run killed before its end has no plots yet
@@ -166,22 +148,18 @@ def finish(cdir: Path, refresh: bool = True) -> dict:
             m["summary"] = per_seed[0]
     s["differences"] = differences(configs)
     s["unfair"] = sorted(k for k in s["differences"] if not k.startswith("model."))
-    runio.write_json(cdir / "summary.json", s)
-    tmp = cdir / ".summary.md.tmp"
-    tmp.write_text(markdown(s))
-    os.replace(tmp, cdir / "summary.md")
-    runs = [(m["name"], [cdir / r for r in member_runs(m) if runio.is_run_dir(cdir / r)]) for m in s["members"]]
-    runs = [(name, dirs) for name, dirs in runs if dirs]
-    if runs:
-        plots_compare.plot_compare(runs, cdir / "plots")
+    files.write_json(cdir / files.SUMMARY, s)
+    files.atomic_write(cdir / files.SUMMARY_MD, markdown(s))
+    member_dirs = [(m["name"], [cdir / r for r in member_runs(m) if runio.is_run_dir(cdir / r)])
+                   for m in s["members"]]
+    member_dirs = [(name, dirs) for name, dirs in member_dirs if dirs]
+    if member_dirs:
+        plots_compare.plot_compare(member_dirs, cdir / files.PLOTS)
     return s
 
 
 # Summary fields averaged over seeds; each also gets its [min, max] in ``spread``.
-MEAN_FIELDS = ("steps", "wall_s", "steps_per_s", "final_train_loss", "final_train_acc", "best_train_loss",
-               "best_train_acc", "final_test_loss", "final_test_acc", "best_test_loss", "best_test_acc",
-               "grad_ratio_first_last_start", "grad_ratio_first_last_end",
-               "act_grad_ratio_first_last_start", "act_grad_ratio_first_last_end")
+MEAN_FIELDS = tuple(f for f in files.SUMMARY_FIELDS if f not in ("status", "diverged_at_step"))
 
 
 def mean_summary(name: str, per_seed: list[dict]) -> dict:
@@ -217,22 +195,9 @@ def differences(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
     return {k: {n: flat[n].get(k) for n in names} for k in sorted(keys)}
 
 
-def _num(v: Any, pct: bool = False, sci: bool = False) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if isinstance(v, float):
-        if v != v:
-            return "nan"
-        if pct:
-            return f"{v:.1%}"
-        return f"{v:.2e}" if sci else f"{v:.4g}"
-    return str(v)
-
 
 def _pair(s: dict, a: str, b: str, **kw: bool) -> str:
-    return f"{_num(s.get(a), **kw)} / {_num(s.get(b), **kw)}"
+    return f"{number(s.get(a), **kw)} / {number(s.get(b), **kw)}"
 
 
 def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
@@ -249,25 +214,25 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
                                                       for m in members]))
     for k in sorted(diffs, key=lambda k: (not k.startswith("model."), k)):
         mark = "" if k.startswith("model.") else "⚠ "
-        rows.append((f"{mark}{k}", [_num(diffs[k].get(m["name"])) for m in members]))
+        rows.append((f"{mark}{k}", [number(diffs[k].get(m["name"])) for m in members]))
     rows += [
-        ("steps", [_num(x.get("steps")) for x in sums]),
+        ("steps", [number(x.get("steps")) for x in sums]),
         ("train loss final / best", [_pair(x, "final_train_loss", "best_train_loss") for x in sums]),
         ("train acc final / best", [_pair(x, "final_train_acc", "best_train_acc", pct=True) for x in sums]),
         ("test loss final / best", [_pair(x, "final_test_loss", "best_test_loss") for x in sums]),
         ("test acc final / best", [_pair(x, "final_test_acc", "best_test_acc", pct=True) for x in sums]),
-        ("steps/s", [_num(x.get("steps_per_s")) for x in sums]),
+        ("steps/s", [number(x.get("steps_per_s")) for x in sums]),
         ("weight-grad first/last layer, start → end",
-         [f"{_num(x.get('grad_ratio_first_last_start'), sci=True)} → "
-          f"{_num(x.get('grad_ratio_first_last_end'), sci=True)}" for x in sums]),
+         [f"{number(x.get('grad_ratio_first_last_start'), sci=True)} → "
+          f"{number(x.get('grad_ratio_first_last_end'), sci=True)}" for x in sums]),
         ("act-grad h0/h_last, start → end",
-         [f"{_num(x.get('act_grad_ratio_first_last_start'), sci=True)} → "
-          f"{_num(x.get('act_grad_ratio_first_last_end'), sci=True)}" for x in sums]),
+         [f"{number(x.get('act_grad_ratio_first_last_start'), sci=True)} → "
+          f"{number(x.get('act_grad_ratio_first_last_end'), sci=True)}" for x in sums]),
     ]
     if multi:
         def span(x: dict, f: str, **kw: bool) -> str:
             lo_hi = x.get("spread", {}).get(f)
-            return f"{_num(lo_hi[0], **kw)} – {_num(lo_hi[1], **kw)}" if lo_hi else "-"
+            return f"{number(lo_hi[0], **kw)} – {number(lo_hi[1], **kw)}" if lo_hi else "-"
 
         at = next(i for i, (label, _) in enumerate(rows) if label == "steps/s")
         rows[at:at] = [("train loss final, seed min – max", [span(x, "final_train_loss") for x in sums]),

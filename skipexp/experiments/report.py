@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skipexp.rundir import runio
 from skipexp.core.errors import SkipexpError
+from skipexp.core.fmt import number, short_key, value
+from skipexp.rundir import runio
 
 
 @dataclass
@@ -24,8 +25,7 @@ class Report:
 
 def kind_of(path: Path) -> str:
     """run | compare | sweep, or a SkipexpError saying what the folder is not."""
-    from skipexp.experiments import compare
-    from skipexp.experiments import sweep
+    from skipexp.experiments import compare, sweep
 
     if not path.exists():
         raise SkipexpError("no such folder", file=str(path))
@@ -45,8 +45,8 @@ def kind_of(path: Path) -> str:
 def report(path: Path) -> Report:
     kind = kind_of(path)
     if kind == "run":
-        from skipexp.views import plots
         from skipexp.rundir.summary import write_summary
+        from skipexp.views import plots
 
         s = write_summary(path)
         return Report("run", path, s, plots.plot_run(path))
@@ -63,15 +63,6 @@ def report(path: Path) -> Report:
 
 def sweep_table(rows: list[dict], grid: dict[str, list]) -> tuple[list[str], list[list[str]]]:
     """Header and cells for a sweep's table: one row per point."""
-    from skipexp.experiments.sweep import format_value, short_key
-
-    def num(v: Any, pct: bool = False) -> str:
-        if v is None or v == "":
-            return "-"
-        if isinstance(v, float):
-            return "nan" if v != v else (f"{v:.1%}" if pct else f"{v:.4g}")
-        return str(v)
-
     head = [short_key(k) for k in grid] + ["status", "train loss", "test acc", "w-grad first/last end", "wall s"]
     body = []
     for r in rows:
@@ -79,7 +70,7 @@ def sweep_table(rows: list[dict], grid: dict[str, list]) -> tuple[list[str], lis
         if r.get("diverged_at_step") is not None:
             status += f" @{r['diverged_at_step']}"
         ratio = r.get("grad_ratio_first_last_end")
-        body.append([format_value(r.get(k)) for k in grid] + [
-            status, num(r.get("final_train_loss")), num(r.get("final_test_acc"), True),
-            f"{ratio:.2e}" if isinstance(ratio, float) else "-", num(r.get("wall_s"))])
+        body.append([value(r.get(k)) for k in grid] + [
+            status, number(r.get("final_train_loss")), number(r.get("final_test_acc"), pct=True),
+            number(ratio, sci=True) if isinstance(ratio, float) else "-", number(r.get("wall_s"))])
     return head, body

@@ -6,25 +6,33 @@ finished, interrupted, diverged or killed run can always be re-read and re-plott
 from __future__ import annotations
 
 import csv
-import json
-import math
 import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
+from skipexp.core.fmt import csv_cell
+from skipexp.rundir.files import (  # noqa: F401  (read_json, write_json: the names readers have always used)
+    CONFIG,
+    FINISHED,
+    LOCK,
+    META,
+    STATUSES,
+    last_checkpoint,
+    read_json,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from skipexp.core.config import RunConfig
 
 METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "lr", "grad_norm_total", "elapsed_s"]
 EVAL_COLUMNS = ["step", "epoch", "test_loss", "test_acc"]
-STATUSES = ("running", "completed", "diverged", "interrupted", "failed", "crashed")
-FINISHED = ("completed", "diverged")  # a result: a sweep does not run these again
 
 # A run whose heartbeat is older than this, and whose process cannot be seen, has crashed.
 STALE_AFTER_S = 120.0
@@ -65,38 +73,6 @@ def create_exclusive(out: Path, base: str) -> Path:
     raise SkipexpError(f"too many folders named {base} in the same second", file=str(out))
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write atomically: readers see the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(data), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SkipexpError("missing", file=str(path)) from None
-    except (OSError, ValueError) as e:
-        raise SkipexpError(f"unreadable JSON ({e})", file=str(path)) from None
-
-
 class CsvLog:
     """Appends rows to a CSV and flushes each one, so a killed process keeps every logged row.
 
@@ -131,18 +107,12 @@ class CsvLog:
         if step <= self.last_step:
             return
         # one write per row: a kill lands between rows, not inside one
-        self._f.write(",".join(_fmt(v) for v in values) + "\n")
+        self._f.write(",".join(csv_cell(v) for v in values) + "\n")
         self._f.flush()
         self.last_step = step
 
     def close(self) -> None:
         self._f.close()
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-    return str(v)
 
 
 def read_csv(path: Path) -> list[dict[str, float]]:
@@ -216,7 +186,7 @@ def effective_status(meta: dict) -> str:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "meta.json").is_file() and (path / "config.yaml").is_file()
+    return (path / META).is_file() and (path / CONFIG).is_file()
 
 
 def require_run_dir(path: Path) -> dict:
@@ -227,13 +197,13 @@ def require_run_dir(path: Path) -> dict:
         raise SkipexpError("not a folder; expected a skipexp run folder", file=str(path))
     if not is_run_dir(path):
         raise SkipexpError("not a skipexp run folder (no meta.json and config.yaml)", file=str(path))
-    meta = read_json(path / "meta.json")
+    meta = read_json(path / META)
     if meta.get("tool") != "skipexp":
         raise SkipexpError("meta.json was not written by skipexp", file=str(path))
     return meta
 
 
-def check_resumable(run_dir: Path) -> "RunConfig":
+def check_resumable(run_dir: Path) -> RunConfig:
     """The config of a run that ``resume`` may continue, or a SkipexpError saying why it may not.
 
     Torch-free, so the CLI refuses in a fraction of a second.
@@ -250,7 +220,7 @@ def check_resumable(run_dir: Path) -> "RunConfig":
     if status not in ("interrupted", "failed", "crashed"):
         raise SkipexpError(f"meta.json says status {status!r}; only an interrupted, failed or crashed run "
                            "can be resumed", file=str(run_dir))
-    cfg = config_mod.load(run_dir / "config.yaml")
+    cfg = config_mod.load(run_dir / CONFIG)
     if cfg.log.checkpoint == "none":
         raise SkipexpError("this run was trained with log.checkpoint: none, so it kept no checkpoint to resume "
                            "from; train it again (log.checkpoint: last keeps one)", file=str(run_dir))
@@ -265,7 +235,7 @@ class RunLock:
     """
 
     def __init__(self, run_dir: Path):
-        self._f = open(run_dir / ".lock", "a")
+        self._f = open(run_dir / LOCK, "a")
         try:
             import fcntl
         except ImportError:  # no flock (Windows): the status check in resume is all there is

@@ -21,18 +21,18 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
-from skipexp.rundir import runio
 from skipexp.core.errors import SkipexpError
 from skipexp.core.models import SkipNet
+from skipexp.rundir import files, runio
 
 COLUMNS = ["k", "removed", "how", "test_loss", "test_acc"]
 
@@ -102,8 +102,8 @@ def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> Loaded
     from skipexp.training.train import load_checkpoint_file
 
     runio.require_run_dir(run_dir)
-    cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / "config.yaml"), file=str(run_dir / "config.yaml"))
-    ckpt = run_dir / "checkpoints" / "last.pt"
+    cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
+    ckpt = files.last_checkpoint(run_dir)
     if not ckpt.is_file():
         raise SkipexpError("no checkpoints/last.pt to load (trained with log.checkpoint: none, or stopped "
                            "before its first checkpoint)", file=str(run_dir))
@@ -155,20 +155,12 @@ def lesion(run: LoadedRun, drop: int = 1, samples: int = 20, seed: int = 0,
 
 def write_csv(rows: list[dict], path: Path, columns: list[str] = COLUMNS) -> None:
     """All rows at once, atomically (runio.CsvLog is for step-keyed logs; these rows repeat k)."""
-    import csv
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, columns)
-        w.writeheader()
-        w.writerows({c: r[c] for c in columns} for r in rows)
-    os.replace(tmp, path)
+    files.write_csv(path, columns, rows)
 
 
 def member_runs(folder: Path) -> list[Path]:
     """The run folders of a comparison (or sweep) folder: ``folder/runs/*`` or ``folder/*``."""
-    inner = folder / "runs" if (folder / "runs").is_dir() else folder
+    inner = folder / files.RUNS if (folder / files.RUNS).is_dir() else folder
     return sorted(p for p in inner.iterdir() if p.is_dir() and runio.is_run_dir(p))
 
 
@@ -222,3 +214,66 @@ def plot(curves: list[tuple[str, list[dict]]], out: Path, title: str, chance: fl
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+# --- the study ``skipexp lesion`` runs: every member of a folder, each written and plotted ---------
+
+@dataclass
+class MemberLesion:
+    run_dir: Path
+    name: str          # the run's config name
+    kind: str          # its skip kind
+    label: str         # its name in plots: the name, with the skip kind where the name lacks it
+    rows: list[dict]   # lesion.csv
+    csv: Path
+    chance: float      # accuracy of a guess: 1 / classes
+
+    def table(self) -> list[tuple[str, str, float, float | None]]:
+        """(removed, how, test accuracy, change from intact): each single unit, and the mean over the
+        random sets of each k >= 2."""
+        intact = self.rows[0]["test_acc"]
+        out = []
+        for k in sorted({r["k"] for r in self.rows}):
+            group = [r for r in self.rows if r["k"] == k]
+            shown = group if k <= 1 else [{"removed": f"{len(group)} random sets of {k}", "how": "mean",
+                                            "test_acc": sum(r["test_acc"] for r in group) / len(group)}]
+            for r in shown:
+                acc = r["test_acc"]
+                out.append((r["removed"], r["how"], acc, None if k == 0 or acc != acc else acc - intact))
+        return out
+
+
+@dataclass
+class LesionStudy:
+    members: list[MemberLesion]
+    overlay: Path | None   # plots/lesion.png of a folder of several runs, all overlaid
+
+
+def study(folder: Path, drop: int = 1, samples: int = 20, seed: int = 0, progress: data_mod.Progress | None = None,
+          on_member: Callable[[MemberLesion], None] | None = None) -> LesionStudy:
+    """Lesion a run folder, or every run of a comparison or sweep folder: each gets lesion.csv and
+    plots/lesion.png; a folder of several runs also gets plots/lesion.png with all of them overlaid.
+    ``on_member`` hears each run as soon as it is done."""
+    if not folder.is_dir():
+        raise SkipexpError("no such folder", file=str(folder))
+    dirs = [folder] if runio.is_run_dir(folder) else member_runs(folder)
+    if not dirs:
+        raise SkipexpError("neither a run folder nor a folder of run folders (runs/<member>/)", file=str(folder))
+    members = []
+    for run_dir in dirs:
+        run = load_run(run_dir, progress=progress)
+        rows = lesion(run, drop=drop, samples=samples, seed=seed)
+        write_csv(rows, run_dir / files.LESION_CSV)
+        name, kind = run.cfg.name, run.cfg.model.skip.kind
+        label = name if kind in name else f"{name} (skip: {kind})"
+        chance = 1.0 / run.splits.num_classes
+        plot([(label, rows)], run_dir / files.PLOTS / files.LESION_PNG, name, chance)
+        member = MemberLesion(run_dir, name, kind, label, rows, run_dir / files.LESION_CSV, chance)
+        members.append(member)
+        if on_member is not None:
+            on_member(member)
+    overlay = None
+    if len(members) > 1:
+        overlay = plot([(m.label, m.rows) for m in members], folder / files.PLOTS / files.LESION_PNG, folder.name,
+                       members[-1].chance)
+    return LesionStudy(members, overlay)

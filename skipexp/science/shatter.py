@@ -29,14 +29,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
 from skipexp.core.models import SkipNet
+from skipexp.rundir import files, runio
 
 COLUMNS = ["state", "kind", "depth", "seed", "pair", "correlation"]
 POINTS = 256
@@ -157,3 +159,49 @@ def plot(rows: list[dict], out: Path, title: str) -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+# --- the study ``skipexp shatter`` runs: a folder with its config, shatter.csv and the plot ---------
+
+@dataclass
+class ShatterStudy:
+    folder: Path
+    rows: list[dict]     # shatter.csv
+    plot: Path
+    summary: dict[tuple[str, str], list[tuple[int, float, float, int]]]  # see summarise
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(state, kind) of each line: those at init first, then the trained checkpoint's."""
+        return sorted(self.summary, key=lambda k: k[0] != "init")
+
+    def grid(self) -> list[tuple[int, list[tuple[float, float] | None]]]:
+        """One row per depth: (depth, (mean, standard error) per column, None where not measured)."""
+        depths = sorted({d for line in self.summary.values() for d, *_ in line})
+        out = []
+        for d in depths:
+            cells = []
+            for key in self.columns():
+                hit = [x for x in self.summary[key] if x[0] == d]
+                cells.append((hit[0][1], hit[0][2]) if hit else None)
+            out.append((d, cells))
+        return out
+
+
+def study(cfg: config_mod.RunConfig, depths: list[int], kinds: list[str], seeds: int, n_pairs: int, out: Path,
+          checkpoint: Path | None = None, progress: data_mod.Progress | None = None) -> ShatterStudy:
+    """Probe every kind x depth at init (and a trained run's model, if given) into ``out/<time>-shatter-<name>/``:
+    its config.yaml, shatter.csv and plots/shatter.png."""
+    from skipexp.science.lesion import load_run, write_csv
+
+    trained = load_run(checkpoint) if checkpoint is not None else None
+    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
+    splits = data_mod.load(cfg.data, progress)
+    folder = runio.create_run_dir(out, f"shatter-{cfg.name}")
+    files.write_config_text(folder, config_mod.dump(cfg))
+    rows = probe(cfg, depths, kinds, seeds, n_pairs, splits)
+    if trained is not None:
+        rows += probe_trained(trained.model, trained.cfg, trained.splits, n_pairs)
+    write_csv(rows, folder / files.SHATTER_CSV, COLUMNS)
+    path = plot(rows, folder / files.PLOTS / files.SHATTER_PNG, f"{cfg.name}: {cfg.model.activation}, norm "
+                f"{cfg.model.norm}, init {cfg.model.init}, width {cfg.model.width}")
+    return ShatterStudy(folder, rows, path, summarise(rows))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from torch import nn
 
 from skipexp.core.metrics import GradProbe
 from skipexp.core.models import IdentitySkip, ProjectionSkip, ReZeroSkip, SkipNet
+
+if TYPE_CHECKING:
+    from skipexp.core.config import RunConfig
 
 QUADRATURE_NODES = 100  # even: no node at 0, where ReLU's derivative is undefined
 
@@ -139,3 +143,40 @@ def measure(model: SkipNet, x: torch.Tensor, y: torch.Tensor) -> list[float]:
 def input_mean_square(model: SkipNet, x: torch.Tensor) -> float:
     with torch.no_grad():
         return float(model.input(x).double().square().mean())
+
+
+# --- what ``skipexp validate --theory`` shows ---------------------------------------------------------
+
+@dataclass
+class TheoryReport:
+    depth: int
+    examples: int                    # training examples the ratios were measured on
+    measured: list[float]            # ||dL/dh_i|| / ||dL/dh_depth|| at init, i = 0..depth
+    predicted: list[float] | None    # the same, predicted; None where the theory says nothing
+    blocks: list[BlockTheory]        # per block; empty without a prediction
+    reason: str | None               # why there is no prediction
+    activation: str = ""             # the config's activation and init, named in the report
+    init: str = ""
+
+    def shown(self) -> list[int]:
+        """The boundaries worth a row: the ends and about eight between."""
+        return sorted({0, self.depth, *range(0, self.depth + 1, max(1, self.depth // 8))})
+
+
+def report(cfg: RunConfig, batch: int = 512, progress: object = None) -> TheoryReport:
+    """Predicted against measured activation-gradient ratios at init, on ``batch`` training examples of the
+    config's data, for the model its first seed draws."""
+    from skipexp.core import data as data_mod
+
+    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
+    splits = data_mod.load(cfg.data, progress)
+    torch.manual_seed(cfg.seeds[0])
+    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    x, y = splits.x_train[:batch], splits.y_train[:batch]
+    measured = measure(model, x, y)
+    reason = why_not(model)
+    if reason is not None:
+        return TheoryReport(cfg.model.depth, len(y), measured, None, [], reason)
+    predicted, blocks = predict(model, input_mean_square(model, x))
+    return TheoryReport(cfg.model.depth, len(y), measured, predicted, blocks, None, cfg.model.activation,
+                        cfg.model.init)

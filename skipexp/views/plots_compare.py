@@ -13,6 +13,8 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from skipexp.core.fmt import short_key  # noqa: E402
+from skipexp.core.fmt import value as format_value  # noqa: E402
 from skipexp.rundir import runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
 from skipexp.views.plots import (CHANCE, PANELS, _matrix, _positive, _save, _short, _ticks,  # noqa: E402
@@ -289,7 +291,6 @@ def plot_sweep(rows: list[dict], grid: dict[str, list], out: Path, title: str = 
     folders beside ``out`` when they all share one number of classes.
     """
     out.mkdir(parents=True, exist_ok=True)
-    from skipexp.experiments.sweep import short_key
 
     if chance is None:
         found = {num_classes(out.parent / str(r["point"])) for r in rows if r.get("point")}
@@ -311,8 +312,6 @@ DIVERGED = dict(marker="x", color="crimson", ms=9, mew=2, ls="none")
 
 def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: list[str], title: str,
                  chance: float | None = None) -> Figure:
-    from skipexp.experiments.sweep import format_value, short_key
-
     numeric = all(_is_number(v) for v in grid[xkey])
     xs_all = grid[xkey]
     pos = {format_value(v): (float(v) if numeric else i) for i, v in enumerate(xs_all)}

@@ -12,11 +12,14 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from skipexp.rundir import runio
 from skipexp.core.errors import SkipexpError
+from skipexp.experiments.sweep.local import PointResult, command_for
+from skipexp.experiments.sweep.state import read_status
+from skipexp.rundir import files
 
 INSTALL_HINT = "pip install 'skipexp[ray]'"
 RETRIES = 1  # a point whose worker or process dies is run once more, then recorded as failed
@@ -80,16 +83,14 @@ def run_point(argv: Sequence[str], run_dir: str, cwd: str | None, threads: int) 
     first; a finished one (the attempt finished but its worker died before reporting) is kept.
     """
     folder = Path(run_dir)
-    if (folder / "meta.json").is_file():
-        status = runio.read_json(folder / "meta.json").get("status")
-        if status in runio.FINISHED:
+    if (folder / files.META).is_file():
+        status = files.read_meta(folder).get("status")
+        if status in files.FINISHED:
             return status
     argv = list(argv)
     if folder.exists() and "--resume" not in argv:  # with --resume, train resumes or moves the folder aside
         shutil.rmtree(folder)
     if argv[0] == "skipexp":  # a sweep's point: the skipexp of this worker's interpreter (its venv), not PATH's
-        from skipexp.experiments.sweep import command_for
-
         argv = command_for(argv)
     elif os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
         # the driver's path to skipexp need not exist on this node: use this node's install
@@ -99,24 +100,13 @@ def run_point(argv: Sequence[str], run_dir: str, cwd: str | None, threads: int) 
                        capture_output=True, text=True, preexec_fn=_die_with_parent)
     if p.returncode < 0:
         raise PointKilled(f"killed by {signal.Signals(-p.returncode).name}: {p.stderr[-TAIL_CHARS:]}")
-    if (folder / "meta.json").is_file():
-        status = runio.read_json(folder / "meta.json").get("status")
-        if p.returncode == 0 and status in runio.FINISHED:
+    if (folder / files.META).is_file():
+        status = files.read_meta(folder).get("status")
+        if p.returncode == 0 and status in files.FINISHED:
             return status
         if status in ("interrupted", "failed"):
             return status
     return "failed"
-
-
-def _mark_failed(run_dir: Path, reason: str) -> None:
-    """Record in the point's meta.json that it was given up on, so ``report`` shows it as failed."""
-    try:
-        meta = runio.read_json(run_dir / "meta.json")
-    except SkipexpError:
-        return
-    if meta.get("status") not in runio.FINISHED:
-        meta.update(status="failed", failure=reason.splitlines()[0][:500] if reason else "")
-        runio.write_json(run_dir / "meta.json", meta)
 
 
 def connect(address: str | None, num_cpus: int | None = None) -> tuple[Any, bool]:
@@ -182,7 +172,7 @@ def run_ray(points: Sequence[Any], *, address: str | None = None, num_cpus: int 
                 statuses[i] = ray.get(ref)
             except Exception as e:  # the retry died too (PointKilled, a dead worker, a lost node)
                 cause = getattr(e, "cause", None) or e
-                _mark_failed(run_dir, f"{cause.__class__.__name__}: {cause}")
+                files.mark_failed(run_dir, f"{cause.__class__.__name__}: {cause}")
                 statuses[i] = "failed"
             if on_done is not None:
                 on_done(point, statuses[i])
@@ -194,10 +184,9 @@ def run_ray(points: Sequence[Any], *, address: str | None = None, num_cpus: int 
 
 def backend(points: list, jobs: int, listener: Any, should_stop: Callable[[], bool] = lambda: False, *,
             address: str | None = None, cpus_per_point: int = 1, device: str = "cpu") -> list:
-    """The sweep backend (see :mod:`skipexp.experiments.sweep`): ``jobs`` points in flight at once, each a Ray task."""
+    """The sweep backend (see :mod:`skipexp.experiments.sweep.local`): ``jobs`` points in flight at once,
+    each a Ray task."""
     import time
-
-    from skipexp.experiments.sweep import PointResult, read_status
 
     started: dict[int, float] = {}
 
@@ -210,7 +199,7 @@ def backend(points: list, jobs: int, listener: Any, should_stop: Callable[[], bo
     def on_done(point: Any, status: str) -> None:
         final = read_status(point.run_dir)
         final = status if final in ("missing", "unknown") else final
-        r = PointResult(point, final, 0 if final in runio.FINISHED else 1,
+        r = PointResult(point, final, 0 if final in files.FINISHED else 1,
                         time.monotonic() - started.get(id(point), time.monotonic()))
         results.append(r)
         listener.on_done(r)

@@ -1,0 +1,148 @@
+"""The console, the progress bars, signals and exit codes: everything of the CLI that a user sees happen."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+class LazyConsole:
+    """A rich Console made on first use, since importing rich.console costs ~0.1 s that --help need not pay."""
+
+    def __init__(self, **kwargs: object) -> None:
+        self._kwargs = kwargs
+        self._console = None
+
+    @property
+    def console(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.console, name)
+
+
+out_console = LazyConsole()
+err_console = LazyConsole(stderr=True)
+
+EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+
+def error(message: str) -> None:
+    err_console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+# --- signals: the first Ctrl-C stops after the current step, the second at once -------------------
+
+class StopFlag:
+    def __init__(self) -> None:
+        self.requested = False
+        self.run_dir: Path | None = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def install(self) -> StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self.requested:
+            self.requested = True
+            err_console.print("[yellow]stopping after this step (again to quit at once)...[/]")
+            return
+        # every file in a run folder is written atomically or row by row, so leaving now corrupts nothing;
+        # last.pt is the one from the last epoch end, and resume skips the rows already on disk
+        if self.run_dir is not None:
+            try:
+                from skipexp.rundir import files
+
+                if files.mark_interrupted(self.run_dir):  # a finished run keeps its status
+                    sys.stderr.write(f"interrupted; continue with: skipexp resume {self.run_dir}\n")
+                    sys.stderr.flush()
+            except Exception:
+                pass
+        os._exit(EXIT_INTERRUPTED)
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+def reporter_for(stop: StopFlag | None = None):
+    """label -> a progress-bar reporter, as the library asks for one."""
+    return lambda label: make_reporter(label, stop)
+
+
+def make_reporter(label: str, stop: StopFlag | None = None):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from skipexp.training.train import Reporter
+
+    class RichReporter(Reporter):
+        def __init__(self) -> None:
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} steps/s"),
+                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                console=err_console.console, transient=False,
+            )
+            self.task = None
+            self.last = None
+            self.started = False  # a bar that never started must not print its blank line on close
+
+        def on_start(self, run_dir, total_steps, start_step):
+            if stop is not None:
+                stop.run_dir = run_dir
+            self.progress.start()
+            self.started = True
+            self.task = self.progress.add_task(label, total=total_steps, completed=start_step, loss="-", rate="-")
+            self.last = (start_step, None)
+
+        def on_log(self, row):
+            step, elapsed = int(row["step"]), row["elapsed_s"]
+            rate = "-"
+            if self.last[1] is not None and elapsed > self.last[1]:
+                rate = f"{(step - self.last[0]) / (elapsed - self.last[1]):.0f}"
+            self.last = (step, elapsed)
+            self.progress.update(self.task, completed=step, loss=f"{row['train_loss']:.4f}", rate=rate)
+
+        def on_eval(self, row):
+            self.progress.update(self.task, completed=int(row["step"]))
+
+        def on_end(self, status, summary):
+            self.close()
+
+        def close(self):
+            if self.started:
+                self.progress.stop()
+                self.started = False
+
+    return RichReporter()
+
+
+def download_progress():
+    """A progress callback for dataset downloads, drawn on stderr."""
+    state: dict = {}
+
+    def progress(done: int, total: int | None, name: str) -> None:
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        if "p" not in state:
+            state["p"] = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                                  console=err_console.console, transient=True)
+            state["p"].start()
+        p = state["p"]
+        if name not in state:
+            state[name] = p.add_task(f"download {name}", total=total)
+        p.update(state[name], completed=done)
+        if total is not None and done >= total:
+            p.update(state[name], visible=False)
+
+    return progress
+
+

@@ -1,0 +1,204 @@
+"""Commands over many runs: compare, sweep, report, tensorboard."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from skipexp.cli.app import app
+from skipexp.cli.args import complete_yaml, split_configs
+from skipexp.cli.console import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    StopFlag,
+    download_progress,
+    err_console,
+    make_reporter,
+    out_console,
+)
+from skipexp.cli.render import print_compare, print_summary, print_sweep
+from skipexp.core.errors import SkipexpError
+
+
+@app.command()
+def compare(
+    args: Annotated[list[str], typer.Argument(
+        help="Two or more config files, then KEY=VALUE overrides applied to every one.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Folder that receives compare-<time>/.")] = Path("runs"),
+) -> None:
+    """Train configs on the same data, seed and batch order; print them side by side.
+
+    Writes OUT/compare-<time>/ with the member runs in runs/, summary.json, summary.md and plots/.
+    With seed=[0,1,2] each member trains every seed (runs/<member>-seed<N>/) and the table shows means.
+    Example: skipexp compare configs/plain.yaml configs/skip.yaml train.epochs=4
+    """
+    from skipexp.experiments import compare as compare_mod
+
+    configs, overrides = split_configs(args)
+    if len(configs) < 2:
+        raise SkipexpError("needs at least two config files to compare", key="compare")
+    members = compare_mod.plan(configs, overrides)
+    cdir = compare_mod.create_dir(out)
+    compare_mod.write_plan(cdir, members, overrides)
+    stop = StopFlag().install()
+    results = compare_mod.run(
+        members, cdir, should_stop=stop, progress=download_progress(),
+        reporter_for=lambda m, i: make_reporter(f"{m.name} ({i + 1}/{len(members)})", stop))
+    summary = compare_mod.finish(cdir)
+    print_compare(summary)
+    out_console.print(str(cdir))
+    if results and results[-1].status == "interrupted":
+        err_console.print(f"interrupted: resume with [bold]skipexp resume {results[-1].run_dir}[/]; "
+                          f"then [bold]skipexp report {cdir}[/]")
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML: name, base, grid.", show_default=False,
+                                               autocompletion=complete_yaml)],
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help=(
+        "Points run at once; each gets cores // jobs torch threads (default 1; with --backend ray: as many "
+        "as the cluster has room for)."), show_default=False)] = None,
+    list_only: Annotated[bool, typer.Option("--list", help="Print one command per point; run nothing.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="With --list: shell (one line per point) or make.")] = "shell",
+    out: Annotated[Path, typer.Option("--out", help="Folder that receives sweep-<name>/.")] = Path("runs"),
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Where points run: local (subprocesses here) or ray (Ray tasks, here or on a cluster).")
+    ] = "local",
+    address: Annotated[Optional[str], typer.Option(
+        "--address", help="With --backend ray: auto (the cluster `ray start` runs here) or HOST:PORT; "
+        "default: a private Ray on this machine.")] = None,
+    cpus_per_point: Annotated[int, typer.Option(
+        "--cpus-per-point", min=1, help="With --backend ray: CPUs reserved per point (its torch threads).")] = 1,
+) -> None:
+    """Run every point of a grid over a base config into OUT/sweep-<name>/, then summarize and plot.
+
+    Points already completed (or diverged) are skipped and interrupted ones resumed, so running it again
+    finishes an interrupted sweep. Example: skipexp sweep configs/sweeps/depth.yaml --jobs 2
+    """
+    from skipexp.experiments import sweep as sweep_mod
+
+    sw = sweep_mod.load(sweep_file)
+    options: dict = {}
+    if backend == "ray":
+        from skipexp.experiments.sweep import ray_backend
+
+        ray_backend.require_ray()  # before any folder is made: no Ray, exit 2 with the install hint
+    elif address is not None:
+        raise SkipexpError("only means something with --backend ray", key="--address")
+    if list_only and fmt not in ("shell", "make"):
+        raise SkipexpError(f"must be shell or make, got {fmt!r}", key="--format")
+    pts = sweep_mod.points(sw, out, jobs or 1)  # every point built and checked once, here
+    if backend == "ray":
+        options = {"address": address, "cpus_per_point": cpus_per_point, "device": pts[0].cfg.device}
+    if list_only:
+        jobs = jobs or 1
+        sweep_mod.write_sweep_file(sw, out)  # so that `skipexp report` can read the folder at any time
+        # plain text, not the console: make needs its tabs, and a pipe must get exact lines
+        if fmt == "make":
+            typer.echo(sweep_mod.make_file(sw, pts, out, jobs))
+        else:
+            typer.echo("\n".join(sweep_mod.shell_line(p) for p in pts))
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    n_points = len(pts)
+    progress = Progress(TextColumn("[bold]sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[now]}"), TimeElapsedColumn(), console=err_console.console)
+
+    class Listener(sweep_mod.Listener):
+        def __init__(self) -> None:
+            self.running: list[str] = []
+
+        def on_start(self, point):
+            self.running.append(point.name)
+            progress.update(task, now=f"running {', '.join(self.running)}")
+
+        def on_done(self, result):
+            self.running.remove(result.point.name)
+            colour = {"completed": "green", "diverged": "red"}.get(result.status, "yellow")
+            progress.console.print(f"[{colour}]{result.status:>11}[/] {result.point.name} "
+                                   f"({result.seconds:.1f} s)", highlight=False)
+            progress.update(task, advance=1, now=f"running {', '.join(self.running)}" if self.running else "")
+
+    stop = StopFlag().install()
+    task = progress.add_task(sw.name, total=n_points, now="")
+    with progress:
+        outcome = sweep_mod.run(sw, pts, out, jobs if backend == "ray" else (jobs or 1), backend, Listener(),
+                                should_stop=stop, **options)
+        if outcome.skipped:
+            progress.console.print(f"{len(outcome.skipped)} point(s) already done, skipped")
+        progress.update(task, advance=len(outcome.skipped))
+    _, rows, plots_ = sweep_mod.finish(outcome.root)
+    print_sweep(rows, sw.grid, f"sweep {sw.name}: {len(rows)} points")
+    out_console.print(str(outcome.root))
+    bad = [r for r in outcome.ran if r.status not in ("completed", "diverged")]
+    for p in outcome.busy:
+        err_console.print(f"{p.name}: running in another process; report the sweep when it ends")
+    if stop.requested or any(r.status == "interrupted" for r in bad):
+        err_console.print("interrupted: run the same command again to resume the sweep")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    for r in bad:
+        last = r.output.strip().splitlines()[-1] if r.output.strip() else ""
+        err_console.print(f"{r.point.name}: {r.status} (exit {r.returncode}) {last}", markup=False)
+    if bad:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def report(
+    dirs: Annotated[list[Path], typer.Argument(help="Run, comparison or sweep folders.", show_default=False)],
+    tensorboard: Annotated[bool, typer.Option(
+        "--tensorboard", help="Also export every run in them to TensorBoard event files (needs tensorboard).")
+    ] = False,
+) -> None:
+    """Rewrite the summaries and plots of finished or interrupted folders and print their tables.
+
+    Example: skipexp report runs/sweep-depth --tensorboard
+    """
+    from skipexp.experiments import report as report_mod
+
+    if tensorboard:
+        from skipexp.views.tensorboard import writer_class
+
+        writer_class()  # no tensorboard installed: exit 2 with the hint before anything is rewritten
+
+    kinds = [report_mod.kind_of(d) for d in dirs]  # check every folder before rewriting any
+    for d, _ in zip(dirs, kinds):
+        r = report_mod.report(d)
+        if r.kind == "run":
+            print_summary(r.summary, d)
+        elif r.kind == "compare":
+            print_compare(r.summary)
+        else:
+            print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
+        out_console.print(str(d))
+        if tensorboard:
+            from skipexp.views.tensorboard import export_tree
+
+            err_console.print(f"{len(export_tree(d))} run(s) exported to TensorBoard; view with: tensorboard "
+                              f"--logdir {d}", markup=False, highlight=False)
+
+
+@app.command("tensorboard")
+def tensorboard_cmd(
+    dirs: Annotated[list[Path], typer.Argument(
+        help="Run, comparison or sweep folders, or folders holding them.", show_default=False)],
+    histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
+) -> None:
+    """Export runs to TensorBoard: event files in each run folder's tensorboard/, from its CSVs.
+
+    Example: skipexp tensorboard runs/  (then: tensorboard --logdir runs/)
+    """
+    from skipexp.views.tensorboard import export_tree
+
+    written = [p for d in dirs for p in export_tree(d, histograms)]
+    for p in written:
+        out_console.print(str(p), markup=False, highlight=False)
+    err_console.print(f"{len(written)} run(s) exported; view with: tensorboard --logdir "
+                      f"{' '.join(str(d) for d in dirs)}", markup=False, highlight=False)
+
+

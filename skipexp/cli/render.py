@@ -1,0 +1,132 @@
+"""Tables the commands print: what a library function returned, drawn for people."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from skipexp.cli.console import EXIT_INTERRUPTED, err_console, out_console
+from skipexp.core.fmt import number
+
+
+def print_summary(summary: dict, run_dir: Path) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{summary.get('name')}: {summary.get('status')}", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    fmt = number
+    rows = [("steps", summary.get("steps")), ("steps/s", summary.get("steps_per_s")),
+            ("final train loss", summary.get("final_train_loss")),
+            ("final train acc", fmt(summary.get("final_train_acc"), True)),
+            ("final test loss", summary.get("final_test_loss")),
+            ("final test acc", fmt(summary.get("final_test_acc"), True)),
+            ("best test acc", fmt(summary.get("best_test_acc"), True)),
+            ("weight-grad ratio first/last, start → end",
+             f"{fmt(summary.get('grad_ratio_first_last_start'))} → {fmt(summary.get('grad_ratio_first_last_end'))}"),
+            ("act-grad ratio h0/h_last, start → end",
+             f"{fmt(summary.get('act_grad_ratio_first_last_start'))} → "
+             f"{fmt(summary.get('act_grad_ratio_first_last_end'))}")]
+    if summary.get("diverged_at_step") is not None:
+        rows.insert(0, ("diverged at step", summary["diverged_at_step"]))
+    for k, v in rows:
+        t.add_row(k, v if isinstance(v, str) else fmt(v))
+    out_console.print(t)
+
+
+def finish(result) -> None:
+    """Print the outcome of one run and exit with its code."""
+    if result.status == "interrupted":
+        # one line however narrow the terminal, so it can be copied and run
+        from skipexp.rundir import files
+
+        if files.last_checkpoint(result.run_dir).is_file():
+            hint = f"interrupted; continue with: skipexp resume {result.run_dir}"
+        else:
+            hint = f"interrupted; {result.run_dir} has no checkpoint (log.checkpoint: none), so it cannot be resumed"
+        err_console.print(hint, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def print_compare(summary: dict) -> None:
+    from rich.table import Table
+
+    from skipexp.experiments import compare as compare_mod
+
+    names, rows, caption = compare_mod.table(summary)
+    t = Table(title="comparison", caption=caption, title_justify="left", caption_justify="left")
+    t.add_column("")
+    for n in names:
+        t.add_column(n, justify="right")
+    for label, cells in rows:
+        t.add_row(label, *cells, style="yellow" if label.startswith("⚠") else None)
+    out_console.print(t)
+
+
+def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
+    from rich.table import Table
+
+    from skipexp.experiments.report import sweep_table
+
+    head, body = sweep_table(rows, grid)
+    t = Table(title=title, title_justify="left")
+    for i, h in enumerate(head):
+        t.add_column(h, justify="left" if i < len(grid) or h == "status" else "right")
+    for cells in body:
+        style = {"diverged": "red", "completed": None}.get(cells[len(grid)].split(" ")[0], "yellow")
+        t.add_row(*cells, style=style)
+    out_console.print(t)
+
+
+
+def print_theory(r) -> None:
+    """``validate --theory``: a :class:`skipexp.science.theory.TheoryReport`."""
+    from rich.table import Table
+
+    if r.predicted is None:
+        out_console.print(f"theory: no prediction: {r.reason}")
+        out_console.print(f"measured ||dL/dh0|| / ||dL/dh{r.depth}|| at init: {r.measured[0]:.4g}")
+        return
+    b0 = r.blocks[0]
+    out_console.print(
+        f"theory (mean field, per block Linear -> {r.activation} -> Linear, init {r.init}): "
+        f"sigma_w^2 = {b0.sigma_w2:.3g}, sigma_b^2 = {b0.sigma_b2:.3g}, E[phi'(z)^2] = {b0.dphi2:.3g}, "
+        f"chi per block = {b0.chi_branch:.4g}, per unit with its skip = {b0.chi_unit:.4g}", markup=False)
+    t = Table(title=f"||dL/dh_i|| / ||dL/dh{r.depth}|| at init, on {r.examples} training examples",
+              title_justify="left")
+    for col in ("boundary", "predicted", "measured", "measured / predicted"):
+        t.add_column(col, justify="right")
+    for i in r.shown():
+        t.add_row(f"h{i}", f"{r.predicted[i]:.4g}", f"{r.measured[i]:.4g}", f"{r.measured[i] / r.predicted[i]:.3f}")
+    out_console.print(t)
+    out_console.print("the theory assumes wide layers: at width 512 expect agreement within ~10-20%; narrow "
+                      "nets drift further, a few % per block")
+
+
+def print_lesion(m) -> None:
+    """One run of ``lesion``: a :class:`skipexp.science.lesion.MemberLesion`."""
+    from rich.table import Table
+
+    t = Table(title=f"{m.name} ({m.kind}): lesion, test accuracy", title_justify="left")
+    for col in ("removed", "how", "test acc", "change"):
+        t.add_column(col, justify="left" if col in ("removed", "how") else "right")
+    for removed, how, acc, change in m.table():
+        t.add_row(removed, how, "-" if acc != acc else f"{acc:.1%}", "-" if change is None else f"{change:+.1%}")
+    out_console.print(t)
+    out_console.print(str(m.csv), soft_wrap=True)
+
+
+def print_shatter(study) -> None:
+    """``shatter``: a :class:`skipexp.science.shatter.ShatterStudy`."""
+    from rich.table import Table
+
+    t = Table(title="lag-1 correlation of gradients along a line (mean ± s.e.)", title_justify="left")
+    t.add_column("depth", justify="right")
+    for state, kind in study.columns():
+        t.add_column(kind if state == "init" else f"{kind} (trained)", justify="right")
+    t.add_column("2^-L", justify="right")
+    for d, cells in study.grid():
+        t.add_row(str(d), *[f"{c[0]:.3f} ± {c[1]:.3f}" if c else "" for c in cells], f"{2.0 ** -d:.3g}")
+    out_console.print(t)
+    out_console.print(str(study.plot), soft_wrap=True)
+    out_console.print(str(study.folder), soft_wrap=True)

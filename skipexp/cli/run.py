@@ -1,0 +1,116 @@
+"""Commands on one run: train, resume, validate."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from skipexp.cli.app import app
+from skipexp.cli.args import ConfigArg, DeviceOpt, OutOpt, OverridesArg, load_config
+from skipexp.cli.console import StopFlag, download_progress, err_console, out_console, reporter_for
+from skipexp.cli.render import finish, print_summary, print_theory
+from skipexp.core.errors import SkipexpError
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    out: OutOpt = Path("runs"),
+    device: DeviceOpt = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(
+        "--run-dir", help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
+    resume_existing: Annotated[bool, typer.Option(
+        "--resume", help="With --run-dir, if the folder exists: leave a completed or diverged run as it is, "
+        "continue an interrupted one, move anything else aside and train afresh (safe to re-run).")] = False,
+) -> None:
+    """Train one model and write one run folder (one per seed where the config lists several seeds).
+
+    Example: skipexp train configs/skip.yaml model.depth=64 --device cpu
+    """
+    extra = list(overrides or []) + ([f"train.threads={threads}"] if threads is not None else [])
+    cfg = load_config(config, extra, device, name)
+    from skipexp.rundir import runio
+
+    runio.check_writable(out if run_dir is None else run_dir.parent)  # before torch loads: fail in a second
+    from skipexp.experiments import runs
+
+    stop = StopFlag().install()
+    options = {"reporter_for": reporter_for(stop), "should_stop": stop, "progress": download_progress()}
+    try:
+        if resume_existing and run_dir is not None and len(cfg.seeds) == 1:
+            results = [runs.train_or_settle(cfg, run_dir, notify=err_console.print, **options)]
+        else:
+            results = runs.train(cfg, out, run_dir, **options)
+    except SkipexpError as e:  # a config value found wrong only at run time (device, data sizes)
+        raise e.with_file(str(config)) from None
+    for result in results:
+        print_summary(result.summary, result.run_dir)
+        out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
+    for result in results:
+        finish(result)
+
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder with checkpoints/last.pt.", show_default=False)],
+) -> None:
+    """Continue an interrupted or crashed run from its last checkpoint, appending to its files.
+
+    Example: skipexp resume runs/20260101-120000-skip
+    """
+    from skipexp.rundir import runio
+
+    runio.check_resumable(run_dir)  # refusals come before torch loads
+    from skipexp.experiments import runs
+    from skipexp.rundir import files
+
+    stop = StopFlag().install()
+    try:
+        result = runs.resume(run_dir, reporter_for=reporter_for(stop), should_stop=stop,
+                             progress=download_progress())
+    except SkipexpError as e:
+        raise e.with_file(str(run_dir / files.CONFIG)) from None
+    print_summary(result.summary, result.run_dir)
+    out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
+    finish(result)
+
+
+@app.command()
+def validate(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    theory: Annotated[bool, typer.Option(
+        "--theory", help="Also predict the activation-gradient ratio h0/h_last at init and measure it.")] = False,
+) -> None:
+    """Check a config; print it resolved, with one row per layer. Trains nothing.
+
+    Example: skipexp validate configs/plain.yaml model.depth=8 --theory
+    """
+    cfg = load_config(config, overrides)  # before importing torch: a bad config fails in a blink
+
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    from skipexp.core import config as config_mod
+    from skipexp.core.data import input_shape
+    from skipexp.core.models import SkipNet
+
+    out_console.print(Syntax(config_mod.dump(cfg), "yaml", background_color="default"))
+    model = SkipNet(cfg.model, *input_shape(cfg.data))
+    t = Table(title=f"{cfg.name}: {sum(p.numel() for p in model.parameters()):,} parameters")
+    for col, just in (("layer", "left"), ("shape", "left"), ("params", "right"), ("skip", "left")):
+        t.add_column(col, justify=just)
+    for row in model.describe():
+        t.add_row(row["name"], row["shape"], f"{row['params']:,}", row["skip"])
+    out_console.print(t)
+    if theory:
+        from skipexp.science import theory as theory_mod
+
+        print_theory(theory_mod.report(cfg, progress=download_progress()))
+

@@ -1,0 +1,73 @@
+"""Science commands: lesion study and gradient shattering (``validate --theory`` lives with validate)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from skipexp.cli.app import app
+from skipexp.cli.args import ConfigArg, OutOpt, OverridesArg, at_least_one, int_list, load_config
+from skipexp.cli.console import download_progress, out_console
+from skipexp.cli.render import print_lesion, print_shatter
+
+
+@app.command()
+def lesion(
+    run_dir: Annotated[Path, typer.Argument(
+        help="A run folder, or a comparison/sweep folder whose member runs are lesioned and overlaid.",
+        show_default=False)],
+    drop: Annotated[int, typer.Option("--drop", help="Also remove random sets of 2..K units.")] = 1,
+    samples: Annotated[int, typer.Option("--samples", help="Random sets per K.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random sets.")] = 0,
+) -> None:
+    """Remove units of a trained model at test time and measure test accuracy (lesion study).
+
+    Each unit in turn loses its residual branch where it has a skip, or is removed whole where it has none;
+    --drop K adds random sets of 2..K units. Writes lesion.csv and plots/lesion.png into the run folder.
+
+    Example: skipexp lesion runs/20260101-120000-skip --drop 4
+    """
+    from skipexp.science import lesion as lesion_mod
+
+    at_least_one(drop=drop, samples=samples)
+    study = lesion_mod.study(run_dir, drop=drop, samples=samples, seed=seed, progress=download_progress(),
+                             on_member=print_lesion)
+    if study.overlay is not None:
+        out_console.print(str(study.overlay), soft_wrap=True)
+
+
+@app.command()
+def shatter(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    depths: Annotated[str, typer.Option("--depths", help="Comma-separated depths (blocks).")] = "1,2,4,8,16,32",
+    kinds: Annotated[str, typer.Option("--kinds", help="Comma-separated skip kinds to compare.")] = "none,identity",
+    seeds: Annotated[int, typer.Option("--seeds", help="Networks drawn per kind and depth.")] = 3,
+    pairs: Annotated[int, typer.Option("--pairs", help="Lines (pairs of test inputs) per network.")] = 4,
+    checkpoint: Annotated[Optional[Path], typer.Option(
+        "--checkpoint", help="Also probe this trained run folder's model.")] = None,
+    out: OutOpt = Path("runs"),
+) -> None:
+    """Correlation of gradients along a line in input space against depth, at init (shattered gradients).
+
+    Plain nets shatter (Balduzzi et al.: ~2^-L), skip nets much less. Writes OUT/<time>-shatter-<name>/
+    with shatter.csv and plots/shatter.png.
+
+    Example: skipexp shatter configs/skip.yaml model.init=kaiming --depths 1,2,4,8,16
+    """
+    from skipexp.core.registry import SKIPS
+
+    # every argument is checked before torch is imported: a typo costs no wait
+    at_least_one(seeds=seeds, pairs=pairs)
+    cfg = load_config(config, overrides)
+    depth_list = int_list(depths, "--depths")
+    kind_list = [k.strip() for k in kinds.split(",") if k.strip()]
+    for k in kind_list:
+        SKIPS.check(k, "--kinds")
+    for d in depth_list:  # the config's own checks (span must divide depth, ...) at every depth
+        load_config(config, list(overrides or []) + [f"model.depth={d}"])
+
+    from skipexp.science import shatter as shatter_mod
+
+    print_shatter(shatter_mod.study(cfg, depth_list, kind_list, seeds, pairs, out, checkpoint, download_progress()))

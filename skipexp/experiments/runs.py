@@ -1,0 +1,108 @@
+"""Train one config the way ``skipexp train`` and every member of a comparison do.
+
+One run folder for a config with one seed; with several (``seed: [0, 1, 2]``) one ordinary run folder per
+seed, ``<name>-seed<N>``, the seeds trained together where the model allows. ``train --run-dir D --resume``
+on an existing D first settles it (:func:`train_or_settle`), the rule a sweep's point commands rely on.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skipexp.core.config import RunConfig
+from skipexp.rundir import files
+
+if TYPE_CHECKING:
+    from skipexp.training.train import Reporter, RunResult
+
+# label -> the reporter for one training; the library closes what it asked for
+ReporterFor = Callable[[str], "Reporter"]
+
+
+def seed_run_name(name: str, seed: int) -> str:
+    """The folder (and run) name of one seed of a config with several seeds."""
+    return f"{name}-seed{seed}"
+
+
+def seed_configs(cfg: RunConfig) -> list[RunConfig]:
+    """One one-seed config per seed of ``cfg``, named after its seed."""
+    return [cfg.replace(seed=s, name=seed_run_name(cfg.name, s)) for s in cfg.seeds]
+
+
+def _close(reporter: Any) -> None:
+    if reporter is not None and hasattr(reporter, "close"):
+        reporter.close()
+
+
+def train(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter_for: ReporterFor | None = None,
+          should_stop: Callable[[], bool] = lambda: False, progress: Any = None) -> list[RunResult]:
+    """Create the run folder(s) of ``cfg`` and train; one result per seed.
+
+    ``run_dir`` names the folder exactly (for several seeds: ``<run_dir>-seed<N>``); without it the
+    folder is ``out/<time>-<name>``.
+    """
+    from skipexp.training import train as train_mod
+
+    if len(cfg.seeds) == 1:
+        run_dir = train_mod.create_run(cfg, out, run_dir)
+        reporter = reporter_for(cfg.name) if reporter_for else None
+        try:
+            return [train_mod.train(cfg, run_dir, reporter=reporter, should_stop=should_stop, progress=progress)]
+        finally:
+            _close(reporter)
+    from skipexp.training import vectorized
+
+    cfgs = seed_configs(cfg)
+    dirs = [train_mod.create_run(one, out, None if run_dir is None else run_dir.parent / seed_run_name(run_dir.name, s))
+            for one, s in zip(cfgs, cfg.seeds)]
+    reporter = reporter_for(f"{cfg.name} ×{len(cfgs)} seeds") if reporter_for else None
+    try:
+        return vectorized.train_seeds(cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress)
+    finally:
+        _close(reporter)
+
+
+def resume(run_dir: Path, *, reporter_for: ReporterFor | None = None,
+           should_stop: Callable[[], bool] = lambda: False, progress: Any = None) -> RunResult:
+    """Continue an interrupted or crashed run from its last checkpoint."""
+    from skipexp.training import train as train_mod
+
+    reporter = reporter_for(run_dir.name) if reporter_for else None
+    try:
+        return train_mod.resume(run_dir, reporter=reporter, should_stop=should_stop, progress=progress)
+    finally:
+        _close(reporter)
+
+
+def train_or_settle(cfg: RunConfig, run_dir: Path, *, reporter_for: ReporterFor | None = None,
+                    should_stop: Callable[[], bool] = lambda: False, progress: Any = None,
+                    notify: Callable[[str], None] = lambda message: None) -> RunResult:
+    """``train --run-dir D --resume``: a finished run in D is kept, an interrupted one resumed, anything
+    else moved aside and trained afresh (what :func:`skipexp.experiments.sweep.state.settle` decides).
+    ``notify`` hears one line on what was done."""
+    from skipexp.experiments.sweep.state import settle
+    from skipexp.training import train as train_mod
+
+    if not run_dir.exists():
+        return train(cfg, run_dir.parent, run_dir, reporter_for=reporter_for, should_stop=should_stop,
+                     progress=progress)[0]
+    state, moved = settle(run_dir, cfg)
+    if state == "done":
+        from skipexp.rundir.summary import write_summary
+
+        # rewritten, not trusted: a run stopped while it was writing its summary or plots lacks them
+        summary = write_summary(run_dir)
+        if not (run_dir / files.PLOTS / "grad_heatmap.png").is_file():
+            from skipexp.views import plots
+
+            plots.plot_run(run_dir)
+        notify(f"{run_dir}: already {summary['status']}; nothing to do")
+        return train_mod.RunResult(run_dir, summary["status"], summary)
+    if state == "resume":
+        notify(f"{run_dir}: resuming the interrupted run")
+        return resume(run_dir, reporter_for=reporter_for, should_stop=should_stop, progress=progress)
+    if moved is not None:
+        notify(f"{run_dir}: nothing to resume there; moved it to {moved.name} and training afresh")
+    return train(cfg, run_dir.parent, run_dir, reporter_for=reporter_for, should_stop=should_stop,
+                 progress=progress)[0]

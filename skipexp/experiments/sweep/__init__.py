@@ -1,0 +1,36 @@
+"""Sweeps: a grid of overrides over a base config, one run folder per point, run by a pluggable backend.
+
+- :mod:`.spec`: the sweep file, its points, their folder names and commands (shell lines, a Makefile)
+- :mod:`.state`: what a point's folder holds (new, done, resume, stale, running) and settling it
+- :mod:`.local`: what a backend is given and returns, and the local backend (subprocesses here)
+- :mod:`.ray_backend`: points as Ray tasks, here or on a cluster
+- :mod:`.backends`: the backends by name, and :func:`run`
+- :mod:`.summary`: summary.csv and the plots of a sweep folder, from disk
+"""
+from skipexp.core.machine import default_cores
+from skipexp.experiments.sweep.backends import BACKENDS, SweepOutcome, check_backend, run
+from skipexp.experiments.sweep.local import Listener, PointResult, command_for, run_local
+from skipexp.experiments.sweep.spec import (
+    Point,
+    Sweep,
+    folder_points,
+    is_sweep_dir,
+    load,
+    load_folder,
+    make_file,
+    point_name,
+    points,
+    shell_line,
+    sweep_dir,
+    threads_per_job,
+    write_sweep_file,
+)
+from skipexp.experiments.sweep.state import config_differences, flatten, point_state, read_status, settle
+from skipexp.experiments.sweep.summary import collect, finish, write_summary_csv
+
+__all__ = [
+    "BACKENDS", "Listener", "Point", "PointResult", "Sweep", "SweepOutcome", "check_backend", "collect",
+    "command_for", "config_differences", "default_cores", "finish", "flatten", "folder_points", "is_sweep_dir",
+    "load", "load_folder", "make_file", "point_name", "point_state", "points", "read_status", "run", "run_local",
+    "settle", "shell_line", "sweep_dir", "threads_per_job", "write_summary_csv", "write_sweep_file",
+]

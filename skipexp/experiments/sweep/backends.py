@@ -1,0 +1,58 @@
+"""The sweep backends by name, and :func:`run`: every point that is not done yet, on one of them."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skipexp.core.errors import SkipexpError
+from skipexp.experiments.sweep import ray_backend
+from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
+from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
+from skipexp.experiments.sweep.state import point_state, read_status, settle
+
+# name -> backend(points, jobs, listener, should_stop, **options); see skipexp.experiments.sweep.local
+BACKENDS: dict[str, Backend] = {"local": run_local, "ray": ray_backend.backend}
+
+
+@dataclass
+class SweepOutcome:
+    sweep: Sweep
+    root: Path
+    skipped: list[PointResult] = field(default_factory=list)   # done before this run
+    ran: list[PointResult] = field(default_factory=list)
+    busy: list[Point] = field(default_factory=list)            # running in another process
+
+
+def check_backend(backend: str) -> Backend:
+    if backend not in BACKENDS:
+        raise SkipexpError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}", key="--backend")
+    return BACKENDS[backend]
+
+
+def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend: str = "local",
+        listener: Listener | None = None, should_stop: Callable[[], bool] = lambda: False,
+        **backend_options: Any) -> SweepOutcome:
+    """Run every point of ``pts`` (from :func:`~skipexp.experiments.sweep.spec.points`) that is not done yet.
+
+    ``jobs`` None lets the backend choose (Ray: as many as the cluster has room for).
+    """
+    run_points = check_backend(backend)
+    listener = listener or Listener()
+    write_sweep_file(sweep, out)
+    outcome = SweepOutcome(sweep, sweep_dir(sweep, out))
+    todo = []
+    for p in pts:
+        state = point_state(p.run_dir)
+        if state == "done":
+            settle(p.run_dir, p.cfg)  # a result of another config (an edited base) must not pass as this one
+            outcome.skipped.append(PointResult(p, read_status(p.run_dir), None))
+        elif state == "running":
+            outcome.busy.append(p)
+        else:
+            todo.append(p)
+    outcome.ran = run_points(todo, jobs, listener, should_stop, **backend_options)
+    return outcome
+
+

@@ -1,0 +1,101 @@
+"""The state of a point's folder, and settling it before a run.
+
+Re-running a sweep is safe because a point's state is read from its folder (:func:`point_state`):
+``done`` (completed or diverged: a result, never run again), ``resume`` (interrupted or crashed with
+``checkpoints/last.pt``: continued from it), ``stale`` (a folder with nothing to resume: moved aside to
+``DIR.stale-<time>`` and trained afresh), ``running`` (another process is on it: left alone) or ``new``.
+``skipexp train --run-dir DIR --resume`` applies the same rule (:func:`settle`), so the Makefile can
+re-run any point command without harm.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from skipexp.core.config import RunConfig
+from skipexp.core.errors import SkipexpError
+from skipexp.rundir import files, runio
+
+
+def point_state(run_dir: Path) -> str:
+    """new | done | running | resume | stale (see the module docstring)."""
+    if not run_dir.exists():
+        return "new"
+    if not runio.is_run_dir(run_dir):
+        return "stale"
+    try:
+        status = runio.effective_status(files.read_meta(run_dir))
+    except SkipexpError:
+        return "stale"
+    if status in files.FINISHED:
+        return "done"
+    if status == "running":
+        return "running"
+    if status in ("interrupted", "crashed", "failed") and files.last_checkpoint(run_dir).is_file():
+        return "resume"
+    return "stale"
+
+
+def move_aside(run_dir: Path) -> Path:
+    target = run_dir.with_name(f"{run_dir.name}.stale-{runio.timestamp()}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = run_dir.with_name(f"{run_dir.name}.stale-{runio.timestamp()}-{n}")
+    os.replace(run_dir, target)
+    return target
+
+
+# Keys that change how fast a run goes, not what it computes: a point may be resumed with other values.
+_NEUTRAL_KEYS = ("name", "train.threads", "device")
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted key -> value."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ between two config dicts: key -> (a's value, b's value)."""
+    fa, fb = flatten(a), flatten(b)
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+            if k not in ignore and fa.get(k) != fb.get(k)}
+
+
+def settle(run_dir: Path, cfg: RunConfig | dict) -> tuple[str, Path | None]:
+    """Decide what ``train --run-dir DIR --resume`` does with an existing DIR: (state, moved-aside path).
+
+    A folder holding a run of another config (``cfg``, or its dict) is an error: resuming it would mix
+    two experiments.
+    """
+    cfg_dict = cfg.to_dict() if isinstance(cfg, RunConfig) else cfg
+    state = point_state(run_dir)
+    if state == "running":
+        raise SkipexpError("another process is training this run now", file=str(run_dir))
+    if state in ("done", "resume"):
+        on_disk = files.read_config_dict(run_dir)
+        diff = config_differences(on_disk, cfg_dict, _NEUTRAL_KEYS)
+        if diff:
+            k, (old, new) = next(iter(diff.items()))
+            raise SkipexpError(f"holds a run with {k}={old!r}, not {new!r}; move it away or change --run-dir",
+                               file=str(run_dir), key=k)
+    moved = move_aside(run_dir) if state == "stale" else None
+    return state, moved
+
+
+def read_status(run_dir: Path) -> str:
+    if not runio.is_run_dir(run_dir):
+        return "missing"
+    try:
+        return runio.effective_status(files.read_meta(run_dir))
+    except SkipexpError:
+        return "unknown"
+
+
