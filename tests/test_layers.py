@@ -1,6 +1,8 @@
 """The package's layers keep one import direction: cli -> experiments | science -> training -> views -> rundir -> core.
 
-Every import counts, function-local ones included (they hide a circle rather than remove it).
+Every import that runs counts, function-local ones included (they hide a circle rather than remove it);
+imports under ``if TYPE_CHECKING:`` only name types and do not. ``skipexp.api`` is the Python face of the
+top layer, beside the CLI.
 """
 import ast
 from pathlib import Path
@@ -8,7 +10,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parent.parent / "skipexp"
 
 # left to right: a module may import its own layer and the layers to its right, never one to its left
-LAYERS = [("cli",), ("experiments", "science"), ("training",), ("views",), ("rundir",), ("core",)]
+LAYERS = [("cli", "api"), ("experiments", "science"), ("training",), ("views",), ("rundir",), ("core",)]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 
@@ -28,7 +30,7 @@ def imports_in(text: str, package: str) -> set[str]:
     """Every skipexp module a source text imports, at any depth of its code (``from a import b`` names
     a.b where a.b is a module, else a). ``package`` resolves relative imports."""
     found = set()
-    for node in ast.walk(ast.parse(text)):
+    for node in _runtime_nodes(ast.parse(text)):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -39,6 +41,19 @@ def imports_in(text: str, package: str) -> set[str]:
             for a in node.names:
                 found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base)
     return {m for m in found if m == "skipexp" or m.startswith("skipexp.")}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:``, which only the type checker runs."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", None) == "TYPE_CHECKING":
+                todo.extend(child.orelse)
+            else:
+                todo.append(child)
 
 
 MODULES = {module_name(p) for p in PKG.rglob("*.py")}
