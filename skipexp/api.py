@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from skipexp.core.errors import SkipexpError
+from skipexp.rundir import files
 
 if TYPE_CHECKING:
     import pandas
 
     from skipexp.core.config import RunConfig
-    from skipexp.training.train import RunResult
+    from skipexp.training.session import RunResult
 
 PathLike = Union[str, "os.PathLike[str]"]
 # what load and curves accept: a folder, a training result (its run folder), or several of them
@@ -37,11 +39,11 @@ Rows = Union["pandas.DataFrame", list[dict[str, Any]]]
 
 # The per-step CSVs of a run folder that :func:`curves` reads: name -> (file, what a row holds).
 CURVES: dict[str, tuple[str, str]] = {
-    "metrics": ("metrics.csv", "train loss, accuracy, learning rate and total gradient norm every log.every steps"),
-    "eval": ("eval.csv", "test loss and accuracy at each evaluation"),
-    "grad_norms": ("grad_norms.csv", "the gradient norm of every weight layer, one column per layer"),
-    "act_grad_norms": ("act_grad_norms.csv", "the norm of dloss/dh at every block boundary h0..hL"),
-    "act_norms": ("act_norms.csv", "the RMS of the activations at every block boundary h0..hL"),
+    "metrics": (files.METRICS, "train loss, accuracy, learning rate and total gradient norm every log.every steps"),
+    "eval": (files.EVAL, "test loss and accuracy at each evaluation"),
+    "grad_norms": (files.GRAD_NORMS, "the gradient norm of every weight layer, one column per layer"),
+    "act_grad_norms": (files.ACT_GRAD_NORMS, "the norm of dloss/dh at every block boundary h0..hL"),
+    "act_norms": (files.ACT_NORMS, "the RMS of the activations at every block boundary h0..hL"),
 }
 
 
@@ -137,7 +139,7 @@ def _compare_entries(folder: Path) -> list[Entry]:
     from skipexp.experiments import compare
     from skipexp.rundir import runio
 
-    plan = runio.read_json(folder / "summary.json")
+    plan = runio.read_json(folder / files.SUMMARY)
     return [({"member": m["name"]}, folder / rel, "not started")
             for m in plan.get("members", []) for rel in compare.member_runs(m)]
 
@@ -161,10 +163,10 @@ def _config(run_dir: Path) -> dict[str, Any]:
     """config.yaml of a run as dotted keys (the config it trained with, every default filled in)."""
     import yaml
 
-    from skipexp.experiments.sweep import flatten
+    from skipexp.experiments.sweep.state import flatten
 
     try:
-        raw = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        raw = yaml.safe_load((run_dir / files.CONFIG).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise SkipexpError(f"unreadable config.yaml ({e.__class__.__name__})", file=str(run_dir)) from None
     return flatten(raw) if isinstance(raw, dict) else {}
@@ -181,7 +183,7 @@ def _identity(entry: Entry, cfg: dict[str, Any] | None = None) -> dict[str, Any]
     cfg = _config(run_dir) if cfg is None else cfg
     # grid values as the run resolved them (a sweep file's "1e-3" is the float 0.001 in the config)
     who.update((k, cfg[k]) for k in ident if k in cfg)
-    meta = runio.read_json(run_dir / "meta.json")
+    meta = runio.read_json(run_dir / files.META)
     return {**who, "run": meta.get("name", run_dir.name), "seed": meta.get("seed", cfg.get("seed")),
             "path": str(run_dir)}
 
@@ -191,16 +193,16 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     from skipexp.rundir import runio
     from skipexp.rundir.summary import summarize
 
-    status = runio.effective_status(runio.read_json(run_dir / "meta.json"))
-    if (run_dir / "summary.json").is_file():
-        s = runio.read_json(run_dir / "summary.json")
+    status = runio.effective_status(runio.read_json(run_dir / files.META))
+    if (run_dir / files.SUMMARY).is_file():
+        s = runio.read_json(run_dir / files.SUMMARY)
         if s.get("status") == status:
             return s
     return summarize(run_dir)
 
 
 def _run_row(entry: Entry) -> dict[str, Any]:
-    from skipexp.experiments.sweep import flatten
+    from skipexp.experiments.sweep.state import flatten
 
     _, run_dir, absent = entry
     if not _is_run(run_dir):
@@ -235,10 +237,10 @@ def _table(rows: list[dict[str, Any]], as_frame: bool | None) -> Rows:
 
 # --- training ------------------------------------------------------------------------------------
 
-def train(config: "PathLike | Mapping[str, Any] | RunConfig",
+def train(config: PathLike | Mapping[str, Any] | RunConfig,
           overrides: Sequence[str] | Mapping[str, Any] | str = (), *,
           out: PathLike = "runs", name: str | None = None, device: str | None = None,
-          threads: int | None = None, run_dir: PathLike | None = None, plots: bool = True) -> list["RunResult"]:
+          threads: int | None = None, run_dir: PathLike | None = None, plots: bool = True) -> list[RunResult]:
     """Train a config as ``skipexp train`` does, quietly; return one result per seed.
 
     ``config`` is a YAML file, a dict with the same keys as one, or a ``RunConfig``. ``overrides`` are
@@ -263,22 +265,16 @@ def train(config: "PathLike | Mapping[str, Any] | RunConfig",
     runio.check_writable(out if run_dir is None else run_dir.parent)
     # as the command does before torch loads: idle OpenMP threads sleep rather than spin (see skipexp.cli)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from skipexp.training import train as train_mod
-    from skipexp.training import vectorized
+    from skipexp.experiments import runs
 
     with _keep_pyplot_backend():
         try:
-            if len(cfg.seeds) == 1:
-                return [train_mod.train(cfg, train_mod.create_run(cfg, out, run_dir), plots=plots)]
-            cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in cfg.seeds]
-            dirs = [train_mod.create_run(c, out, None if run_dir is None else run_dir.parent / f"{run_dir.name}-seed{s}")
-                    for c, s in zip(cfgs, cfg.seeds)]
-            return vectorized.train_seeds(cfgs, dirs, plots=plots)
+            return runs.train(cfg, out, run_dir, plots=plots)
         except SkipexpError as e:  # a value found wrong only at run time (device, data sizes)
             raise (e.with_file(source) if source else e) from None
 
 
-def _load_config(config: Any, overrides: Any, **options: Any) -> tuple["RunConfig", str | None]:
+def _load_config(config: Any, overrides: Any, **options: Any) -> tuple[RunConfig, str | None]:
     """The RunConfig and, for a file, its path: through the functions ``skipexp train`` reads configs with."""
     from skipexp.core import config as config_mod
 
@@ -305,7 +301,7 @@ def _plain(m: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _override_strings(overrides: Any) -> list[str]:
-    from skipexp.experiments.sweep import format_value
+    from skipexp.core.fmt import value as format_value
 
     if isinstance(overrides, str):
         return [overrides]

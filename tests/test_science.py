@@ -85,6 +85,18 @@ def test_rezero_and_projection_keep_the_shortcut():
         assert torch.allclose(lesion.forward_lesioned(model, x, {2}), expected, atol=1e-6), kind
 
 
+def test_a_scaled_shortcut_keeps_its_scale_when_the_branch_is_removed():
+    for skip in ({"kind": "identity", "scale": 0.5}, {"kind": "projection", "project": "always", "scale": 0.5}):
+        cfg = config.from_dict({"model": {"depth": 4, "width": 16, "skip": skip}})
+        torch.manual_seed(0)
+        model = SkipNet(cfg.model, 16, 10).eval()
+        x = torch.randn(32, 16)
+        handle = model.blocks[1].register_forward_hook(lambda m, i, out: torch.zeros_like(out))
+        expected = model(x)  # oracle: the branch outputs zeros, so the unit gives scale * P(x)
+        handle.remove()
+        assert torch.allclose(lesion.forward_lesioned(model, x, {1}), expected, atol=1e-6), skip
+
+
 def test_dense_units_have_their_outputs_zeroed_and_unbypassed_units_are_plain():
     model = _model("dense")
     x = torch.randn(32, 16)
@@ -186,11 +198,13 @@ WIDE = 512
 TOLERANCE = 0.2  # measured / predicted within 20% at width 512 and depth 6 (seen: within ~12%)
 
 
-@pytest.mark.parametrize("init,kind,activation", [("kaiming", "none", "relu"), ("default", "none", "relu"),
-                                                  ("xavier", "none", "tanh"), ("kaiming", "identity", "relu")])
-def test_theory_matches_measurement_on_a_wide_net(init, kind, activation):
+@pytest.mark.parametrize("init,kind,activation,scale", [
+    ("kaiming", "none", "relu", 1.0), ("default", "none", "relu", 1.0), ("xavier", "none", "tanh", 1.0),
+    ("kaiming", "identity", "relu", 1.0), ("kaiming", "identity", "relu", 0.5)])
+def test_theory_matches_measurement_on_a_wide_net(init, kind, activation, scale):
+    skip = {"kind": kind} if kind == "none" else {"kind": kind, "scale": scale}
     cfg = config.from_dict({"model": {"depth": 6, "width": WIDE, "init": init, "activation": activation,
-                                      "skip": {"kind": kind}}})
+                                      "skip": skip}})
     torch.manual_seed(0)
     model = SkipNet(cfg.model, 32, 10)
     x, y = torch.randn(256, 32), torch.randint(0, 10, (256,))
@@ -198,7 +212,9 @@ def test_theory_matches_measurement_on_a_wide_net(init, kind, activation):
     measured = theory.measure(model, x, y)
     assert measured[0] / predicted[0] == pytest.approx(1.0, abs=TOLERANCE)
     # and the prediction itself is the closed form where there is one (ReLU: E[phi'^2] = 1/2)
-    closed = {("kaiming", "none"): 2.0 ** 3, ("kaiming", "identity"): 3.0 ** 3, ("default", "none"): 18.0 ** -3}
+    # and a shortcut scale * x adds scale^2 per unit: sqrt((scale^2 + chi)^6)
+    closed = {("kaiming", "none"): 2.0 ** 3, ("kaiming", "identity"): (scale ** 2 + 2.0) ** 3,
+              ("default", "none"): 18.0 ** -3}
     if (init, kind) in closed:
         assert predicted[0] == pytest.approx(closed[(init, kind)], rel=0.1)
 

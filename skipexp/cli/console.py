@@ -92,7 +92,6 @@ def make_reporter(label: str, stop: StopFlag | None = None):
                 console=err_console.console, transient=False,
             )
             self.task = None
-            self.last = None
             self.started = False  # a bar that never started must not print its blank line on close
 
         def on_start(self, run_dir, total_steps, start_step):
@@ -101,14 +100,13 @@ def make_reporter(label: str, stop: StopFlag | None = None):
             self.progress.start()
             self.started = True
             self.task = self.progress.add_task(label, total=total_steps, completed=start_step, loss="-", rate="-")
-            self.last = (start_step, None)
 
         def on_log(self, row):
-            step, elapsed = int(row["step"]), row["elapsed_s"]
-            rate = "-"
-            if self.last[1] is not None and elapsed > self.last[1]:
-                rate = f"{(step - self.last[0]) / (elapsed - self.last[1]):.0f}"
-            self.last = (step, elapsed)
+            from skipexp.rundir.summary import steps_per_second
+
+            # the run's average so far, on the clock summary.json's steps/s uses, so the bar ends on its figure
+            step, per_s = int(row["step"]), steps_per_second(int(row["step"]), row["elapsed_s"])
+            rate = "-" if per_s is None else f"{per_s:.0f}"
             self.progress.update(self.task, completed=step, loss=f"{row['train_loss']:.4f}", rate=rate)
 
         def on_eval(self, row):

@@ -61,6 +61,8 @@ def print_compare(summary: dict) -> None:
     for label, cells in rows:
         t.add_row(label, *cells, style="yellow" if label.startswith("⚠") else None)
     out_console.print(t)
+    for note in compare_mod.NOTES:
+        out_console.print(f"  {note}", style="dim", markup=False, highlight=False)
 
 
 def print_sweep(rows: list[dict], grid: dict, title: str) -> None:

@@ -27,9 +27,9 @@ from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number
 from skipexp.experiments import runs
-from skipexp.experiments.runs import seed_run_name
 from skipexp.experiments.sweep.state import config_differences, flatten
 from skipexp.rundir import files, runio
+from skipexp.rundir import summary as summary_mod
 
 # Keys that may differ between members without making the comparison unfair.
 NEUTRAL = ("name", "train.threads")
@@ -80,7 +80,7 @@ def _plan_entry(m: Member) -> dict:
     if len(m.cfg.seeds) == 1:
         return {"name": m.name, "config": m.source, "run": f"runs/{m.name}"}
     return {"name": m.name, "config": m.source, "seeds": list(m.cfg.seeds),
-            "runs": [f"runs/{seed_run_name(m.name, s)}" for s in m.cfg.seeds]}
+            "runs": [f"runs/{files.seed_run_name(m.name, s)}" for s in m.cfg.seeds]}
 
 
 def member_runs(m: dict) -> list[str]:
@@ -245,13 +245,18 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
     return [m["name"] for m in members], rows, caption
 
 
+# what the table's words mean, under it on the console and in summary.md
+NOTES = (summary_mod.FINAL_BEST, summary_mod.STEPS,
+         "A ratio far below 1 means the first layer gets a much smaller gradient than the last: "
+         "the signal dies on its way back to the input.")
+
+
 def markdown(s: dict) -> str:
     names, rows, caption = table(s)
     lines = [f"# comparison ({s.get('created', '')})", "", caption, "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
-    lines += ["", "A ratio far below 1 means the first layer gets a much smaller gradient than the last: "
-              "the signal dies on its way back to the input.", ""]
+    lines += [""] + [f"- {n}" for n in NOTES] + [""]
     if s.get("overrides"):
         lines.insert(3, f"overrides applied to every config: `{' '.join(s['overrides'])}`\n")
     return "\n".join(lines)

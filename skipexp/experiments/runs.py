@@ -20,45 +20,26 @@ if TYPE_CHECKING:
 ReporterFor = Callable[[str], "Reporter"]
 
 
-def seed_run_name(name: str, seed: int) -> str:
-    """The folder (and run) name of one seed of a config with several seeds."""
-    return f"{name}-seed{seed}"
-
-
-def seed_configs(cfg: RunConfig) -> list[RunConfig]:
-    """One one-seed config per seed of ``cfg``, named after its seed."""
-    return [cfg.replace(seed=s, name=seed_run_name(cfg.name, s)) for s in cfg.seeds]
-
-
 def _close(reporter: Any) -> None:
     if reporter is not None and hasattr(reporter, "close"):
         reporter.close()
 
 
 def train(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter_for: ReporterFor | None = None,
-          should_stop: Callable[[], bool] = lambda: False, progress: Any = None) -> list[RunResult]:
+          should_stop: Callable[[], bool] = lambda: False, progress: Any = None,
+          plots: bool = True) -> list[RunResult]:
     """Create the run folder(s) of ``cfg`` and train; one result per seed.
 
     ``run_dir`` names the folder exactly (for several seeds: ``<run_dir>-seed<N>``); without it the
     folder is ``out/<time>-<name>``.
     """
-    from skipexp.training import train as train_mod
+    from skipexp.training.api import train_config
 
-    if len(cfg.seeds) == 1:
-        run_dir = train_mod.create_run(cfg, out, run_dir)
-        reporter = reporter_for(cfg.name) if reporter_for else None
-        try:
-            return [train_mod.train(cfg, run_dir, reporter=reporter, should_stop=should_stop, progress=progress)]
-        finally:
-            _close(reporter)
-    from skipexp.training import vectorized
-
-    cfgs = seed_configs(cfg)
-    dirs = [train_mod.create_run(one, out, None if run_dir is None else run_dir.parent / seed_run_name(run_dir.name, s))
-            for one, s in zip(cfgs, cfg.seeds)]
-    reporter = reporter_for(f"{cfg.name} ×{len(cfgs)} seeds") if reporter_for else None
+    label = cfg.name if len(cfg.seeds) == 1 else f"{cfg.name} ×{len(cfg.seeds)} seeds"
+    reporter = reporter_for(label) if reporter_for else None
     try:
-        return vectorized.train_seeds(cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress)
+        return train_config(cfg, out, run_dir, reporter=reporter, should_stop=should_stop, progress=progress,
+                            plots=plots)
     finally:
         _close(reporter)
 
@@ -68,11 +49,20 @@ def resume(run_dir: Path, *, reporter_for: ReporterFor | None = None,
     """Continue an interrupted or crashed run from its last checkpoint."""
     from skipexp.training import train as train_mod
 
-    reporter = reporter_for(run_dir.name) if reporter_for else None
+    reporter = reporter_for(_run_name(run_dir)) if reporter_for else None
     try:
         return train_mod.resume(run_dir, reporter=reporter, should_stop=should_stop, progress=progress)
     finally:
         _close(reporter)
+
+
+def _run_name(run_dir: Path) -> str:
+    """The name the run was trained under (its bar's label), or its folder's where config.yaml is unreadable
+    (resume then refuses the folder with its own message)."""
+    try:
+        return str(files.read_config_dict(run_dir).get("name") or run_dir.name)
+    except Exception:
+        return run_dir.name
 
 
 def train_or_settle(cfg: RunConfig, run_dir: Path, *, reporter_for: ReporterFor | None = None,

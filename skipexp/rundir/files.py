@@ -34,6 +34,7 @@ METRICS = "metrics.csv"         # one row per log step
 EVAL = "eval.csv"               # one row per evaluation
 GRAD_NORMS = "grad_norms.csv"   # per-layer weight-gradient norms
 ACT_GRAD_NORMS = "act_grad_norms.csv"  # per-boundary activation-gradient norms
+ACT_NORMS = "act_norms.csv"     # per-boundary activation RMS
 TRAIN_LOG = "train.log"         # tracebacks and notes of the training process
 LOCK = ".lock"                  # flock'd while a process trains in the folder
 CHECKPOINTS = "checkpoints"     # folder: last.pt, epoch-N.pt
@@ -49,6 +50,11 @@ SUMMARY_MD = "summary.md"       # comparison: the table as markdown
 SUMMARY_CSV = "summary.csv"     # sweep: one row per point
 SWEEP_FILE = "sweep.yaml"       # sweep: the sweep, its base made absolute
 RUNS = "runs"                   # comparison: the member run folders
+
+
+def seed_run_name(name: str, seed: int) -> str:
+    """The folder (and run) name of one seed of a config that lists several."""
+    return f"{name}-seed{seed}"
 
 
 def last_checkpoint(run_dir: Path) -> Path:

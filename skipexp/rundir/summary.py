@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 
 # What "final" and "best" mean, quoted by the README and the comparison table's footnote.
 FINAL_BEST = ("train: final = mean over the last tenth of the logged training batches, best = the lowest "
@@ -103,11 +103,11 @@ def _ratio(row: dict, first: str, last: str) -> float | None:
 
 
 def summarize(run_dir: Path) -> dict:
-    meta = runio.read_json(run_dir / "meta.json") if (run_dir / "meta.json").exists() else {}
-    metrics = runio.read_csv(run_dir / "metrics.csv")
-    evals = runio.read_csv(run_dir / "eval.csv")
-    grads = runio.read_csv(run_dir / "grad_norms.csv")
-    acts = runio.read_csv(run_dir / "act_grad_norms.csv")
+    meta = runio.read_json(run_dir / files.META) if (run_dir / files.META).exists() else {}
+    metrics = runio.read_csv(run_dir / files.METRICS)
+    evals = runio.read_csv(run_dir / files.EVAL)
+    grads = runio.read_csv(run_dir / files.GRAD_NORMS)
+    acts = runio.read_csv(run_dir / files.ACT_GRAD_NORMS)
     s: dict = {"name": meta.get("name", run_dir.name), "status": runio.effective_status(meta) if meta else "unknown"}
     if meta.get("diverged_at_step") is not None:
         s["diverged_at_step"] = meta["diverged_at_step"]
@@ -137,5 +137,5 @@ def summarize(run_dir: Path) -> dict:
 
 def write_summary(run_dir: Path) -> dict:
     s = summarize(run_dir)
-    runio.write_json(run_dir / "summary.json", s)
+    runio.write_json(run_dir / files.SUMMARY, s)
     return s

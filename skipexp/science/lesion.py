@@ -51,9 +51,7 @@ def removal(model: SkipNet, u: int) -> str | None:
 
 
 def _shortcut(model: SkipNet, u: int, x: torch.Tensor) -> torch.Tensor:
-    skip = model.skips[model.units[u].skip]
-    proj = getattr(skip, "proj", None)  # identity and none have no projection: x is the shortcut
-    return proj(x) if proj is not None else x
+    return model.skips[model.units[u].skip].shortcut(x)  # scale * P(x); P is x itself where there is none
 
 
 def forward_lesioned(model: SkipNet, x: torch.Tensor, removed: set[int]) -> torch.Tensor:

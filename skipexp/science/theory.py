@@ -61,9 +61,9 @@ def _moments(linear: nn.Linear) -> tuple[float, float]:
 
 
 def _shortcut_gain(skip: nn.Module) -> float:
-    """d_in * v_P of the shortcut's projection, 1 where the shortcut is x itself."""
+    """scale^2 * d_in * v_P of the shortcut ``scale * P(x)``; d_in * v_P is 1 where P is x itself."""
     proj = getattr(skip, "proj", None)
-    return _moments(proj)[0] if isinstance(proj, nn.Linear) else 1.0
+    return getattr(skip, "scale", 1.0) ** 2 * (_moments(proj)[0] if isinstance(proj, nn.Linear) else 1.0)
 
 
 @dataclass

@@ -12,20 +12,19 @@ from __future__ import annotations
 import shutil
 import sys
 import traceback
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from skipexp.core import data as data_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.models import count_parameters
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 from skipexp.rundir.summary import write_summary
 from skipexp.training.bank import make_bank
 from skipexp.training.engine import train_loop
-from skipexp.training.session import (Reporter, Run, RunResult, create_run, finish_meta, note, setup,
-                                      write_views)
+from skipexp.training.session import Reporter, Run, RunResult, create_run, finish_meta, note, setup, write_views
 from skipexp.training.stacked import unsupported
 
 __all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_runs", "train_seeds"]
@@ -39,8 +38,8 @@ def train_config(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, repo
     if len(cfg.seeds) == 1:
         return [train(cfg, create_run(cfg, out, run_dir), reporter=reporter, should_stop=should_stop,
                       progress=progress, plots=plots)]
-    cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in cfg.seeds]
-    dirs = [create_run(c, out, None if run_dir is None else run_dir.parent / f"{run_dir.name}-seed{s}")
+    cfgs = [cfg.replace(seed=s, name=files.seed_run_name(cfg.name, s)) for s in cfg.seeds]
+    dirs = [create_run(c, out, None if run_dir is None else run_dir.parent / files.seed_run_name(run_dir.name, s))
             for c, s in zip(cfgs, cfg.seeds)]
     return train_seeds(cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress, plots=plots)
 

@@ -18,7 +18,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
-from skipexp.rundir import runio  # noqa: E402
+from skipexp.rundir import (
+    files,
+    runio,  # noqa: E402
+)
 from skipexp.rundir.summary import smooth  # noqa: E402
 
 DPI = 110
@@ -33,13 +36,8 @@ ZERO_GID = "exact-zero"  # marks the artists that draw exact zeros (tests find t
 ZERO_LABEL = "gradient exactly 0"
 NONFINITE_LABEL = "not finite"
 CHANCE = dict(color="grey", ls=":", lw=1.2)
-PANELS = [("grad_norms.csv", "weight-gradient norm per layer", "layer (input → head)"),
-          ("act_grad_norms.csv", "activation-gradient norm per block boundary", "boundary h_i (input → output)")]
-
-
-def _meta(run_dir: Path) -> dict:
-    p = run_dir / "meta.json"
-    return runio.read_json(p) if p.exists() else {}
+PANELS = [(files.GRAD_NORMS, "weight-gradient norm per layer", "layer (input → head)"),
+          (files.ACT_GRAD_NORMS, "activation-gradient norm per block boundary", "boundary h_i (input → output)")]
 
 
 def _matrix(rows: list[dict]) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -141,7 +139,7 @@ def num_classes(run_dir: Path) -> int | None:
     import yaml
 
     try:
-        data = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+        data = yaml.safe_load((run_dir / files.CONFIG).read_text())["data"]
         return int(data.get("num_classes", 10)) if data["dataset"] == "synthetic" else 10
     except (OSError, KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError):
         return None
@@ -163,8 +161,8 @@ def _save(fig: Figure, out: Path) -> None:
 def loss_figure(run_dir: Path) -> Figure:
     """Loss and accuracy against step: every logged training batch faint, their smoothed curve over it,
     test evaluations as dots."""
-    meta = _meta(run_dir)
-    m, e = runio.read_csv(run_dir / "metrics.csv"), runio.read_csv(run_dir / "eval.csv")
+    meta = files.meta_or_empty(run_dir)
+    m, e = runio.read_csv(run_dir / files.METRICS), runio.read_csv(run_dir / files.EVAL)
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
     if m:
         steps = [r["step"] for r in m]
@@ -200,7 +198,7 @@ def plot_loss(run_dir: Path, out: Path) -> None:
 
 def grad_norms_figure(run_dir: Path) -> Figure:
     """Gradient norm against depth at six steps spread over the run (dark = early)."""
-    meta = _meta(run_dir)
+    meta = files.meta_or_empty(run_dir)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
     zeros = False
     for ax, (fname, title, xlabel) in zip(axes, PANELS):
@@ -305,12 +303,12 @@ def heatmap_legend(fig: Figure, zeros: bool, nonfinite: bool) -> None:
 
 
 def heatmap_figure(run_dir: Path) -> Figure:
-    meta = _meta(run_dir)
+    meta = files.meta_or_empty(run_dir)
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.0), layout="constrained")
     zeros = nonfinite = False
     for ax, (fname, title, ylabel) in zip(axes, [
-            ("grad_norms.csv", "weight gradients", "layer (bottom = input, top = head)"),
-            ("act_grad_norms.csv", "activation gradients", "boundary h_i (bottom = h0)")]):
+            (files.GRAD_NORMS, "weight gradients", "layer (bottom = input, top = head)"),
+            (files.ACT_GRAD_NORMS, "activation gradients", "boundary h_i (bottom = h0)")]):
         rows = runio.read_csv(run_dir / fname)
         if not rows:
             ax.set_title(f"{title}: no data")

@@ -15,18 +15,13 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from skipexp.core.fmt import short_key  # noqa: E402
 from skipexp.core.fmt import value as format_value  # noqa: E402
-from skipexp.rundir import runio  # noqa: E402
+from skipexp.rundir import files, runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
 from skipexp.views.plots import (CHANCE, PANELS, _matrix, _positive, _save, _short, _ticks,  # noqa: E402
                                  draw_chance, figure_legend, heatmap, heatmap_legend, layer_keys, mark_zeros,
                                  num_classes, set_loss_axis, zero_handle)
 
 COLORS = plt.get_cmap("tab10").colors
-
-
-def _meta(run_dir: Path) -> dict:
-    p = run_dir / "meta.json"
-    return runio.read_json(p) if p.exists() else {}
 
 
 def _label(name: str, meta: dict) -> str:
@@ -41,8 +36,8 @@ def _seeds(runs: list) -> list[tuple[str, list[Path]]]:
 def _member_label(name: str, dirs: list[Path]) -> str:
     """``name`` as today for one seed; ``name (mean of n seeds)`` and the odd statuses for several."""
     if len(dirs) == 1:
-        return _label(name, _meta(dirs[0]))
-    odd = sorted({_meta(d).get("status", "?") for d in dirs} - {"completed"})
+        return _label(name, files.meta_or_empty(dirs[0]))
+    odd = sorted({files.meta_or_empty(d).get("status", "?") for d in dirs} - {"completed"})
     return f"{name} (mean of {len(dirs)} seeds{'; ' + ', '.join(odd) if odd else ''})"
 
 
@@ -101,7 +96,7 @@ def loss_figure(runs: list) -> Figure:
         members.append(Line2D([], [], color=c, lw=2, label=_member_label(name, dirs)))
         raw_l, raw_a, train_l, train_a, test_l, test_a = [], [], [], [], [], []
         for run_dir in dirs:
-            m, e = runio.read_csv(run_dir / "metrics.csv"), runio.read_csv(run_dir / "eval.csv")
+            m, e = runio.read_csv(run_dir / files.METRICS), runio.read_csv(run_dir / files.EVAL)
             if m:
                 steps = [r["step"] for r in m]
                 losses, accs = [r["train_loss"] for r in m], [r["train_acc"] for r in m]
@@ -120,7 +115,7 @@ def loss_figure(runs: list) -> Figure:
             _draw(ax, train, "-", c, positive=pos, lw=2)
             _draw(ax, test, "o--", c, positive=pos, ms=3.5, lw=1.2)
         for run_dir in dirs:
-            meta = _meta(run_dir)
+            meta = files.meta_or_empty(run_dir)
             if meta.get("diverged_at_step") is not None:
                 for ax in (ax_l, ax_a):
                     ax.axvline(meta["diverged_at_step"], color=c, ls=":", lw=1.2)
@@ -137,7 +132,7 @@ def loss_figure(runs: list) -> Figure:
         ax.grid(alpha=0.3, which="both")
     styles = [_style("train, smoothed", lw=2), _style("train, each logged batch", lw=0.8, alpha=0.4),
               _style("test", ls="--", marker="o", ms=3.5, lw=1.2)]
-    if any(_meta(d).get("diverged_at_step") is not None for _, dirs in runs for d in dirs):
+    if any(files.meta_or_empty(d).get("diverged_at_step") is not None for _, dirs in runs for d in dirs):
         styles.append(_style("diverged at step", ls=":", lw=1.2))
     if multi:
         styles.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
@@ -235,7 +230,7 @@ def heatmaps_figure(runs: list) -> Figure:
     the seeds logged different steps, e.g. one interrupted); a cell is exactly 0 where every seed's is.
     """
     runs = _seeds(runs)
-    kinds = [("grad_norms.csv", "weight gradients"), ("act_grad_norms.csv", "activation gradients")]
+    kinds = [(files.GRAD_NORMS, "weight gradients"), (files.ACT_GRAD_NORMS, "activation gradients")]
     data: dict[tuple[int, int], tuple] = {}
     for r, (fname, _) in enumerate(kinds):
         for c, (_, dirs) in enumerate(runs):
@@ -261,7 +256,7 @@ def heatmaps_figure(runs: list) -> Figure:
             zeros, nonfinite = zeros or z, nonfinite or nf
             if c == 0:
                 ax.set_ylabel("layer (bottom = input)" if r == 0 else "boundary h_i (bottom = h0)")
-            label = _member_label(name, dirs) if n_seeds > 1 else _label(name, _meta(dirs[0]))
+            label = _member_label(name, dirs) if n_seeds > 1 else _label(name, files.meta_or_empty(dirs[0]))
             ax.set_title(f"{label}: {title}", fontsize=10)
         if im is not None:
             fig.colorbar(im, ax=list(axes[r]), label="log10 L2 norm (absolute scale)", fraction=0.04,

@@ -15,15 +15,15 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from skipexp.rundir import runio
 from skipexp.core.errors import SkipexpError
+from skipexp.rundir import files, runio
 
 INSTALL_HINT = "pip install 'skipexp[tensorboard]'"
 SUBDIR = "tensorboard"
 
 # file in the run folder -> tag group; each column but `step` becomes <group>/<column>
-PER_LAYER = {"grad_norms.csv": "grad_norm", "act_grad_norms.csv": "act_grad_norm", "act_norms.csv": "act_rms"}
-HISTOGRAMS = {"grad_norms.csv": "grad_norm_log10", "act_grad_norms.csv": "act_grad_norm_log10"}
+PER_LAYER = {files.GRAD_NORMS: "grad_norm", files.ACT_GRAD_NORMS: "act_grad_norm", files.ACT_NORMS: "act_rms"}
+HISTOGRAMS = {files.GRAD_NORMS: "grad_norm_log10", files.ACT_GRAD_NORMS: "act_grad_norm_log10"}
 TRAIN_SCALARS = {"train_loss": "train/loss", "train_acc": "train/acc", "lr": "train/lr",
                  "grad_norm_total": "train/grad_norm_total"}
 TEST_SCALARS = {"test_loss": "test/loss", "test_acc": "test/acc"}
@@ -57,17 +57,17 @@ def export_run(run_dir: Path, histograms: bool = True) -> Path:
         old.unlink()
     # wall times from the run's own clock, so TensorBoard's "relative" axis shows training seconds
     t0 = _start_time(meta)
-    metrics = runio.read_csv(run_dir / "metrics.csv")
+    metrics = runio.read_csv(run_dir / files.METRICS)
     walltime = {int(r["step"]): t0 + r["elapsed_s"] for r in metrics} if t0 is not None else {}
     writer = SummaryWriter(log_dir=str(out))
     try:
-        config_text = (run_dir / "config.yaml").read_text()
+        config_text = (run_dir / files.CONFIG).read_text()
         writer.add_text("config", "".join("    " + line + "\n" for line in config_text.splitlines()), 0)
         for r in metrics:
             step = int(r["step"])
             for col, tag in TRAIN_SCALARS.items():
                 writer.add_scalar(tag, r[col], step, walltime=walltime.get(step))
-        for r in runio.read_csv(run_dir / "eval.csv"):
+        for r in runio.read_csv(run_dir / files.EVAL):
             step = int(r["step"])
             for col, tag in TEST_SCALARS.items():
                 writer.add_scalar(tag, r[col], step, walltime=walltime.get(step))
@@ -89,7 +89,7 @@ def find_runs(root: Path) -> list[Path]:
     """Every run folder at or below ``root`` (a run, a comparison, a sweep, or a folder of them)."""
     if runio.is_run_dir(root):
         return [root]
-    return sorted(p.parent for p in root.rglob("meta.json") if runio.is_run_dir(p.parent))
+    return sorted(p.parent for p in root.rglob(files.META) if runio.is_run_dir(p.parent))
 
 
 def export_tree(root: Path, histograms: bool = True) -> list[Path]:
