@@ -1,10 +1,14 @@
-"""Shared test helpers: the installed ``skipexp`` command, tiny configs, run-folder readers."""
+"""Shared test helpers: the CLI in this process or as the installed ``skipexp`` command, tiny configs."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -35,6 +39,77 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     if check is not None:
         assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
     return p
+
+
+@dataclass
+class Result:
+    """What a ``skipexp`` command did, with the field names of ``subprocess.CompletedProcess``."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _reset_consoles() -> None:
+    """Forget the CLI's rich consoles, so that the next one is made for this call's streams and env.
+
+    A console reads NO_COLOR, COLUMNS and whether its stream is a terminal once, when it is made.
+    """
+    for name, module in list(sys.modules.items()):
+        if name == "skipexp.cli" or name.startswith("skipexp.cli."):
+            for value in list(vars(module).values()):
+                if type(value).__name__ == "LazyConsole":
+                    value._console = None
+
+
+def cli(*args: object, cwd: Path | None = None, env: dict | None = None, check: int | None = None) -> Result:
+    """``skipexp ARGS`` run in this process through ``skipexp.cli.main``: the exit code, stdout and stderr.
+
+    The same environment as ``run_cli`` (NO_COLOR, 200 columns). What the command changes for the whole
+    process (signal handlers, torch threads, the working folder, env) is put back afterwards. Use
+    ``run_cli`` where only a real process shows the behaviour: signals, locks between processes, the
+    console script's own exit status.
+    """
+    from skipexp import cli as cli_mod
+
+    env = {"NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_argv, saved_cwd, saved_threads = sys.argv, os.getcwd(), torch.get_num_threads()
+    main_module = sys.modules["__main__"]
+    saved_package = getattr(main_module, "__package__", None)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update(env)
+        # click names the program (in usage errors, and the completion variable) after argv[0], or
+        # "python -m pytest" when __main__ has a package: as the console script, it is "skipexp"
+        sys.argv = ["skipexp"]
+        main_module.__package__ = None
+        if cwd is not None:
+            os.chdir(cwd)
+        _reset_consoles()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli_mod.main([str(a) for a in args])
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        _reset_consoles()
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        main_module.__package__ = saved_package
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for s, handler in saved_signals.items():
+            signal.signal(s, handler)
+        torch.set_num_threads(saved_threads)
+    result = Result(code, out.getvalue(), err.getvalue())
+    if check is not None:
+        assert code == check, f"exit {code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
 
 
 TINY = {
