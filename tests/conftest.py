@@ -140,3 +140,15 @@ def write_config(path: Path, overrides: dict | None = None, base: dict | None = 
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Result, Path]:
+    """TINY trained once by ``skipexp train`` (plots and all), for tests that only read a finished run folder:
+    the command's result and the run folder. Tests must not change the folder."""
+    tmp = tmp_path_factory.mktemp("tiny-run")
+    out = tmp / "runs"
+    result = cli("train", write_config(tmp / "tiny.yaml"), "--out", out, check=0)
+    runs = [d for d in out.iterdir() if d.is_dir()]
+    assert len(runs) == 1, runs
+    return result, runs[0]

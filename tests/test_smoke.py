@@ -1,15 +1,12 @@
-"""The real command end to end on a tiny config: every run-folder file, with its columns."""
+"""The command end to end on a tiny config: every run-folder file, with its columns."""
 import json
-
-from conftest import run_cli
 
 from skipexp.rundir import runio
 
 
-def test_train_writes_complete_run_folder(tmp_path, tiny_config):
-    out = tmp_path / "runs"
-    p = run_cli("train", tiny_config, "--out", out, check=0)
-    run_dir = out / p.stdout.strip().splitlines()[-1].split("/")[-1]
+def test_train_writes_complete_run_folder(tiny_run):
+    p, run_dir = tiny_run
+    assert p.stdout.strip().splitlines()[-1] == str(run_dir)  # the last line names the folder it wrote
     for f in ["config.yaml", "meta.json", "metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv",
               "act_norms.csv", "summary.json", "plots/loss.png", "plots/grad_norms.png", "plots/grad_heatmap.png",
               "checkpoints/last.pt", "train.log"]:
@@ -23,3 +20,26 @@ def test_train_writes_complete_run_folder(tmp_path, tiny_config):
     assert meta["status"] == "completed"
     rows = runio.read_csv(run_dir / "metrics.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 4, 6, 8, 10, 12, 14, 16]
+
+
+def test_cli_in_this_process_puts_the_process_back(tmp_path, tiny_config):
+    """The in-process runner the other tests rely on: a command that installs the Ctrl-C handler, sets torch
+    threads and fails leaves signal handlers, threads, env, argv and the working folder as they were."""
+    import os
+    import signal
+    import sys
+
+    import torch
+    from conftest import cli
+
+    import skipexp.cli  # noqa: F401  (importing it sets OMP_WAIT_POLICY once, on purpose)
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), torch.get_num_threads(),
+              dict(os.environ), list(sys.argv), os.getcwd())
+    (tmp_path / "taken").mkdir()
+    p = cli("train", tiny_config, "train.threads=2", "--run-dir", tmp_path / "taken", cwd=tmp_path, check=2)
+    assert p.stderr.startswith(f"error: {tmp_path / 'taken'}: already exists") and p.stderr.count("\n") == 1
+    assert p.stdout == ""
+    after = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), torch.get_num_threads(),
+             dict(os.environ), list(sys.argv), os.getcwd())
+    assert after == before
