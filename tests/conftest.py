@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,18 @@ def _reset_consoles() -> None:
                     value._console = None
 
 
+@contextlib.contextmanager
+def _warnings_as_a_process_shows_them():
+    """Python's default warning filters, printed to (the redirected) stderr: pytest would otherwise collect
+    the warnings itself, and a stray warning line that the real command prints would go unseen."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.showwarning = warnings._showwarning_orig
+        yield
+
+
 def cli(*args: object, cwd: Path | None = None, env: dict | None = None, check: int | None = None) -> Result:
     """``skipexp ARGS`` run in this process through ``skipexp.cli.main``: the exit code, stdout and stderr.
 
@@ -87,7 +100,7 @@ def cli(*args: object, cwd: Path | None = None, env: dict | None = None, check: 
         if cwd is not None:
             os.chdir(cwd)
         _reset_consoles()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _warnings_as_a_process_shows_them():
             try:
                 cli_mod.main([str(a) for a in args])
                 code = 0
