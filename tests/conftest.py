@@ -34,6 +34,7 @@ def skipexp_cmd() -> list[str]:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300,
             check: int | None = None) -> subprocess.CompletedProcess:
+    """``skipexp ARGS`` as its own process, the installed console script (see ``cli`` for the in-process one)."""
     full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     p = subprocess.run(skipexp_cmd() + [str(a) for a in args], cwd=cwd, env=full_env, capture_output=True,
                        text=True, timeout=timeout)

@@ -61,6 +61,11 @@ def test_complete_yaml_with_absolute_paths(tmp_path):
     assert complete_yaml(f"{tmp_path}/zz") == []
 
 
-def test_show_completion_prints_the_script_for_a_shell():
+def test_show_completion_prints_the_script_for_a_shell(monkeypatch):
+    # Typer takes the shell from the process tree (shellingham), which need not hold one: a test runner
+    # started by a daemon has no shell above it. Say it is bash.
+    import shellingham
+
+    monkeypatch.setattr(shellingham, "detect_shell", lambda *a, **k: ("bash", "/bin/bash"))
     p = cli("--show-completion", "bash", check=0)
     assert "_SKIPEXP_COMPLETE=complete_bash" in p.stdout and "complete " in p.stdout
