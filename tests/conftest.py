@@ -51,16 +51,20 @@ class Result:
     stderr: str
 
 
-def _reset_consoles() -> None:
-    """Forget the CLI's rich consoles, so that the next one is made for this call's streams and env.
+def _reset_consoles() -> int:
+    """Forget the CLI's rich consoles, so that the next one is made for this call's streams and env;
+    how many there are.
 
     A console reads NO_COLOR, COLUMNS and whether its stream is a terminal once, when it is made.
     """
+    found = 0
     for name, module in list(sys.modules.items()):
         if name == "skipexp.cli" or name.startswith("skipexp.cli."):
             for value in list(vars(module).values()):
                 if type(value).__name__ == "LazyConsole":
                     value._console = None
+                    found += 1
+    return found
 
 
 @contextlib.contextmanager

@@ -1,6 +1,13 @@
 """The command end to end on a tiny config: every run-folder file, with its columns."""
 import json
+import os
+import signal
+import sys
 
+import torch
+from conftest import _reset_consoles, cli
+
+import skipexp.cli  # noqa: F401  (importing it sets OMP_WAIT_POLICY once, on purpose)
 from skipexp.rundir import runio
 
 
@@ -23,21 +30,15 @@ def test_train_writes_complete_run_folder(tiny_run):
 
 
 def test_cli_in_this_process_puts_the_process_back(tmp_path, tiny_config):
-    """The in-process runner the other tests rely on: a command that installs the Ctrl-C handler, sets torch
-    threads and fails leaves signal handlers, threads, env, argv and the working folder as they were."""
-    import os
-    import signal
-    import sys
-
-    import torch
-    from conftest import cli
-
-    import skipexp.cli  # noqa: F401  (importing it sets OMP_WAIT_POLICY once, on purpose)
+    """The in-process runner the other tests rely on: a command that installs its Ctrl-C handler and then fails
+    leaves signal handlers, torch threads, env, argv and the working folder as they were."""
+    # the runner makes the CLI's consoles afresh per call; if they move or change kind, it must follow
+    assert _reset_consoles() >= 2, "no LazyConsole found in skipexp.cli: update conftest._reset_consoles"
 
     before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), torch.get_num_threads(),
               dict(os.environ), list(sys.argv), os.getcwd())
     (tmp_path / "taken").mkdir()
-    p = cli("train", tiny_config, "train.threads=2", "--run-dir", tmp_path / "taken", cwd=tmp_path, check=2)
+    p = cli("train", tiny_config, "--run-dir", tmp_path / "taken", cwd=tmp_path, check=2)
     assert p.stderr.startswith(f"error: {tmp_path / 'taken'}: already exists") and p.stderr.count("\n") == 1
     assert p.stdout == ""
     after = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), torch.get_num_threads(),
