@@ -1,10 +1,15 @@
-"""Shared test helpers: the installed ``skipexp`` command, tiny configs, run-folder readers."""
+"""Shared test helpers: the CLI in this process or as the installed ``skipexp`` command, tiny configs."""
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -29,12 +34,100 @@ def skipexp_cmd() -> list[str]:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300,
             check: int | None = None) -> subprocess.CompletedProcess:
+    """``skipexp ARGS`` as its own process, the installed console script (see ``cli`` for the in-process one)."""
     full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     p = subprocess.run(skipexp_cmd() + [str(a) for a in args], cwd=cwd, env=full_env, capture_output=True,
                        text=True, timeout=timeout)
     if check is not None:
         assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
     return p
+
+
+@dataclass
+class Result:
+    """What a ``skipexp`` command did, with the field names of ``subprocess.CompletedProcess``."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _reset_consoles() -> int:
+    """Forget the CLI's rich consoles, so that the next one is made for this call's streams and env;
+    how many there are.
+
+    A console reads NO_COLOR, COLUMNS and whether its stream is a terminal once, when it is made.
+    """
+    found = 0
+    for name, module in list(sys.modules.items()):
+        if name == "skipexp.cli" or name.startswith("skipexp.cli."):
+            for value in list(vars(module).values()):
+                if type(value).__name__ == "LazyConsole":
+                    value._console = None
+                    found += 1
+    return found
+
+
+@contextlib.contextmanager
+def _warnings_as_a_process_shows_them():
+    """Python's default warning filters, printed to (the redirected) stderr: pytest would otherwise collect
+    the warnings itself, and a stray warning line that the real command prints would go unseen."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.showwarning = warnings._showwarning_orig
+        yield
+
+
+def cli(*args: object, cwd: Path | None = None, env: dict | None = None, check: int | None = None) -> Result:
+    """``skipexp ARGS`` run in this process through ``skipexp.cli.main``: the exit code, stdout and stderr.
+
+    The same environment as ``run_cli`` (NO_COLOR, 200 columns). What the command changes for the whole
+    process (signal handlers, torch threads, the working folder, env) is put back afterwards. Use
+    ``run_cli`` where only a real process shows the behaviour: signals, locks between processes, the
+    console script's own exit status.
+    """
+    from skipexp import cli as cli_mod
+
+    env = {"NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_argv, saved_cwd, saved_threads = sys.argv, os.getcwd(), torch.get_num_threads()
+    main_module = sys.modules["__main__"]
+    saved_package = getattr(main_module, "__package__", None)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update(env)
+        # click names the program (in usage errors, and the completion variable) after argv[0], or
+        # "python -m pytest" when __main__ has a package: as the console script, it is "skipexp"
+        sys.argv = ["skipexp"]
+        main_module.__package__ = None
+        if cwd is not None:
+            os.chdir(cwd)
+        _reset_consoles()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _warnings_as_a_process_shows_them():
+            try:
+                cli_mod.main([str(a) for a in args])
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        _reset_consoles()
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        main_module.__package__ = saved_package
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        for s, handler in saved_signals.items():
+            signal.signal(s, handler)
+        torch.set_num_threads(saved_threads)
+    result = Result(code, out.getvalue(), err.getvalue())
+    if check is not None:
+        assert code == check, f"exit {code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    return result
 
 
 TINY = {
@@ -65,3 +158,15 @@ def write_config(path: Path, overrides: dict | None = None, base: dict | None = 
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Path:
     return write_config(tmp_path / "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[Result, Path]:
+    """TINY trained once by ``skipexp train`` (plots and all), for tests that only read a finished run folder:
+    the command's result and the run folder. Tests must not change the folder."""
+    tmp = tmp_path_factory.mktemp("tiny-run")
+    out = tmp / "runs"
+    result = cli("train", write_config(tmp / "tiny.yaml"), "--out", out, check=0)
+    runs = [d for d in out.iterdir() if d.is_dir()]
+    assert len(runs) == 1, runs
+    return result, runs[0]

@@ -1,19 +1,19 @@
 """Every bad input gives exit 2, one stderr line ``error: <file>: <key>: <what>``, no traceback, no run folder.
 
-The corpus is a table: (id, command line, text every error line must contain). The installed command
-runs each case once; the cases run a few at a time, since most of each is process start-up.
+The corpus is a table: (id, command line, text every error line must contain). Each case runs once,
+through the CLI's ``main`` in this process (a process start-up costs more than most cases); a few also run
+as the installed command, which must say exactly the same.
 """
 from __future__ import annotations
 
 import gzip
 import os
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, run_cli, write_config
+from conftest import TINY, cli, run_cli, write_config
 
 # Placeholders in a case: {good} a valid tiny config, {d} the corpus folder, {out} the case's own --out
 CONFIG_TEXT = {
@@ -163,21 +163,25 @@ def _make_corpus(d: Path) -> None:
         write_config(d / f"{name}.yaml", {"data": {"dataset": "fashion-mnist", "root": str(d / name)}})
 
 
+def _argv(name: str, args: list[str], d: Path) -> tuple[list[str], Path]:
+    out = d.parent / f"out-{name}"
+    argv = [a.format(d=d, good=d / "good.yaml") for a in args]
+    if argv and argv[0] == "train" and "--out" not in argv:
+        argv += ["--out", str(out)]
+    return argv, out
+
+
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict:
+def corpus(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("corpus")
     _make_corpus(d)
+    return d
 
-    def run(case):
-        name, args, _ = case
-        out = d.parent / f"out-{name}"
-        argv = [a.format(d=d, good=d / "good.yaml") for a in args]
-        if argv and argv[0] == "train" and "--out" not in argv:
-            argv += ["--out", str(out)]
-        return name, (run_cli(*argv, timeout=300), out, d)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(pool.map(run, CASES))
+@pytest.fixture(scope="module")
+def outcomes(corpus) -> dict:
+    return {name: (cli(*_argv(name, args, corpus)[0]), _argv(name, args, corpus)[1], corpus)
+            for name, args, _ in CASES}
 
 
 def test_corpus_is_large_and_names_are_unique():
@@ -201,10 +205,25 @@ def test_bad_input(outcomes, name, args, wants):
     assert not out.exists() or not any(out.iterdir()), f"left behind: {list(out.iterdir())}"
 
 
+# A case each from the file, the config and the command line: the installed command exits and prints
+# exactly as main() does in this process.
+REAL_PROCESS = ["missing_file", "unknown_nested", "unknown_option"]
+
+
+@pytest.mark.parametrize("name", REAL_PROCESS)
+def test_installed_command_says_the_same(corpus, outcomes, name):
+    args = dict((c[0], c[1]) for c in CASES)[name]
+    argv, out = _argv(name, args, corpus)
+    p = run_cli(*argv, timeout=300)
+    inproc = outcomes[name][0]
+    assert (p.returncode, p.stderr, p.stdout) == (inproc.returncode, inproc.stderr, inproc.stdout)
+    assert not out.exists() or not any(out.iterdir()), f"left behind: {list(out.iterdir())}"
+
+
 def test_unreadable_file(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root reads any file; the not-UTF-8 case covers an unreadable config")
     cfg = write_config(tmp_path / "secret.yaml")
     cfg.chmod(0)
-    p = run_cli("validate", cfg, check=2)
+    p = cli("validate", cfg, check=2)
     assert p.stderr.strip() == f"error: {cfg}: permission denied: cannot read the file"

@@ -49,6 +49,7 @@ BAD = [
     ({"train": {"epochs": None}}, "train.epochs", ["integer"]),
     ({"log": {"every": "often"}}, "log.every", ["integer"]),
     ({"log": {"tensorboard": "yes"}}, "log.tensorboard", ["true or false"]),
+    ({"log": {"plots": "no"}}, "log.plots", ["true or false"]),
     # out of range
     ({"seed": -1}, "seed", [">= 0", "-1"]),
     ({"seed": []}, "seed", ["empty"]),
@@ -215,7 +216,7 @@ def test_defaults_match_documentation():
     assert cfg.seed == 0 and cfg.device == "auto" and cfg.data.dataset == "synthetic"
     assert (cfg.model.depth, cfg.model.width, cfg.model.skip.kind) == (32, 64, "identity")
     assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size) == ("sgd", 0.05, 128)
-    assert cfg.log.every == 10 and cfg.log.checkpoint == "last"
+    assert cfg.log.every == 10 and cfg.log.checkpoint == "last" and cfg.log.plots is True
     assert cfg.name == "run"
 
 

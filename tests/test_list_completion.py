@@ -5,14 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import run_cli
+from conftest import cli, run_cli
 
 from skipexp.core import registry
 from skipexp.cli import complete_yaml
 
 
 def test_list_shows_every_registered_kind_with_its_description():
-    out = " ".join(run_cli("list", env={"COLUMNS": "300"}, check=0).stdout.split())
+    out = " ".join(cli("list", env={"COLUMNS": "300"}, check=0).stdout.split())
     for reg in registry.ALL:
         assert f"{reg.what}s" in out
         for name, doc in reg.docs.items():
@@ -20,11 +20,11 @@ def test_list_shows_every_registered_kind_with_its_description():
 
 
 def test_list_one_registry_and_a_wrong_name():
-    out = run_cli("list", "activation", env={"COLUMNS": "300"}, check=0).stdout
+    out = cli("list", "activation", env={"COLUMNS": "300"}, check=0).stdout
     assert all(name in out for name in registry.ACTIVATIONS.names) and "kaiming" not in out
-    p = run_cli("list", "skips", check=0)
+    p = cli("list", "skips", check=0)
     assert "rezero" in p.stdout
-    p = run_cli("list", "activations!", check=2)
+    p = cli("list", "activations!", check=2)
     assert p.stderr.startswith("error: list: unknown registry 'activations!'") and "Traceback" not in p.stderr
 
 
@@ -38,7 +38,7 @@ def test_list_does_not_import_torch():
 def complete(words: str, cwd) -> list[str]:
     """What bash completion offers for the last word, through Typer's completion protocol."""
     env = {"_SKIPEXP_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
-    return run_cli(cwd=cwd, env=env, check=0).stdout.split()
+    return cli(cwd=cwd, env=env, check=0).stdout.split()
 
 
 def test_completion_offers_commands_and_yaml_configs(tmp_path):
@@ -61,6 +61,11 @@ def test_complete_yaml_with_absolute_paths(tmp_path):
     assert complete_yaml(f"{tmp_path}/zz") == []
 
 
-def test_show_completion_prints_the_script_for_a_shell():
-    p = run_cli("--show-completion", "bash", check=0)
+def test_show_completion_prints_the_script_for_a_shell(monkeypatch):
+    # Typer takes the shell from the process tree (shellingham), which need not hold one: a test runner
+    # started by a daemon has no shell above it. Say it is bash.
+    import shellingham
+
+    monkeypatch.setattr(shellingham, "detect_shell", lambda *a, **k: ("bash", "/bin/bash"))
+    p = cli("--show-completion", "bash", check=0)
     assert "_SKIPEXP_COMPLETE=complete_bash" in p.stdout and "complete " in p.stdout

@@ -2,7 +2,9 @@
 
 Runs are interrupted with SIGINT / SIGTERM / SIGKILL sent by ``Popen.send_signal`` while they train,
 then resumed; the oracle is an uninterrupted run of the same config, which the resumed run must match
-to the last digit (every CSV value except elapsed_s, and the final weights).
+to the last digit (every CSV value except elapsed_s, and the final weights). Only what needs a process
+of its own (signals, a kill, a lock held by another process, the console script's exit status) starts
+one; resuming and the other commands run in this process through ``cli``.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, skipexp_cmd, write_config
+from conftest import cli, skipexp_cmd, write_config
 
 from skipexp.core import config
 from skipexp.rundir import runio
@@ -28,7 +30,9 @@ from skipexp.core.errors import SkipexpError
 from skipexp.rundir.summary import summarize
 
 # 96 steps per epoch, logged every 4: long enough to be stopped mid-epoch, short enough to finish fast
-RESUME = {"data.n_train": 1536, "data.n_test": 128, "train.batch_size": 16, "train.epochs": 3, "log.every": 4}
+# (no plots: no test of these runs looks at them)
+RESUME = {"data.n_train": 1536, "data.n_test": 128, "train.batch_size": 16, "train.epochs": 3, "log.every": 4,
+          "log.plots": False}
 PER_EPOCH, TOTAL = 96, 288
 LONG = {**RESUME, "train.epochs": 200}  # a run that is still going when the test stops it
 STEP_FILES = ["metrics", "grad_norms", "act_grad_norms", "act_norms"]
@@ -162,7 +166,7 @@ def test_sigint_mid_epoch_then_resume_equals_uninterrupted_run(tmp_path, referen
     assert meta(run)["status"] == "interrupted" and meta(run)["steps_done"] == stopped
     assert hint_lines(proc) == [f"interrupted; continue with: skipexp resume {run}"]
 
-    run_cli("resume", run, check=0)
+    cli("resume", run, check=0)
     assert_same_run(run, reference)
     m = meta(run)
     assert m["status"] == "completed"
@@ -194,7 +198,7 @@ def test_kill_9_keeps_every_row_and_reads_as_crashed_then_resumes_exactly(tmp_pa
     assert runio.effective_status(m) == "crashed"
     assert summarize(run)["status"] == "crashed"
 
-    run_cli("resume", run, check=0)
+    cli("resume", run, check=0)
     assert_same_run(run, reference)
     assert meta(run)["resumes"][0]["previous_status"] == "crashed"
 
@@ -217,19 +221,19 @@ def test_a_run_that_died_before_its_first_checkpoint_resumes_from_the_start(tmp_
 
 
 def test_resume_is_refused_for_completed_foreign_and_running_runs(tmp_path, reference):
-    p = run_cli("resume", reference, check=2)
+    p = cli("resume", reference, check=2)
     assert p.stderr.strip() == f"error: {reference}: the run is completed; there is nothing to resume"
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "meta.json").write_text('{"status": "running"}')
     (foreign / "config.yaml").write_text("lr: 1\n")
-    p = run_cli("resume", foreign, check=2)
+    p = cli("resume", foreign, check=2)
     assert p.stderr.strip() == f"error: {foreign}: meta.json was not written by skipexp"
 
     proc, run = start_run(tmp_path, LONG)
     proc.wait_for(lambda: last_step(run) >= 4, "some logged rows")
-    p = run_cli("resume", run, check=2)
+    p = cli("resume", run, check=2)
     assert p.stderr.strip() == f"error: {run}: the run is still running (pid {proc.p.pid})"
     proc.p.send_signal(signal.SIGTERM)  # SIGTERM behaves as the first Ctrl-C
     assert proc.wait() == 130, proc.stderr()
@@ -242,7 +246,7 @@ def test_resume_is_refused_for_completed_foreign_and_running_runs(tmp_path, refe
 # --- 2. signals ----------------------------------------------------------------------------------
 
 def test_second_sigint_exits_at_once_and_corrupts_nothing(tmp_path):
-    proc, run = start_run(tmp_path, LONG)
+    proc, run = start_run(tmp_path, {**LONG, "log.plots": True})
     proc.wait_for(lambda: (run / "checkpoints" / "last.pt").exists(), "the first checkpoint")
     proc.p.send_signal(signal.SIGINT)
     time.sleep(0.3)
@@ -309,7 +313,7 @@ def test_effective_status_tells_crashed_from_running(tmp_path):
 
 def test_huge_lr_diverges_with_exit_0_and_marked_plots(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", {"log.every": 1})
-    p = run_cli("train", cfg, "train.lr=1e6", "--out", tmp_path / "runs", check=0)
+    p = cli("train", cfg, "train.lr=1e6", "--out", tmp_path / "runs", check=0)
     run = only_run(tmp_path / "runs")
     m, s = meta(run), json.loads((run / "summary.json").read_text())
     assert m["status"] == s["status"] == "diverged"
@@ -357,16 +361,20 @@ def test_same_second_run_dirs_are_exclusive(tmp_path):
         f"20260101-000000-same-{n}" for n in range(2, 9)]
 
 
-def test_eight_trains_of_one_config_at_once_get_eight_folders(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", {"train.steps": 2, "data.n_train": 128, "data.n_test": 32})
+def test_two_trains_of_one_config_at_once_get_two_folders(tmp_path):
+    """The whole command in parallel processes; test_same_second_run_dirs_are_exclusive races eight
+    processes on the folder names themselves, which is where a clash would come from."""
+    n = 2
+    cfg = write_config(tmp_path / "c.yaml", {"train.steps": 2, "data.n_train": 128, "data.n_test": 32,
+                                             "log.plots": False})
     out = tmp_path / "runs"
-    procs = [Proc(tmp_path, "train", cfg, "--out", out, tag=f"p{i}") for i in range(8)]
+    procs = [Proc(tmp_path, "train", cfg, "--out", out, tag=f"p{i}") for i in range(n)]
     codes = [p.wait(300) for p in procs]
-    assert codes == [0] * 8, [p.stderr() for p in procs]
+    assert codes == [0] * n, [p.stderr() for p in procs]
     runs = sorted(p for p in out.iterdir() if p.is_dir())
-    assert len(runs) == 8
+    assert len(runs) == n
     assert {meta(r)["status"] for r in runs} == {"completed"}
-    assert len({meta(r)["pid"] for r in runs}) == 8  # each folder written by exactly one process
+    assert len({meta(r)["pid"] for r in runs}) == n  # each folder written by exactly one process
     printed = {p.out.read_text().strip().splitlines()[-1] for p in procs}
     assert printed == {str(r) for r in runs}
 
@@ -405,7 +413,7 @@ def test_checkpoint_cadence(tmp_path, checkpoint, files):
 def test_interrupted_without_checkpoints_says_why_it_cannot_resume(tmp_path):
     run, status = _train_tiny(tmp_path, "none", stop_after=3)
     assert status == "interrupted" and not (run / "checkpoints").exists()
-    p = run_cli("resume", run, check=2)
+    p = cli("resume", run, check=2)
     assert p.stderr.strip() == (f"error: {run}: this run was trained with log.checkpoint: none, so it kept no "
                                 "checkpoint to resume from; train it again (log.checkpoint: last keeps one)")
 
@@ -481,10 +489,10 @@ def tmpfs(tmp_path):
 
 def test_read_only_and_full_out_fail_before_training(tmp_path, tiny_config, tmpfs):
     ro = tmpfs("ro", "ro,size=1m")
-    p = run_cli("train", tiny_config, "--out", ro, check=2)
+    p = cli("train", tiny_config, "--out", ro, check=2)
     assert p.stderr.strip() == f"error: {ro}: --out: cannot write here: Read-only file system"
     full = tmpfs("full", "size=32k")
-    p = run_cli("train", tiny_config, "--out", full / "runs", check=2)
+    p = cli("train", tiny_config, "--out", full / "runs", check=2)
     assert p.stderr.strip() == f"error: {full / 'runs'}: --out: cannot write here: No space left on device"
     assert list((full / "runs").iterdir()) == []
 

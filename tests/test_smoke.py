@@ -1,15 +1,19 @@
-"""The real command end to end on a tiny config: every run-folder file, with its columns."""
+"""The command end to end on a tiny config: every run-folder file, with its columns."""
 import json
+import os
+import signal
+import sys
 
-from conftest import run_cli
+import torch
+from conftest import _reset_consoles, cli
 
+import skipexp.cli  # noqa: F401  (importing it sets OMP_WAIT_POLICY once, on purpose)
 from skipexp.rundir import runio
 
 
-def test_train_writes_complete_run_folder(tmp_path, tiny_config):
-    out = tmp_path / "runs"
-    p = run_cli("train", tiny_config, "--out", out, check=0)
-    run_dir = out / p.stdout.strip().splitlines()[-1].split("/")[-1]
+def test_train_writes_complete_run_folder(tiny_run):
+    p, run_dir = tiny_run
+    assert p.stdout.strip().splitlines()[-1] == str(run_dir)  # the last line names the folder it wrote
     for f in ["config.yaml", "meta.json", "metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv",
               "act_norms.csv", "summary.json", "plots/loss.png", "plots/grad_norms.png", "plots/grad_heatmap.png",
               "checkpoints/last.pt", "train.log"]:
@@ -23,3 +27,20 @@ def test_train_writes_complete_run_folder(tmp_path, tiny_config):
     assert meta["status"] == "completed"
     rows = runio.read_csv(run_dir / "metrics.csv")
     assert [int(r["step"]) for r in rows] == [1, 2, 4, 6, 8, 10, 12, 14, 16]
+
+
+def test_cli_in_this_process_puts_the_process_back(tmp_path, tiny_config):
+    """The in-process runner the other tests rely on: a command that installs its Ctrl-C handler and then fails
+    leaves signal handlers, torch threads, env, argv and the working folder as they were."""
+    # the runner makes the CLI's consoles afresh per call; if they move or change kind, it must follow
+    assert _reset_consoles() >= 2, "no LazyConsole found in skipexp.cli: update conftest._reset_consoles"
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), torch.get_num_threads(),
+              dict(os.environ), list(sys.argv), os.getcwd())
+    (tmp_path / "taken").mkdir()
+    p = cli("train", tiny_config, "--run-dir", tmp_path / "taken", cwd=tmp_path, check=2)
+    assert p.stderr.startswith(f"error: {tmp_path / 'taken'}: already exists") and p.stderr.count("\n") == 1
+    assert p.stdout == ""
+    after = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), torch.get_num_threads(),
+             dict(os.environ), list(sys.argv), os.getcwd())
+    assert after == before

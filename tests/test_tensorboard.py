@@ -6,7 +6,7 @@ import math
 import sys
 
 import pytest
-from conftest import run_cli, write_config
+from conftest import cli, write_config
 
 from skipexp.core import config
 from skipexp.rundir import runio
@@ -37,8 +37,8 @@ def assert_series(ea, tag, rows, column):
 def two_runs(tmp_path_factory) -> list:
     """Two runs (seeds 0 and 1, one command) trained with log.tensorboard: true."""
     tmp = tmp_path_factory.mktemp("tb")
-    cfg = write_config(tmp / "tb.yaml", {"log.tensorboard": True, "model.depth": 3})
-    run_cli("train", cfg, "seed=[0, 1]", "--out", tmp / "runs", check=0)
+    cfg = write_config(tmp / "tb.yaml", {"log.tensorboard": True, "model.depth": 3, "log.plots": False})
+    cli("train", cfg, "seed=[0, 1]", "--out", tmp / "runs", check=0)
     runs = sorted(d for d in (tmp / "runs").iterdir() if runio.is_run_dir(d))
     assert len(runs) == 2
     return runs
@@ -80,7 +80,7 @@ def test_log_tensorboard_writes_events_that_hold_the_logged_values(two_runs):
 @needs_tb
 def test_tensorboard_command_exports_every_run_below_a_folder_and_replaces_old_events(two_runs):
     out = two_runs[0].parent
-    p = run_cli("tensorboard", out, check=0)  # the second export of each run: it replaces the first
+    p = cli("tensorboard", out, check=0)  # the second export of each run: it replaces the first
     assert p.stdout.split() == [str(d / "tensorboard") for d in two_runs]
     for d in two_runs:
         assert len(list((d / "tensorboard").glob("events.out.tfevents.*"))) == 1
@@ -89,7 +89,7 @@ def test_tensorboard_command_exports_every_run_below_a_folder_and_replaces_old_e
 
 
 def test_tensorboard_command_on_a_folder_without_runs_is_bad_input(tmp_path):
-    p = run_cli("tensorboard", tmp_path, check=2)
+    p = cli("tensorboard", tmp_path, check=2)
     assert p.stderr.strip() == f"error: {tmp_path}: holds no skipexp run folders"
 
 

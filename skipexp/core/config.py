@@ -205,6 +205,8 @@ class LogConfig:
     checkpoint: str = opt("last", "none | last | every_epoch", choice("none", "last", "every_epoch"))
     tensorboard: bool = opt(False, "also write TensorBoard event files into <run>/tensorboard/ when the run ends",
                             installed("tensorboard", "tensorboard"))
+    plots: bool = opt(True, "draw the run's plots into <run>/plots/ when it ends (false: CSVs only; "
+                            "`skipexp report <run>` draws them later)")
 
 
 @dataclass(frozen=True)
