@@ -163,7 +163,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
 def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
     """What a finished run draws from its CSVs: the plots and, with log.tensorboard, event files."""
     try:
-        if plots:
+        if plots and cfg.log.plots:
             from skipexp.views import plots as plots_mod
 
             plots_mod.plot_run(run_dir)
