@@ -164,3 +164,36 @@ def test_grouping_imports_no_torch() -> None:
     code = "import sys, skipexp.training.grouping; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- the optimizer alone: each model's update is its lone optimizer's, to the bit ---------------
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
+def test_per_model_hyperparameters_update_each_slice_as_its_lone_optimizer_to_the_bit(kind: str) -> None:
+    from skipexp.training.optim import build_optimizer, build_schedule, build_stacked_optimizer
+
+    base = make("m", train__optimizer=kind).train
+    trains = [base, base.__class__(**{**base.__dict__, "lr": 0.2, "momentum": 0.0}),
+              base.__class__(**{**base.__dict__, "weight_decay": 0.1, "schedule": "cosine"}), base]
+    torch.manual_seed(0)
+    stacked_params = [torch.nn.Parameter(torch.randn(len(trains), *shape)) for shape in ((5, 4), (4,))]
+    lone_params = [[torch.nn.Parameter(p[k].detach().clone()) for p in stacked_params] for k in range(len(trains))]
+    opt = build_stacked_optimizer(stacked_params, trains)
+    sched = build_schedule(opt, trains[0], 5, trains)
+    lones = [build_optimizer(ps, t) for ps, t in zip(lone_params, trains)]
+    lone_scheds = [build_schedule(o, t, 5) for o, t in zip(lones, trains)]
+    assert len(opt.calls()) == 3   # models 0 and 3 share one call
+    for _ in range(4):
+        grads = [torch.randn_like(p) for p in stacked_params]
+        for p, g in zip(stacked_params, grads):
+            p.grad = g
+        for k, ps in enumerate(lone_params):
+            for p, g in zip(ps, grads):
+                p.grad = g[k].clone()
+        for o, s in [(opt, sched), *zip(lones, lone_scheds)]:
+            o.step()
+            s.step()
+        for k, ps in enumerate(lone_params):
+            for p, mine in zip(stacked_params, ps):
+                assert torch.equal(p[k], mine), (kind, k)
+    assert sched.get_last_lr() == [s.get_last_lr()[0] for s in lone_scheds]
