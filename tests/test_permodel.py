@@ -88,6 +88,12 @@ def test_sgd_models_with_their_own_hyperparameters_equal_their_lone_runs(tmp_pat
     assert lrs["lr"][0] == 0.1 and lrs["cosine"][-1] < lrs["cosine"][0]
 
 
+def test_models_that_differ_only_in_their_schedule_equal_their_lone_runs(tmp_path: Path) -> None:
+    results = assert_each_equals_its_lone_run([make("constant"), make("cosine", train__schedule="cosine")], tmp_path)
+    lrs = [[row["lr"] for row in runio.read_csv(r.run_dir / "metrics.csv")] for r in results]
+    assert lrs[0][-1] == lrs[0][0] > lrs[1][-1]
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])
 def test_adam_models_with_their_own_hyperparameters_equal_their_lone_runs(tmp_path: Path, optimizer: str) -> None:
     t = {"train__optimizer": optimizer, "train__lr": 1e-3}

@@ -208,7 +208,9 @@ def build_stacked_optimizer(params: Iterable[nn.Parameter], ts: list[TrainConfig
     """One optimizer over stacked parameters for models with train configs ``ts`` (equal optimizer kind)."""
     opt = build_optimizer(params, ts[0])
     models = [hyperparameters(t) for t in ts]
-    if any(m != models[0] for m in models[1:]):
+    # equal values and schedules: one group, today's single call; else each model's own (a schedule of its own
+    # changes its lr later even where the initial lrs agree)
+    if any(m != models[0] or t.schedule != ts[0].schedule for m, t in zip(models[1:], ts[1:])):
         opt.models = models
     return opt
 
