@@ -5,13 +5,13 @@ Each optimizer is one call of torch's fused kernel (``torch._fused_sgd_``, ``_fu
 CPU with ~80 small tensors halves the optimizer's share of a width-64 step (benchmarks/bench.py).
 They are the kernels ``torch.optim.SGD/Adam/AdamW(fused=True)`` call, with the same arguments, so the
 numbers are the same to the bit, and their ``state_dict`` is torch.optim's (checkpoints written
-before load into them and back).
+before load into them and back). They are not ``torch.optim.Optimizer`` subclasses because building
+or stepping one of those imports ``torch._dynamo``: seconds of start-up for every training process.
 
 Stacked models (a leading K dimension on every parameter) may each have their own hyperparameters
 (``models``): the kernel is then called once per distinct set, on the views ``p[k]`` of the models that
-share it. The kernels are elementwise, so each model's update is its lone run's; models that agree take
-the single call over whole tensors. They are not ``torch.optim.Optimizer`` subclasses because building
-or stepping one of those imports ``torch._dynamo``: seconds of start-up for every training process.
+share it. The kernels are elementwise, so each model's update is its lone run's to the bit, given the
+same gradient; models that agree take the single call over whole tensors.
 """
 from __future__ import annotations
 
@@ -174,7 +174,8 @@ class Schedule:
 
     def state_dict(self, k: int | None = None) -> dict:
         """The state (of model ``k`` alone, as its lone run's schedule holds it)."""
-        base, last = (self.base_lrs, self.get_last_lr()) if k is None else ([self.base_lrs[k]], [self.groups[k]["lr"]])
+        base, last = ((list(self.base_lrs), self.get_last_lr()) if k is None
+                      else ([self.base_lrs[k]], [self.groups[k]["lr"]]))
         return {"base_lrs": base, "last_epoch": self.last_epoch, "_step_count": self.last_epoch + 1,
                 "_is_initial": False, "_get_lr_called_within_step": False, "_last_lr": last,
                 "lr_lambdas": [None] * len(base)}
