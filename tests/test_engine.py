@@ -185,10 +185,10 @@ def test_training_does_not_import_torch_dynamo(tmp_path: Path) -> None:
         assert out.stdout.strip() == "False", (kind, out.stdout, out.stderr)
 
 
-def test_models_trained_together_must_differ_only_in_seed_and_name(tmp_path: Path) -> None:
+def test_models_trained_together_must_differ_only_in_per_model_values(tmp_path: Path) -> None:
     cfg = config.from_dict(tiny())
     cfgs = [cfg.replace(seed=1, name="a"), cfg.replace(seed=2, name="b", device="cuda")]
-    with pytest.raises(ValueError, match="but for seed and name"):
+    with pytest.raises(ValueError, match="but for per-model values"):
         api.train_runs(cfgs, [tmp_path / "a", tmp_path / "b"])
 
 

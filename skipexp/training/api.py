@@ -3,7 +3,8 @@
 :func:`train_config` is the whole of ``skipexp train``'s work: a folder per seed, trained.
 ``train_runs`` is the one lifecycle around the engine (:mod:`skipexp.training.engine`) for K >= 1
 one-seed configs: lock the folders, set the runs up, train, finish each folder, draw its views.
-:func:`train` is K = 1; :func:`train_seeds` trains K seeds together where the model can be stacked
+:func:`train` is K = 1; :func:`train_group` trains K models together where they can be stacked
+(seeds of one config, or configs that :func:`skipexp.training.grouping.group_configs` puts in one group)
 and otherwise one after another. Nothing here prints: progress goes to a :class:`Reporter`, text to
 each folder's train.log.
 """
@@ -24,10 +25,13 @@ from skipexp.rundir import files, runio
 from skipexp.rundir.summary import write_summary
 from skipexp.training.bank import make_bank
 from skipexp.training.engine import train_loop
-from skipexp.training.session import Reporter, Run, RunResult, create_run, finish_meta, note, setup, write_views
+from skipexp.training.grouping import group_configs
+from skipexp.training.session import (Reporter, Run, RunResult, create_run, finish_meta, note, setup,
+                                      write_views)
 from skipexp.training.stacked import unsupported
 
-__all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_runs", "train_seeds"]
+__all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_group", "train_runs",
+           "train_seeds"]
 
 
 def train_config(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter: Reporter | None = None,
@@ -41,7 +45,7 @@ def train_config(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, repo
     cfgs = [cfg.replace(seed=s, name=files.seed_run_name(cfg.name, s)) for s in cfg.seeds]
     dirs = [create_run(c, out, None if run_dir is None else run_dir.parent / files.seed_run_name(run_dir.name, s))
             for c, s in zip(cfgs, cfg.seeds)]
-    return train_seeds(cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress, plots=plots)
+    return train_group(cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress, plots=plots)
 
 
 def train(cfg: RunConfig, run_dir: Path, *, reporter: Reporter | None = None,
@@ -59,17 +63,19 @@ def resume(run_dir: Path, *, reporter: Reporter | None = None, should_stop: Call
     return train(cfg, run_dir, reporter=reporter, should_stop=should_stop, resume=True, progress=progress)
 
 
-def train_seeds(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporter | None = None,
+def train_group(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporter | None = None,
                 should_stop: Callable[[], bool] = lambda: False, progress: data_mod.Progress | None = None,
                 plots: bool = True) -> list[RunResult]:
-    """Train one-seed configs (equal but for seed and name) into their run folders (from create_run).
+    """Train one-seed configs of one group (see :mod:`skipexp.training.grouping`) into their run folders
+    (from create_run).
 
     Together where :func:`unsupported` allows; otherwise one after another, noting why in meta.json.
     """
     reason = unsupported(cfgs[0].replace(seed=[c.seeds[0] for c in cfgs])) if len(cfgs) > 1 else "a single seed"
     if reason is None:
         for run_dir in run_dirs:
-            note(run_dir, {"vectorized": True, "seeds_together": [c.seeds[0] for c in cfgs]})
+            note(run_dir, {"vectorized": True, "seeds_together": [c.seeds[0] for c in cfgs],
+                           "trained_with": [c.name for c in cfgs]})
         return train_runs(cfgs, run_dirs, reporter=reporter, should_stop=should_stop, progress=progress,
                           plots=plots)
     results: list[RunResult] = []
@@ -88,17 +94,21 @@ def train_seeds(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Report
     return results
 
 
+train_seeds = train_group   # the name callers of seeds trained together know
+
+
 def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporter | None = None,
                should_stop: Callable[[], bool] = lambda: False, resume: bool = False,
                progress: data_mod.Progress | None = None, plots: bool = True) -> list[RunResult]:
     """Train K >= 1 models of one shape, one per config and folder, together (resume: K = 1).
 
-    A bad input found while setting up (data files, device) leaves no folder behind; a run that got
-    going and then stopped on one is interrupted, resumable from its checkpoint.
+    The configs must form one group of :func:`~skipexp.training.grouping.group_configs`: equal but for
+    per-model values. A bad input found while setting up (data files, device) leaves no folder behind;
+    a run that got going and then stopped on one is interrupted, resumable from its checkpoint.
     """
-    if any(c.replace(seed=cfgs[0].seed, name=cfgs[0].name) != cfgs[0] for c in cfgs[1:]):
-        # per-model values beyond the seed (each model has its own config already) need the engine to read them
-        raise ValueError("models trained together must have equal configs but for seed and name")
+    if len(cfgs) > 1 and len(group_configs(cfgs)) != 1:
+        raise ValueError("models trained together must have equal configs but for per-model values "
+                         "(skipexp.training.grouping.PER_MODEL)")
     reporter = reporter or Reporter()
     locks: list[runio.RunLock] = []
     try:
@@ -111,7 +121,7 @@ def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporte
             for run_dir in run_dirs:
                 shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    together = f" ({len(cfgs)} seeds together)" if len(cfgs) > 1 else ""
+    together = f" ({len(cfgs)} models together)" if len(cfgs) > 1 else ""
     logs = [open(run_dir / "train.log", "a") for run_dir in run_dirs]
     for log in logs:
         log.write(f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {'resume' if resume else 'train'} {' '.join(sys.argv)}"

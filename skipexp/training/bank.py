@@ -5,7 +5,8 @@ The engine sees only per-model values: a (K,) loss, a (K,) "not finite" flag, K 
 was; ``Stacked`` is K SkipNets of one shape as one module with a leading K dimension (see
 :mod:`skipexp.training.stacked`), whose slices are copied back into each run's own model for
 evaluation and checkpoints. Models share no weights, so model k's numbers are those of its lone run
-within float rounding.
+within float rounding. Stacked models may each have their own optimizer hyperparameters, schedule and
+gradient clip (see :mod:`skipexp.training.grouping` for what may differ).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from skipexp.core.metrics import GradProbe, accuracy
-from skipexp.training.optim import build_optimizer, build_schedule
+from skipexp.training.optim import build_schedule, build_stacked_optimizer
 from skipexp.training.session import Run
 from skipexp.training.stacked import StackedLinear, stack_models
 
@@ -65,8 +66,12 @@ class Lone:
         return [torch.cat([torch.stack([losses[0].detach(), accuracy(logits, y[0]), w.square().sum().sqrt()]), w,
                            GradProbe.act_grad_norms(hs), GradProbe.act_rms(hs)]).tolist()]
 
-    def clip_(self, max_norm: float) -> None:
-        nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+    def lrs(self) -> list[float]:
+        return self.sched.get_last_lr()[:1]
+
+    def clip_(self) -> None:
+        if self.run.cfg.train.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.run.cfg.train.grad_clip)
 
     def sync(self, k: int, state: bool = False) -> None:
         """The run's model is the trained one: nothing to copy."""
@@ -82,8 +87,11 @@ class Stacked:
         self.runs, self.k = runs, len(runs)
         self.model = stack_models([r.model for r in runs])
         lead = runs[0]
-        self.opt = build_optimizer(self.model.parameters(), lead.cfg.train)
-        self.sched = build_schedule(self.opt, lead.cfg.train, lead.total_steps)
+        trains = [r.cfg.train for r in runs]
+        self.opt = build_stacked_optimizer(self.model.parameters(), trains)
+        self.sched = build_schedule(self.opt, lead.cfg.train, lead.total_steps, trains)
+        clips = [t.grad_clip or float("inf") for t in trains]   # inf: a model without a clip keeps its gradient
+        self.max_norms = torch.tensor(clips, device=lead.device) if any(t.grad_clip for t in trains) else None
         self.fast = torch.compile(self.model) if lead.cfg.train.compile else self.model
         self.mask = torch.ones(self.k, device=lead.device)   # 0 for models that have finished
         self.params = list(self.model.parameters())
@@ -139,11 +147,17 @@ class Stacked:
         head = torch.stack([losses.detach(), acc, w.square().sum(0).sqrt()])
         return torch.cat([head, w, act_grad, act]).T.tolist()
 
-    def clip_(self, max_norm: float) -> None:
-        """Per-model clip_grad_norm_: each model's gradient scaled by its own total norm."""
+    def lrs(self) -> list[float]:
+        lrs = self.sched.get_last_lr()
+        return lrs if len(lrs) == self.k else lrs * self.k
+
+    def clip_(self) -> None:
+        """Per-model clip_grad_norm_: each model's gradient scaled by its own max over its own total norm."""
+        if self.max_norms is None:
+            return
         grads = [p.grad for p in self.params if p.grad is not None]
         norms = torch.stack([g.reshape(self.k, -1).square().sum(1) for g in grads]).sum(0).sqrt()  # (K,)
-        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        coef = (self.max_norms / (norms + 1e-6)).clamp(max=1.0)                                     # 1: unclipped
         for g in grads:
             g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
 
@@ -156,12 +170,15 @@ class Stacked:
         if not state:
             return
         whole = self.opt.state_dict()
+        own = {**run.opt.group, "lr": self.lrs()[k]}   # its own hyperparameters, at this step's lr
         mine = {i: {key: (self._slice(i, v, k).clone() if torch.is_tensor(v) and v.shape == self.params[i].shape
                           else v)
-                    for key, v in s.items()}
+                    for key, v in s.items() if run.opt.uses(key, own)}
                 for i, s in whole["state"].items()}
-        run.opt.load_state_dict({"state": mine, "param_groups": whole["param_groups"]})
-        run.sched.load_state_dict(self.sched.state_dict())
+        group = {key: v for key, v in own.items() if key != "params"}
+        run.opt.load_state_dict({"state": {i: s for i, s in mine.items() if s},
+                                 "param_groups": [{**group, "params": list(range(len(self.params)))}]})
+        run.sched.load_state_dict(self.sched.state_dict(k if self.opt.models is not None else None))
 
     def _slice(self, i: int, t: torch.Tensor, k: int) -> torch.Tensor:
         """Model k's part of a tensor shaped like stacked parameter i, in the lone model's layout."""

@@ -82,9 +82,9 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
             bank.backward(losses)
             first_bad.masked_fill_(bank.nonfinite(losses) & (first_bad == 0), step)
             if log_now:
-                values, lr, now = bank.record(losses, logits, y, hs), bank.sched.get_last_lr()[0], clock()
+                values, lrs, now = bank.record(losses, logits, y, hs), bank.lrs(), clock()
                 for k in live:
-                    row = write_rows(runs[k], values[k], step, epoch, lr, now)
+                    row = write_rows(runs[k], values[k], step, epoch, lrs[k], now)
                     if not (math.isfinite(row["train_loss"]) and math.isfinite(row["grad_norm_total"])):
                         mine = first_bad[k:k + 1]   # also a norm that overflowed: what the row shows
                         mine.masked_fill_(mine == 0, step)
@@ -101,8 +101,7 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
                         end(k, "diverged", bad_at)
                 if not live:
                     break
-            if lead.cfg.train.grad_clip:  # after recording: the logged norms are the gradient's own
-                bank.clip_(lead.cfg.train.grad_clip)
+            bank.clip_()  # each model's own clip, after recording: the logged norms are the gradient's own
             bank.opt.step()
             bank.sched.step()
             for k in live:

@@ -7,6 +7,11 @@ They are the kernels ``torch.optim.SGD/Adam/AdamW(fused=True)`` call, with the s
 numbers are the same to the bit, and their ``state_dict`` is torch.optim's (checkpoints written
 before load into them and back). They are not ``torch.optim.Optimizer`` subclasses because building
 or stepping one of those imports ``torch._dynamo``: seconds of start-up for every training process.
+
+Stacked models (a leading K dimension on every parameter) may each have their own hyperparameters
+(``models``): the kernel is then called once per distinct set, on the views ``p[k]`` of the models that
+share it. The kernels are elementwise, so each model's update is its lone run's to the bit, given the
+same gradient; models that agree take the single call over whole tensors.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ class FusedOptimizer:
         self.params = list(params)
         self.param_groups = [{**group, "params": self.params}]
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
+        # K stacked models' own hyperparameters (group keys), where they differ; None: ``group`` for all
+        self.models: list[dict] | None = None
 
     @property
     def group(self) -> dict:
@@ -41,6 +48,21 @@ class FusedOptimizer:
     def _with_grads(self) -> tuple[list[nn.Parameter], list[torch.Tensor]]:
         params = [p for p in self.params if p.grad is not None]
         return params, [p.grad for p in params]
+
+    def calls(self) -> list[tuple[dict, list[int] | None]]:
+        """(hyperparameters, models) of each kernel call: None for whole tensors, else the models sharing them."""
+        if self.models is None:
+            return [(self.group, None)]
+        by_values: dict[tuple, list[int]] = {}
+        for k, m in enumerate(self.models):
+            by_values.setdefault(tuple(sorted(m.items())), []).append(k)
+        if len(by_values) == 1:
+            return [(self.models[0], None)]
+        return [(self.models[ks[0]], ks) for ks in by_values.values()]
+
+    def uses(self, key: str, group: dict) -> bool:
+        """Whether a parameter's state ``key`` exists under hyperparameters ``group``."""
+        return True
 
     def state_dict(self) -> dict:
         index = {p: i for i, p in enumerate(self.params)}
@@ -72,17 +94,23 @@ class SGD(FusedOptimizer):
         params, grads = self._with_grads()
         if not params:
             return
-        g = self.group
+        calls = self.calls()
+        momentum = any(g["momentum"] != 0 for g, _ in calls)
         bufs = [self.state.get(p, {}).get("momentum_buffer") for p in params]
-        first = g["momentum"] != 0 and all(b is None for b in bufs)
-        if first:
-            bufs = [torch.empty_like(grad) for grad in grads]
-        torch._fused_sgd_(params, grads, [] if g["momentum"] == 0 else bufs, weight_decay=g["weight_decay"],
-                          momentum=g["momentum"], lr=g["lr"], dampening=g["dampening"], nesterov=g["nesterov"],
-                          maximize=g["maximize"], is_first_step=first, grad_scale=None, found_inf=None)
-        if g["momentum"] != 0:
+        first = momentum and all(b is None for b in bufs)
+        if first:  # the kernel's first step copies the gradient in; zeros where a model has no momentum
+            bufs = [(torch.empty_like if len(calls) == 1 else torch.zeros_like)(grad) for grad in grads]
+        for g, ks in calls:
+            ps, gs, bs = (params, grads, bufs) if ks is None else _views(ks, params, grads, bufs)
+            torch._fused_sgd_(ps, gs, [] if g["momentum"] == 0 else bs, weight_decay=g["weight_decay"],
+                              momentum=g["momentum"], lr=g["lr"], dampening=g["dampening"], nesterov=g["nesterov"],
+                              maximize=g["maximize"], is_first_step=first, grad_scale=None, found_inf=None)
+        if momentum:
             for p, buf in zip(params, bufs):
                 self.state.setdefault(p, {})["momentum_buffer"] = buf
+
+    def uses(self, key: str, group: dict) -> bool:
+        return group["momentum"] != 0
 
 
 class Adam(FusedOptimizer):
@@ -99,7 +127,6 @@ class Adam(FusedOptimizer):
         params, grads = self._with_grads()
         if not params:
             return
-        g = self.group
         for p in params:
             if p not in self.state:
                 self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
@@ -108,36 +135,55 @@ class Adam(FusedOptimizer):
         states = [self.state[p] for p in params]
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
-        kernel = torch._fused_adamw_ if g["decoupled_weight_decay"] else torch._fused_adam_
-        kernel(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], steps,
-               amsgrad=False, lr=g["lr"], beta1=g["betas"][0], beta2=g["betas"][1], weight_decay=g["weight_decay"],
-               eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
+        avgs, sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        for g, ks in self.calls():
+            ps, gs, a, sq, st = ((params, grads, avgs, sqs, steps) if ks is None
+                                 else _views(ks, params, grads, avgs, sqs) + ([t for _ in ks for t in steps],))
+            kernel = torch._fused_adamw_ if g["decoupled_weight_decay"] else torch._fused_adam_
+            kernel(ps, gs, a, sq, [], st, amsgrad=False, lr=g["lr"], beta1=g["betas"][0], beta2=g["betas"][1],
+                   weight_decay=g["weight_decay"], eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
+
+
+def _views(ks: list[int], *tensor_lists: list[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
+    """Models ``ks``'s slices ``t[k]`` of stacked tensors (contiguous views), in one order for every list."""
+    return tuple([t[k] for k in ks for t in ts] for ts in tensor_lists)
 
 
 class Schedule:
-    """torch.optim.lr_scheduler.LambdaLR over one group: lr = initial lr * factor(step), same state_dict."""
+    """torch.optim.lr_scheduler.LambdaLR over one group: lr = initial lr * factor(step), same state_dict.
 
-    def __init__(self, opt: FusedOptimizer, factor: Any):
-        self.opt, self.factor = opt, factor
-        opt.group.setdefault("initial_lr", opt.group["lr"])
-        self.base_lr, self.last_epoch = opt.group["initial_lr"], -1
+    Over stacked models with their own hyperparameters (``opt.models``), each model's lr is its own
+    initial lr times its own factor; ``get_last_lr`` then lists one lr per model.
+    """
+
+    def __init__(self, opt: FusedOptimizer, factor: Any, factors: list[Any] | None = None):
+        self.opt = opt
+        self.groups = opt.models if opt.models is not None else [opt.group]
+        self.factors = factors or [factor] * len(self.groups)
+        self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in self.groups]
+        self.last_epoch = -1
         self.step()
 
     def step(self) -> None:
         self.last_epoch += 1
-        self.opt.group["lr"] = self.base_lr * self.factor(self.last_epoch)
+        for g, base, factor in zip(self.groups, self.base_lrs, self.factors):
+            g["lr"] = base * factor(self.last_epoch)
 
     def get_last_lr(self) -> list[float]:
-        return [self.opt.group["lr"]]
+        return [g["lr"] for g in self.groups]
 
-    def state_dict(self) -> dict:
-        return {"base_lrs": [self.base_lr], "last_epoch": self.last_epoch, "_step_count": self.last_epoch + 1,
-                "_is_initial": False, "_get_lr_called_within_step": False, "_last_lr": self.get_last_lr(),
-                "lr_lambdas": [None]}
+    def state_dict(self, k: int | None = None) -> dict:
+        """The state (of model ``k`` alone, as its lone run's schedule holds it)."""
+        base, last = ((list(self.base_lrs), self.get_last_lr()) if k is None
+                      else ([self.base_lrs[k]], [self.groups[k]["lr"]]))
+        return {"base_lrs": base, "last_epoch": self.last_epoch, "_step_count": self.last_epoch + 1,
+                "_is_initial": False, "_get_lr_called_within_step": False, "_last_lr": last,
+                "lr_lambdas": [None] * len(base)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.base_lr, self.last_epoch = state["base_lrs"][0], int(state["last_epoch"])
-        self.opt.group["lr"] = state["_last_lr"][0]
+        self.base_lrs, self.last_epoch = list(state["base_lrs"]), int(state["last_epoch"])
+        for g, lr in zip(self.groups, state["_last_lr"]):
+            g["lr"] = lr
 
 
 OPTIMIZERS.implements("sgd")(lambda params, t: SGD(params, lr=t.lr, momentum=t.momentum,
@@ -154,7 +200,30 @@ def build_optimizer(params: Iterable[nn.Parameter], t: TrainConfig) -> FusedOpti
     return OPTIMIZERS.get(t.optimizer)(params, t)
 
 
-def build_schedule(opt: FusedOptimizer, t: TrainConfig, total: int) -> Schedule:
-    """The learning rate as lr times the schedule's factor of the step, over ``total`` steps."""
+def hyperparameters(t: TrainConfig) -> dict:
+    """The optimizer group ``t`` gives (lr, momentum, ...): what a model of a stack may have its own of."""
+    return {k: v for k, v in build_optimizer([], t).group.items() if k != "params"}
+
+
+def build_stacked_optimizer(params: Iterable[nn.Parameter], ts: list[TrainConfig]) -> FusedOptimizer:
+    """One optimizer over stacked parameters for models with train configs ``ts`` (equal optimizer kind)."""
+    opt = build_optimizer(params, ts[0])
+    models = [hyperparameters(t) for t in ts]
+    # equal values and schedules: one group, today's single call; else each model's own (a schedule of its own
+    # changes its lr later even where the initial lrs agree)
+    if any(m != models[0] or t.schedule != ts[0].schedule for m, t in zip(models[1:], ts[1:])):
+        opt.models = models
+    return opt
+
+
+def _factor(t: TrainConfig, total: int) -> Any:
     factor = SCHEDULES.get(t.schedule)
-    return Schedule(opt, lambda s: factor(s, total))
+    return lambda s: factor(s, total)
+
+
+def build_schedule(opt: FusedOptimizer, t: TrainConfig, total: int,
+                   ts: list[TrainConfig] | None = None) -> Schedule:
+    """The learning rate as lr times the schedule's factor of the step, over ``total`` steps (each stacked
+    model's own schedule, given their configs ``ts``, where the optimizer has per-model values)."""
+    factors = [_factor(m, total) for m in ts] if ts and opt.models is not None else None
+    return Schedule(opt, _factor(t, total), factors)

@@ -1,7 +1,10 @@
 """Stacked models: K SkipNets of one shape as one module whose every weight has a leading K dimension.
 
 Linear layers become ``torch.baddbmm`` over that dimension: one batched matmul instead of K small ones.
-Models the stacked form cannot express exactly are named by :func:`unsupported`.
+Models the stacked form cannot express exactly are named by :func:`unsupported`. Models may differ in
+values that leave the shapes alone: their initial weights (seed, init, gate bias) are copied in, and a
+skip's constant scale becomes one per model, 0 for a model without that skip (``none`` in a stack of
+``identity``), since ``F(x) + 0 * x`` is ``F(x)`` exactly.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from torch import nn
 
 from skipexp.core import data as data_mod
 from skipexp.core.config import RunConfig
-from skipexp.core.models import Block, SkipNet, Skip
+from skipexp.core.models import Block, ShortcutSkip, SkipNet, Skip
 
 # Modules whose forward works unchanged on (K, N, features) inputs once their weights are stacked.
 _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)
@@ -81,12 +84,21 @@ def unsupported(cfg: RunConfig) -> str | None:
 
 
 def stack_models(models: list[SkipNet]) -> SkipNet:
-    """One SkipNet whose every weight has a leading seed dimension; parameters stay in the same order."""
-    net = copy.deepcopy(models[0])
+    """One SkipNet whose every weight has a leading model dimension; parameters stay in the same order.
+
+    The stack is built like the model with the most skips; a model without one of them (kind none) must
+    then have no parameters there, and gets a scale of 0 on that skip's shortcut.
+    """
+    template = max(models, key=lambda m: len(m.skips))
+    net = copy.deepcopy(template)
     k = len(models)
-    per_seed = [dict(m.named_modules()) for m in models]
+    per_model = [dict(m.named_modules()) for m in models]
     for name, m in list(net.named_modules()):
-        same = [mods[name] for mods in per_seed]
+        same = [mods.get(name) for mods in per_model]
+        if any(s is None for s in same):
+            if any(True for _ in m.parameters()):
+                raise ValueError(f"{name}: a layer with parameters that not every stacked model has")
+            continue
         if isinstance(m, nn.Linear):
             bias = torch.stack([s.bias.detach() for s in same]) if m.bias is not None else None
             new: nn.Module = StackedLinear(torch.stack([s.weight.detach().t() for s in same]).contiguous(), bias)
@@ -100,5 +112,25 @@ def stack_models(models: list[SkipNet]) -> SkipNet:
             continue
         parent, _, child = name.rpartition(".")
         setattr(net.get_submodule(parent) if parent else net, child, new)
+    for name, skip in net.skips.items():
+        if not isinstance(skip, ShortcutSkip):
+            continue
+        scales = [m.skips[name].scale if name in m.skips else 0.0 for m in models]
+        if any(s != skip.scale for s in scales):
+            device = next(net.parameters()).device
+            _scale_per_model(skip, torch.tensor(scales, device=device).view(k, 1, 1))
     return net
 
+
+_SCALED: dict[type, type] = {}
+
+
+def _scale_per_model(skip: ShortcutSkip, scale: torch.Tensor) -> None:
+    """Give ``skip`` one constant shortcut scale per model, ``scale`` (K, 1, 1), in place of its one float."""
+    cls = type(skip)
+    if cls not in _SCALED:
+        def shortcut(self: ShortcutSkip, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x) * self.model_scale   # the lone skip's scale * P(x), elementwise: the same numbers
+        _SCALED[cls] = type(f"PerModel{cls.__name__}", (cls,), {"shortcut": shortcut})
+    skip.__class__ = _SCALED[cls]
+    skip.model_scale = scale
