@@ -83,7 +83,7 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     assert (root / "plots" / "depth.png").is_file() and (root / "sweep.yaml").is_file()
     assert "depth=4,skip.kind=identity" in p.stderr  # progress over points
     for d in root.glob("depth=*"):
-        assert json.loads((d / "meta.json").read_text())["threads"] == max(1, sweep.default_cores() // 2)
+        assert json.loads((d / "meta.json").read_text())["threads"] == max(1, sweep.available_cores() // 2)
 
     # leave the sweep as an interruption would: one point interrupted (with its checkpoint), one never
     # started, one folder with nothing to resume in it

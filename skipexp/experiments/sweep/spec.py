@@ -29,7 +29,7 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key, value
-from skipexp.core.machine import default_cores
+from skipexp.core.machine import available_cores
 from skipexp.experiments.sweep.state import point_state, settle
 from skipexp.rundir import files, runio
 
@@ -101,7 +101,7 @@ def point_name(values: dict[str, Any]) -> str:
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
     """Small nets run fastest with one thread each and one job per core: cores // jobs, at least 1."""
-    return max(1, (cores or default_cores()) // max(1, jobs))
+    return max(1, (cores or available_cores()) // max(1, jobs))
 
 
 def _display_path(p: Path) -> str:
