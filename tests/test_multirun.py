@@ -153,6 +153,10 @@ def test_list_prints_the_fixed_overrides_in_every_command(tmp_path, monkeypatch,
     mk = capsys.readouterr().out
     assert f"\t$(SKIPEXP) train tiny.yaml train.lr=0.3 model.depth=2 {threads} --run-dir '$(P0)' --resume" in mk
     assert "\t$(SKIPEXP) sweep g.yaml train.lr=0.3 --jobs 1\n" in mk
+    # a grid on the command line: make's last step reruns that very command
+    assert skipexp("sweep", "tiny.yaml", "model.depth=2,4", "--name", "d", "--list", "--format", "make") == 0
+    mk = capsys.readouterr().out
+    assert "\t$(SKIPEXP) sweep tiny.yaml model.depth=2,4 --name d --jobs 1\n" in mk and "P1 := runs/sweep-d/depth=4" in mk
 
 
 @pytest.mark.parametrize("args,message", [
@@ -160,7 +164,8 @@ def test_list_prints_the_fixed_overrides_in_every_command(tmp_path, monkeypatch,
     (["tiny.yaml", "train.lr=0.1"], "tiny.yaml: nothing to sweep"),
     (["tiny.yaml", "model.depth=2,0"], "tiny.yaml: model.depth: point depth=0: must be > 0, got 0"),
     (["tiny.yaml", "seed=0,1", "seed=2"], "seed: given twice"),
-    (["g.yaml", "model.dpth=2,4"], 'g.yaml: grid.model.dpth: point depth=2,dpth=2: unknown key (did you mean "model.depth"?)'),
+    (["g.yaml", "model.dpth=2,4"],
+     'g.yaml: grid.model.dpth: point depth=2,dpth=2: unknown key (did you mean "model.depth"?)'),
 ])
 def test_bad_input_is_one_error_line_exit_2_and_nothing_written(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

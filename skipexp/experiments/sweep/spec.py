@@ -274,7 +274,8 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
         var = f"P{i}"
         lines.append(f"{var} := {p.run_dir if p.run_dir.is_absolute() else _display_path(p.run_dir)}")
         targets.append(f"$({var})/{files.SUMMARY}")
-    lines += ["", "all: points", f"\t$(SKIPEXP) {again} --jobs {jobs}" + (f" --out {shlex.quote(str(out))}" if str(out) != "runs" else ""), "",
+    out_opt = f" --out {shlex.quote(str(out))}" if str(out) != "runs" else ""
+    lines += ["", "all: points", f"\t$(SKIPEXP) {again} --jobs {jobs}{out_opt}", "",
               "points: " + " ".join(targets), "",
               "# make deletes a target whose recipe it interrupts; these are the runs' own files, keep them",
               ".PRECIOUS: " + " ".join(targets), ""]
