@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,13 @@ CONFIG_TAG = "config"
 
 
 def writer_class():
+    """The event-file writer, or the install hint where tensorboard is missing."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import summary  # noqa: F401  (what _EventFile builds events with)
     except ImportError:
         raise SkipexpError(f"TensorBoard export needs the tensorboard package, which is not installed; "
                            f"{INSTALL_HINT}", key="tensorboard") from None
-    return SummaryWriter
+    return _EventFile
 
 
 def row_events(log: str, row: Mapping[str, float], histograms: bool = True) -> Iterator[tuple[str, str, Any]]:
@@ -66,16 +68,70 @@ def row_events(log: str, row: Mapping[str, float], histograms: bool = True) -> I
     if histograms and log in HISTOGRAMS:
         logs = [math.log10(v) for v in values.values() if math.isfinite(v) and v > 0]
         if logs:  # an all-zero or all-nan row has no spread to show
-            import numpy as np
-
-            yield "histogram", HISTOGRAMS[log], np.array(logs)
+            yield "histogram", HISTOGRAMS[log], logs
 
 
-def _add(writer, log: str, row: Mapping[str, float], walltime: float | None, histograms: bool) -> None:
-    step = int(row["step"])
-    for kind, tag, value in row_events(log, row, histograms):
-        add = writer.add_scalar if kind == "scalar" else writer.add_histogram
-        add(tag, value, step, walltime=walltime)
+class _EventFile:
+    """One events file, written in the caller's thread: a row is one event, on disk when ``add`` returns.
+
+    torch's SummaryWriter hands every value to a writer thread and its flush waits for that thread, which
+    costs a training loop milliseconds per log step; the events here are the ones it would write.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        import os
+        import socket
+        import time
+
+        import numpy as np
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+        from torch.utils.tensorboard import summary
+
+        self._event, self._summary, self._build = event_pb2.Event, summary_pb2.Summary, summary
+        # TensorBoard reads a folder's files in name order: the time first, as its own writer names them
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_UID)}"
+        self._time = time.time
+        self._file = RecordWriter(open(folder / name, "ab"))
+        self._np, self._bins = np, np.array(_tensorflow_bins())
+        self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event) -> None:
+        self._file.write(event.SerializeToString())
+        self._file.flush()
+
+    def add(self, events: Iterable[tuple[str, str, Any]], step: int, walltime: float | None) -> None:
+        values = []
+        for kind, tag, value in events:
+            if kind == "scalar":
+                values.append(self._summary.Value(tag=tag, simple_value=value))
+            else:   # as SummaryWriter.add_histogram with its default bins="tensorflow"
+                values.extend(self._build.histogram(tag, self._np.asarray(value, dtype=float), self._bins).value)
+        self._write(self._event(wall_time=walltime or self._time(), step=step,
+                                summary=self._summary(value=values)))
+
+    def add_text(self, tag: str, text: str, step: int) -> None:
+        self._write(self._event(wall_time=self._time(), step=step, summary=self._build.text(tag, text)))
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+_UID = itertools.count()  # tells apart files one process opens in one second
+
+
+def _tensorflow_bins() -> list[float]:
+    """TensorFlow's histogram buckets, computed as SummaryWriter computes its default ones."""
+    v, pos = 1e-12, []
+    while v < 1e20:
+        pos.append(v)
+        v *= 1.1
+    return [-x for x in reversed(pos)] + [0.0] + pos
+
+
+def _add(writer: _EventFile, log: str, row: Mapping[str, float], walltime: float | None, histograms: bool) -> None:
+    writer.add(row_events(log, row, histograms), int(row["step"]), walltime)
 
 
 def _start_time(meta: dict) -> float | None:
@@ -85,14 +141,13 @@ def _start_time(meta: dict) -> float | None:
         return None
 
 
-def _add_config(writer, run_dir: Path) -> None:
+def _add_config(writer: _EventFile, run_dir: Path) -> None:
     config_text = (run_dir / files.CONFIG).read_text()
     writer.add_text(CONFIG_TAG, "".join("    " + line + "\n" for line in config_text.splitlines()), 0)
 
 
-def _open(run_dir: Path):
-    # flush_secs is a backstop only: the live writer flushes each row itself
-    return writer_class()(log_dir=str(run_dir), flush_secs=30)
+def _open(run_dir: Path) -> _EventFile:
+    return writer_class()(run_dir)
 
 
 def event_files(run_dir: Path) -> list[Path]:
@@ -101,9 +156,9 @@ def event_files(run_dir: Path) -> list[Path]:
 
 
 class LiveEvents:
-    """A run's events written as its CSV rows are (see :func:`row_events`), each row flushed, so
-    TensorBoard shows a run while it trains. A resumed run adds an event file beside the first; it is
-    handed only the rows its CSVs accept, so each step is in the events once."""
+    """A run's events written as its CSV rows are (see :func:`row_events`), each row on disk before the
+    loop goes on, so TensorBoard shows a run while it trains. A resumed run adds an event file beside the
+    first; it is handed only the rows its CSVs accept, so each step is in the events once."""
 
     def __init__(self, run_dir: Path, meta: dict, histograms: bool = True) -> None:
         fresh = not any(run_dir.glob(EVENTS))
@@ -113,14 +168,12 @@ class LiveEvents:
         self._histograms = histograms
         if fresh:
             _add_config(self._writer, run_dir)
-            self._writer.flush()
 
     def add(self, log: str, row: Mapping[str, float]) -> None:
         if log == files.METRICS:
             self._elapsed = float(row["elapsed_s"])
         walltime = self._t0 + self._elapsed if self._t0 is not None and self._elapsed is not None else None
         _add(self._writer, log, row, walltime, self._histograms)
-        self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()  # a second close does nothing
