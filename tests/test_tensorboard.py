@@ -209,3 +209,22 @@ def test_a_run_without_log_tensorboard_never_imports_it(tmp_path, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)  # any import of either now fails
     assert api.train(cfg, api.create_run(cfg, tmp_path / "runs"), plots=False).status == "completed"
     assert event_files(next((tmp_path / "runs").iterdir())) == []
+
+
+@needs_tb
+def test_histograms_over_the_buckets_around_the_values_equal_those_over_all_buckets(tmp_path):
+    import numpy as np
+    from torch.utils.tensorboard import summary
+
+    from skipexp.views.tensorboard import _EventFile, _tensorflow_bins
+
+    writer, every = _EventFile(tmp_path), np.array(_tensorflow_bins())
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        k = int(rng.integers(1, 30))
+        values = [rng.normal(0, 3, k), rng.choice(every[700:900], k),  # values on bucket edges, around 0
+                  np.full(k, rng.normal()), rng.uniform(-40, 40, k), every[:k], every[-k:]][trial % 6]
+        # the oracle: SummaryWriter.add_histogram's default, all 1549 TensorFlow buckets
+        assert summary.histogram("t", values, writer._bins_around(list(values))) == \
+            summary.histogram("t", values, every), list(values)
+    writer.close()
