@@ -18,8 +18,8 @@ Tags, in few sections (TensorBoard groups charts by the part before the first sl
 from __future__ import annotations
 
 import bisect
-import math
 import itertools
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -99,8 +99,8 @@ class _EventFile:
     def _bins_around(self, values: list[float]):
         """The buckets from just below ``values`` to just above: np.histogram's cost grows with the number of
         buckets (1549), while the histogram keeps only those between the first and last non-empty one,
-        and the empty bucket left of them. Two spare buckets each side keep every value off the outer edges,
-        where np.histogram's last bucket would also count its right edge."""
+        and the empty bucket left of them. Spare buckets on each side keep every value off the outer edges,
+        where np.histogram's last bucket would also count its right edge. (A test holds the two equal.)"""
         lo, hi = self._np.searchsorted(self._bins, [min(values), max(values)])
         return self._bins[max(0, lo - 3):hi + 3]
 
@@ -115,7 +115,7 @@ class _EventFile:
                 values.append(self._summary.Value(tag=tag, simple_value=value))
             else:   # as SummaryWriter.add_histogram with its default bins="tensorflow"
                 values.extend(self._build.histogram(tag, self._np.asarray(value), self._bins_around(value)).value)
-        self._write(self._event(wall_time=walltime or self._time(), step=step,
+        self._write(self._event(wall_time=self._time() if walltime is None else walltime, step=step,
                                 summary=self._summary(value=values)))
 
     def add_text(self, tag: str, text: str, step: int) -> None:
