@@ -31,12 +31,13 @@ def read_events(folder):
 
 
 def everything(ea) -> dict:
-    """Every tag's (step, value) series: scalars, histograms by (count, min, max, sum), text by its string."""
+    """Every tag's (step, value) series: scalars, histograms by their numbers and buckets, text by its string."""
     tags = ea.Tags()
     out = {t: [(e.step, e.value) for e in ea.Scalars(t)] for t in tags["scalars"]}
     for t in tags["histograms"]:
         out[t] = [(h.step, (h.histogram_value.num, h.histogram_value.min, h.histogram_value.max,
-                            h.histogram_value.sum)) for h in ea.Histograms(t)]
+                            h.histogram_value.sum, tuple(h.histogram_value.bucket_limit),
+                            tuple(h.histogram_value.bucket))) for h in ea.Histograms(t)]
     for t in tags["tensors"]:
         out[t] = [(e.step, e.tensor_proto.string_val[:]) for e in ea.Tensors(t)]
     return out
