@@ -7,21 +7,22 @@ import random
 import subprocess
 import sys
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 import torch
 
 import skipexp
 from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
-from skipexp.rundir import runio
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.metrics import GradProbe
 from skipexp.core.models import SkipNet, count_parameters
+from skipexp.rundir import runio
 from skipexp.training.checkpoint import load_checkpoint, rng_state
 from skipexp.training.optim import build_optimizer, build_schedule
 
