@@ -7,9 +7,11 @@ import random
 import subprocess
 import sys
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
@@ -33,6 +35,32 @@ class Reporter:
     def on_log(self, row: dict) -> None: ...
     def on_eval(self, row: dict) -> None: ...
     def on_end(self, status: str, summary: dict) -> None: ...
+
+
+class RowSink(Protocol):
+    """Where a run's rows go besides its CSVs (TensorBoard's live events): each row once, as a dict."""
+
+    def add(self, log: str, row: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+class TeeLog:
+    """A CSV log that hands each row it accepts to a sink too. The rows a resumed run's CSV turns away
+    (already on disk) the sink never sees, so it holds each step once as well."""
+
+    def __init__(self, log: runio.CsvLog, sink: RowSink) -> None:
+        self.log, self.sink = log, sink
+
+    def write(self, row: dict[str, Any] | Iterable[Any]) -> None:
+        values = [row[c] for c in self.log.columns] if isinstance(row, dict) else list(row)
+        before = self.log.last_step
+        self.log.write(values)
+        if self.log.last_step != before:
+            self.sink.add(self.log.path.name, dict(zip(self.log.columns, values)))
+
+    def close(self) -> None:
+        self.log.close()
+        self.sink.close()
 
 
 @dataclass
@@ -97,7 +125,7 @@ class Run:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     probe: GradProbe
-    logs: dict[str, runio.CsvLog]
+    logs: dict[str, runio.CsvLog | TeeLog]
     meta: runio.Meta
     total_steps: int
     steps_per_epoch: int
@@ -154,20 +182,21 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
     meta.update(status="running", command=sys.argv, device=str(device), threads=threads, host=runio.host(),
                 pid=os.getpid(), device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
                                               else platform.processor() or platform.machine()))
+    if cfg.log.tensorboard:  # imported only here: a run without it never loads tensorboard
+        from skipexp.views.tensorboard import LiveEvents
+
+        sink = LiveEvents(run_dir, meta.data)
+        run.logs = {name: TeeLog(log, sink) for name, log in logs.items()}
     return run
 
 
 def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
-    """What a finished run draws from its CSVs: the plots and, with log.tensorboard, event files."""
+    """What a finished run draws from its CSVs: its plots (its TensorBoard events were written as it ran)."""
     try:
         if plots and cfg.log.plots:
             from skipexp.views import plots as plots_mod
 
             plots_mod.plot_run(run_dir)
-        if cfg.log.tensorboard:
-            from skipexp.views.tensorboard import export_run
-
-            export_run(run_dir)
     except Exception:  # the results are on disk and `report` can redraw them; say where it broke
         with open(run_dir / "train.log", "a") as f:
             f.write(traceback.format_exc())
