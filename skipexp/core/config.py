@@ -203,7 +203,7 @@ class LogConfig:
     every: int = opt(10, "train metrics and gradient norms every N steps", positive)
     eval_every: int | None = opt(None, "test-set evaluation every N steps (default: end of each epoch)", positive)
     checkpoint: str = opt("last", "none | last | every_epoch", choice("none", "last", "every_epoch"))
-    tensorboard: bool = opt(False, "also write TensorBoard event files into <run>/tensorboard/ when the run ends",
+    tensorboard: bool = opt(False, "write TensorBoard event files into the run folder while it trains",
                             installed("tensorboard", "tensorboard"))
     plots: bool = opt(True, "draw the run's plots into <run>/plots/ when it ends (false: CSVs only; "
                             "`skipexp report <run>` draws them later)")
