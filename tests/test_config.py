@@ -6,8 +6,7 @@ import dataclasses
 import pytest
 import yaml
 
-from skipexp.core import config
-from skipexp.core import registry
+from skipexp.core import config, registry
 from skipexp.core.errors import SkipexpError
 
 

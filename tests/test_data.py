@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
-import os
 import socket
 import struct
 import threading
@@ -15,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from skipexp.core import config
-from skipexp.core import data
+from skipexp.core import config, data
 from skipexp.core.errors import SkipexpError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY
+from test_vectorized import assert_same_run, lone_run, together
+
 from skipexp.core import config
 from skipexp.rundir import runio
 from skipexp.training import api, bank
 from skipexp.training.session import Reporter
-from test_vectorized import assert_same_run, lone_run, together
 
 
 def tiny(**changes: dict) -> dict:

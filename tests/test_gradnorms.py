@@ -18,11 +18,10 @@ import pytest
 import torch
 from torch import nn
 
-from skipexp.core import config
-from skipexp.core import data
+from skipexp.core import config, data
+from skipexp.core.models import SkipNet
 from skipexp.rundir import runio
 from skipexp.training import train
-from skipexp.core.models import SkipNet
 
 STEPS, BATCH, N_TRAIN = 6, 16, 64  # 4 steps per epoch: the replay crosses an epoch boundary
 

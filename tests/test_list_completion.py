@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import cli, run_cli
+from conftest import cli
 
-from skipexp.core import registry
 from skipexp.cli import complete_yaml
+from skipexp.core import registry
 
 
 def test_list_shows_every_registered_kind_with_its_description():

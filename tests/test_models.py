@@ -253,7 +253,7 @@ def test_layers_in_forward_order():
             names = {m: n for n, m in model.named_modules()}
             for m in model.modules():
                 if list(m.parameters(recurse=False)):
-                    m.register_forward_pre_hook(lambda mod, args: calls.append(names[mod]))
+                    m.register_forward_pre_hook(lambda mod, args: calls.append(names[mod]))  # noqa: B023 (runs now)
             model(torch.randn(N, IN))
             seen = list(dict.fromkeys(calls))
             assert [n for n, _ in model.layers()] == seen, (kind, placement)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY
+from test_vectorized import assert_same_run
+
 from skipexp.core import config
 from skipexp.core.config import RunConfig
 from skipexp.rundir import runio
 from skipexp.training import api, grouping, stacked
-from test_vectorized import assert_same_run
 
 
 def make(name: str, **dotted) -> RunConfig:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from skipexp.core import config
-from skipexp.views import plots
 from skipexp.rundir import runio
+from skipexp.views import plots
 
 
 def fake_run(tmp_path, diverge: bool):

@@ -24,10 +24,10 @@ import torch
 from conftest import cli, skipexp_cmd, write_config
 
 from skipexp.core import config
-from skipexp.rundir import runio
-from skipexp.training import train as train_mod
 from skipexp.core.errors import SkipexpError
+from skipexp.rundir import runio
 from skipexp.rundir.summary import summarize
+from skipexp.training import train as train_mod
 
 # 96 steps per epoch, logged every 4: long enough to be stopped mid-epoch, short enough to finish fast
 # (no plots: no test of these runs looks at them)

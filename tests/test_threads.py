@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from skipexp.core import config
-from skipexp.training.threads import (MIN_FLOPS_PER_THREAD, available_cores, block_matmul_flops,
-                                      choose_threads)
+from skipexp.training.threads import MIN_FLOPS_PER_THREAD, available_cores, block_matmul_flops, choose_threads
 
 REPO = Path(__file__).resolve().parent.parent
 

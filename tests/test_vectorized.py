@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import run_cli, write_config
 
-from conftest import TINY, run_cli, write_config
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.training import train
-from skipexp.training import vectorized
+from skipexp.training import train, vectorized
 
 CSVS = ["metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv", "act_norms.csv"]
 

@@ -4,9 +4,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
-
 from common import args, data, model, report
+from torch.utils.data import DataLoader, TensorDataset
 
 
 def train(net, device, loader, optimizer, log, every):
@@ -40,7 +39,7 @@ optimizer = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
 train_loader = DataLoader(TensorDataset(x, y), batch_size=a.batch_size, shuffle=True, drop_last=True)
 test_loader = DataLoader(TensorDataset(xt, yt), batch_size=1000)
 steps, log, t0 = 0, [], time.perf_counter()
-for epoch in range(1, a.epochs + 1):
+for _epoch in range(1, a.epochs + 1):
     steps += train(net, a.device, train_loader, optimizer, log, a.log_every)
     test(net, a.device, test_loader)
 report(steps, time.perf_counter() - t0)

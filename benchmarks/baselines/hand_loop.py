@@ -2,9 +2,8 @@
 import time
 
 import torch
-from torch import nn
-
 from common import args, data, model, report
+from torch import nn
 
 a = args()
 (x, y), (xt, yt) = data(a.device)
@@ -12,7 +11,7 @@ torch.manual_seed(0)
 net = model(a.depth, a.width).to(a.device)
 opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=0.9)
 steps, t0 = 0, time.perf_counter()
-for epoch in range(a.epochs):
+for _epoch in range(a.epochs):
     order = torch.randperm(len(y), device=a.device)
     for i in range(len(y) // a.batch_size):
         idx = order[i * a.batch_size:(i + 1) * a.batch_size]

@@ -9,12 +9,11 @@ try:
     from lightning.pytorch.utilities import grad_norm
 except ImportError:
     print(json.dumps({"na": "lightning is not installed (pip install -e '.[bench]')"}))
-    raise SystemExit(0)
+    raise SystemExit(0) from None
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
-
 from common import args, data, model, report
+from torch.utils.data import DataLoader, TensorDataset
 
 a = args()
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)

@@ -77,7 +77,7 @@ def plot(sweep: dict, points: list[dict], folder: Path, target: Path) -> None:
     xs_all = list(dict.fromkeys(p[xkey] for p in points))  # grid order
     categorical = any(isinstance(x, str) for x in xs_all)
     cmap = plt.get_cmap("viridis", max(2, len(xs_all)))
-    for si, (label, by_x) in enumerate(groups.items()):
+    for label, by_x in groups.items():
         name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(series_keys, label)) or "runs"
         xs = list(by_x)
         pos = [xs_all.index(x) for x in xs] if categorical else xs

@@ -11,9 +11,10 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Union
 
 import yaml
 
@@ -227,7 +228,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -416,7 +417,7 @@ def from_dict(raw: dict[str, Any], *, file: str | None = None, default_name: str
         if not re.fullmatch(r"[\w.=,+-]+", cfg.name):
             raise SkipexpError(f"{cfg.name!r} may hold only letters, digits and . _ - = , +", key="name")
     except SkipexpError as e:
-        raise e.with_file(file) if file else e
+        raise (e.with_file(file) if file else e) from None
     return cfg
 
 

@@ -14,7 +14,7 @@ class SkipexpError(Exception):
         self.file = file
         self.key = key
 
-    def with_file(self, file: str) -> "SkipexpError":
+    def with_file(self, file: str) -> SkipexpError:
         """The same error, located in ``file`` unless it already names one."""
         return self if self.file else SkipexpError(self.message, file=file, key=self.key)
 

@@ -261,7 +261,7 @@ class SkipNet(nn.Module):
             own = list(top.parameters(recurse=False))
             if own:
                 out.append((path[top], own))
-            for name, child in top.named_modules():
+            for _, child in top.named_modules():
                 if child is top:
                     continue
                 params = list(child.parameters(recurse=False))

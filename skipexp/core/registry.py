@@ -7,7 +7,8 @@ The implementations register themselves where they are defined (``@ACTIVATIONS.i
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from skipexp.core.errors import SkipexpError
 

@@ -26,8 +26,7 @@ from skipexp.rundir.summary import write_summary
 from skipexp.training.bank import make_bank
 from skipexp.training.engine import train_loop
 from skipexp.training.grouping import group_configs
-from skipexp.training.session import (Reporter, Run, RunResult, create_run, finish_meta, note, setup,
-                                      write_views)
+from skipexp.training.session import Reporter, Run, RunResult, create_run, finish_meta, note, setup, write_views
 from skipexp.training.stacked import unsupported
 
 __all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_group", "train_runs",

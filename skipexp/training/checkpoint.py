@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from skipexp.core.errors import SkipexpError
+
 if TYPE_CHECKING:
     from skipexp.training.session import Run
 

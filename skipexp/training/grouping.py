@@ -20,7 +20,8 @@ Contract, for whoever groups sweep points or compare members:
 from __future__ import annotations
 
 import json
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from skipexp.core.config import RunConfig
 

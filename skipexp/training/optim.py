@@ -16,7 +16,8 @@ same gradient; models that agree take the single call over whole tensors.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn

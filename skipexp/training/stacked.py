@@ -15,7 +15,7 @@ from torch import nn
 
 from skipexp.core import data as data_mod
 from skipexp.core.config import RunConfig
-from skipexp.core.models import Block, ShortcutSkip, SkipNet, Skip
+from skipexp.core.models import Block, ShortcutSkip, Skip, SkipNet
 
 # Modules whose forward works unchanged on (K, N, features) inputs once their weights are stacked.
 _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)
@@ -106,7 +106,7 @@ def stack_models(models: list[SkipNet]) -> SkipNet:
             new = StackedLayerNorm(torch.stack([s.weight.detach() for s in same]),
                                    torch.stack([s.bias.detach() for s in same]), m.eps)
         else:
-            for pname, p in list(m.named_parameters(recurse=False)):  # scalars: (K, 1, 1) broadcasts on (K, N, H)
+            for pname, _ in list(m.named_parameters(recurse=False)):  # scalars: (K, 1, 1) broadcasts on (K, N, H)
                 stacked = torch.stack([getattr(s, pname).detach() for s in same]).view(k, 1, 1)
                 setattr(m, pname, nn.Parameter(stacked))
             continue

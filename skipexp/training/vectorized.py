@@ -8,7 +8,6 @@ the loop (the same for one model and for K) :mod:`skipexp.training.engine`, the 
 from __future__ import annotations
 
 from skipexp.training.api import train_seeds
-from skipexp.training.stacked import (StackedLayerNorm, StackedLinear, stack_models, unsupported,
-                                      unsupported_model)
+from skipexp.training.stacked import StackedLayerNorm, StackedLinear, stack_models, unsupported, unsupported_model
 
 __all__ = ["StackedLayerNorm", "StackedLinear", "stack_models", "train_seeds", "unsupported", "unsupported_model"]

@@ -17,9 +17,24 @@ from skipexp.core.fmt import short_key  # noqa: E402
 from skipexp.core.fmt import value as format_value  # noqa: E402
 from skipexp.rundir import files, runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
-from skipexp.views.plots import (CHANCE, PANELS, _matrix, _positive, _save, _short, _ticks,  # noqa: E402
-                                 draw_chance, figure_legend, heatmap, heatmap_legend, layer_keys, mark_zeros,
-                                 num_classes, set_loss_axis, zero_handle)
+from skipexp.views.plots import (  # noqa: E402
+    CHANCE,
+    PANELS,
+    _matrix,
+    _positive,
+    _save,
+    _short,
+    _ticks,
+    draw_chance,
+    figure_legend,
+    heatmap,
+    heatmap_legend,
+    layer_keys,
+    mark_zeros,
+    num_classes,
+    set_loss_axis,
+    zero_handle,
+)
 
 COLORS = plt.get_cmap("tab10").colors
 
