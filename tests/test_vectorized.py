@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from conftest import run_cli, write_config
 from skipexp.core import config
 from skipexp.rundir import runio
 from skipexp.training import train, vectorized
+from skipexp.training.threads import choose_threads
 
 CSVS = ["metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv", "act_norms.csv"]
 
@@ -129,5 +129,5 @@ def test_batchnorm_falls_back_to_sequential_with_a_note(tmp_path: Path) -> None:
         meta = json.loads((result.run_dir / "meta.json").read_text())
         assert meta["vectorized"] is False and "batchnorm" in meta["vectorized_reason"]
         assert meta["seed"] == seed
-        # no threads asked for: all the cores this process may use
-        assert meta["threads"] == len(os.sched_getaffinity(0))
+        # no threads asked for: the count chosen for this model's size
+        assert meta["threads"] == choose_threads(config.from_dict(raw))
