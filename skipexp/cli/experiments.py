@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from skipexp.cli.app import app
-from skipexp.cli.args import complete_yaml, split_configs
+from skipexp.cli.args import check_device, complete_yaml, no_folder_left_on_error, split_configs
 from skipexp.cli.console import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -39,12 +39,15 @@ def compare(
     if len(configs) < 2:
         raise SkipexpError("needs at least two config files to compare", key="compare")
     members = compare_mod.plan(configs, overrides)
-    cdir = compare_mod.create_dir(out)
-    compare_mod.write_plan(cdir, members, overrides)
-    stop = StopFlag().install()
-    results = compare_mod.run(
-        members, cdir, should_stop=stop, progress=download_progress(),
-        reporter_for=lambda m, i: make_reporter(f"{m.name} ({i + 1}/{len(members)})", stop))
+    for m in members:
+        check_device(m.cfg, Path(m.source))
+    with no_folder_left_on_error(out):
+        cdir = compare_mod.create_dir(out)
+        compare_mod.write_plan(cdir, members, overrides)
+        stop = StopFlag().install()
+        results = compare_mod.run(
+            members, cdir, should_stop=stop, progress=download_progress(),
+            reporter_for=lambda m, i: make_reporter(f"{m.name} ({i + 1}/{len(members)})", stop))
     summary = compare_mod.finish(cdir)
     print_compare(summary)
     out_console.print(str(cdir))

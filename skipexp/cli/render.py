@@ -34,6 +34,34 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     out_console.print(t)
 
 
+# (label, summary field, as a percentage) of the table over seeds
+SEED_ROWS = (("steps", "steps", False), ("steps/s", "steps_per_s", False),
+             ("final train loss", "final_train_loss", False), ("final train acc", "final_train_acc", True),
+             ("final test loss", "final_test_loss", False), ("final test acc", "final_test_acc", True),
+             ("best test acc", "best_test_acc", True),
+             ("weight-grad ratio first/last, end", "grad_ratio_first_last_end", False),
+             ("act-grad ratio h0/h_last, end", "act_grad_ratio_first_last_end", False))
+
+
+def print_seeds(name: str, summaries: list[dict]) -> None:
+    """The runs of one config over several seeds: mean and min – max, as ``compare`` averages a member."""
+    from rich.table import Table
+
+    from skipexp.experiments.compare import mean_summary
+
+    agg = mean_summary(name, summaries)
+    t = Table(title=f"{name}: {agg['status']}, mean over {agg['seeds']} seeds", title_justify="left")
+    for col, just in (("", "left"), ("mean", "right"), ("min – max", "right")):
+        t.add_column(col, justify=just)
+    if agg.get("diverged_at_step") is not None:
+        t.add_row("first divergence at step", str(agg["diverged_at_step"]), "")
+    for label, field, pct in SEED_ROWS:
+        lo_hi = agg["spread"].get(field)
+        t.add_row(label, number(agg.get(field), pct),
+                  "-" if lo_hi is None else f"{number(lo_hi[0], pct)} – {number(lo_hi[1], pct)}")
+    out_console.print(t)
+
+
 def finish(result) -> None:
     """Print the outcome of one run and exit with its code."""
     if result.status == "interrupted":

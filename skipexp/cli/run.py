@@ -7,9 +7,17 @@ from typing import Annotated, Optional
 import typer
 
 from skipexp.cli.app import app
-from skipexp.cli.args import ConfigArg, DeviceOpt, OutOpt, OverridesArg, load_config
+from skipexp.cli.args import (
+    ConfigArg,
+    DeviceOpt,
+    OutOpt,
+    OverridesArg,
+    check_device,
+    load_config,
+    no_folder_left_on_error,
+)
 from skipexp.cli.console import StopFlag, download_progress, err_console, out_console, reporter_for
-from skipexp.cli.render import finish, print_summary, print_theory
+from skipexp.cli.render import finish, print_seeds, print_summary, print_theory
 from skipexp.core.errors import SkipexpError
 
 
@@ -34,23 +42,29 @@ def train(
     """
     extra = list(overrides or []) + ([f"train.threads={threads}"] if threads is not None else [])
     cfg = load_config(config, extra, device, name)
+    check_device(cfg, config)
     from skipexp.rundir import runio
 
-    runio.check_writable(out if run_dir is None else run_dir.parent)  # before torch loads: fail in a second
-    from skipexp.experiments import runs
+    folder = out if run_dir is None else run_dir.parent
+    with no_folder_left_on_error(folder):
+        runio.check_writable(folder)  # before the data loads: fail in a second
+        from skipexp.experiments import runs
 
-    stop = StopFlag().install()
-    options = {"reporter_for": reporter_for(stop), "should_stop": stop, "progress": download_progress()}
-    try:
-        if resume_existing and run_dir is not None and len(cfg.seeds) == 1:
-            results = [runs.train_or_settle(cfg, run_dir, notify=err_console.print, **options)]
-        else:
-            results = runs.train(cfg, out, run_dir, **options)
-    except SkipexpError as e:  # a config value found wrong only at run time (device, data sizes)
-        raise e.with_file(str(config)) from None
+        stop = StopFlag().install()
+        options = {"reporter_for": reporter_for(stop), "should_stop": stop, "progress": download_progress()}
+        try:
+            if resume_existing and run_dir is not None and len(cfg.seeds) == 1:
+                results = [runs.train_or_settle(cfg, run_dir, notify=err_console.print, **options)]
+            else:
+                results = runs.train(cfg, out, run_dir, **options)
+        except SkipexpError as e:  # a config value found wrong only at run time (data sizes, files)
+            raise e.with_file(str(config)) from None
     for result in results:
         print_summary(result.summary, result.run_dir)
-        out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
+    if len(results) > 1:
+        print_seeds(cfg.name, [r.summary for r in results])
+    for result in results:  # the folders last, one line each, as is: `tail -n 1` finds a run
+        out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)
     for result in results:
         finish(result)
 
