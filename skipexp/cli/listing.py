@@ -24,8 +24,12 @@ def list_cmd(
     if what is not None:
         regs = tuple(r for r in registry.ALL if what.rstrip("s") in (r.what, r.what.split()[0]))
         if not regs:
-            raise SkipexpError(f"unknown registry {what!r}; choose from "
-                               f"{', '.join(r.what.split()[0] for r in registry.ALL)}", key="list")
+            import difflib
+
+            names = [r.what.split()[0] for r in registry.ALL]
+            hint = difflib.get_close_matches(what.rstrip("s"), names, n=1)
+            did = f' (did you mean "{hint[0]}"?)' if hint else ""
+            raise SkipexpError(f"unknown registry {what!r}{did}; choose from {', '.join(names)}", key="list")
     for reg in regs:
         t = Table(title=f"{reg.what}s", title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 1))
         t.add_column(style="bold cyan", no_wrap=True)

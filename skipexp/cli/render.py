@@ -109,13 +109,25 @@ def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
 
 
 
+def print_theory_answer(r) -> None:
+    """The answer of ``validate --theory`` in two lines, printed before the config and the layer table."""
+    ratio = f"||dL/dh0|| / ||dL/dh{r.depth}|| at init"
+    if r.predicted is None:
+        out_console.print(f"theory: {ratio}: measured {r.measured[0]:.4g}; no prediction: {r.reason}",
+                          markup=False, highlight=False)
+        return
+    out_console.print(f"theory: {ratio}: predicted {r.predicted[0]:.4g}, measured {r.measured[0]:.4g} "
+                      f"(measured / predicted = {r.measured[0] / r.predicted[0]:.3f})", markup=False,
+                      highlight=False)
+    out_console.print(f"  on {r.examples} training examples; per boundary in the table at the end",
+                      markup=False, highlight=False, style="dim")
+
+
 def print_theory(r) -> None:
-    """``validate --theory``: a :class:`skipexp.science.theory.TheoryReport`."""
+    """``validate --theory``'s details: a :class:`skipexp.science.theory.TheoryReport`, after its answer."""
     from rich.table import Table
 
     if r.predicted is None:
-        out_console.print(f"theory: no prediction: {r.reason}")
-        out_console.print(f"measured ||dL/dh0|| / ||dL/dh{r.depth}|| at init: {r.measured[0]:.4g}")
         return
     b0 = r.blocks[0]
     out_console.print(
@@ -133,6 +145,13 @@ def print_theory(r) -> None:
                       "nets drift further, a few % per block")
 
 
+def points(change: float) -> str:
+    """A change of an accuracy (a fraction) in percentage points, ``-1.2 pp``: not ``-1.2%``, which reads as
+    relative; a change that rounds to nothing is ``0.0 pp``, never ``-0.0``."""
+    pp = round(change * 100, 1)
+    return "0.0 pp" if pp == 0 else f"{pp:+.1f} pp"
+
+
 def print_lesion(m) -> None:
     """One run of ``lesion``: a :class:`skipexp.science.lesion.MemberLesion`."""
     from rich.table import Table
@@ -141,7 +160,7 @@ def print_lesion(m) -> None:
     for col in ("removed", "how", "test acc", "change"):
         t.add_column(col, justify="left" if col in ("removed", "how") else "right")
     for removed, how, acc, change in m.table():
-        t.add_row(removed, how, "-" if acc != acc else f"{acc:.1%}", "-" if change is None else f"{change:+.1%}")
+        t.add_row(removed, how, "-" if acc != acc else f"{acc:.1%}", "-" if change is None else points(change))
     out_console.print(t)
     out_console.print(str(m.csv), soft_wrap=True)
 

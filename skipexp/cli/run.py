@@ -17,7 +17,7 @@ from skipexp.cli.args import (
     no_folder_left_on_error,
 )
 from skipexp.cli.console import StopFlag, download_progress, err_console, out_console, reporter_for
-from skipexp.cli.render import finish, print_seeds, print_summary, print_theory
+from skipexp.cli.render import finish, print_seeds, print_summary, print_theory, print_theory_answer
 from skipexp.core.errors import SkipexpError
 
 
@@ -107,6 +107,13 @@ def validate(
     Example: skipexp validate configs/plain.yaml model.depth=8 --theory
     """
     cfg = load_config(config, overrides)  # before importing torch: a bad config fails in a blink
+    report = None
+    if theory:  # its answer leads; the config and the layer table follow
+        from skipexp.science import theory as theory_mod
+
+        report = theory_mod.report(cfg, progress=download_progress())
+        print_theory_answer(report)
+        out_console.print()
 
     from rich.syntax import Syntax
     from rich.table import Table
@@ -123,8 +130,6 @@ def validate(
     for row in model.describe():
         t.add_row(row["name"], row["shape"], f"{row['params']:,}", row["skip"])
     out_console.print(t)
-    if theory:
-        from skipexp.science import theory as theory_mod
-
-        print_theory(theory_mod.report(cfg, progress=download_progress()))
+    if report is not None:
+        print_theory(report)
 
