@@ -108,7 +108,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("override_unclosed", ["train", "{good}", "model.width=[1,2"], ["model.width: cannot parse the value"]),
     ("override_out_of_range", ["train", "{good}", "train.lr=0"], ["good.yaml: train.lr: must be > 0"]),
     ("unknown_option", ["train", "{good}", "--frobnicate"], ["skipexp train: No such option: --frobnicate"]),
-    ("missing_argument", ["train"], ["skipexp train: Missing argument 'config'"]),
+    ("missing_argument", ["train"], ["skipexp train: Missing argument 'CONFIG'"]),
     ("unknown_command", ["trian", "{good}"], ["No such command 'trian'"]),
     ("device_option_bogus", ["train", "{good}", "--device", "gpu0"], ["good.yaml: device: must be auto, cpu"]),
     ("validate_unknown_key", ["validate", "{d}/unknown_nested.yaml"], ["model.dept: unknown key"]),

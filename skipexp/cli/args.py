@@ -38,11 +38,13 @@ def complete_yaml(incomplete: str) -> list[str]:
     return found
 
 
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False, autocompletion=complete_yaml)]
+ConfigArg = Annotated[Path, typer.Argument(
+    help="YAML config file.", metavar="CONFIG", show_default=False, autocompletion=complete_yaml)]
 OverridesArg = Annotated[Optional[list[str]], typer.Argument(
-    help="Dotted KEY=VALUE overrides, e.g. model.depth=64 model.skip.kind=none.", show_default=False)]
-OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (overrides device).")]
+    help="Dotted KEY=VALUE overrides, e.g. model.depth=64 model.skip.kind=none.", metavar="KEY=VALUE",
+    show_default=False)]
+OutOpt = Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder that receives the run folder.")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N (overrides device).")]
 
 
 def load_config(path: Path, overrides: list[str] | None, device: str | None = None,

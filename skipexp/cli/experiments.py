@@ -21,11 +21,12 @@ from skipexp.cli.render import print_compare, print_summary, print_sweep
 from skipexp.core.errors import SkipexpError
 
 
-@app.command()
+@app.command(short_help="Train configs side by side on the same data and batches.")
 def compare(
     args: Annotated[list[str], typer.Argument(
-        help="Two or more config files, then KEY=VALUE overrides applied to every one.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", help="Folder that receives compare-<time>/.")] = Path("runs"),
+        help="Two or more config files, then KEY=VALUE overrides applied to every one.",
+        metavar="CONFIG... [KEY=VALUE]", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder that receives compare-<time>/.")] = Path("runs"),
 ) -> None:
     """Train configs on the same data, seed and batch order; print them side by side.
 
@@ -151,9 +152,10 @@ def sweep(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(short_help="Rewrite summaries and plots of folders; print their tables.")
 def report(
-    dirs: Annotated[list[Path], typer.Argument(help="Run, comparison or sweep folders.", show_default=False)],
+    dirs: Annotated[list[Path], typer.Argument(
+        help="Run, comparison or sweep folders.", metavar="FOLDER", show_default=False)],
     tensorboard: Annotated[bool, typer.Option(
         "--tensorboard", help="Also export every run in them to TensorBoard event files (needs tensorboard).")
     ] = False,
@@ -186,10 +188,11 @@ def report(
                               f"--logdir {d}", markup=False, highlight=False)
 
 
-@app.command("tensorboard")
+@app.command("tensorboard", short_help="Export runs to TensorBoard event files.")
 def tensorboard_cmd(
     dirs: Annotated[list[Path], typer.Argument(
-        help="Run, comparison or sweep folders, or folders holding them.", show_default=False)],
+        help="Run, comparison or sweep folders, or folders holding them.", metavar="FOLDER",
+        show_default=False)],
     histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
 ) -> None:
     """Export runs to TensorBoard: event files in each run folder's tensorboard/, from its CSVs.

@@ -10,10 +10,11 @@ from skipexp.cli.console import out_console
 from skipexp.core.errors import SkipexpError
 
 
-@app.command("list")
+@app.command("list", short_help="List the registered kinds: skips, activations, datasets and more.")
 def list_cmd(
     what: Annotated[Optional[str], typer.Argument(
-        help="Only this registry, e.g. skip (kinds), activation, dataset.", show_default=False)] = None,
+        help="Only this registry, e.g. skip (kinds), activation, dataset.", metavar="REGISTRY",
+        show_default=False)] = None,
 ) -> None:
     """List the registered kinds (skip kinds, activations, norms, inits, optimizers, schedules, datasets)."""
     from rich.table import Table

@@ -21,17 +21,17 @@ from skipexp.cli.render import finish, print_seeds, print_summary, print_theory,
 from skipexp.core.errors import SkipexpError
 
 
-@app.command()
+@app.command(short_help="Train a config into a run folder (one per seed).")
 def train(
     config: ConfigArg,
     overrides: OverridesArg = None,
     out: OutOpt = Path("runs"),
     device: DeviceOpt = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="Run name (default: the config's name).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(
-        "--run-dir", help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
+        "--run-dir", metavar="DIR", help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
+        "--threads", min=1, metavar="N", help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
     resume_existing: Annotated[bool, typer.Option(
         "--resume", help="With --run-dir, if the folder exists: leave a completed or diverged run as it is, "
         "continue an interrupted one, move anything else aside and train afresh (safe to re-run).")] = False,
@@ -70,9 +70,10 @@ def train(
 
 
 
-@app.command()
+@app.command(short_help="Continue an interrupted or crashed run from its checkpoint.")
 def resume(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder with checkpoints/last.pt.", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(
+        help="A run folder with checkpoints/last.pt.", metavar="RUN_DIR", show_default=False)],
 ) -> None:
     """Continue an interrupted or crashed run from its last checkpoint, appending to its files.
 
@@ -95,7 +96,7 @@ def resume(
     finish(result)
 
 
-@app.command()
+@app.command(short_help="Check a config and show its layers; trains nothing.")
 def validate(
     config: ConfigArg,
     overrides: OverridesArg = None,
