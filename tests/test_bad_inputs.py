@@ -66,7 +66,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("list", ["train", "{d}/list.yaml"], ["{d}/list.yaml: expected a mapping", "list"]),
     ("scalar", ["train", "{d}/scalar.yaml"], ["{d}/scalar.yaml: expected a mapping", "int"]),
     ("tag", ["train", "{d}/tag.yaml"], ["{d}/tag.yaml:", "invalid YAML", "python/object"]),
-    ("syntax", ["train", "{d}/syntax.yaml"], ["{d}/syntax.yaml:1:8: a '{' opened here is never closed"]),
+    ("syntax", ["train", "{d}/syntax.yaml"], ["{d}/syntax.yaml:1:8: a '{{' opened here is never closed"]),
     ("dupkey", ["train", "{d}/dupkey.yaml"], ["{d}/dupkey.yaml:2:1: invalid YAML: duplicate key 'seed'"]),
     ("tab", ["train", "{d}/tab.yaml"], ["{d}/tab.yaml:2:1: a tab character"]),
     ("unknown_top", ["train", "{d}/unknown_top.yaml"], ["unknown_top.yaml: modle: unknown key", '"model"']),
