@@ -42,7 +42,7 @@ def test_a_pipe_gets_whole_tables(tmp_path):
     b = write_config(tmp_path / "b.yaml", {"name": long_b, "train.epochs": 1})
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # what a pipe or a log file gets
     p = subprocess.run(skipexp_cmd() + ["compare", str(a), str(b), "--out", str(tmp_path / "runs")], env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "…" not in p.stdout
     table = p.stdout.split("comparison", 1)[1]

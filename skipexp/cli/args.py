@@ -44,7 +44,8 @@ OverridesArg = Annotated[Optional[list[str]], typer.Argument(
     help="Dotted KEY=VALUE overrides, e.g. model.depth=64 model.skip.kind=none.", metavar="KEY=VALUE",
     show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder that receives the run folder.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N (overrides device).")]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N (overrides device).")]
 
 
 def load_config(path: Path, overrides: list[str] | None, device: str | None = None,

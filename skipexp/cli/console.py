@@ -6,7 +6,6 @@ import signal
 import sys
 from pathlib import Path
 
-
 # A pipe or a file has no width: rich would assume 80 columns and cut table cells to `complet…`. Lines
 # that long are what a log or `| less -S` wants; a terminal (or COLUMNS) still sets the width.
 UNBOUNDED_WIDTH = 100_000

@@ -26,7 +26,8 @@ def compare(
     args: Annotated[list[str], typer.Argument(
         help="Two or more config files, then KEY=VALUE overrides applied to every one.",
         metavar="CONFIG... [KEY=VALUE]", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder that receives compare-<time>/.")] = Path("runs"),
+    out: Annotated[Path, typer.Option(
+        "--out", metavar="DIR", help="Folder that receives compare-<time>/.")] = Path("runs"),
 ) -> None:
     """Train configs on the same data, seed and batch order; print them side by side.
 

@@ -27,11 +27,14 @@ def train(
     overrides: OverridesArg = None,
     out: OutOpt = Path("runs"),
     device: DeviceOpt = None,
-    name: Annotated[Optional[str], typer.Option("--name", metavar="NAME", help="Run name (default: the config's name).")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", metavar="NAME", help="Run name (default: the config's name).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(
-        "--run-dir", metavar="DIR", help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
+        "--run-dir", metavar="DIR",
+        help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, metavar="N", help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
+        "--threads", min=1, metavar="N",
+        help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
     resume_existing: Annotated[bool, typer.Option(
         "--resume", help="With --run-dir, if the folder exists: leave a completed or diverged run as it is, "
         "continue an interrupted one, move anything else aside and train afresh (safe to re-run).")] = False,

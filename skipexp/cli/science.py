@@ -41,8 +41,10 @@ def lesion(
 def shatter(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    depths: Annotated[str, typer.Option("--depths", metavar="D,D,...", help="Comma-separated depths (blocks).")] = "1,2,4,8,16,32",
-    kinds: Annotated[str, typer.Option("--kinds", metavar="KIND,...", help="Comma-separated skip kinds to compare.")] = "none,identity",
+    depths: Annotated[str, typer.Option(
+        "--depths", metavar="D,D,...", help="Comma-separated depths (blocks).")] = "1,2,4,8,16,32",
+    kinds: Annotated[str, typer.Option(
+        "--kinds", metavar="KIND,...", help="Comma-separated skip kinds to compare.")] = "none,identity",
     seeds: Annotated[int, typer.Option("--seeds", metavar="N", help="Networks drawn per kind and depth.")] = 3,
     pairs: Annotated[int, typer.Option("--pairs", metavar="N", help="Lines (pairs of test inputs) per network.")] = 4,
     checkpoint: Annotated[Optional[Path], typer.Option(

@@ -351,7 +351,8 @@ _YAML_PROBLEMS = (
     ("end of stream", "quoted scalar", "a quote opened here is never closed", True),
     ("expected ',' or '}'", "", "a '{' opened here is never closed, or a ',' is missing between its items", True),
     ("expected ',' or ']'", "", "a '[' opened here is never closed, or a ',' is missing between its items", True),
-    ("could not find expected ':'", "", "a key without ': ' after it (write `key: value`, a space after the ':')", True),
+    ("could not find expected ':'", "", "a key without ': ' after it (write `key: value`, a space after the ':')",
+     True),
     ("mapping values are not allowed here", "", "a ':' where none can be: a key needs a space after its ':' "
      "(`key: value`), a value holding ': ' needs quotes, or this line is indented too far", False),
 )
