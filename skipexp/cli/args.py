@@ -62,6 +62,8 @@ def load_config(path: Path, overrides: list[str] | None, device: str | None = No
 
 def check_device(cfg: RunConfig, file: Path) -> None:
     """Refuse a device this machine lacks (``--device cuda`` without CUDA) before any folder is made."""
+    if not cfg.device.startswith("cuda"):  # cpu and auto always exist; asking torch costs its import (~1 s)
+        return
     from skipexp.training.session import resolve_device
 
     try:

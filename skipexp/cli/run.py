@@ -50,7 +50,7 @@ def train(
 
     folder = out if run_dir is None else run_dir.parent
     with no_folder_left_on_error(folder):
-        runio.check_writable(folder)  # before the data loads: fail in a second
+        runio.check_writable(folder)  # before torch loads (but for a CUDA check): fail in a second
         from skipexp.experiments import runs
 
         stop = StopFlag().install()
