@@ -25,17 +25,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# One make target per point (its summary.json), generated from `skipexp sweep --list --format make`,
-# so `make -j N` runs N points at once, each with cores / N torch threads, and a point already
-# completed is not run again. The last step writes the sweep's summary.csv and plots.
+# One make target per point (its summary.json), from `skipexp sweep --list --format make`, handed to a
+# sub-make on stdin, so `make -j N` runs N points at once, each with cores / N torch threads, and a point
+# already completed is not run again. The last step writes the sweep's summary.csv and plots.
+# `make -n sweep` shows every point's command; it writes no makefile (the listing must run under -n, `+`).
 JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)
-SWEEP_MK = $(OUT)/sweep-$(notdir $(basename $(SWEEP))).mk
 
 sweep: $(STAMP)
-	@test -n "$(SWEEP)" || { echo "usage: make [-j N] sweep SWEEP=configs/sweeps/depth.yaml" >&2; exit 2; }
-	+@mkdir -p $(OUT)
-	+$(SKIPEXP) sweep $(SWEEP) --out $(OUT) --list --format make --jobs $(JOBS) > $(SWEEP_MK)
-	+$(MAKE) --no-print-directory -f $(SWEEP_MK) SKIPEXP=$(SKIPEXP) all
+	$(if $(SWEEP),,$(error usage: make [-j N] sweep SWEEP=configs/sweeps/depth.yaml))
+	+@mk="$$($(SKIPEXP) sweep $(SWEEP) --out $(OUT) --list --format make --jobs $(JOBS))" && \
+	  printf '%s\n' "$$mk" | $(MAKE) --no-print-directory -f - SKIPEXP=$(SKIPEXP) all
 
 # `make report DIR=runs/sweep-depth`; without DIR, the latest comparison.
 report: $(STAMP)

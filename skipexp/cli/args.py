@@ -1,6 +1,8 @@
 """Arguments shared by several commands: config files (with shell completion), overrides, options."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -36,11 +38,14 @@ def complete_yaml(incomplete: str) -> list[str]:
     return found
 
 
-ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.", show_default=False, autocompletion=complete_yaml)]
+ConfigArg = Annotated[Path, typer.Argument(
+    help="YAML config file.", metavar="CONFIG", show_default=False, autocompletion=complete_yaml)]
 OverridesArg = Annotated[Optional[list[str]], typer.Argument(
-    help="Dotted KEY=VALUE overrides, e.g. model.depth=64 model.skip.kind=none.", show_default=False)]
-OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder.")]
-DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N (overrides device).")]
+    help="Dotted KEY=VALUE overrides, e.g. model.depth=64 model.skip.kind=none.", metavar="KEY=VALUE",
+    show_default=False)]
+OutOpt = Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder that receives the run folder.")]
+DeviceOpt = Annotated[Optional[str], typer.Option(
+    "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N (overrides device).")]
 
 
 def load_config(path: Path, overrides: list[str] | None, device: str | None = None,
@@ -54,6 +59,33 @@ def load_config(path: Path, overrides: list[str] | None, device: str | None = No
         extra.append(f"name={name}")
     return config.load(path, extra)
 
+
+def check_device(cfg: RunConfig, file: Path) -> None:
+    """Refuse a device this machine lacks (``--device cuda`` without CUDA) before any folder is made."""
+    if not cfg.device.startswith("cuda"):  # cpu and auto always exist; asking torch costs its import (~1 s)
+        return
+    from skipexp.training.session import resolve_device
+
+    try:
+        resolve_device(cfg.device)
+    except SkipexpError as e:
+        raise e.with_file(str(file)) from None
+
+
+@contextmanager
+def no_folder_left_on_error(folder: Path) -> Iterator[None]:
+    """Remove ``folder`` (and the parents made with it) again if a bad input stops the command and they are
+    still empty: an error leaves the disk as it found it."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        yield
+    except SkipexpError:
+        for p in made:  # innermost first; rmdir refuses a folder that got anything in it
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def at_least_one(**options: int) -> None:

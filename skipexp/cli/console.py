@@ -6,9 +6,16 @@ import signal
 import sys
 from pathlib import Path
 
+# A pipe or a file has no width: rich would assume 80 columns and cut table cells to `complet…`. Lines
+# that long are what a log or `| less -S` wants; a terminal (or COLUMNS) still sets the width.
+UNBOUNDED_WIDTH = 100_000
+
 
 class LazyConsole:
-    """A rich Console made on first use, since importing rich.console costs ~0.1 s that --help need not pay."""
+    """A rich Console made on first use, since importing rich.console costs ~0.1 s that --help need not pay.
+
+    Off a terminal, with no COLUMNS set, it is as wide as its widest line, so piped tables come out whole.
+    """
 
     def __init__(self, **kwargs: object) -> None:
         self._kwargs = kwargs
@@ -19,7 +26,10 @@ class LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(**self._kwargs)
+            console = Console(**self._kwargs)
+            if not console.is_terminal and not os.environ.get("COLUMNS"):
+                console.width = UNBOUNDED_WIDTH
+            self._console = console
         return self._console
 
     def __getattr__(self, name: str):

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from skipexp.cli.app import app
-from skipexp.cli.args import complete_yaml, split_configs
+from skipexp.cli.args import check_device, complete_yaml, no_folder_left_on_error, split_configs
 from skipexp.cli.console import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -21,11 +21,13 @@ from skipexp.cli.render import print_compare, print_summary, print_sweep
 from skipexp.core.errors import SkipexpError
 
 
-@app.command()
+@app.command(short_help="Train configs side by side on the same data and batches.")
 def compare(
     args: Annotated[list[str], typer.Argument(
-        help="Two or more config files, then KEY=VALUE overrides applied to every one.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", help="Folder that receives compare-<time>/.")] = Path("runs"),
+        help="Two or more config files, then KEY=VALUE overrides applied to every one.",
+        metavar="CONFIG... [KEY=VALUE]", show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", metavar="DIR", help="Folder that receives compare-<time>/.")] = Path("runs"),
 ) -> None:
     """Train configs on the same data, seed and batch order; print them side by side.
 
@@ -39,12 +41,15 @@ def compare(
     if len(configs) < 2:
         raise SkipexpError("needs at least two config files to compare", key="compare")
     members = compare_mod.plan(configs, overrides)
-    cdir = compare_mod.create_dir(out)
-    compare_mod.write_plan(cdir, members, overrides)
-    stop = StopFlag().install()
-    results = compare_mod.run(
-        members, cdir, should_stop=stop, progress=download_progress(),
-        reporter_for=lambda m, i: make_reporter(f"{m.name} ({i + 1}/{len(members)})", stop))
+    for m in members:
+        check_device(m.cfg, Path(m.source))
+    with no_folder_left_on_error(out):
+        cdir = compare_mod.create_dir(out)
+        compare_mod.write_plan(cdir, members, overrides)
+        stop = StopFlag().install()
+        results = compare_mod.run(
+            members, cdir, should_stop=stop, progress=download_progress(),
+            reporter_for=lambda m, i: make_reporter(f"{m.name} ({i + 1}/{len(members)})", stop))
     summary = compare_mod.finish(cdir)
     print_compare(summary)
     out_console.print(str(cdir))
@@ -163,9 +168,10 @@ def sweep(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@app.command(short_help="Rewrite summaries and plots of folders; print their tables.")
 def report(
-    dirs: Annotated[list[Path], typer.Argument(help="Run, comparison or sweep folders.", show_default=False)],
+    dirs: Annotated[list[Path], typer.Argument(
+        help="Run, comparison or sweep folders.", metavar="FOLDER", show_default=False)],
     tensorboard: Annotated[bool, typer.Option(
         "--tensorboard", help="Also export every run in them to TensorBoard event files (needs tensorboard).")
     ] = False,
@@ -198,10 +204,11 @@ def report(
                               f"--logdir {d}", markup=False, highlight=False)
 
 
-@app.command("tensorboard")
+@app.command("tensorboard", short_help="Export runs to TensorBoard event files.")
 def tensorboard_cmd(
     dirs: Annotated[list[Path], typer.Argument(
-        help="Run, comparison or sweep folders, or folders holding them.", show_default=False)],
+        help="Run, comparison or sweep folders, or folders holding them.", metavar="FOLDER",
+        show_default=False)],
     histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
 ) -> None:
     """Export runs to TensorBoard: event files in each run folder's tensorboard/, from its CSVs.

@@ -10,10 +10,11 @@ from skipexp.cli.console import out_console
 from skipexp.core.errors import SkipexpError
 
 
-@app.command("list")
+@app.command("list", short_help="List the registered kinds: skips, activations, datasets and more.")
 def list_cmd(
     what: Annotated[Optional[str], typer.Argument(
-        help="Only this registry, e.g. skip (kinds), activation, dataset.", show_default=False)] = None,
+        help="Only this registry, e.g. skip (kinds), activation, dataset.", metavar="REGISTRY",
+        show_default=False)] = None,
 ) -> None:
     """List the registered kinds (skip kinds, activations, norms, inits, optimizers, schedules, datasets)."""
     from rich.table import Table
@@ -24,8 +25,12 @@ def list_cmd(
     if what is not None:
         regs = tuple(r for r in registry.ALL if what.rstrip("s") in (r.what, r.what.split()[0]))
         if not regs:
-            raise SkipexpError(f"unknown registry {what!r}; choose from "
-                               f"{', '.join(r.what.split()[0] for r in registry.ALL)}", key="list")
+            import difflib
+
+            names = [r.what.split()[0] for r in registry.ALL]
+            hint = difflib.get_close_matches(what.rstrip("s"), names, n=1)
+            did = f' (did you mean "{hint[0]}"?)' if hint else ""
+            raise SkipexpError(f"unknown registry {what!r}{did}; choose from {', '.join(names)}", key="list")
     for reg in regs:
         t = Table(title=f"{reg.what}s", title_justify="left", show_header=False, box=None, padding=(0, 2, 0, 1))
         t.add_column(style="bold cyan", no_wrap=True)

@@ -34,6 +34,34 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     out_console.print(t)
 
 
+# (label, summary field, as a percentage) of the table over seeds
+SEED_ROWS = (("steps", "steps", False), ("steps/s", "steps_per_s", False),
+             ("final train loss", "final_train_loss", False), ("final train acc", "final_train_acc", True),
+             ("final test loss", "final_test_loss", False), ("final test acc", "final_test_acc", True),
+             ("best test acc", "best_test_acc", True),
+             ("weight-grad ratio first/last, end", "grad_ratio_first_last_end", False),
+             ("act-grad ratio h0/h_last, end", "act_grad_ratio_first_last_end", False))
+
+
+def print_seeds(name: str, summaries: list[dict]) -> None:
+    """The runs of one config over several seeds: mean and min – max, as ``compare`` averages a member."""
+    from rich.table import Table
+
+    from skipexp.experiments.compare import mean_summary
+
+    agg = mean_summary(name, summaries)
+    t = Table(title=f"{name}: {agg['status']}, mean over {agg['seeds']} seeds", title_justify="left")
+    for col, just in (("", "left"), ("mean", "right"), ("min – max", "right")):
+        t.add_column(col, justify=just)
+    if agg.get("diverged_at_step") is not None:
+        t.add_row("first divergence at step", str(agg["diverged_at_step"]), "")
+    for label, field, pct in SEED_ROWS:
+        lo_hi = agg["spread"].get(field)
+        t.add_row(label, number(agg.get(field), pct),
+                  "-" if lo_hi is None else f"{number(lo_hi[0], pct)} – {number(lo_hi[1], pct)}")
+    out_console.print(t)
+
+
 def finish(result) -> None:
     """Print the outcome of one run and exit with its code."""
     if result.status == "interrupted":
@@ -81,13 +109,25 @@ def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
 
 
 
+def print_theory_answer(r) -> None:
+    """The answer of ``validate --theory`` in two lines, printed before the config and the layer table."""
+    ratio = f"||dL/dh0|| / ||dL/dh{r.depth}|| at init"
+    if r.predicted is None:
+        out_console.print(f"theory: {ratio}: measured {r.measured[0]:.4g}; no prediction: {r.reason}",
+                          markup=False, highlight=False)
+        return
+    out_console.print(f"theory: {ratio}: predicted {r.predicted[0]:.4g}, measured {r.measured[0]:.4g} "
+                      f"(measured / predicted = {r.measured[0] / r.predicted[0]:.3f})", markup=False,
+                      highlight=False)
+    out_console.print(f"  on {r.examples} training examples; per boundary in the table at the end",
+                      markup=False, highlight=False, style="dim")
+
+
 def print_theory(r) -> None:
-    """``validate --theory``: a :class:`skipexp.science.theory.TheoryReport`."""
+    """``validate --theory``'s details: a :class:`skipexp.science.theory.TheoryReport`, after its answer."""
     from rich.table import Table
 
     if r.predicted is None:
-        out_console.print(f"theory: no prediction: {r.reason}")
-        out_console.print(f"measured ||dL/dh0|| / ||dL/dh{r.depth}|| at init: {r.measured[0]:.4g}")
         return
     b0 = r.blocks[0]
     out_console.print(
@@ -105,6 +145,13 @@ def print_theory(r) -> None:
                       "nets drift further, a few % per block")
 
 
+def points(change: float) -> str:
+    """A change of an accuracy (a fraction) in percentage points, ``-1.2 pp``: not ``-1.2%``, which reads as
+    relative; a change that rounds to nothing is ``0.0 pp``, never ``-0.0``."""
+    pp = round(change * 100, 1)
+    return "0.0 pp" if pp == 0 else f"{pp:+.1f} pp"
+
+
 def print_lesion(m) -> None:
     """One run of ``lesion``: a :class:`skipexp.science.lesion.MemberLesion`."""
     from rich.table import Table
@@ -113,7 +160,7 @@ def print_lesion(m) -> None:
     for col in ("removed", "how", "test acc", "change"):
         t.add_column(col, justify="left" if col in ("removed", "how") else "right")
     for removed, how, acc, change in m.table():
-        t.add_row(removed, how, "-" if acc != acc else f"{acc:.1%}", "-" if change is None else f"{change:+.1%}")
+        t.add_row(removed, how, "-" if acc != acc else f"{acc:.1%}", "-" if change is None else points(change))
     out_console.print(t)
     out_console.print(str(m.csv), soft_wrap=True)
 

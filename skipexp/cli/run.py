@@ -7,23 +7,34 @@ from typing import Annotated, Optional
 import typer
 
 from skipexp.cli.app import app
-from skipexp.cli.args import ConfigArg, DeviceOpt, OutOpt, OverridesArg, load_config
+from skipexp.cli.args import (
+    ConfigArg,
+    DeviceOpt,
+    OutOpt,
+    OverridesArg,
+    check_device,
+    load_config,
+    no_folder_left_on_error,
+)
 from skipexp.cli.console import StopFlag, download_progress, err_console, out_console, reporter_for
-from skipexp.cli.render import finish, print_summary, print_theory
+from skipexp.cli.render import finish, print_seeds, print_summary, print_theory, print_theory_answer
 from skipexp.core.errors import SkipexpError
 
 
-@app.command()
+@app.command(short_help="Train a config into a run folder (one per seed).")
 def train(
     config: ConfigArg,
     overrides: OverridesArg = None,
     out: OutOpt = Path("runs"),
     device: DeviceOpt = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", metavar="NAME", help="Run name (default: the config's name).")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(
-        "--run-dir", help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
+        "--run-dir", metavar="DIR",
+        help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
+        "--threads", min=1, metavar="N",
+        help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
     resume_existing: Annotated[bool, typer.Option(
         "--resume", help="With --run-dir, if the folder exists: leave a completed or diverged run as it is, "
         "continue an interrupted one, move anything else aside and train afresh (safe to re-run).")] = False,
@@ -34,31 +45,38 @@ def train(
     """
     extra = list(overrides or []) + ([f"train.threads={threads}"] if threads is not None else [])
     cfg = load_config(config, extra, device, name)
+    check_device(cfg, config)
     from skipexp.rundir import runio
 
-    runio.check_writable(out if run_dir is None else run_dir.parent)  # before torch loads: fail in a second
-    from skipexp.experiments import runs
+    folder = out if run_dir is None else run_dir.parent
+    with no_folder_left_on_error(folder):
+        runio.check_writable(folder)  # before torch loads (but for a CUDA check): fail in a second
+        from skipexp.experiments import runs
 
-    stop = StopFlag().install()
-    options = {"reporter_for": reporter_for(stop), "should_stop": stop, "progress": download_progress()}
-    try:
-        if resume_existing and run_dir is not None and len(cfg.seeds) == 1:
-            results = [runs.train_or_settle(cfg, run_dir, notify=err_console.print, **options)]
-        else:
-            results = runs.train(cfg, out, run_dir, **options)
-    except SkipexpError as e:  # a config value found wrong only at run time (device, data sizes)
-        raise e.with_file(str(config)) from None
+        stop = StopFlag().install()
+        options = {"reporter_for": reporter_for(stop), "should_stop": stop, "progress": download_progress()}
+        try:
+            if resume_existing and run_dir is not None and len(cfg.seeds) == 1:
+                results = [runs.train_or_settle(cfg, run_dir, notify=err_console.print, **options)]
+            else:
+                results = runs.train(cfg, out, run_dir, **options)
+        except SkipexpError as e:  # a config value found wrong only at run time (data sizes, files)
+            raise e.with_file(str(config)) from None
     for result in results:
         print_summary(result.summary, result.run_dir)
-        out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
+    if len(results) > 1:
+        print_seeds(cfg.name, [r.summary for r in results])
+    for result in results:  # the folders last, one line each, as is: `tail -n 1` finds a run
+        out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)
     for result in results:
         finish(result)
 
 
 
-@app.command()
+@app.command(short_help="Continue an interrupted or crashed run from its checkpoint.")
 def resume(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder with checkpoints/last.pt.", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(
+        help="A run folder with checkpoints/last.pt.", metavar="RUN_DIR", show_default=False)],
 ) -> None:
     """Continue an interrupted or crashed run from its last checkpoint, appending to its files.
 
@@ -81,7 +99,7 @@ def resume(
     finish(result)
 
 
-@app.command()
+@app.command(short_help="Check a config and show its layers; trains nothing.")
 def validate(
     config: ConfigArg,
     overrides: OverridesArg = None,
@@ -93,6 +111,13 @@ def validate(
     Example: skipexp validate configs/plain.yaml model.depth=8 --theory
     """
     cfg = load_config(config, overrides)  # before importing torch: a bad config fails in a blink
+    report = None
+    if theory:  # its answer leads; the config and the layer table follow
+        from skipexp.science import theory as theory_mod
+
+        report = theory_mod.report(cfg, progress=download_progress())
+        print_theory_answer(report)
+        out_console.print()
 
     from rich.syntax import Syntax
     from rich.table import Table
@@ -109,8 +134,6 @@ def validate(
     for row in model.describe():
         t.add_row(row["name"], row["shape"], f"{row['params']:,}", row["skip"])
     out_console.print(t)
-    if theory:
-        from skipexp.science import theory as theory_mod
-
-        print_theory(theory_mod.report(cfg, progress=download_progress()))
+    if report is not None:
+        print_theory(report)
 

@@ -12,14 +12,14 @@ from skipexp.cli.console import download_progress, out_console
 from skipexp.cli.render import print_lesion, print_shatter
 
 
-@app.command()
+@app.command(short_help="Remove units of a trained model; measure test accuracy.")
 def lesion(
     run_dir: Annotated[Path, typer.Argument(
         help="A run folder, or a comparison/sweep folder whose member runs are lesioned and overlaid.",
-        show_default=False)],
-    drop: Annotated[int, typer.Option("--drop", help="Also remove random sets of 2..K units.")] = 1,
-    samples: Annotated[int, typer.Option("--samples", help="Random sets per K.")] = 20,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random sets.")] = 0,
+        metavar="FOLDER", show_default=False)],
+    drop: Annotated[int, typer.Option("--drop", metavar="K", help="Also remove random sets of 2..K units.")] = 1,
+    samples: Annotated[int, typer.Option("--samples", metavar="N", help="Random sets per K.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the random sets.")] = 0,
 ) -> None:
     """Remove units of a trained model at test time and measure test accuracy (lesion study).
 
@@ -37,16 +37,18 @@ def lesion(
         out_console.print(str(study.overlay), soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help="Gradient correlation along input lines against depth.")
 def shatter(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    depths: Annotated[str, typer.Option("--depths", help="Comma-separated depths (blocks).")] = "1,2,4,8,16,32",
-    kinds: Annotated[str, typer.Option("--kinds", help="Comma-separated skip kinds to compare.")] = "none,identity",
-    seeds: Annotated[int, typer.Option("--seeds", help="Networks drawn per kind and depth.")] = 3,
-    pairs: Annotated[int, typer.Option("--pairs", help="Lines (pairs of test inputs) per network.")] = 4,
+    depths: Annotated[str, typer.Option(
+        "--depths", metavar="D,D,...", help="Comma-separated depths (blocks).")] = "1,2,4,8,16,32",
+    kinds: Annotated[str, typer.Option(
+        "--kinds", metavar="KIND,...", help="Comma-separated skip kinds to compare.")] = "none,identity",
+    seeds: Annotated[int, typer.Option("--seeds", metavar="N", help="Networks drawn per kind and depth.")] = 3,
+    pairs: Annotated[int, typer.Option("--pairs", metavar="N", help="Lines (pairs of test inputs) per network.")] = 4,
     checkpoint: Annotated[Optional[Path], typer.Option(
-        "--checkpoint", help="Also probe this trained run folder's model.")] = None,
+        "--checkpoint", metavar="RUN_DIR", help="Also probe this trained run folder's model.")] = None,
     out: OutOpt = Path("runs"),
 ) -> None:
     """Correlation of gradients along a line in input space against depth, at init (shattered gradients).

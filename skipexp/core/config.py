@@ -345,6 +345,36 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+# PyYAML's problems in plain words: (words in its problem, words in its context, what we say, whether the
+# context mark (where the opening quote, bracket or key is) locates it better than the problem mark).
+_YAML_PROBLEMS = (
+    ("expected <block end>", "", "the indentation does not match the lines above (a key is indented more or "
+     "less than its siblings)", False),
+    ("'\\t'", "", "a tab character; YAML indents with spaces only", False),
+    ("end of stream", "quoted scalar", "a quote opened here is never closed", True),
+    ("expected ',' or '}'", "", "a '{' opened here is never closed, or a ',' is missing between its items", True),
+    ("expected ',' or ']'", "", "a '[' opened here is never closed, or a ',' is missing between its items", True),
+    ("could not find expected ':'", "", "a key without ': ' after it (write `key: value`, a space after the ':')",
+     True),
+    ("mapping values are not allowed here", "", "a ':' where none can be: a key needs a space after its ':' "
+     "(`key: value`), a value holding ': ' needs quotes, or this line is indented too far", False),
+)
+
+
+def _yaml_problem(e: yaml.YAMLError) -> tuple[str, str]:
+    """(``:line:column`` or '', what is wrong in plain words) for a PyYAML error."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None) or ""
+    mark = getattr(e, "problem_mark", None)
+    words = f"invalid YAML: {problem}"
+    for in_problem, in_context, plain, at_context in _YAML_PROBLEMS:
+        if in_problem in problem and in_context in context:
+            words = plain
+            mark = (getattr(e, "context_mark", None) if at_context else None) or mark
+            break
+    return (f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""), words
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """A YAML mapping from a file, or a SkipexpError saying what is wrong with the file."""
     p = Path(path)
@@ -361,10 +391,8 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     try:
         raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SkipexpError(f"invalid YAML: {where}{problem}".replace("\n", " "), file=str(path)) from None
+        where, words = _yaml_problem(e)
+        raise SkipexpError(words.replace("\n", " "), file=f"{path}{where}") from None
     if raw is None:
         raise SkipexpError("the file is empty; expected a mapping of config keys", file=str(path))
     if not isinstance(raw, dict):
