@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from skipexp.core.errors import SkipexpError
+from skipexp.core.machine import passive_openmp
 from skipexp.rundir import files
 
 if TYPE_CHECKING:
@@ -263,8 +264,7 @@ def train(config: PathLike | Mapping[str, Any] | RunConfig,
     cfg, source = _load_config(config, overrides, name=name, device=device, threads=threads)
     out, run_dir = Path(out), None if run_dir is None else Path(run_dir)
     runio.check_writable(out if run_dir is None else run_dir.parent)
-    # as the command does before torch loads: idle OpenMP threads sleep rather than spin (see skipexp.cli)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    passive_openmp()  # as the command does, before torch loads
     from skipexp.experiments import runs
 
     with _keep_pyplot_backend():

@@ -22,8 +22,17 @@ from skipexp.cli import listing  # noqa: F401
 # isort: on
 from skipexp.cli.app import app
 from skipexp.cli.args import complete_yaml
-from skipexp.cli.console import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, StopFlag, error
+from skipexp.cli.console import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    StopFlag,
+    error,
+    reset_consoles,
+    restore_signals,
+)
 from skipexp.core.errors import SkipexpError
+from skipexp.core.machine import passive_openmp
 
 __all__ = ["app", "complete_yaml", "main", "StopFlag"]
 
@@ -33,8 +42,10 @@ def main(argv: list[str] | None = None) -> None:
         from typer._click import exceptions as click_exceptions
     except ImportError:
         from click import exceptions as click_exceptions
+    passive_openmp()  # before any command loads torch
+    reset_consoles()
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="skipexp", standalone_mode=False)
     except SkipexpError as e:
         error(str(e))
         code = EXIT_BAD_INPUT
@@ -57,4 +68,6 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("SKIPEXP_DEBUG"):
             raise
         code = EXIT_FAILED
+    finally:
+        restore_signals()
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,15 +1,8 @@
 """The typer app every command file adds its commands to, and how its help reads."""
 from __future__ import annotations
 
-import os
-
 import typer
 from typer.core import TyperArgument, TyperGroup
-
-# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. With spinning (the default),
-# a 2-thread run on 2 cores shared with other busy processes ran 18x slower than with 1 thread (2.4 vs
-# 43 steps/s, configs/skip.yaml); sleeping threads gave 46 steps/s. Set OMP_WAIT_POLICY to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 class PlainArgument(TyperArgument):

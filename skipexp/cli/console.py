@@ -39,6 +39,12 @@ class LazyConsole:
 out_console = LazyConsole()
 err_console = LazyConsole(stderr=True)
 
+
+def reset_consoles() -> None:
+    """Make the consoles afresh on next use: a console reads its stream, NO_COLOR and COLUMNS once, and
+    ``main`` may be called more than once in a process (a notebook, tests)."""
+    out_console._console = err_console._console = None
+
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
@@ -48,6 +54,16 @@ def error(message: str) -> None:
 
 
 # --- signals: the first Ctrl-C stops after the current step, the second at once -------------------
+
+_replaced: list[tuple[int, object]] = []  # (signal, the handler a StopFlag replaced), oldest first
+
+
+def restore_signals() -> None:
+    """Put back the handlers StopFlags replaced, so a command run in-process leaves the process as it was."""
+    while _replaced:
+        sig, handler = _replaced.pop()
+        signal.signal(sig, handler)
+
 
 class StopFlag:
     def __init__(self) -> None:
@@ -59,7 +75,7 @@ class StopFlag:
 
     def install(self) -> StopFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+            _replaced.append((sig, signal.signal(sig, self._handle)))
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
