@@ -438,19 +438,19 @@ def test_shortcut_options_are_checked(skip, key, words):
 @pytest.mark.parametrize("kind", ["identity", "projection", "rezero", "gated"])
 def test_seeds_with_shortcut_options_still_train_together(kind):
     """Seeds stack (one batched model) with the new options, and the stacked net equals each seed's own."""
-    from skipexp.training import vectorized
+    from skipexp.training import stacked
 
     project = "always" if kind in SKIPS.options["project"] else "auto"
     raw = {"seed": [0, 1], "data": {"input_dim": IN, "num_classes": CLASSES},
            "model": {"depth": 4, "width": 8, "skip": {"kind": kind, "project": project, "scale": 0.5}}}
     cfg = config.from_dict(raw)
-    assert vectorized.unsupported(cfg) is None
+    assert stacked.unsupported(cfg) is None
     models = []
     for seed in cfg.seeds:
         torch.manual_seed(seed)
         models.append(SkipNet(cfg.model, IN, CLASSES))
         wake_rezero(models[-1])
-    stacked = vectorized.stack_models(models)
+    stacked = stacked.stack_models(models)
     x = torch.randn(N, IN)
     out = stacked(x.expand(len(models), N, IN))                  # (K, N, classes)
     for k, m in enumerate(models):

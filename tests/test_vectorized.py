@@ -13,7 +13,8 @@ from conftest import run_cli, write_config
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.training import train, vectorized
+from skipexp.training import api as train
+from skipexp.training import stacked
 from skipexp.training.threads import choose_threads
 
 CSVS = ["metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv", "act_norms.csv"]
@@ -52,7 +53,7 @@ def together(raw: dict, seeds: list[int], out: Path) -> list[train.RunResult]:
     cfg = config.from_dict({**raw, "seed": seeds})
     cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in seeds]
     dirs = [train.create_run(c, out) for c in cfgs]
-    return vectorized.train_seeds(cfgs, dirs, plots=False)
+    return train.train_group(cfgs, dirs, plots=False)
 
 
 def test_cli_seed_list_writes_folders_equal_to_lone_runs(tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ VARIANTS = {
 def test_every_kind_equals_lone_runs(tmp_path: Path, variant: str) -> None:
     raw = yaml.safe_load(write_config(tmp_path / "c.yaml", {"log.checkpoint": "none", **VARIANTS[variant]})
                          .read_text())
-    assert vectorized.unsupported(config.from_dict({**raw, "seed": [0, 1]})) is None
+    assert stacked.unsupported(config.from_dict({**raw, "seed": [0, 1]})) is None
     results = together(raw, [3, 5], tmp_path / "together")
     for seed, result in zip([3, 5], results):
         assert_same_run(result.run_dir, lone_run(raw, seed, tmp_path / "alone"))
@@ -121,7 +122,7 @@ def test_a_diverged_seed_stops_and_the_others_go_on(tmp_path: Path) -> None:
 def test_batchnorm_falls_back_to_sequential_with_a_note(tmp_path: Path) -> None:
     raw = yaml.safe_load(write_config(tmp_path / "bn.yaml", {
         "model.norm": "batchnorm", "train.steps": 3, "train.threads": None, "log.checkpoint": "none"}).read_text())
-    reason = vectorized.unsupported(config.from_dict({**raw, "seed": [0, 1]}))
+    reason = stacked.unsupported(config.from_dict({**raw, "seed": [0, 1]}))
     assert reason is not None and "batchnorm" in reason
     results = together(raw, [0, 1], tmp_path / "runs")
     assert [r.status for r in results] == ["completed", "completed"]

@@ -107,7 +107,7 @@ def reporter_for(stop: StopFlag | None = None):
 def make_reporter(label: str, stop: StopFlag | None = None):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from skipexp.training.train import Reporter
+    from skipexp.training.session import Reporter
 
     class RichReporter(Reporter):
         def __init__(self) -> None:

@@ -14,7 +14,7 @@ from skipexp.core.config import RunConfig
 from skipexp.rundir import files
 
 if TYPE_CHECKING:
-    from skipexp.training.train import Reporter, RunResult
+    from skipexp.training.session import Reporter, RunResult
 
 # label -> the reporter for one training; the library closes what it asked for
 ReporterFor = Callable[[str], "Reporter"]
@@ -47,11 +47,11 @@ def train(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter_fo
 def resume(run_dir: Path, *, reporter_for: ReporterFor | None = None,
            should_stop: Callable[[], bool] = lambda: False, progress: Any = None) -> RunResult:
     """Continue an interrupted or crashed run from its last checkpoint."""
-    from skipexp.training import train as train_mod
+    from skipexp.training import api as train_api
 
     reporter = reporter_for(_run_name(run_dir)) if reporter_for else None
     try:
-        return train_mod.resume(run_dir, reporter=reporter, should_stop=should_stop, progress=progress)
+        return train_api.resume(run_dir, reporter=reporter, should_stop=should_stop, progress=progress)
     finally:
         _close(reporter)
 
@@ -72,7 +72,7 @@ def train_or_settle(cfg: RunConfig, run_dir: Path, *, reporter_for: ReporterFor 
     else moved aside and trained afresh (what :func:`skipexp.experiments.sweep.state.settle` decides).
     ``notify`` hears one line on what was done."""
     from skipexp.experiments.sweep.state import settle
-    from skipexp.training import train as train_mod
+    from skipexp.training import api as train_api
 
     if not run_dir.exists():
         return train(cfg, run_dir.parent, run_dir, reporter_for=reporter_for, should_stop=should_stop,
@@ -88,7 +88,7 @@ def train_or_settle(cfg: RunConfig, run_dir: Path, *, reporter_for: ReporterFor 
 
             plots.plot_run(run_dir)
         notify(f"{run_dir}: already {summary['status']}; nothing to do")
-        return train_mod.RunResult(run_dir, summary["status"], summary)
+        return train_api.RunResult(run_dir, summary["status"], summary)
     if state == "resume":
         notify(f"{run_dir}: resuming the interrupted run")
         return resume(run_dir, reporter_for=reporter_for, should_stop=should_stop, progress=progress)

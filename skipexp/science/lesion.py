@@ -98,7 +98,7 @@ class LoadedRun:
 
 def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> LoadedRun:
     """The run's resolved config, its model with the last checkpoint's weights (on the CPU), its data."""
-    from skipexp.training.train import load_checkpoint_file
+    from skipexp.training.checkpoint import load_checkpoint_file
 
     runio.require_run_dir(run_dir)
     cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
