@@ -253,7 +253,7 @@ def test_config_is_frozen():
 @pytest.mark.parametrize("text,words", [
     ("", ["empty"]),
     ("- 1\n- 2\n", ["mapping"]),
-    ("model: {depth: 3\n", ["invalid YAML"]),
+    ("model: {depth: 3\n", ["never closed"]),
     ("seed: 1\nseed: 2\n", ["duplicate key"]),
 ])
 def test_bad_file(tmp_path, text, words):
@@ -261,7 +261,8 @@ def test_bad_file(tmp_path, text, words):
     p.write_text(text)
     with pytest.raises(SkipexpError) as info:
         config.load(p)
-    assert info.value.file == str(p)
+    # a syntax error also says where: file:line:column
+    assert info.value.file == str(p) or info.value.file.startswith(f"{p}:")
     for w in words:
         assert w in info.value.message
     assert "\n" not in str(info.value)
