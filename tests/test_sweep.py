@@ -51,7 +51,7 @@ def test_a_bad_point_fails_before_anything_runs(tmp_path, grid, message):
     (tmp_path / "typo.yaml").write_text("name: t\nbase: tiny.yaml\ngird: {seed: [0]}\n")
     p = run_cli("sweep", tmp_path / "typo.yaml", "--out", tmp_path / "runs", check=2)
     assert p.stderr.strip() == (f'error: {tmp_path / "typo.yaml"}: gird: unknown key (did you mean "grid"?); '
-                                "a sweep file has name, base, grid")
+                                "a sweep file has name, base, grid, overrides")
     assert not (tmp_path / "runs").exists()
 
 
@@ -83,7 +83,7 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     assert (root / "plots" / "depth.png").is_file() and (root / "sweep.yaml").is_file()
     assert "depth=4,skip.kind=identity" in p.stderr  # progress over points
     for d in root.glob("depth=*"):
-        assert json.loads((d / "meta.json").read_text())["threads"] == max(1, sweep.default_cores() // 2)
+        assert json.loads((d / "meta.json").read_text())["threads"] == max(1, sweep.available_cores() // 2)
 
     # leave the sweep as an interruption would: one point interrupted (with its checkpoint), one never
     # started, one folder with nothing to resume in it

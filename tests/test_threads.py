@@ -95,9 +95,6 @@ def _rows(run_dir: Path, name: str) -> list[dict]:
 
 
 @pytest.mark.skipif(available_cores() < 2, reason="one core: every setting runs one thread")
-@pytest.mark.xfail(strict=True, reason="skipexp sweep sets train.threads = cores // jobs on each point "
-                   "(sweep.points via threads_per_job, ray_backend.point_argv), so a point runs a thread "
-                   "count the same config alone does not")
 def test_a_sweep_point_reproduces_the_same_config_trained_alone(tmp_path):
     # width 64 x batch 128 gives different float rounding on 1 and 2 threads (issue: 0.0403 vs 0.0339)
     base = {"name": "p", "seed": 0, "data": {"dataset": "synthetic", "n_train": 2048, "n_test": 256},

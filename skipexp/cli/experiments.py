@@ -57,8 +57,15 @@ def compare(
 
 @app.command()
 def sweep(
-    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML: name, base, grid.", show_default=False,
-                                               autocompletion=complete_yaml)],
+    sweep_file: Annotated[Path, typer.Argument(
+        help="Sweep YAML (name, base, grid), or a run config with KEY=V1,V2,... overrides as the grid.",
+        show_default=False, autocompletion=complete_yaml)],
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="KEY=VALUE for every point; KEY=V1,V2,... sweeps KEY (a new axis, or new values for a grid key).",
+        show_default=False)] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="The sweep's name, its folder OUT/sweep-NAME/ (default: the sweep file's name; for a grid "
+        "on the command line CONFIG-KEYS, e.g. skip-depth-seed).", show_default=False)] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help=(
         "Points run at once; each gets cores // jobs torch threads (default 1; with --backend ray: as many "
         "as the cluster has room for)."), show_default=False)] = None,
@@ -76,12 +83,20 @@ def sweep(
 ) -> None:
     """Run every point of a grid over a base config into OUT/sweep-<name>/, then summarize and plot.
 
-    Points already completed (or diverged) are skipped and interrupted ones resumed, so running it again
-    finishes an interrupted sweep. Example: skipexp sweep configs/sweeps/depth.yaml --jobs 2
+    The grid comes from a sweep file, or from the command line: each KEY=V1,V2,... override of a run
+    config is an axis (seed=[0,1] is one value, a list). Single values apply to every point, of a sweep
+    file's grid too. Points already completed (or diverged) are skipped and interrupted ones resumed, so
+    running it again finishes an interrupted sweep.
+
+    \b
+    Examples:
+      skipexp sweep configs/sweeps/depth.yaml --jobs 2
+      skipexp sweep configs/skip.yaml model.depth=2,4,8 seed=0,1 train.epochs=2   (runs/sweep-skip-depth-seed/)
     """
     from skipexp.experiments import sweep as sweep_mod
+    from skipexp.experiments.sweep import overrides as sweep_overrides
 
-    sw = sweep_mod.load(sweep_file)
+    sw = sweep_overrides.resolve(sweep_file, list(overrides or []), name)
     options: dict = {}
     if backend == "ray":
         from skipexp.experiments.sweep import ray_backend

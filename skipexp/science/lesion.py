@@ -33,6 +33,7 @@ from skipexp.core import data as data_mod
 from skipexp.core.errors import SkipexpError
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files, runio
+from skipexp.training.threads import choose_threads
 
 COLUMNS = ["k", "removed", "how", "test_loss", "test_acc"]
 
@@ -106,8 +107,7 @@ def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> Loaded
         raise SkipexpError("no checkpoints/last.pt to load (trained with log.checkpoint: none, or stopped "
                            "before its first checkpoint)", file=str(run_dir))
     state = load_checkpoint_file(ckpt, "cpu")
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    torch.set_num_threads(choose_threads(cfg))
     splits = data_mod.load(cfg.data, progress)
     model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
     model.load_state_dict(state["model"])

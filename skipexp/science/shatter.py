@@ -39,6 +39,7 @@ from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files, runio
+from skipexp.training.threads import choose_threads
 
 COLUMNS = ["state", "kind", "depth", "seed", "pair", "correlation"]
 POINTS = 256
@@ -194,7 +195,7 @@ def study(cfg: config_mod.RunConfig, depths: list[int], kinds: list[str], seeds:
     from skipexp.science.lesion import load_run, write_csv
 
     trained = load_run(checkpoint) if checkpoint is not None else None
-    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
+    torch.set_num_threads(choose_threads(cfg))
     splits = data_mod.load(cfg.data, progress)
     folder = runio.create_run_dir(out, f"shatter-{cfg.name}")
     files.write_config_text(folder, config_mod.dump(cfg))

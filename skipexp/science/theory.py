@@ -36,6 +36,7 @@ from torch import nn
 
 from skipexp.core.metrics import GradProbe
 from skipexp.core.models import IdentitySkip, ProjectionSkip, ReZeroSkip, SkipNet
+from skipexp.training.threads import choose_threads
 
 if TYPE_CHECKING:
     from skipexp.core.config import RunConfig
@@ -168,7 +169,7 @@ def report(cfg: RunConfig, batch: int = 512, progress: object = None) -> TheoryR
     config's data, for the model its first seed draws."""
     from skipexp.core import data as data_mod
 
-    torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
+    torch.set_num_threads(choose_threads(cfg))
     splits = data_mod.load(cfg.data, progress)
     torch.manual_seed(cfg.seeds[0])
     model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)

@@ -16,13 +16,14 @@ import torch
 import skipexp
 from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
-from skipexp.rundir import runio
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.metrics import GradProbe
 from skipexp.core.models import SkipNet, count_parameters
+from skipexp.rundir import runio
 from skipexp.training.checkpoint import load_checkpoint, rng_state
 from skipexp.training.optim import build_optimizer, build_schedule
+from skipexp.training.threads import choose_threads
 
 
 class Reporter:
@@ -52,10 +53,6 @@ def resolve_device(name: str) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise SkipexpError(f"there are {torch.cuda.device_count()} CUDA devices, no {name}", key="device")
     return dev
-
-
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _git_commit() -> str | None:
@@ -114,7 +111,7 @@ class Run:
 def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progress | None,
           splits: data_mod.Splits | None = None) -> Run:
     """Build the model, optimizer, logs and meta.json of one run (from its checkpoint with ``resume``)."""
-    threads = cfg.train.threads or default_threads()
+    threads = choose_threads(cfg)
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     seed = cfg.seeds[0]

@@ -41,20 +41,11 @@ wait for, so the demo configs run at the idle 1-thread speed whatever the policy
 """
 from __future__ import annotations
 
-import os
-
 from skipexp.core.config import RunConfig
+from skipexp.core.machine import available_cores
 
 # FLOPs of one block matmul per thread before a thread pays for itself (see the table above).
 MIN_FLOPS_PER_THREAD = 4_000_000
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS has one, e.g. under taskset or a
-    container's cpuset), else every core the machine reports."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def block_matmul_flops(cfg: RunConfig) -> int:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from skipexp.training.api import resume, train
 from skipexp.training.checkpoint import load_checkpoint_file
-from skipexp.training.session import (Reporter, RunResult, create_run, default_threads, resolve_device,
-                                      write_views)
+from skipexp.training.session import Reporter, RunResult, create_run, resolve_device, write_views
 
-__all__ = ["Reporter", "RunResult", "create_run", "default_threads", "load_checkpoint_file", "resolve_device",
+__all__ = ["Reporter", "RunResult", "create_run", "load_checkpoint_file", "resolve_device",
            "resume", "train", "write_views"]

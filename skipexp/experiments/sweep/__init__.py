@@ -7,7 +7,7 @@
 - :mod:`.backends`: the backends by name, and :func:`run`
 - :mod:`.summary`: summary.csv and the plots of a sweep folder, from disk
 """
-from skipexp.core.machine import default_cores
+from skipexp.core.machine import available_cores
 from skipexp.experiments.sweep.backends import BACKENDS, SweepOutcome, check_backend, run
 from skipexp.experiments.sweep.local import Listener, PointResult, command_for, run_local
 from skipexp.experiments.sweep.spec import (
@@ -30,7 +30,7 @@ from skipexp.experiments.sweep.summary import collect, finish, write_summary_csv
 
 __all__ = [
     "BACKENDS", "Listener", "Point", "PointResult", "Sweep", "SweepOutcome", "check_backend", "collect",
-    "command_for", "config_differences", "default_cores", "finish", "flatten", "folder_points", "is_sweep_dir",
+    "command_for", "config_differences", "available_cores", "finish", "flatten", "folder_points", "is_sweep_dir",
     "load", "load_folder", "make_file", "point_name", "point_state", "points", "read_status", "run", "run_local",
     "settle", "shell_line", "sweep_dir", "threads_per_job", "write_summary_csv", "write_sweep_file",
 ]

@@ -9,9 +9,13 @@ A sweep file names a base config and a grid of dotted keys::
       model.skip.kind: [none, identity]
       seed: [0, 1, 2]
 
+    overrides:                  # optional: fixed values for every point (not in the point names)
+      train.epochs: 2
+
 Every combination is a :class:`Point`. Its folder is named from its values in grid order, with the
 ``model.`` prefix dropped (``depth=8,skip.kind=none,seed=1``), and its command is the real, self-contained
-``skipexp train BASE KEY=VALUE... train.threads=K --run-dir DIR --resume`` line that ``--list`` prints.
+``skipexp train BASE FIXED=VALUE... KEY=VALUE... train.threads=K --run-dir DIR --resume`` line that
+``--list`` prints. A sweep may also come from the command line (:mod:`.overrides`).
 """
 from __future__ import annotations
 
@@ -29,11 +33,12 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key, value
-from skipexp.core.machine import default_cores
-from skipexp.experiments.sweep.state import point_state, settle
+from skipexp.core.machine import available_cores
+from skipexp.experiments.sweep.state import NEUTRAL_KEYS, config_differences, point_state, settle
 from skipexp.rundir import files, runio
 
-SWEEP_KEYS = ("name", "base", "grid")
+SWEEP_KEYS = ("name", "base", "grid", "overrides")
+NAME = re.compile(r"[\w.+-]+")  # a sweep name is a folder name: sweep-<name>
 
 # --- the sweep file ------------------------------------------------------------------------------
 
@@ -42,7 +47,14 @@ class Sweep:
     name: str
     base: Path             # the base config, resolved against the sweep file's folder
     grid: dict[str, list]  # dotted key -> values, in file order
-    source: Path           # the sweep file itself
+    source: Path           # the sweep file itself (for a grid on the command line: the run config)
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> the one value of every point
+    args: tuple[str, ...] = ()  # the command-line words after the file that shaped it (to say how to rerun it)
+    inline: bool = False   # the grid came from the command line, not from a sweep file
+
+    def command(self) -> list[str]:
+        """The ``skipexp sweep ...`` words that give this sweep again."""
+        return ["skipexp", "sweep", _display_path(self.source), *self.args]
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,7 @@ def load(path: Path) -> Sweep:
             did = f' (did you mean "{hint[0]}"?)' if hint else ""
             raise SkipexpError(f"unknown key{did}; a sweep file has {', '.join(SWEEP_KEYS)}", file=str(path), key=k)
     name = raw.get("name", Path(path).stem)
-    if not isinstance(name, str) or not re.fullmatch(r"[\w.+-]+", name):
-        raise SkipexpError(f"{name!r} may hold only letters, digits and . _ - +", file=str(path), key="name")
+    check_name(name, file=str(path), key="name")
     if not isinstance(raw.get("base"), str):
         raise SkipexpError("the base config file (relative to this file) is required, e.g. base: ../skip.yaml",
                            file=str(path), key="base")
@@ -83,8 +94,42 @@ def load(path: Path) -> Sweep:
         if k == "name":
             raise SkipexpError("points are named from their values; name cannot be swept", file=str(path),
                                key="grid.name")
+        check_distinct(values, file=str(path), key=f"grid.{k}")
         clean[str(k)] = values
-    return Sweep(name, base, clean, Path(path))
+    fixed = raw.get("overrides", {})
+    if not isinstance(fixed, dict):
+        raise SkipexpError("must be a mapping of dotted keys to one value each, e.g. train.epochs: 2",
+                           file=str(path), key="overrides")
+    for k in fixed:
+        if k == "name":
+            raise SkipexpError("points are named from their values; name cannot be set for them", file=str(path),
+                               key="overrides.name")
+        if k in clean:
+            raise SkipexpError("is also a grid key; give it in one place", file=str(path), key=f"overrides.{k}")
+    check_disjoint([*clean, *fixed], file=str(path))
+    return Sweep(name, base, clean, Path(path), {str(k): v for k, v in fixed.items()})
+
+
+def check_name(name: Any, *, file: str | None = None, key: str = "name") -> None:
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise SkipexpError(f"{name!r} may hold only letters, digits and . _ - +", file=file, key=key)
+
+
+def check_distinct(values: list, *, file: str | None = None, key: str) -> None:
+    """An axis lists each value once: two equal values would be one point twice."""
+    seen = set()
+    for v in values:
+        if value(v) in seen:
+            raise SkipexpError(f"the value {value(v)} is listed twice", file=file, key=key)
+        seen.add(value(v))
+
+
+def check_disjoint(keys: list[str], *, file: str | None = None) -> None:
+    """No key inside another (``model.skip`` and ``model.skip.kind``): one would silently undo the other."""
+    for a in keys:
+        for b in keys:
+            if b.startswith(a + "."):
+                raise SkipexpError(f"overlaps {b}; set {a} or the keys inside it, not both", file=file, key=a)
 
 
 def sweep_dir(sweep: Sweep, out: Path) -> Path:
@@ -101,7 +146,7 @@ def point_name(values: dict[str, Any]) -> str:
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
     """Small nets run fastest with one thread each and one job per core: cores // jobs, at least 1."""
-    return max(1, (cores or default_cores()) // max(1, jobs))
+    return max(1, (cores or available_cores()) // max(1, jobs))
 
 
 def _display_path(p: Path) -> str:
@@ -115,32 +160,58 @@ def _display_path(p: Path) -> str:
 def points(sweep: Sweep, out: Path, jobs: int = 1, cores: int | None = None) -> list[Point]:
     """Every grid point, each checked as a config now (a bad value fails before anything runs)."""
     base_raw = config_mod.read_yaml(sweep.base)
-    if isinstance(base_raw.get("seed"), list) and "seed" not in sweep.grid:
-        raise SkipexpError("the base config has a list of seeds; put them in the grid instead (seed: [0, 1, 2])",
-                           file=str(sweep.source), key="base")
+    src = str(sweep.source)
+    seeds = "seed=0,1,2 on the command line, seed: [0, 1, 2] in a sweep file"
+    if isinstance(sweep.overrides.get("seed"), list):
+        raise SkipexpError(f"a list is one value, and a point trains one seed; sweep the seeds instead ({seeds})",
+                           file=src, key="seed")
+    if isinstance(base_raw.get("seed"), list) and "seed" not in sweep.grid and "seed" not in sweep.overrides:
+        raise SkipexpError(f"the base config has a list of seeds; sweep them instead ({seeds})",
+                           file=src, key="base")
+
+    def where(k: str | None) -> str | None:
+        """An error's key: on the command line the key itself, in a sweep file its grid entry."""
+        return k if sweep.inline else (f"grid.{k}" if k else "grid")
+
+    fixed = [f"{k}={value(v)}" for k, v in sweep.overrides.items()]
+    # the user's train.threads, fixed or swept, wins over the share of cores a point gets by default
+    own_threads = "train.threads" in sweep.grid or "train.threads" in sweep.overrides
+    threads = [] if own_threads else [f"train.threads={threads_per_job(jobs, cores)}"]
     root = sweep_dir(sweep, out)
-    threads = threads_per_job(jobs, cores)
     result, seen = [], set()
     for combo in itertools.product(*sweep.grid.values()):
         values = dict(zip(sweep.grid, combo))
         overrides = [f"{k}={value(v)}" for k, v in values.items()]
         try:
-            cfg = config_mod.load(sweep.base, overrides)
+            cfg = config_mod.load(sweep.base, fixed + overrides)
         except SkipexpError as e:
-            key = f"grid.{e.key}" if e.key in sweep.grid else (e.key or "grid")
-            raise SkipexpError(f"point {point_name(values)}: {e.message}", file=str(sweep.source), key=key) from None
+            key = where(e.key) if e.key in sweep.grid else (e.key or where(None))
+            raise SkipexpError(f"point {point_name(values)}: {e.message}", file=src, key=key) from None
         if len(cfg.seeds) != 1:
-            raise SkipexpError(f"point {point_name(values)}: one seed per point", file=str(sweep.source),
-                               key="grid.seed")
+            raise SkipexpError(f"point {point_name(values)}: one seed per point", file=src, key=where("seed"))
         name = point_name(values)
         if name in seen:
-            raise SkipexpError(f"two points share the folder name {name}", file=str(sweep.source), key="grid")
+            raise SkipexpError(f"two points share the folder name {name}", file=src, key=where(None))
         seen.add(name)
         run_dir = root / name
-        argv = (["skipexp", "train", _display_path(sweep.base)] + overrides + [f"train.threads={threads}"]
+        _check_reusable(run_dir, cfg)
+        argv = (["skipexp", "train", _display_path(sweep.base)] + fixed + overrides + threads
                 + ["--run-dir", _display_path(run_dir) if not run_dir.is_absolute() else str(run_dir), "--resume"])
         result.append(Point(name, values, argv, run_dir, cfg))
     return result
+
+
+def _check_reusable(run_dir: Path, cfg: RunConfig) -> None:
+    """A point folder that already holds a result (or a run to resume) of another config is refused now,
+    before anything is written: the sweep folder belongs to another experiment (other fixed overrides, an
+    edited base), and a point run now would sit beside points that are not comparable with it."""
+    if point_state(run_dir) not in ("done", "resume"):
+        return
+    diff = config_differences(files.read_config_dict(run_dir), cfg.to_dict(), NEUTRAL_KEYS)
+    if diff:
+        k, (old, new) = next(iter(diff.items()))
+        raise SkipexpError(f"holds a run with {k}={old!r}, not {new!r}: the sweep folder holds another "
+                           f"experiment; give this sweep another --name (or --out)", file=str(run_dir))
 
 
 def write_sweep_file(sweep: Sweep, out: Path) -> Path:
@@ -148,8 +219,11 @@ def write_sweep_file(sweep: Sweep, out: Path) -> Path:
     itself and ``skipexp sweep <folder>/sweep.yaml`` runs it again."""
     root = sweep_dir(sweep, out)
     runio.check_writable(root)
-    text = yaml.safe_dump({"name": sweep.name, "base": str(sweep.base), "grid": sweep.grid}, sort_keys=False)
-    files.atomic_write(root / files.SWEEP_FILE, f"# written by skipexp sweep {sweep.source}\n" + text)
+    data = {"name": sweep.name, "base": str(sweep.base), "grid": sweep.grid}
+    if sweep.overrides:
+        data["overrides"] = sweep.overrides
+    text = yaml.safe_dump(data, sort_keys=False)
+    files.atomic_write(root / files.SWEEP_FILE, f"# written by {shlex.join(sweep.command())}\n" + text)
     return root / files.SWEEP_FILE
 
 
@@ -163,8 +237,10 @@ def load_folder(path: Path) -> Sweep:
     grid = raw.get("grid")
     if not isinstance(grid, dict) or not isinstance(raw.get("name"), str):
         raise SkipexpError("not a skipexp sweep file (needs name and grid)", file=str(path / files.SWEEP_FILE))
+    fixed = raw.get("overrides") if isinstance(raw.get("overrides"), dict) else {}
     return Sweep(raw["name"], Path(str(raw.get("base", ""))), {k: v if isinstance(v, list) else [v]
-                                                               for k, v in grid.items()}, path / files.SWEEP_FILE)
+                                                               for k, v in grid.items()}, path / files.SWEEP_FILE,
+                 fixed)
 
 
 def folder_points(path: Path) -> list[tuple[str, dict[str, Any], Path]]:
@@ -188,7 +264,8 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
     a variable. A point whose folder exists but is not done depends on FORCE: summary.json of an
     interrupted run is not a result, and its command resumes it.
     """
-    lines = [f"# generated by: skipexp sweep {_display_path(sweep.source)} --list --format make --jobs {jobs}",
+    again = " ".join(shlex.quote(a).replace("$", "$$") for a in sweep.command()[1:])
+    lines = [f"# generated by: skipexp {again} --list --format make --jobs {jobs}",
              "# one target per point; `make -j N -f THIS` runs N at once. Regenerate it before each use.",
              "SKIPEXP ?= skipexp", "", ".PHONY: all points FORCE", "FORCE:", ""]
     targets = []
@@ -196,8 +273,8 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
         var = f"P{i}"
         lines.append(f"{var} := {p.run_dir if p.run_dir.is_absolute() else _display_path(p.run_dir)}")
         targets.append(f"$({var})/{files.SUMMARY}")
-    lines += ["", "all: points", f"\t$(SKIPEXP) sweep {shlex.quote(_display_path(sweep.source))} "
-              f"--jobs {jobs}" + (f" --out {shlex.quote(str(out))}" if str(out) != "runs" else ""), "",
+    out_opt = f" --out {shlex.quote(str(out))}" if str(out) != "runs" else ""
+    lines += ["", "all: points", f"\t$(SKIPEXP) {again} --jobs {jobs}{out_opt}", "",
               "points: " + " ".join(targets), "",
               "# make deletes a target whose recipe it interrupts; these are the runs' own files, keep them",
               ".PRECIOUS: " + " ".join(targets), ""]

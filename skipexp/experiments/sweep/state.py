@@ -48,7 +48,7 @@ def move_aside(run_dir: Path) -> Path:
 
 
 # Keys that change how fast a run goes, not what it computes: a point may be resumed with other values.
-_NEUTRAL_KEYS = ("name", "train.threads", "device")
+NEUTRAL_KEYS = ("name", "train.threads", "device")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -81,7 +81,7 @@ def settle(run_dir: Path, cfg: RunConfig | dict) -> tuple[str, Path | None]:
         raise SkipexpError("another process is training this run now", file=str(run_dir))
     if state in ("done", "resume"):
         on_disk = files.read_config_dict(run_dir)
-        diff = config_differences(on_disk, cfg_dict, _NEUTRAL_KEYS)
+        diff = config_differences(on_disk, cfg_dict, NEUTRAL_KEYS)
         if diff:
             k, (old, new) = next(iter(diff.items()))
             raise SkipexpError(f"holds a run with {k}={old!r}, not {new!r}; move it away or change --run-dir",
