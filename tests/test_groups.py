@@ -112,3 +112,7 @@ def test_run_group_skips_done_resumes_interrupted_alone_and_trains_the_rest_toge
         assert json.loads((p.run_dir / "meta.json").read_text())["seeds_together"] == [2, 3]
     assert len(list(stale.run_dir.parent.glob("seed=2.stale-*"))) == 1
     assert any("already completed" in n for n in notes) and any("moved it to" in n for n in notes)
+
+
+def test_spread_of_no_groups_is_none():
+    assert groups.spread([], 2) == []

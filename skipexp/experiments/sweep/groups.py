@@ -21,12 +21,14 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
-from skipexp.experiments.sweep.spec import Point
 from skipexp.experiments.sweep.state import point_state, read_status, settle
 from skipexp.rundir import files
+
+if TYPE_CHECKING:   # spec builds its commands from groups
+    from skipexp.experiments.sweep.spec import Point
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,16 @@ class Group:
     argv: list[str] = field(default_factory=list)  # the command that runs it: skipexp sweep FILE --group N [--part i/k]
 
     @property
+    def title(self) -> str:
+        """``group 3``, or ``group 3 part 1/2``."""
+        return f"group {self.number}" + (f" part {self.part[0]}/{self.part[1]}" if self.part[1] > 1 else "")
+
+    @property
     def label(self) -> str:
-        """``group 3: depth=8,skip.kind=none,seed=0 … (6 points)``; a part says ``group 3 part 1/2``."""
-        part = f" part {self.part[0]}/{self.part[1]}" if self.part[1] > 1 else ""
-        more = " …" if len(self.points) > 1 else ""
+        """``group 3: depth=8,skip.kind=none,seed=0 … (6 points)``."""
         n = len(self.points)
-        return f"group {self.number}{part}: {self.points[0].name}{more} ({n} point{'s' if n != 1 else ''})"
+        more = " …" if n > 1 else ""
+        return f"{self.title}: {self.points[0].name}{more} ({n} point{'s' if n != 1 else ''})"
 
     @property
     def run_dirs(self) -> list[Path]:
@@ -79,7 +85,7 @@ def spread(gs: list[Group], jobs: int) -> list[Group]:
     two cores finish in about half the time of the whole group on one (measured: README, Sweeps).
     """
     cuts = {g.number: 1 for g in gs}
-    while sum(cuts.values()) < jobs:
+    while gs and sum(cuts.values()) < jobs:
         biggest = max(gs, key=lambda g: (len(g.points) / cuts[g.number], -g.number))
         if len(biggest.points) < cuts[biggest.number] + 1:
             break   # every part is down to one point
