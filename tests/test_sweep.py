@@ -202,3 +202,40 @@ def assert_same_run(a: Path, b: Path) -> None:
             for c in x:
                 if c != "elapsed_s":
                     assert math.isclose(x[c], y[c], rel_tol=2e-4, abs_tol=1e-6), (a.name, name, x["step"], c)
+
+
+def test_ctrl_c_interrupts_every_point_of_a_running_group_and_a_rerun_resumes_them(tmp_path):
+    import signal
+    import time
+
+    path = _sweep_file(tmp_path, {"seed": [0, 1]})
+    write_config(tmp_path / "tiny.yaml", {"train.epochs": 400})  # minutes: it is stopped long before
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(skipexp_cmd() + ["sweep", str(path), "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    dirs = [out / "sweep-t" / f"seed={s}" for s in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all((d / "checkpoints" / "last.pt").is_file() for d in dirs):  # both going, in one process
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err
+    metas = [json.loads((d / "meta.json").read_text()) for d in dirs]
+    assert [m["status"] for m in metas] == ["interrupted", "interrupted"]
+    assert metas[0]["pid"] == metas[1]["pid"] and metas[0]["steps_done"] == metas[1]["steps_done"]
+
+    p = run_cli("sweep", path, "--out", out, "--list", check=0)
+    assert p.stdout.splitlines()[0] == "# group 1 (2 points): seed=0 seed=1"
+    # a point to resume starts mid-run, so each resumes alone; shorten the wait by stopping again soon
+    proc = subprocess.Popen(skipexp_cmd() + ["sweep", str(path), "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    while len(json.loads((dirs[0] / "meta.json").read_text()).get("resumes", [])) < 1:
+        assert proc.poll() is None and time.monotonic() < deadline + 120, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    meta = json.loads((dirs[0] / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and meta["resumes"][0]["previous_status"] == "interrupted"
