@@ -1,7 +1,8 @@
 """skipexp compare: members on the same batches, the side-by-side table, the folder on disk."""
 import json
+import math
 
-from conftest import run_cli, write_config
+from conftest import cli, run_cli, write_config
 
 from skipexp.experiments import compare
 from skipexp.rundir import runio
@@ -112,3 +113,75 @@ def test_members_must_list_the_same_seeds(tmp_path):
     p = run_cli("compare", c, a, "--out", out, check=2)
     assert p.stderr.strip().startswith(f"error: {a}: seed:")
     assert not out.exists() or not any(out.iterdir())
+
+
+def assert_same_run(a, b, rel=2e-4, abs_=1e-6):
+    """Two run folders hold the same numbers within float rounding: metrics.csv and grad_norms.csv."""
+    for name in ("metrics.csv", "grad_norms.csv"):
+        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
+        assert len(ra) == len(rb) > 0, name
+        for x, y in zip(ra, rb):
+            assert x.keys() == y.keys()
+            for c in x:
+                if c == "elapsed_s":
+                    continue
+                assert math.isclose(x[c], y[c], rel_tol=rel, abs_tol=abs_), (a.name, name, x["step"], c, x[c], y[c])
+
+
+def test_members_that_stack_train_together_and_equal_their_lone_runs(tmp_path):
+    # the demo's shape: none beside identity, one with its own lr and seeds; one stack of four models
+    plain = write_config(tmp_path / "plain.yaml", {"name": "plain", "model.skip.kind": "none"})
+    skip = write_config(tmp_path / "skip.yaml", {"name": "skip", "train.lr": 0.1})
+    out = tmp_path / "runs"
+    p = cli("compare", plain, skip, "seed=[0,1]", "--out", out, check=0)
+    assert "plain ×2 seeds + skip ×2 seeds" in p.stderr  # one bar for the group, named by its members
+    cdir = _only_dir(out, "compare-")
+    names = ["plain-seed0", "plain-seed1", "skip-seed0", "skip-seed1"]
+    for n in names:
+        meta = json.loads((cdir / "runs" / n / "meta.json").read_text())
+        assert meta["status"] == "completed" and meta["vectorized"] is True
+        assert meta["trained_with"] == names
+    # the oracle: each member's seed trained alone by `skipexp train`
+    for cfg, n in ((plain, "plain"), (skip, "skip")):
+        for seed in (0, 1):
+            lone = tmp_path / "lone" / f"{n}-{seed}"
+            cli("train", cfg, f"seed={seed}", "--run-dir", lone, check=0)
+            assert json.loads((lone / "meta.json").read_text()).get("trained_with") is None
+            assert_same_run(cdir / "runs" / f"{n}-seed{seed}", lone)
+
+
+def test_members_that_cannot_stack_train_in_their_own_groups(tmp_path):
+    a = write_config(tmp_path / "a.yaml", {"name": "narrow"})
+    b = write_config(tmp_path / "b.yaml", {"name": "wide", "model.width": 24})
+    c = write_config(tmp_path / "c.yaml", {"name": "plain", "model.skip.kind": "none", "seed": 3})
+    gs = compare.groups(compare.plan([a, b, c], []))
+    assert [g.label for g in gs] == ["narrow + plain", "wide"]
+    assert [g.dirs for g in gs] == [["narrow", "plain"], ["wide"]]
+    assert [[cfg.seed for cfg in g.cfgs] for g in gs] == [[0, 3], [0]]
+
+
+def test_interrupting_a_group_interrupts_every_member_with_its_checkpoint(tmp_path):
+    a = write_config(tmp_path / "a.yaml", {"name": "a", "model.skip.kind": "none", "train.epochs": 3})
+    b = write_config(tmp_path / "b.yaml", {"name": "b", "train.epochs": 3})
+    c = write_config(tmp_path / "c.yaml", {"name": "c", "model.width": 24, "train.epochs": 3})
+    members = compare.plan([a, b, c], [])
+    cdir = compare.create_dir(tmp_path / "runs")
+    compare.write_plan(cdir, members, [])
+    polls = []
+
+    def stop_in_epoch_two() -> bool:  # 8 steps an epoch
+        polls.append(1)
+        return len(polls) >= 10
+
+    labels = []
+    results = compare.run(members, cdir, should_stop=stop_in_epoch_two,
+                          group_reporter=lambda label: labels.append(label))
+    assert labels == ["a + b"]  # the second group never started
+    assert [r.status for r in results] == ["interrupted", "interrupted"]
+    for n in ("a", "b"):
+        meta = json.loads((cdir / "runs" / n / "meta.json").read_text())
+        assert meta["status"] == "interrupted" and meta["steps_done"] == 10
+        assert (cdir / "runs" / n / "checkpoints" / "last.pt").is_file()
+    assert not (cdir / "runs" / "c").exists()
+    s = compare.finish(cdir)
+    assert [m["summary"]["status"] for m in s["members"]] == ["interrupted", "interrupted", "not started"]

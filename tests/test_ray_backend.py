@@ -1,5 +1,5 @@
-"""The Ray backend on a real local Ray instance (loopback): same results as running the points locally,
-a killed point or a dead worker is retried once and then failed, and a missing Ray is exit 2 with the hint.
+"""The Ray backend on a real local Ray instance (loopback): same results as running the groups locally,
+a killed task or a dead worker is retried once and then failed, and a missing Ray is exit 2 with the hint.
 
 Ray starts once for the module (about 6 s); the tests that need it are skipped when Ray is not installed.
 """
@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, skipexp_cmd, write_config
+from conftest import run_cli, write_config
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep import ray_backend
@@ -24,11 +24,6 @@ HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'skipexp[ray]')")
 METRICS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
            "grad_ratio_first_last_start", "grad_ratio_first_last_end")
-GRID = [(depth, seed) for depth in (2, 6) for seed in (0, 1)]
-
-
-def has_sweep_command() -> bool:
-    return importlib.util.find_spec("skipexp.experiments.sweep") is not None
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +34,6 @@ def local_ray():
     ray.init(address="local", include_dashboard=False, num_cpus=2, log_to_driver=False)
     yield ray
     ray.shutdown()
-
-
-def train_argv(config: Path, overrides: list[str], run_dir: Path) -> list[str]:
-    return skipexp_cmd() + ["train", str(config), *overrides, "--run-dir", str(run_dir)]
 
 
 def assert_same_metrics(a: Path, b: Path) -> None:
@@ -56,44 +47,27 @@ def assert_same_metrics(a: Path, b: Path) -> None:
 
 
 @needs_ray
-def test_four_points_on_ray_match_the_same_commands_run_locally(tmp_path, local_ray):
-    base = write_config(tmp_path / "base.yaml", {"train.epochs": 1})
-    if has_sweep_command():  # the real command: a ray sweep and a local sweep of the same grid
-        for backend in ("ray", "local"):
-            (tmp_path / f"{backend}.yaml").write_text(textwrap.dedent(f"""\
-                name: {backend}
-                base: base.yaml
-                grid:
-                  model.depth: [2, 6]
-                  seed: [0, 1]
-                """))
-            extra = ["--backend", "ray"] if backend == "ray" else ["--jobs", "2"]  # ray: its own local Ray
-            run_cli("sweep", f"{backend}.yaml", *extra, cwd=tmp_path, check=0, timeout=240)
-        ray_dirs = sorted(p for p in (tmp_path / "runs" / "sweep-ray").iterdir() if runio.is_run_dir(p))
-        assert len(ray_dirs) == 4 and (tmp_path / "runs" / "sweep-ray" / "summary.csv").is_file()
-        for d in ray_dirs:
-            assert_same_metrics(d, tmp_path / "runs" / "sweep-local" / d.name)
-        return
-    # no sweep command here: the backend itself, on points shaped as the sweep builds them
-    (tmp_path / "ray").mkdir()
-    points = [{"argv": train_argv(base, [f"model.depth={d}", f"seed={s}"], tmp_path / "ray" / f"d{d}-s{s}"),
-               "run_dir": tmp_path / "ray" / f"d{d}-s{s}"} for d, s in GRID]
-    heard = []
-    statuses = ray_backend.run_ray(points, num_cpus=1, on_done=lambda p, s: heard.append((p["run_dir"], s)))
-    assert statuses == ["completed"] * 4
-    assert sorted(heard) == sorted((p["run_dir"], "completed") for p in points)
-    # the oracle: the same configs trained here, in this process, one after the other (what `skipexp train`
-    # does, minus the plots), with train.threads as Ray set it
-    from skipexp.core import config
-    from skipexp.training import train
-
-    for d, s in GRID:
-        cfg = config.load(base, [f"model.depth={d}", f"seed={s}", "train.threads=1"])
-        local = train.create_run(cfg, tmp_path / "local", tmp_path / "local" / f"d{d}-s{s}")
-        assert train.train(cfg, local, plots=False).status == "completed"
-        assert_same_metrics(tmp_path / "ray" / f"d{d}-s{s}", local)
-        meta = json.loads((tmp_path / "ray" / f"d{d}-s{s}" / "meta.json").read_text())
-        assert meta["threads"] == 1 and meta["status"] == "completed"
+def test_four_points_on_ray_match_the_same_sweep_run_locally(tmp_path, local_ray):
+    write_config(tmp_path / "base.yaml", {"train.epochs": 1})
+    for backend in ("ray", "local"):  # the real command: a ray sweep and a local sweep of the same grid
+        (tmp_path / f"{backend}.yaml").write_text(textwrap.dedent(f"""\
+            name: {backend}
+            base: base.yaml
+            grid:
+              model.depth: [2, 6]
+              seed: [0, 1]
+            """))
+        extra = ["--backend", "ray"] if backend == "ray" else ["--jobs", "2"]  # ray: its own local Ray
+        run_cli("sweep", f"{backend}.yaml", *extra, cwd=tmp_path, check=0, timeout=240)
+    ray_dirs = sorted(p for p in (tmp_path / "runs" / "sweep-ray").iterdir() if runio.is_run_dir(p))
+    assert len(ray_dirs) == 4 and (tmp_path / "runs" / "sweep-ray" / "summary.csv").is_file()
+    pids = {}
+    for d in ray_dirs:
+        assert_same_metrics(d, tmp_path / "runs" / "sweep-local" / d.name)
+        meta = json.loads((d / "meta.json").read_text())
+        assert meta["status"] == "completed" and meta["vectorized"] is True
+        pids.setdefault(d.name.split(",")[0], set()).add(meta["pid"])
+    assert [len(v) for v in pids.values()] == [1, 1]  # a task per depth, its seeds in one process
 
 
 def dying_point(tmp_path: Path, name: str, how: str) -> dict:
@@ -105,7 +79,7 @@ def dying_point(tmp_path: Path, name: str, how: str) -> dict:
         run = pathlib.Path({str(run_dir)!r})
         with open({str(tmp_path / (name + '.attempts'))!r}, "a") as f:
             f.write(f"{{os.getpid()}}\\n")
-        run.mkdir()
+        run.mkdir(exist_ok=True)  # a retry finds what the first attempt left
         (run / "config.yaml").write_text("name: x\\n")
         (run / "meta.json").write_text(json.dumps({{"tool": "skipexp", "status": "running"}}))
         os.kill(os.getpid() if {how!r} == "self" else os.getppid(), signal.SIGKILL)
@@ -121,7 +95,7 @@ def test_killed_point_and_dead_worker_are_retried_once_then_failed(tmp_path, loc
                 f"(d / 'meta.json').write_text(json.dumps({{'tool': 'skipexp', 'status': 'completed'}}))")
     points = [dying_point(tmp_path, "killed", "self"), dying_point(tmp_path, "worker", "worker"),
               {"argv": [sys.executable, "-c", finished], "run_dir": done}]
-    assert ray_backend.run_ray(points, num_cpus=1) == ["failed", "failed", "completed"]
+    assert ray_backend.run_ray(points, num_cpus=1) == [["failed"], ["failed"], ["completed"]]
     for name in ("killed", "worker"):
         assert len((tmp_path / f"{name}.attempts").read_text().split()) == 2, name  # first try + one retry
         meta = json.loads((tmp_path / name / "meta.json").read_text())
@@ -129,17 +103,21 @@ def test_killed_point_and_dead_worker_are_retried_once_then_failed(tmp_path, loc
 
 
 @needs_ray
-def test_finished_point_is_not_run_again_and_unfinished_folder_is_replaced(tmp_path, local_ray):
-    done, stale = tmp_path / "done", tmp_path / "stale"
-    for d, status in ((done, "completed"), (stale, "running")):
+def test_a_finished_task_is_not_run_again_and_each_folder_reports_its_status(tmp_path, local_ray):
+    done, other, stale = tmp_path / "done", tmp_path / "other", tmp_path / "stale"
+    for d, status in ((done, "completed"), (other, "diverged"), (stale, "running")):
         d.mkdir()
         (d / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": status}))
     marker = tmp_path / "ran"
     touch = [sys.executable, "-c", f"import pathlib; pathlib.Path({str(marker)!r}).touch()"]
-    # `stale` is left by an attempt that died; the command then makes no meta.json, so the point failed
-    statuses = ray_backend.run_ray([{"argv": touch, "run_dir": done}, {"argv": touch, "run_dir": stale}])
-    assert statuses == ["completed", "failed"]
-    assert marker.exists() and not stale.exists()
+    # a group whose folders are all finished runs nothing
+    assert ray_backend.run_ray([{"argv": touch, "run_dirs": [done, other]}]) == [["completed", "diverged"]]
+    assert not marker.exists()
+    # with one unfinished folder the command runs (it settles the folders itself); a folder it leaves
+    # unfinished is a failed point
+    statuses = ray_backend.run_ray([{"argv": touch, "run_dirs": [done, stale]}])
+    assert statuses == [["completed", "failed"]]
+    assert marker.exists() and stale.exists()
 
 
 @needs_ray
@@ -149,17 +127,9 @@ def test_jobs_caps_the_points_in_flight(tmp_path, local_ray):
               f"with open({str(log)!r}, 'a') as f: f.write('end\\n')\n")
     points = [{"argv": [sys.executable, "-c", script], "run_dir": tmp_path / f"p{i}"} for i in range(3)]
     order = []
-    assert ray_backend.run_ray(points, jobs=1, on_done=lambda p, s: order.append(p["run_dir"])) == ["failed"] * 3
+    assert ray_backend.run_ray(points, jobs=1, on_done=lambda p, s: order.append(p["run_dir"])) == [["failed"]] * 3
     assert log.read_text().split() == ["start", "end"] * 3  # never two at once, on two CPUs
     assert order == [p["run_dir"] for p in points]
-
-
-def test_point_argv_adds_threads_and_device_to_the_train_overrides():
-    argv = ["skipexp", "train", "base.yaml", "model.depth=4", "--run-dir", "out/p"]
-    assert ray_backend.point_argv(argv, 3) == [
-        "skipexp", "train", "base.yaml", "model.depth=4", "train.threads=3", "--run-dir", "out/p"]
-    assert ray_backend.point_argv(argv, 1, gpu=True)[3:6] == ["model.depth=4", "train.threads=1", "device=cuda"]
-    assert ray_backend.point_argv(["python", "-c", "pass"], 3) == ["python", "-c", "pass"]
 
 
 def test_gpus_per_point():
@@ -173,11 +143,11 @@ def test_without_ray_the_backend_is_bad_input_with_the_install_hint(tmp_path, mo
     with pytest.raises(SkipexpError) as e:
         ray_backend.run_ray([])
     assert "pip install 'skipexp[ray]'" in str(e.value) and e.value.key == "--backend"
-    if has_sweep_command():  # and through the real command: exit 2, one line
-        write_config(tmp_path / "base.yaml")
-        (tmp_path / "s.yaml").write_text("name: s\nbase: base.yaml\ngrid:\n  seed: [0, 1]\n")
-        code = ("import sys; sys.modules['ray'] = None\nfrom skipexp.cli import main\n"
-                "main(['sweep', 's.yaml', '--backend', 'ray'])")
-        p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-        assert p.returncode == 2 and "pip install 'skipexp[ray]'" in p.stderr, p.stderr
-        assert "Traceback" not in p.stderr
+    # and through the real command: exit 2, one line
+    write_config(tmp_path / "base.yaml")
+    (tmp_path / "s.yaml").write_text("name: s\nbase: base.yaml\ngrid:\n  seed: [0, 1]\n")
+    code = ("import sys; sys.modules['ray'] = None\nfrom skipexp.cli import main\n"
+            "main(['sweep', 's.yaml', '--backend', 'ray'])")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 2 and "pip install 'skipexp[ray]'" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr

@@ -1,5 +1,6 @@
 """skipexp sweep: grid expansion, point names, resuming, --jobs, and the Makefile's commands."""
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -7,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_cli, skipexp_cmd, write_config
+from conftest import REPO, cli, run_cli, skipexp_cmd, write_config
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments import sweep
+from skipexp.rundir import runio
 
 # the tests may themselves run under `make test`: its MAKEFLAGS and MAKELEVEL must not reach the makes below
 MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
@@ -28,15 +30,14 @@ def test_grid_expands_to_named_points_with_self_contained_commands(tmp_path, mon
     path = _sweep_file(tmp_path, {"model.depth": [2, 4], "model.skip.kind": ["none", "identity"],
                                   "seed": [0, 1], "train.lr": 0.1})
     sw = sweep.load(path)
-    pts = sweep.points(sw, Path("runs"), jobs=2, cores=2)
+    pts = sweep.points(sw, Path("runs"))
     assert len(pts) == 8
     assert pts[0].name == "depth=2,skip.kind=none,seed=0,train.lr=0.1"
     assert pts[-1].name == "depth=4,skip.kind=identity,seed=1,train.lr=0.1"
     assert pts[0].values == {"model.depth": 2, "model.skip.kind": "none", "seed": 0, "train.lr": 0.1}
     assert pts[0].run_dir == Path("runs/sweep-t/depth=2,skip.kind=none,seed=0,train.lr=0.1")
     assert pts[0].argv == ["skipexp", "train", "tiny.yaml", "model.depth=2", "model.skip.kind=none", "seed=0",
-                           "train.lr=0.1", "train.threads=1", "--run-dir", str(pts[0].run_dir), "--resume"]
-    assert [sweep.threads_per_job(j, 2) for j in (1, 2, 4)] == [2, 1, 1]
+                           "train.lr=0.1", "--run-dir", str(pts[0].run_dir), "--resume"]
     assert sweep.point_name({"model.width": [64, 32], "model.skip.kind": "none"}) == "width=64+32,skip.kind=none"
 
 
@@ -82,8 +83,9 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     assert len(rows) == 5 and all(",completed," in r for r in rows[1:])
     assert (root / "plots" / "depth.png").is_file() and (root / "sweep.yaml").is_file()
     assert "depth=4,skip.kind=identity" in p.stderr  # progress over points
-    for d in root.glob("depth=*"):
-        assert json.loads((d / "meta.json").read_text())["threads"] == max(1, sweep.available_cores() // 2)
+    for d in root.glob("depth=*"):  # a group per depth: none and identity of one shape train together
+        meta = json.loads((d / "meta.json").read_text())
+        assert meta["threads"] == 1 and meta["vectorized"] is True and len(meta["seeds_together"]) == 2
 
     # leave the sweep as an interruption would: one point interrupted (with its checkpoint), one never
     # started, one folder with nothing to resume in it
@@ -100,17 +102,18 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     (root / stale).mkdir()
     before = _mtimes(root)
 
-    # the Makefile's view of it: exactly the three unfinished points would run, with their --list command
+    # the Makefile's view of it: both groups have a point to run, with their --list command
     mk = run_cli("sweep", path, "--jobs", "2", "--out", out, "--list", "--format", "make", check=0).stdout
     (tmp_path / "sweep.mk").write_text(mk)
     dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"),
                           f"SKIPEXP={skipexp_cmd()[0]}", "points"],
                          env=MAKE_ENV, capture_output=True, text=True, check=True).stdout
     listed = run_cli("sweep", path, "--jobs", "2", "--out", out, "--list", check=0).stdout.splitlines()
-    assert sorted(line.split("--run-dir ")[1] for line in dry.splitlines()) == sorted(
-        f"'{root / n}' --resume" for n in (interrupted, missing, stale))
-    for line in dry.splitlines():
-        assert any(shlex.split(line)[1:] == shlex.split(cmd)[1:] for cmd in listed), line
+    assert listed[0] == f"# group 1 (2 points): {interrupted} {done}"  # grid order within the group
+    commands = [line for line in listed if not line.startswith("#")]
+    assert [shlex.split(c)[1:] for c in commands] == [
+        ["sweep", str(root / "sweep.yaml"), "--group", str(n), "--out", str(out)] for n in (1, 2)]
+    assert [shlex.split(line)[1:] for line in dry.splitlines()] == [shlex.split(c)[1:] for c in commands]
 
     run_cli("sweep", path, "--jobs", "2", "--out", out, check=0)
     after = _mtimes(root)
@@ -129,38 +132,110 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"),
                           "SKIPEXP=skipexp", "points"],
                          env=MAKE_ENV, capture_output=True, text=True, check=True).stdout
-    assert "train" not in dry
+    assert "--group" not in dry
 
 
-def test_a_listed_command_runs_its_point_and_is_safe_to_repeat(tmp_path):
+def test_a_listed_command_runs_its_group_and_is_safe_to_repeat(tmp_path):
     path = _sweep_file(tmp_path, {"model.depth": [2]})
     out = tmp_path / "runs"
-    (line,) = run_cli("sweep", path, "--out", out, "--list", check=0).stdout.splitlines()
+    comment, line = run_cli("sweep", path, "--out", out, "--list", check=0).stdout.splitlines()
+    assert comment == "# group 1 (1 point): depth=2"
     argv = shlex.split(line)
-    assert argv[:2] == ["skipexp", "train"]
-    run_cli(*argv[1:], check=0)
+    assert argv[:2] == ["skipexp", "sweep"] and "--group" in argv
+    cli(*argv[1:], check=0)
     run_dir = out / "sweep-t" / "depth=2"
     assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"
     mtime = (run_dir / "meta.json").stat().st_mtime_ns
     (run_dir / "summary.json").unlink()  # as when make is interrupted while the run writes it
-    p = run_cli(*argv[1:], check=0)
+    p = cli(*argv[1:], check=0)
     assert "already completed; nothing to do" in p.stderr
     assert (run_dir / "meta.json").stat().st_mtime_ns == mtime
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
-    p = run_cli("report", out / "sweep-t", check=0)
+    p = cli("report", out / "sweep-t", check=0)
     assert "depth=2" not in p.stderr and "completed" in p.stdout
+    for args, message in ((["--group", "2"], "--group: the sweep has 1 group(s) (1-1), no group 2"),
+                          (["--part", "1/2"], "--part: only means something with --group"),
+                          (["--group", "1", "--part", "2"], "--part: must be i/k"),
+                          (["--group", "1", "--list"], "--group: runs one group here")):
+        p = cli("sweep", path, "--out", out, *args, check=2)
+        assert message in p.stderr and p.stderr.count("\n") == 1, p.stderr
 
 
-def test_make_n_sweep_shows_every_point_command(tmp_path):
+def test_make_n_sweep_shows_every_group_command(tmp_path):
     path = _sweep_file(tmp_path, {"model.depth": [2, 4], "seed": [0, 1]})
     out = tmp_path / "runs"
     cmd = skipexp_cmd()[0]
     p = subprocess.run(["make", "--no-print-directory", "-n", "-j2", "-C", str(REPO), "sweep", f"SWEEP={path}",
                         f"OUT={out}", f"SKIPEXP={cmd}"], env=MAKE_ENV, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    trains = [line for line in p.stdout.splitlines() if f"{cmd} train " in line]
-    assert len(trains) == 4
-    assert f"{cmd} train {path.parent / 'tiny.yaml'} model.depth=4 seed=1 train.threads=1 " \
-           f"--run-dir '{out}/sweep-t/depth=4,seed=1' --resume" in trains
+    groups = [line for line in p.stdout.splitlines() if "--group" in line]
+    assert groups == [f"{cmd} sweep {out}/sweep-t/sweep.yaml --group {n} --out {out}" for n in (1, 2)]
     assert any(line.startswith(f"{cmd} sweep {path} --jobs 2") for line in p.stdout.splitlines())
     assert not list((out / "sweep-t").glob("depth=*"))  # a dry run trains nothing
+
+
+def test_a_sweep_point_equals_a_lone_train_of_its_command(tmp_path):
+    # the 12-point shape of the README's measurement, tiny: kinds x lrs x seeds, one group split over two jobs
+    path = _sweep_file(tmp_path, {"model.skip.kind": ["none", "identity"], "train.lr": [0.05, 0.1], "seed": [0, 2]})
+    out = tmp_path / "runs"
+    p = run_cli("sweep", path, "--jobs", "2", "--out", out, check=0)
+    assert "8 points" in p.stdout
+    pts = sweep.points(sweep.load(path), out)
+    pids = []
+    for pt in pts:
+        meta = json.loads((pt.run_dir / "meta.json").read_text())
+        assert meta["status"] == "completed" and len(meta["seeds_together"]) == 4
+        pids.append(meta["pid"])
+    assert len(set(pids[:4])) == len(set(pids[4:])) == 1 and pids[0] != pids[4]  # two processes, four points each
+    for pt in (pts[0], pts[-1]):  # the point's own command, alone, into another folder
+        at = pt.argv.index("--run-dir")
+        lone = tmp_path / "lone" / pt.name
+        cli(*pt.argv[1:at], "--run-dir", lone, check=0)
+        assert_same_run(pt.run_dir, lone)
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    for name in ("metrics.csv", "grad_norms.csv"):
+        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
+        assert len(ra) == len(rb) > 0, name
+        for x, y in zip(ra, rb):
+            for c in x:
+                if c != "elapsed_s":
+                    assert math.isclose(x[c], y[c], rel_tol=2e-4, abs_tol=1e-6), (a.name, name, x["step"], c)
+
+
+def test_ctrl_c_interrupts_every_point_of_a_running_group_and_a_rerun_resumes_them(tmp_path):
+    import signal
+    import time
+
+    path = _sweep_file(tmp_path, {"seed": [0, 1]})
+    write_config(tmp_path / "tiny.yaml", {"train.epochs": 400})  # minutes: it is stopped long before
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(skipexp_cmd() + ["sweep", str(path), "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    dirs = [out / "sweep-t" / f"seed={s}" for s in (0, 1)]
+    deadline = time.monotonic() + 120
+    while not all((d / "checkpoints" / "last.pt").is_file() for d in dirs):  # both going, in one process
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err
+    metas = [json.loads((d / "meta.json").read_text()) for d in dirs]
+    assert [m["status"] for m in metas] == ["interrupted", "interrupted"]
+    assert metas[0]["pid"] == metas[1]["pid"] and metas[0]["steps_done"] == metas[1]["steps_done"]
+
+    p = run_cli("sweep", path, "--out", out, "--list", check=0)
+    assert p.stdout.splitlines()[0] == "# group 1 (2 points): seed=0 seed=1"
+    # a point to resume starts mid-run, so each resumes alone; shorten the wait by stopping again soon
+    proc = subprocess.Popen(skipexp_cmd() + ["sweep", str(path), "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    while len(json.loads((dirs[0] / "meta.json").read_text()).get("resumes", [])) < 1:
+        assert proc.poll() is None and time.monotonic() < deadline + 120, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    meta = json.loads((dirs[0] / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and meta["resumes"][0]["previous_status"] == "interrupted"

@@ -16,6 +16,7 @@ from skipexp.cli.console import (
     err_console,
     make_reporter,
     out_console,
+    reporter_for,
 )
 from skipexp.cli.render import print_compare, print_summary, print_sweep
 from skipexp.core.errors import SkipexpError
@@ -72,10 +73,18 @@ def sweep(
         "--name", help="The sweep's name, its folder OUT/sweep-NAME/ (default: the sweep file's name; for a grid "
         "on the command line CONFIG-KEYS, e.g. skip-depth-seed).", show_default=False)] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help=(
-        "Points run at once; each gets cores // jobs torch threads (default 1; with --backend ray: as many "
-        "as the cluster has room for)."), show_default=False)] = None,
-    list_only: Annotated[bool, typer.Option("--list", help="Print one command per point; run nothing.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="With --list: shell (one line per point) or make.")] = "shell",
+        "Processes at once, each training a group of points together (default 1; with --backend ray: as many "
+        "as the cluster has room for). With fewer groups than jobs, the biggest is split."),
+        show_default=False)] = None,
+    list_only: Annotated[bool, typer.Option(
+        "--list", help="Print one command per group of points (with its points); run nothing.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="With --list: shell (one line per group) or make.")] = "shell",
+    group: Annotated[Optional[int], typer.Option(
+        "--group", min=1, help="Run only group N (as --list numbers them), here in this process.",
+        show_default=False)] = None,
+    part: Annotated[Optional[str], typer.Option(
+        "--part", help="With --group: only part i of k of the group, as i/k (what --list prints with --jobs).",
+        show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder that receives sweep-<name>/.")] = Path("runs"),
     backend: Annotated[str, typer.Option(
         "--backend", help="Where points run: local (subprocesses here) or ray (Ray tasks, here or on a cluster).")
@@ -84,14 +93,15 @@ def sweep(
         "--address", help="With --backend ray: auto (the cluster `ray start` runs here) or HOST:PORT; "
         "default: a private Ray on this machine.")] = None,
     cpus_per_point: Annotated[int, typer.Option(
-        "--cpus-per-point", min=1, help="With --backend ray: CPUs reserved per point (its torch threads).")] = 1,
+        "--cpus-per-point", min=1, help="With --backend ray: CPUs reserved per task (one group's process).")] = 1,
 ) -> None:
     """Run every point of a grid over a base config into OUT/sweep-<name>/, then summarize and plot.
 
     The grid comes from a sweep file, or from the command line: each KEY=V1,V2,... override of a run
     config is an axis (seed=[0,1] is one value, a list). Single values apply to every point, of a sweep
-    file's grid too. Points already completed (or diverged) are skipped and interrupted ones resumed, so
-    running it again finishes an interrupted sweep.
+    file's grid too. Points that share a model shape train together, a group per process. Points already
+    completed (or diverged) are skipped and interrupted ones resumed, so running it again finishes an
+    interrupted sweep.
 
     \b
     Examples:
@@ -111,17 +121,26 @@ def sweep(
         raise SkipexpError("only means something with --backend ray", key="--address")
     if list_only and fmt not in ("shell", "make"):
         raise SkipexpError(f"must be shell or make, got {fmt!r}", key="--format")
-    pts = sweep_mod.points(sw, out, jobs or 1)  # every point built and checked once, here
+    if part is not None and group is None:
+        raise SkipexpError("only means something with --group", key="--part")
+    if group is not None and (list_only or backend != "local"):
+        raise SkipexpError("runs one group here; it takes neither --list nor --backend", key="--group")
+    pts = sweep_mod.points(sw, out)  # every point built and checked once, here
+    if group is not None:
+        _sweep_group(sw, pts, group, part)
+        return
     if backend == "ray":
         options = {"address": address, "cpus_per_point": cpus_per_point, "device": pts[0].cfg.device}
     if list_only:
         jobs = jobs or 1
-        sweep_mod.write_sweep_file(sw, out)  # so that `skipexp report` can read the folder at any time
+        sweep_mod.write_sweep_file(sw, out)  # the groups' commands read it; `skipexp report` can read the folder
         # plain text, not the console: make needs its tabs, and a pipe must get exact lines
         if fmt == "make":
             typer.echo(sweep_mod.make_file(sw, pts, out, jobs))
         else:
-            typer.echo("\n".join(sweep_mod.shell_line(p) for p in pts))
+            from skipexp.experiments.sweep.spec import list_lines
+
+            typer.echo(list_lines(sw, pts, out, jobs))
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -133,16 +152,21 @@ def sweep(
         def __init__(self) -> None:
             self.running: list[str] = []
 
+        def now(self) -> str:
+            if len(self.running) > 3:   # a group's points start together
+                return f"running {len(self.running)} points"
+            return f"running {', '.join(self.running)}" if self.running else ""
+
         def on_start(self, point):
             self.running.append(point.name)
-            progress.update(task, now=f"running {', '.join(self.running)}")
+            progress.update(task, now=self.now())
 
         def on_done(self, result):
             self.running.remove(result.point.name)
             colour = {"completed": "green", "diverged": "red"}.get(result.status, "yellow")
             progress.console.print(f"[{colour}]{result.status:>11}[/] {result.point.name} "
                                    f"({result.seconds:.1f} s)", highlight=False)
-            progress.update(task, advance=1, now=f"running {', '.join(self.running)}" if self.running else "")
+            progress.update(task, advance=1, now=self.now())
 
     stop = StopFlag().install()
     task = progress.add_task(sw.name, total=n_points, now="")
@@ -165,6 +189,24 @@ def sweep(
         last = r.output.strip().splitlines()[-1] if r.output.strip() else ""
         err_console.print(f"{r.point.name}: {r.status} (exit {r.returncode}) {last}", markup=False)
     if bad:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _sweep_group(sw, pts: list, number: int, part: Optional[str]) -> None:
+    """``sweep --group N [--part i/k]``: settle and train one group's points here, in this process."""
+    from skipexp.experiments.sweep import groups as groups_mod
+    from skipexp.rundir import files
+
+    g = groups_mod.select(pts, number, groups_mod.parse_part(part) if part else (1, 1))
+    stop = StopFlag().install()
+    got = groups_mod.run_group(g, reporter_for=reporter_for(stop), should_stop=stop, progress=download_progress(),
+                               notify=lambda line: err_console.print(line, markup=False, highlight=False))
+    for point, status in got:
+        out_console.print(f"{status:>11} {point.run_dir}", markup=False, highlight=False, soft_wrap=True)
+    if stop.requested or any(s == "interrupted" for _, s in got):
+        err_console.print(f"interrupted: run the same command again to resume {g.title}")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if any(s not in files.FINISHED and s != "running" for _, s in got):
         raise typer.Exit(EXIT_FAILED)
 
 

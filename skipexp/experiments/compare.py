@@ -12,6 +12,11 @@ list differs is a config error on ``seed``. (One seed each may differ, as before
 
 The batch order is a pure function of (seed, epoch) and the data of the data config, so members that
 share those see exactly the same batches; the table says when members differ in anything but the model.
+
+Members (and seeds) whose models share a shape and differ only in per-model values
+(:mod:`skipexp.training.grouping`: seed, lr, init, ..., and skip kind none beside identity) train together
+in one stack, one progress bar per group; each still gets its ordinary run folder, equal within float
+rounding to a lone ``skipexp train`` of it, and its meta.json names the members it trained with.
 """
 from __future__ import annotations
 
@@ -26,7 +31,6 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number
-from skipexp.experiments import runs
 from skipexp.experiments.sweep.state import config_differences, flatten
 from skipexp.rundir import files, runio
 from skipexp.rundir import summary as summary_mod
@@ -96,22 +100,79 @@ def write_plan(cdir: Path, members: list[Member], overrides: list[str]) -> None:
     })
 
 
-def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, int], Any] | None = None,
-        should_stop: Callable[[], bool] = lambda: False, progress: Any = None) -> list:
-    """Train the members one after the other into ``cdir/runs``; stop early if one is interrupted.
+def member_configs(m: Member) -> list[tuple[RunConfig, str]]:
+    """One-seed configs of a member and their folder names in ``runs/``: the member's own name, or
+    ``<member>-seed<N>`` per seed where it lists several (the folders ``skipexp train`` would make)."""
+    if len(m.cfg.seeds) == 1:
+        return [(m.cfg, m.name)]
+    return [(m.cfg.replace(seed=s, name=files.seed_run_name(m.name, s)), files.seed_run_name(m.name, s))
+            for s in m.cfg.seeds]
 
-    A bad input found while setting up the first member (data files, device) leaves no folder behind.
+
+@dataclass(frozen=True)
+class Group:
+    """Members (and their seeds) that train together in one stack."""
+    members: list[Member]
+    cfgs: list[RunConfig]   # one per model: a member's seeds in order, members in order
+    dirs: list[str]         # each model's folder name in runs/
+
+    @property
+    def label(self) -> str:
+        """What its progress bar says: the members, with their number of seeds where they list several."""
+        return " + ".join(m.name if len(m.cfg.seeds) == 1 else f"{m.name} ×{len(m.cfg.seeds)} seeds"
+                          for m in self.members)
+
+
+def groups(members: list[Member]) -> list[Group]:
+    """The members' models split into groups that train together
+    (:func:`skipexp.training.grouping.group_configs`), in member order.
+
+    A member's seeds always share its group: they differ only in the seed, a per-model value.
     """
-    results = []
-    for i, m in enumerate(members):
+    from skipexp.training.grouping import group_configs
+
+    models = [(i, cfg, name) for i, m in enumerate(members) for cfg, name in member_configs(m)]
+    out = []
+    for idx in group_configs([cfg for _, cfg, _ in models]):
+        owners = sorted({models[j][0] for j in idx})
+        out.append(Group([members[i] for i in owners], [models[j][1] for j in idx], [models[j][2] for j in idx]))
+    return out
+
+
+def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, int], Any] | None = None,
+        group_reporter: Callable[[str], Any] | None = None, should_stop: Callable[[], bool] = lambda: False,
+        progress: Any = None) -> list:
+    """Train the members into ``cdir/runs``, those that can stack together in one process
+    (:func:`groups`), one group after the other; stop early once a group is interrupted (then every
+    model of it has checkpointed and ends ``interrupted``).
+
+    ``group_reporter(label)`` gives the reporter of a group's one progress bar, labelled with its members;
+    ``reporter_for(member, index)`` is the older form, asked with a member named after the whole group.
+    A bad input found while setting up the first group (data files, device) leaves no folder behind.
+    """
+    from skipexp.training.api import create_run, train, train_group
+
+    results: list = []
+    for g in groups(members):
+        reporter = None
+        if group_reporter is not None:
+            reporter = group_reporter(g.label)
+        elif reporter_for is not None:
+            first = g.members[0]
+            reporter = reporter_for(Member(g.label, first.source, first.cfg), members.index(first))
         try:
-            got = runs.train(m.cfg, cdir / files.RUNS, cdir / files.RUNS / m.name, should_stop=should_stop,
-                             progress=progress,
-                             reporter_for=(lambda _label, m=m, i=i: reporter_for(m, i)) if reporter_for else None)
+            dirs = [create_run(cfg, cdir / files.RUNS, cdir / files.RUNS / name) for cfg, name in zip(g.cfgs, g.dirs)]
+            if len(dirs) == 1:   # alone, as `skipexp train` trains it
+                got = [train(g.cfgs[0], dirs[0], reporter=reporter, should_stop=should_stop, progress=progress)]
+            else:
+                got = train_group(g.cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress)
         except SkipexpError:
             if not results:
                 shutil.rmtree(cdir, ignore_errors=True)
             raise
+        finally:
+            if reporter is not None and hasattr(reporter, "close"):   # the library closes what it asked for
+                reporter.close()
         results += got
         if any(r.status == "interrupted" for r in got):
             break

@@ -2,6 +2,7 @@
 
 - :mod:`.spec`: the sweep file, its points, their folder names and commands (shell lines, a Makefile)
 - :mod:`.state`: what a point's folder holds (new, done, resume, stale, running) and settling it
+- :mod:`.groups`: points that train together, numbered, and running one group in this process
 - :mod:`.local`: what a backend is given and returns, and the local backend (subprocesses here)
 - :mod:`.ray_backend`: points as Ray tasks, here or on a cluster
 - :mod:`.backends`: the backends by name, and :func:`run`
@@ -22,7 +23,6 @@ from skipexp.experiments.sweep.spec import (
     points,
     shell_line,
     sweep_dir,
-    threads_per_job,
     write_sweep_file,
 )
 from skipexp.experiments.sweep.state import config_differences, flatten, point_state, read_status, settle
@@ -32,5 +32,5 @@ __all__ = [
     "BACKENDS", "Listener", "Point", "PointResult", "Sweep", "SweepOutcome", "check_backend", "collect",
     "command_for", "config_differences", "available_cores", "finish", "flatten", "folder_points", "is_sweep_dir",
     "load", "load_folder", "make_file", "point_name", "point_state", "points", "read_status", "run", "run_local",
-    "settle", "shell_line", "sweep_dir", "threads_per_job", "write_summary_csv", "write_sweep_file",
+    "settle", "shell_line", "sweep_dir", "write_summary_csv", "write_sweep_file",
 ]

@@ -1,4 +1,4 @@
-"""The sweep backends by name, and :func:`run`: every point that is not done yet, on one of them."""
+"""The sweep backends by name, and :func:`run`: every point that is not done yet, in groups, on one of them."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from skipexp.core.errors import SkipexpError
+from skipexp.experiments.sweep import groups as groups_mod
 from skipexp.experiments.sweep import ray_backend
 from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
-from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
+from skipexp.experiments.sweep.spec import Point, Sweep, group_commands, sweep_dir, write_sweep_file
 from skipexp.experiments.sweep.state import point_state, read_status, settle
 
-# name -> backend(points, jobs, listener, should_stop, **options); see skipexp.experiments.sweep.local
+# name -> backend(groups, jobs, listener, should_stop, **options); see skipexp.experiments.sweep.local
 BACKENDS: dict[str, Backend] = {"local": run_local, "ray": ray_backend.backend}
 
 
@@ -34,15 +35,17 @@ def check_backend(backend: str) -> Backend:
 def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend: str = "local",
         listener: Listener | None = None, should_stop: Callable[[], bool] = lambda: False,
         **backend_options: Any) -> SweepOutcome:
-    """Run every point of ``pts`` (from :func:`~skipexp.experiments.sweep.spec.points`) that is not done yet.
+    """Run every point of ``pts`` (from :func:`~skipexp.experiments.sweep.spec.points`) that is not done yet,
+    each group of points that train together (:mod:`.groups`) in one process.
 
-    ``jobs`` None lets the backend choose (Ray: as many as the cluster has room for).
+    ``jobs`` None lets the backend choose (Ray: as many as the cluster has room for). With fewer groups
+    than ``jobs``, the biggest are cut into parts so that every worker has one (:func:`.groups.spread`).
     """
-    run_points = check_backend(backend)
+    run_groups = check_backend(backend)
     listener = listener or Listener()
-    write_sweep_file(sweep, out)
+    write_sweep_file(sweep, out)   # the groups' commands read it
     outcome = SweepOutcome(sweep, sweep_dir(sweep, out))
-    todo = []
+    todo = set()
     for p in pts:
         state = point_state(p.run_dir)
         if state == "done":
@@ -51,8 +54,11 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
         elif state == "running":
             outcome.busy.append(p)
         else:
-            todo.append(p)
-    outcome.ran = run_points(todo, jobs, listener, should_stop, **backend_options)
+            todo.add(p.name)
+    gs = groups_mod.groups(pts)
+    if jobs is not None:
+        gs = groups_mod.spread([g for g in gs if todo & {p.name for p in g.points}], jobs)
+    gs = [g.only(todo) for g in group_commands(sweep, gs, out)]
+    outcome.ran = run_groups([g for g in gs if g.points], jobs, listener, should_stop, **backend_options)
     return outcome
-
 

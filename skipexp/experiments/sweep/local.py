@@ -1,15 +1,17 @@
-"""Running points: what a backend is given and returns, and the local backend (subprocesses here).
+"""Running groups of points: what a backend is given and returns, and the local backend (subprocesses here).
 
-A backend is a function ``backend(points, jobs, listener, should_stop) -> list[PointResult]``:
+A backend is a function ``backend(groups, jobs, listener, should_stop) -> list[PointResult]``:
 
-* ``points``: the :class:`~skipexp.experiments.sweep.spec.Point` objects to run (already filtered: none is
-  ``done`` or ``running``); ``point.argv`` is the command as a list starting with ``"skipexp"`` (resolve it
-  with :func:`command_for` to run it on this machine) and ``point.run_dir`` its run folder.
-* ``jobs``: how many points may run at once (the argv already limits torch threads to cores // jobs).
-* ``listener``: a :class:`Listener`; call ``on_start(point)`` when a point starts and
-  ``on_done(result)`` when it ends, from the calling thread.
-* ``should_stop``: polled; once it returns True, start nothing new and ask running points to stop
-  (each writes a checkpoint and ends ``interrupted``, so the next run resumes it).
+* ``groups``: :class:`~skipexp.experiments.sweep.groups.Group` objects, each the points that one process
+  trains together (already filtered: none is ``done`` or ``running``). ``group.argv`` is its command as a
+  list starting with ``"skipexp"`` (``skipexp sweep FILE --group N``; resolve it with :func:`command_for`
+  to run it on this machine), ``group.points`` its points, each with its ``run_dir``.
+* ``jobs``: how many groups may run at once. A point's torch threads are its config's own choice
+  (:func:`skipexp.training.threads.choose_threads`), so that it computes what a lone ``train`` of it does.
+* ``listener``: a :class:`Listener`; call ``on_start(point)`` for each point of a group when the group
+  starts and ``on_done(result)`` for each when its process ends, from the calling thread.
+* ``should_stop``: polled; once it returns True, start nothing new and ask running groups to stop
+  (each of their models writes a checkpoint and ends ``interrupted``, so the next run resumes it).
 
 It returns one :class:`PointResult` per point it was given. A point's outcome is what its folder says
 (:func:`~skipexp.experiments.sweep.state.read_status`), not only the exit code, so a backend on other
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skipexp.experiments.sweep.groups import Group
 from skipexp.experiments.sweep.spec import Point
 from skipexp.experiments.sweep.state import read_status
 
@@ -55,21 +58,18 @@ def command_for(argv: list[str]) -> list[str]:
     return head + argv[1:] if argv and argv[0] == "skipexp" else list(argv)
 
 
-def run_local(points: list[Point], jobs: int, listener: Listener,
+def run_local(groups: list[Group], jobs: int, listener: Listener,
               should_stop: Callable[[], bool] = lambda: False) -> list[PointResult]:
-    """Run points as up to ``jobs`` subprocesses of the real command on this machine.
+    """Run groups as up to ``jobs`` subprocesses of their real command on this machine.
 
     Each child gets its own session so that a terminal's Ctrl-C reaches only this process, which then
     sends every child one SIGINT: each finishes its step, checkpoints and ends ``interrupted``.
     """
-    pending = list(points)
-    running: dict[subprocess.Popen, tuple[Point, float, Any]] = {}
+    pending = list(groups)
+    running: dict[subprocess.Popen, tuple[Group, float, Any]] = {}
     results: list[PointResult] = []
     stopping = False
-    threads = next((a.split("=", 1)[1] for p in points for a in p.argv if a.startswith("train.threads=")), None)
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
-    if threads:
-        env["OMP_NUM_THREADS"] = threads  # also caps the threads of libraries below torch
     try:
         while pending or running:
             if should_stop() and not stopping:
@@ -78,21 +78,23 @@ def run_local(points: list[Point], jobs: int, listener: Listener,
                 for proc in running:
                     _signal(proc, signal.SIGINT)
             while pending and len(running) < max(1, jobs) and not stopping:
-                point = pending.pop(0)
+                group = pending.pop(0)
                 log = tempfile.TemporaryFile()
-                proc = subprocess.Popen(command_for(point.argv), stdout=log, stderr=subprocess.STDOUT,
+                proc = subprocess.Popen(command_for(group.argv), stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-                running[proc] = (point, time.perf_counter(), log)
-                listener.on_start(point)
+                running[proc] = (group, time.perf_counter(), log)
+                for point in group.points:
+                    listener.on_start(point)
             for proc in [p for p in running if p.poll() is not None]:
-                point, started, log = running.pop(proc)
+                group, started, log = running.pop(proc)
                 log.seek(0)
                 tail = log.read()[-4000:].decode(errors="replace")
                 log.close()
-                result = PointResult(point, read_status(point.run_dir), proc.returncode,
-                                     time.perf_counter() - started, tail)
-                results.append(result)
-                listener.on_done(result)
+                for point in group.points:
+                    result = PointResult(point, read_status(point.run_dir), proc.returncode,
+                                         time.perf_counter() - started, tail)
+                    results.append(result)
+                    listener.on_done(result)
             time.sleep(0.05)
     finally:
         for proc in running:  # only reached on an error in this loop: leave no orphans behind

@@ -13,9 +13,11 @@ A sweep file names a base config and a grid of dotted keys::
       train.epochs: 2
 
 Every combination is a :class:`Point`. Its folder is named from its values in grid order, with the
-``model.`` prefix dropped (``depth=8,skip.kind=none,seed=1``), and its command is the real, self-contained
-``skipexp train BASE FIXED=VALUE... KEY=VALUE... train.threads=K --run-dir DIR --resume`` line that
-``--list`` prints. A sweep may also come from the command line (:mod:`.overrides`).
+``model.`` prefix dropped (``depth=8,skip.kind=none,seed=1``), and its folder is what the self-contained
+``skipexp train BASE FIXED=VALUE... KEY=VALUE... --run-dir DIR --resume`` would write alone. Points that
+train together form a group (:mod:`.groups`), and ``--list`` prints one command per group,
+``skipexp sweep <sweep folder>/sweep.yaml --group N``, the Makefile one target per group. A sweep may also
+come from the command line (:mod:`.overrides`).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key, value
-from skipexp.core.machine import available_cores
+from skipexp.experiments.sweep import groups as groups_mod
 from skipexp.experiments.sweep.state import NEUTRAL_KEYS, config_differences, point_state, settle
 from skipexp.rundir import files, runio
 
@@ -144,11 +146,6 @@ def point_name(values: dict[str, Any]) -> str:
     return ",".join(f"{short_key(k)}={one(v)}" for k, v in values.items())
 
 
-def threads_per_job(jobs: int, cores: int | None = None) -> int:
-    """Small nets run fastest with one thread each and one job per core: cores // jobs, at least 1."""
-    return max(1, (cores or available_cores()) // max(1, jobs))
-
-
 def _display_path(p: Path) -> str:
     """A path relative to the current folder when it lies below it (shorter commands), else absolute."""
     try:
@@ -157,8 +154,11 @@ def _display_path(p: Path) -> str:
         return str(p.resolve())
 
 
-def points(sweep: Sweep, out: Path, jobs: int = 1, cores: int | None = None) -> list[Point]:
-    """Every grid point, each checked as a config now (a bad value fails before anything runs)."""
+def points(sweep: Sweep, out: Path) -> list[Point]:
+    """Every grid point, each checked as a config now (a bad value fails before anything runs).
+
+    A point's torch threads are its config's own (``train.threads``, else the choice for its model's size),
+    so that it computes what a lone ``skipexp train`` of it computes."""
     base_raw = config_mod.read_yaml(sweep.base)
     src = str(sweep.source)
     seeds = "seed=0,1,2 on the command line, seed: [0, 1, 2] in a sweep file"
@@ -174,9 +174,6 @@ def points(sweep: Sweep, out: Path, jobs: int = 1, cores: int | None = None) -> 
         return k if sweep.inline else (f"grid.{k}" if k else "grid")
 
     fixed = [f"{k}={value(v)}" for k, v in sweep.overrides.items()]
-    # the user's train.threads, fixed or swept, wins over the share of cores a point gets by default
-    own_threads = "train.threads" in sweep.grid or "train.threads" in sweep.overrides
-    threads = [] if own_threads else [f"train.threads={threads_per_job(jobs, cores)}"]
     root = sweep_dir(sweep, out)
     result, seen = [], set()
     for combo in itertools.product(*sweep.grid.values()):
@@ -195,7 +192,7 @@ def points(sweep: Sweep, out: Path, jobs: int = 1, cores: int | None = None) -> 
         seen.add(name)
         run_dir = root / name
         _check_reusable(run_dir, cfg)
-        argv = (["skipexp", "train", _display_path(sweep.base)] + fixed + overrides + threads
+        argv = (["skipexp", "train", _display_path(sweep.base)] + fixed + overrides
                 + ["--run-dir", _display_path(run_dir) if not run_dir.is_absolute() else str(run_dir), "--resume"])
         result.append(Point(name, values, argv, run_dir, cfg))
     return result
@@ -254,37 +251,70 @@ def folder_points(path: Path) -> list[tuple[str, dict[str, Any], Path]]:
 
 
 def shell_line(point: Point) -> str:
+    """The point's own command: a lone ``skipexp train`` that writes what the sweep writes for it."""
     return " ".join(shlex.quote(a) for a in point.argv)
 
 
+def group_commands(sweep: Sweep, gs: list[groups_mod.Group], out: Path) -> list[groups_mod.Group]:
+    """``gs`` with their commands: ``skipexp sweep <sweep folder>/sweep.yaml --group N [--part i/k]``, the
+    file :func:`write_sweep_file` writes (so a grid given on the command line has one too)."""
+    sweep_file = _display_path(sweep_dir(sweep, out) / files.SWEEP_FILE)
+    return [groups_mod.with_argv(g, sweep_file, None if str(out) == "runs" else str(out)) for g in gs]
+
+
+def listed_groups(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> list[groups_mod.Group]:
+    """The groups (or parts, where fewer groups than ``jobs``: :func:`.groups.spread`) that ``--list`` shows."""
+    return group_commands(sweep, groups_mod.spread(groups_mod.groups(pts), jobs), out)
+
+
+def list_lines(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
+    """``--list``: per group a comment naming its points, then its command."""
+    lines = []
+    for g in listed_groups(sweep, pts, out, jobs):
+        n = len(g.points)
+        lines += [f"# {g.title} ({n} point{'s' if n != 1 else ''}): " + " ".join(p.name for p in g.points),
+                  groups_mod.shell_line(g)]
+    return "\n".join(lines)
+
+
+def _make_words(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a).replace("$", "$$") for a in argv)
+
+
 def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
-    """A makefile with one target per point (its summary.json) and ``all`` that ends with the sweep's report.
+    """A makefile with one target per group of points (its first point's summary.json; the other points'
+    follow it) and ``all`` that ends with the sweep's report.
 
     Point folder names hold ``=`` and ``,``, which make reads as syntax in a rule line, so every folder is
-    a variable. A point whose folder exists but is not done depends on FORCE: summary.json of an
-    interrupted run is not a result, and its command resumes it.
+    a variable. A group with a point not done yet (or done without its summary.json) depends on FORCE:
+    summary.json of an interrupted run is not a result, and the group's command resumes it.
     """
-    again = " ".join(shlex.quote(a).replace("$", "$$") for a in sweep.command()[1:])
+    again = _make_words(sweep.command()[1:])
     lines = [f"# generated by: skipexp {again} --list --format make --jobs {jobs}",
-             "# one target per point; `make -j N -f THIS` runs N at once. Regenerate it before each use.",
+             "# one target per group of points trained together; `make -j N -f THIS` runs N at once. "
+             "Regenerate it before each use.",
              "SKIPEXP ?= skipexp", "", ".PHONY: all points FORCE", "FORCE:", ""]
-    targets = []
+    index = {p.name: i for i, p in enumerate(pts)}
     for i, p in enumerate(pts):
-        var = f"P{i}"
-        lines.append(f"{var} := {p.run_dir if p.run_dir.is_absolute() else _display_path(p.run_dir)}")
-        targets.append(f"$({var})/{files.SUMMARY}")
+        lines.append(f"P{i} := {p.run_dir if p.run_dir.is_absolute() else _display_path(p.run_dir)}")
+    gs = listed_groups(sweep, pts, out, jobs)
+    heads = [f"$(P{index[g.points[0].name]})/{files.SUMMARY}" for g in gs]
+    targets = [f"$(P{i})/{files.SUMMARY}" for i in range(len(pts))]
     out_opt = f" --out {shlex.quote(str(out))}" if str(out) != "runs" else ""
     lines += ["", "all: points", f"\t$(SKIPEXP) {again} --jobs {jobs}{out_opt}", "",
               "points: " + " ".join(targets), "",
               "# make deletes a target whose recipe it interrupts; these are the runs' own files, keep them",
               ".PRECIOUS: " + " ".join(targets), ""]
-    for i, p in enumerate(pts):
-        state = point_state(p.run_dir)
-        if state == "done":
-            settle(p.run_dir, p.cfg)
-        force = " FORCE" if state not in ("new", "done") else ""
-        at = p.argv.index("--run-dir") + 1
-        words = [shlex.quote(a).replace("$", "$$") for a in p.argv[1:at]] + [f"'$(P{i})'"]
-        cmd = " ".join(["$(SKIPEXP)"] + words + [shlex.quote(a) for a in p.argv[at + 1:]])
-        lines += [f"$(P{i})/{files.SUMMARY}:{force}", f"\t{cmd}", ""]
+    for g, head in zip(gs, heads):
+        todo = False
+        for p in g.points:
+            state = point_state(p.run_dir)
+            if state == "done":
+                settle(p.run_dir, p.cfg)
+            todo = todo or state != "done" or not (p.run_dir / files.SUMMARY).is_file()
+        lines += [f"# {g.label}", f"{head}:{' FORCE' if todo else ''}",
+                  "\t$(SKIPEXP) " + _make_words(g.argv[1:]), ""]
+        rest = [f"$(P{index[p.name]})/{files.SUMMARY}" for p in g.points[1:]]
+        if rest:   # written by the same command
+            lines += [f"{' '.join(rest)}: {head} ;", ""]
     return "\n".join(lines)
