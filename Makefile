@@ -1,5 +1,5 @@
 # skipexp: `make demo` compares plain and skip, `make test` runs the tests,
-# `make -j2 sweep SWEEP=configs/sweeps/depth.yaml` runs a sweep two points at a time.
+# `make -j2 sweep SWEEP=configs/sweeps/depth.yaml` runs a sweep, two groups of points at a time; `make lint` runs ruff.
 # Every target sets up .venv first (it reuses an installed torch, else installs the CPU build torch==2.13.0).
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 OUT ?= runs
 
-.PHONY: install demo test bench sweep report clean-runs papers
+.PHONY: install demo test lint bench sweep report clean-runs papers
 
 install: $(STAMP)
 
@@ -25,10 +25,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# One make target per point (its summary.json), from `skipexp sweep --list --format make`, handed to a
-# sub-make on stdin, so `make -j N` runs N points at once, each with cores / N torch threads, and a point
+lint: $(STAMP)
+	$(BIN)/ruff check skipexp tests benchmarks configs
+
+# One make target per group of points that train together (its points' summary.json), from `skipexp sweep
+# --list --format make`, handed to a sub-make on stdin, so `make -j N` runs N groups at once and a group
 # already completed is not run again. The last step writes the sweep's summary.csv and plots.
-# `make -n sweep` shows every point's command; it writes no makefile (the listing must run under -n, `+`).
+# `make -n sweep` shows every group's command; it writes no makefile (the listing must run under -n, `+`).
 JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)
 
 sweep: $(STAMP)

@@ -1,6 +1,5 @@
 """skipexp sweep from the command line: KEY=V1,V2 overrides as grid axes, and overrides on a sweep file."""
 import json
-import shlex
 import signal
 from pathlib import Path
 
@@ -137,21 +136,27 @@ def test_a_seed_list_is_one_value_and_refused_with_the_axis_to_write(tmp_path):
 def test_list_prints_the_fixed_overrides_in_every_command(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write_config(tmp_path / "tiny.yaml")
-    threads = f"train.threads={sweep.threads_per_job(1)}"
     assert skipexp("sweep", "tiny.yaml", "model.depth=2,4", "train.lr=0.2", "--list") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [shlex.split(x) for x in lines] == [
-        ["skipexp", "train", "tiny.yaml", "train.lr=0.2", f"model.depth={d}", threads,
+    # a group per depth; each command reads the sweep folder's sweep.yaml, which holds the fixed values
+    assert lines == [f"# group {n} (1 point): depth={d}" if i % 2 == 0 else
+                     f"skipexp sweep runs/sweep-tiny-depth/sweep.yaml --group {n}"
+                     for n, d in ((1, 2), (2, 4)) for i in (0, 1)]
+    assert yaml.safe_load(Path("runs/sweep-tiny-depth/sweep.yaml").read_text())["overrides"] == {"train.lr": 0.2}
+    # a point's own command carries them too, and no thread count but the user's
+    sw = ov.resolve(Path("tiny.yaml"), ["model.depth=2,4", "train.lr=0.2"])
+    assert [p.argv for p in sweep.points(sw, Path("runs"))] == [
+        ["skipexp", "train", "tiny.yaml", "train.lr=0.2", f"model.depth={d}",
          "--run-dir", f"runs/sweep-tiny-depth/depth={d}", "--resume"] for d in (2, 4)]
-    # the user's train.threads is theirs: the default share of cores is not added after it
-    assert skipexp("sweep", "tiny.yaml", "model.depth=2,4", "train.threads=3", "--list") == 0
-    for line in capsys.readouterr().out.splitlines():
-        assert [a for a in shlex.split(line) if a.startswith("train.threads=")] == ["train.threads=3"]
-    # a sweep file with overrides: its commands and its Makefile carry them, and so does the rerun line
+    sw = ov.resolve(Path("tiny.yaml"), ["model.depth=2,4", "train.threads=3"])
+    for p in sweep.points(sw, Path("runs")):
+        assert [a for a in p.argv if a.startswith("train.threads=")] == ["train.threads=3"]
+    # a sweep file with overrides: its Makefile's group reads them from sweep.yaml, and the rerun line has them
     (tmp_path / "g.yaml").write_text("name: g\nbase: tiny.yaml\ngrid: {model.depth: [2]}\n")
     assert skipexp("sweep", "g.yaml", "train.lr=0.3", "--list", "--format", "make") == 0
     mk = capsys.readouterr().out
-    assert f"\t$(SKIPEXP) train tiny.yaml train.lr=0.3 model.depth=2 {threads} --run-dir '$(P0)' --resume" in mk
+    assert "\t$(SKIPEXP) sweep runs/sweep-g/sweep.yaml --group 1\n" in mk
+    assert yaml.safe_load(Path("runs/sweep-g/sweep.yaml").read_text())["overrides"] == {"train.lr": 0.3}
     assert "\t$(SKIPEXP) sweep g.yaml train.lr=0.3 --jobs 1\n" in mk
     # a grid on the command line: make's last step reruns that very command
     assert skipexp("sweep", "tiny.yaml", "model.depth=2,4", "--name", "d", "--list", "--format", "make") == 0

@@ -66,7 +66,7 @@ def assert_each_equals_its_lone_run(cfgs: list[RunConfig], tmp_path: Path) -> li
         if result.status == "completed":
             assert_same_checkpoint(result.run_dir, alone)
         meta = runio.read_json(result.run_dir / "meta.json")
-        assert meta["vectorized"] is True and meta["trained_with"] == [c.name for c in cfgs]
+        assert meta["vectorized"] is True and meta["trained_with"] == [r.run_dir.name for r in results]
     return results
 
 

@@ -50,13 +50,15 @@ def compare(
         stop = StopFlag().install()
         results = compare_mod.run(
             members, cdir, should_stop=stop, progress=download_progress(),
-            reporter_for=lambda m, i: make_reporter(f"{m.name} ({i + 1}/{len(members)})", stop))
+            group_reporter=lambda label: make_reporter(label, stop))
     summary = compare_mod.finish(cdir)
     print_compare(summary)
     out_console.print(str(cdir))
-    if results and results[-1].status == "interrupted":
-        err_console.print(f"interrupted: resume with [bold]skipexp resume {results[-1].run_dir}[/]; "
-                          f"then [bold]skipexp report {cdir}[/]")
+    stopped = [r.run_dir for r in results if r.status == "interrupted"]
+    if stopped:
+        resumes = "; ".join(f"skipexp resume {d}" for d in stopped)
+        err_console.print(f"interrupted: resume with {resumes}; then skipexp report {cdir}",
+                          markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
 
 

@@ -196,7 +196,7 @@ class TrainConfig:
     weight_decay: float = opt(0.0, "weight decay", at_least(0.0))
     grad_clip: float | None = opt(None, "clip the total gradient norm to this value", positive)
     schedule: str = opt("constant", "constant | cosine", one_of(registry.SCHEDULES))
-    threads: int | None = opt(None, "torch intra-op threads (default: all cores; cores / jobs in a sweep)", positive)
+    threads: int | None = opt(None, "torch intra-op threads (default: chosen from the model size)", positive)
     compile: bool = opt(False, "torch.compile the model (pays a compile of 10-70 s up front on 2 CPU cores)")
 
 

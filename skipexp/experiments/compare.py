@@ -139,27 +139,21 @@ def groups(members: list[Member]) -> list[Group]:
     return out
 
 
-def run(members: list[Member], cdir: Path, *, reporter_for: Callable[[Member, int], Any] | None = None,
+def run(members: list[Member], cdir: Path, *,
         group_reporter: Callable[[str], Any] | None = None, should_stop: Callable[[], bool] = lambda: False,
         progress: Any = None) -> list:
     """Train the members into ``cdir/runs``, those that can stack together in one process
     (:func:`groups`), one group after the other; stop early once a group is interrupted (then every
     model of it has checkpointed and ends ``interrupted``).
 
-    ``group_reporter(label)`` gives the reporter of a group's one progress bar, labelled with its members;
-    ``reporter_for(member, index)`` is the older form, asked with a member named after the whole group.
+    ``group_reporter(label)`` gives the reporter of a group's one progress bar, labelled with its members.
     A bad input found while setting up the first group (data files, device) leaves no folder behind.
     """
     from skipexp.training.api import create_run, train, train_group
 
     results: list = []
     for g in groups(members):
-        reporter = None
-        if group_reporter is not None:
-            reporter = group_reporter(g.label)
-        elif reporter_for is not None:
-            first = g.members[0]
-            reporter = reporter_for(Member(g.label, first.source, first.cfg), members.index(first))
+        reporter = group_reporter(g.label) if group_reporter is not None else None
         try:
             dirs = [create_run(cfg, cdir / files.RUNS, cdir / files.RUNS / name) for cfg, name in zip(g.cfgs, g.dirs)]
             if len(dirs) == 1:   # alone, as `skipexp train` trains it

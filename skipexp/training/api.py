@@ -74,7 +74,7 @@ def train_group(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Report
     if reason is None:
         for run_dir in run_dirs:
             note(run_dir, {"vectorized": True, "seeds_together": [c.seeds[0] for c in cfgs],
-                           "trained_with": [c.name for c in cfgs]})
+                           "trained_with": [d.name for d in run_dirs]})
         return train_runs(cfgs, run_dirs, reporter=reporter, should_stop=should_stop, progress=progress,
                           plots=plots)
     results: list[RunResult] = []
