@@ -255,7 +255,7 @@ def tensorboard_cmd(
         show_default=False)],
     histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
 ) -> None:
-    """Export runs to TensorBoard: event files in each run folder's tensorboard/, from its CSVs.
+    """Export runs to TensorBoard: event files in each run folder, from its CSVs.
 
     Example: skipexp tensorboard runs/  (then: tensorboard --logdir runs/)
     """

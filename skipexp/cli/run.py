@@ -34,7 +34,7 @@ def train(
         help="Write into exactly this new folder instead of OUT/<time>-<name> (sweeps use it).")] = None,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", min=1, metavar="N",
-        help="torch intra-op threads (overrides train.threads; default: all cores).")] = None,
+        help="torch intra-op threads (overrides train.threads; default: chosen from the model size).")] = None,
     resume_existing: Annotated[bool, typer.Option(
         "--resume", help="With --run-dir, if the folder exists: leave a completed or diverged run as it is, "
         "continue an interrupted one, move anything else aside and train afresh (safe to re-run).")] = False,
