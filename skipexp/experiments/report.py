@@ -63,7 +63,7 @@ def report(path: Path) -> Report:
 
 def sweep_table(rows: list[dict], grid: dict[str, list]) -> tuple[list[str], list[list[str]]]:
     """Header and cells for a sweep's table: one row per point."""
-    head = [short_key(k) for k in grid] + ["status", "train loss", "test acc", "w-grad first/last end", "wall s"]
+    head = [short_key(k) for k in grid] + ["status", "train loss", "test acc", "w-grad first/last end", "train s"]
     body = []
     for r in rows:
         status = r.get("status", "-")
