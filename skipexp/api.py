@@ -164,7 +164,7 @@ def _config(run_dir: Path) -> dict[str, Any]:
     """config.yaml of a run as dotted keys (the config it trained with, every default filled in)."""
     import yaml
 
-    from skipexp.experiments.sweep.state import flatten
+    from skipexp.core.config import flatten
 
     try:
         raw = yaml.safe_load((run_dir / files.CONFIG).read_text()) or {}
@@ -203,7 +203,7 @@ def _summary(run_dir: Path) -> dict[str, Any]:
 
 
 def _run_row(entry: Entry) -> dict[str, Any]:
-    from skipexp.experiments.sweep.state import flatten
+    from skipexp.core.config import flatten
 
     _, run_dir, absent = entry
     if not _is_run(run_dir):

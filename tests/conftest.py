@@ -137,7 +137,7 @@ TINY = {
     "data": {"dataset": "synthetic", "n_train": 512, "n_test": 256, "input_dim": 16},
     "model": {"depth": 4, "width": 16, "skip": {"kind": "identity"}},
     "train": {"epochs": 2, "batch_size": 64, "lr": 0.05, "threads": 1},
-    "log": {"every": 2},
+    "log": {"every": 2, "plots": False},  # tests that look at plots turn them on
 }
 
 
@@ -166,7 +166,7 @@ def tiny_run(tmp_path_factory) -> tuple[Result, Path]:
     the command's result and the run folder. Tests must not change the folder."""
     tmp = tmp_path_factory.mktemp("tiny-run")
     out = tmp / "runs"
-    result = cli("train", write_config(tmp / "tiny.yaml"), "--out", out, check=0)
+    result = cli("train", write_config(tmp / "tiny.yaml", {"log.plots": True}), "--out", out, check=0)
     runs = [d for d in out.iterdir() if d.is_dir()]
     assert len(runs) == 1, runs
     return result, runs[0]

@@ -41,7 +41,7 @@ def only_run_dir(out: Path) -> Path:
 def test_train_writes_every_file_with_its_columns(tmp_path):
     out = tmp_path / "runs"
     cfg = write_config(tmp_path / "tiny.yaml", {"model.width": [16, 12, 12], "model.skip.kind": "projection",
-                                               "model.depth": 4, "train.epochs": 1})
+                                               "model.depth": 4, "train.epochs": 1, "log.plots": True})
     # overrides on the command line win over the file: depth 3, and a run name from --name
     p = run_cli("train", cfg, "model.depth=3", "log.every=3", "--out", out, "--name", "cli-run", check=0)
     run_dir = only_run_dir(out)

@@ -313,7 +313,7 @@ def test_effective_status_tells_crashed_from_running(tmp_path):
 # --- 3. divergence -------------------------------------------------------------------------------
 
 def test_huge_lr_diverges_with_exit_0_and_marked_plots(tmp_path):
-    cfg = write_config(tmp_path / "c.yaml", {"log.every": 1})
+    cfg = write_config(tmp_path / "c.yaml", {"log.every": 1, "log.plots": True})
     p = cli("train", cfg, "train.lr=1e6", "--out", tmp_path / "runs", check=0)
     run = only_run(tmp_path / "runs")
     m, s = meta(run), json.loads((run / "summary.json").read_text())

@@ -57,7 +57,7 @@ def together(raw: dict, seeds: list[int], out: Path) -> list[train.RunResult]:
 
 
 def test_cli_seed_list_writes_folders_equal_to_lone_runs(tmp_path: Path) -> None:
-    cfg_path = write_config(tmp_path / "tiny.yaml", {"log.checkpoint": "last"})
+    cfg_path = write_config(tmp_path / "tiny.yaml", {"log.checkpoint": "last", "log.plots": True})
     p = run_cli("train", cfg_path, "seed=[0,1]", "--out", tmp_path / "runs", "--threads", "1", check=0)
     dirs = sorted((tmp_path / "runs").iterdir())
     assert [d.name.rsplit("-", 1)[-1] for d in dirs] == ["seed0", "seed1"]

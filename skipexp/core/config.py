@@ -355,6 +355,17 @@ def dump(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as dotted key -> value."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def describe(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, Any, str]]:
     """(dotted key, default, doc) for every key: the source of the docs' config reference."""
     rows = []

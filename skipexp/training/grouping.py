@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable
-from typing import Any
 
-from skipexp.core.config import RunConfig
+from skipexp.core.config import RunConfig, flatten
 
 # Dotted keys a model of a stack may have its own value of.
 PER_MODEL: frozenset[str] = frozenset({
@@ -41,26 +40,16 @@ _UNSTACKABLE = {("model.norm", "batchnorm"): "batchnorm keeps running statistics
                                              "the model dimension"}
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def unstackable(cfg: RunConfig) -> str | None:
     """Why ``cfg``'s model cannot be stacked with any other, or None where it can."""
-    flat = _flat(cfg.to_dict())
+    flat = flatten(cfg.to_dict())
     return next((why for (key, value), why in _UNSTACKABLE.items() if flat.get(key) == value), None)
 
 
 def stack_key(cfg: RunConfig) -> Hashable:
     """``cfg`` without its per-model keys, with kind none read as identity: configs with equal keys can train
     together (placement aside, see :func:`group_configs`)."""
-    flat = {k: v for k, v in _flat(cfg.to_dict()).items() if k not in PER_MODEL}
+    flat = {k: v for k, v in flatten(cfg.to_dict()).items() if k not in PER_MODEL}
     if flat["model.skip.kind"] == _JOINS_IDENTITY:
         flat["model.skip.kind"] = "identity"
         for key in _PLACEMENT:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from skipexp.core.config import RunConfig
+from skipexp.core.config import RunConfig, flatten
 from skipexp.core.errors import SkipexpError
 from skipexp.rundir import files, runio
 
@@ -49,17 +49,6 @@ def move_aside(run_dir: Path) -> Path:
 
 # Keys that change how fast a run goes, not what it computes: a point may be resumed with other values.
 NEUTRAL_KEYS = ("name", "train.threads", "device")
-
-
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """A nested config dict as dotted key -> value."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
