@@ -56,7 +56,7 @@ clean-runs:
 papers: $(STAMP)
 	for s in highway degradation identity-mappings; do \
 	  $(BIN)/python configs/papers/reproduce.py configs/papers/$$s.yaml --plot docs/papers/$$s.png || exit 1; done
-	$(SKIPEXP) lesion "runs/sweep-highway/depth=50,skip.kind=gated"
+	$(SKIPEXP) lesion "runs/sweep-highway/depth=50,skip.kind=gated" --drop 6
 	cp "runs/sweep-highway/depth=50,skip.kind=gated/plots/lesion.png" docs/papers/highway-lesion.png
 	$(BIN)/python configs/papers/reproduce.py configs/papers/lesion.yaml
 	$(SKIPEXP) lesion runs/sweep-lesion --drop 6

@@ -76,9 +76,15 @@ def plot(sweep: dict, points: list[dict], folder: Path, target: Path) -> None:
     styles = ["-", "--", ":", "-."]
     xs_all = list(dict.fromkeys(p[xkey] for p in points))  # grid order
     categorical = any(isinstance(x, str) for x in xs_all)
-    cmap = plt.get_cmap("viridis", max(2, len(xs_all)))
+    from skipexp.views.plots import STEP_CMAP  # viridis without its yellow end, which vanishes on white
+
+    def cmap(i: int) -> tuple:
+        return STEP_CMAP(i / max(1, len(xs_all) - 1))
+
+    seeds = len({p.get("seed") for p in points})
     for label, by_x in groups.items():
-        name = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(series_keys, label)) or "runs"
+        name = (", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(series_keys, label))
+                or (f"mean over {seeds} seeds" if seeds > 1 else sweep["name"]))
         xs = list(by_x)
         pos = [xs_all.index(x) for x in xs] if categorical else xs
         fmt = "o" if categorical else "o-"  # categories have no order to join with lines
@@ -102,10 +108,13 @@ def plot(sweep: dict, points: list[dict], folder: Path, target: Path) -> None:
             a.set_xscale("log", base=2)
             a.set_xticks(xs_all, [str(x) for x in xs_all])
         a.grid(alpha=0.3)
-        a.legend(fontsize=8)
+        a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    with open(folder / point_name(points[0]) / "config.yaml") as f:
+        dataset = yaml.safe_load(f)["data"]["dataset"]
+    seed_note = f", {seeds} seeds" if seeds > 1 else ", one seed"
     ax.set_ylabel("training loss (mean of the last 10% of logged steps)")
     ax.set_yscale("log")
-    ax.set_title(f"{sweep['name']}: training loss at the end")
+    ax.set_title(f"{sweep['name']} ({dataset}{seed_note}): training loss at the end")
     ax_acc.set_ylabel("final test accuracy")
     ax_acc.set_title("test accuracy at the end")
     ax_curve.set_xlabel("step")
@@ -113,10 +122,11 @@ def plot(sweep: dict, points: list[dict], folder: Path, target: Path) -> None:
     ax_curve.set_yscale("log")
     ax_curve.set_title("training loss during training")
     ax_curve.grid(alpha=0.3)
-    ax_curve.legend(fontsize=6, ncol=2)
+    # beside the panel: ten curves' names inside it would cover them
+    ax_curve.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=80)
+    fig.savefig(target, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -193,7 +193,7 @@ def plot(curves: list[tuple[str, list[dict]]], out: Path, title: str, chance: fl
         ax2.fill_between(ks, [min(a) for a in accs], [max(a) for a in accs], color=color, alpha=0.2)
     for ax in (ax1, ax2):
         if chance is not None:
-            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
+            ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.0%})")
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
@@ -205,11 +205,12 @@ def plot(curves: list[tuple[str, list[dict]]], out: Path, title: str, chance: fl
     ax1.set_title(f"{title}: remove one unit (dashed: intact)")
     ax2.set_xlabel("number of units removed (0 = intact)")
     ax2.set_title("remove k random units (band: min-max)")
-    ax1.legend(fontsize=8)
-    ax2.legend(fontsize=8)
+    # below the axes: inside, the legend of a comparison covers the curves it names
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
+    fig.savefig(out, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return out
 
