@@ -143,6 +143,16 @@ def test_lesion_cli_on_a_run_and_on_a_comparison_folder(trained):
 
 # --- shattering ----------------------------------------------------------------------------------
 
+def test_points_that_share_a_config_name_are_labelled_by_their_folders(trained, tmp_path):
+    import shutil
+
+    sweep = tmp_path / "sweep-x"
+    for point in ("depth=4,seed=0", "depth=4,seed=1"):   # a sweep's points keep their base config's name
+        shutil.copytree(trained["identity"], sweep / point)
+    got = lesion.study(sweep)
+    assert [m.label for m in got.members] == ["depth=4,seed=0 (skip: identity)", "depth=4,seed=1 (skip: identity)"]
+
+
 def test_shattering_matches_a_direct_computation_on_a_two_layer_net():
     cfg = config.from_dict({"model": {"depth": 1, "width": 7, "skip": {"kind": "none"}}})
     torch.manual_seed(3)

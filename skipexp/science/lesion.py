@@ -259,11 +259,15 @@ def study(folder: Path, drop: int = 1, samples: int = 20, seed: int = 0, progres
     if not dirs:
         raise SkipexpError("neither a run folder nor a folder of run folders (runs/<member>/)", file=str(folder))
     members = []
-    for run_dir in dirs:
+    # a sweep's points share their base config's name: there a point is named by what varies, its folder
+    names = [files.read_config_dict(d).get("name") for d in dirs]
+    for run_dir, config_name in zip(dirs, names):
         run = load_run(run_dir, progress=progress)
         rows = lesion(run, drop=drop, samples=samples, seed=seed)
         write_csv(rows, run_dir / files.LESION_CSV)
         name, kind = run.cfg.name, run.cfg.model.skip.kind
+        if names.count(config_name) > 1:
+            name = run_dir.name
         label = name if kind in name else f"{name} (skip: {kind})"
         chance = 1.0 / run.splits.num_classes
         plot([(label, rows)], run_dir / files.PLOTS / files.LESION_PNG, name, chance)
