@@ -114,7 +114,8 @@ def plot(sweep: dict, points: list[dict], folder: Path, target: Path) -> None:
     seed_note = f", {seeds} seeds" if seeds > 1 else ", one seed"
     ax.set_ylabel("training loss (mean of the last 10% of logged steps)")
     ax.set_yscale("log")
-    ax.set_title(f"{sweep['name']} ({dataset}{seed_note}): training loss at the end")
+    fig.suptitle(f"{sweep['name']} ({dataset}{seed_note})")
+    ax.set_title("training loss at the end")
     ax_acc.set_ylabel("final test accuracy")
     ax_acc.set_title("test accuracy at the end")
     ax_curve.set_xlabel("step")
