@@ -114,12 +114,12 @@ def test_sequential_fallback_stopped_early_leaves_no_stray_folder(tmp_path: Path
     out = tmp_path / "runs"
     dirs = [api.create_run(c, out) for c in cfgs]
     if how == "stop-flag-at-once":
-        results = api.train_seeds(cfgs, dirs, should_stop=lambda: True, plots=False)
+        results = api.train_group(cfgs, dirs, should_stop=lambda: True, plots=False)
         assert [r.status for r in results] == ["interrupted"]
         kept = dirs[:1]
     else:
         with pytest.raises(KeyboardInterrupt):
-            api.train_seeds(cfgs, dirs, reporter=StopsInSeed(2), plots=False)
+            api.train_group(cfgs, dirs, reporter=StopsInSeed(2), plots=False)
         kept = dirs[:2]
     assert sorted(out.iterdir()) == sorted(kept)   # the folders of seeds that never started are gone
     for d in kept:

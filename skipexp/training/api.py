@@ -29,8 +29,7 @@ from skipexp.training.grouping import group_configs
 from skipexp.training.session import Reporter, Run, RunResult, create_run, finish_meta, note, setup, write_views
 from skipexp.training.stacked import unsupported
 
-__all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_group", "train_runs",
-           "train_seeds"]
+__all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_group", "train_runs"]
 
 
 def train_config(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter: Reporter | None = None,
@@ -93,7 +92,6 @@ def train_group(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Report
     return results
 
 
-train_seeds = train_group   # the name callers of seeds trained together know
 
 
 def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporter | None = None,
@@ -121,7 +119,7 @@ def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporte
                 shutil.rmtree(run_dir, ignore_errors=True)
         raise
     together = f" ({len(cfgs)} models together)" if len(cfgs) > 1 else ""
-    logs = [open(run_dir / "train.log", "a") for run_dir in run_dirs]
+    logs = [open(run_dir / files.TRAIN_LOG, "a") for run_dir in run_dirs]
     for log in logs:
         log.write(f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {'resume' if resume else 'train'} {' '.join(sys.argv)}"
                   f"{together}\n")

@@ -1,7 +1,6 @@
 """Checkpoints: written atomically, only with finite weights; read back without running code."""
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 from skipexp.core.errors import SkipexpError
+from skipexp.rundir import files
 
 if TYPE_CHECKING:
     from skipexp.training.session import Run
@@ -25,20 +25,18 @@ def save_checkpoint(run: Run, elapsed: float) -> bool:
         return False  # the last checkpoint on disk stays the last finite one
     if run.cfg.log.checkpoint == "none":
         return True
-    ckpt_dir = run.run_dir / "checkpoints"
-    ckpt_dir.mkdir(exist_ok=True)
+    last = files.last_checkpoint(run.run_dir)
+    last.parent.mkdir(exist_ok=True)
     state = {
         "step": run.step, "elapsed": elapsed,
         "model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
         "rng": run.rng,   # this model's own, as a lone run of its seed holds it (models trained together too)
     }
-    tmp = ckpt_dir / ".last.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, ckpt_dir / "last.pt")  # atomic: last.pt is always a whole checkpoint
+    with files.atomic_path(last) as tmp:  # last.pt is always a whole checkpoint
+        torch.save(state, tmp)
     if run.cfg.log.checkpoint == "every_epoch" and run.step % run.steps_per_epoch == 0:
-        epoch = run.step // run.steps_per_epoch
-        torch.save(state, ckpt_dir / f".epoch-{epoch}.pt.tmp")
-        os.replace(ckpt_dir / f".epoch-{epoch}.pt.tmp", ckpt_dir / f"epoch-{epoch}.pt")
+        with files.atomic_path(last.with_name(f"epoch-{run.step // run.steps_per_epoch}.pt")) as tmp:
+            torch.save(state, tmp)
     return True
 
 
@@ -60,7 +58,7 @@ def rng_state() -> dict:
 
 def load_checkpoint(run: Run) -> None:
     """Put checkpoints/last.pt into ``run``: weights, optimizer, schedule, step, time and RNG state."""
-    path = run.run_dir / "checkpoints" / "last.pt"
+    path = files.last_checkpoint(run.run_dir)
     state = load_checkpoint_file(path, run.device)
     try:
         run.model.load_state_dict(state["model"])

@@ -29,8 +29,6 @@ from skipexp.core.registry import OPTIMIZERS, SCHEDULES
 class FusedOptimizer:
     """One parameter group, its per-parameter state, and torch.optim's state_dict layout."""
 
-    state_keys: tuple[str, ...] = ()
-
     def __init__(self, params: Iterable[nn.Parameter], **group: Any):
         self.params = list(params)
         self.param_groups = [{**group, "params": self.params}]

@@ -22,7 +22,7 @@ from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.metrics import GradProbe
 from skipexp.core.models import SkipNet, count_parameters
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 from skipexp.training.checkpoint import load_checkpoint, rng_state
 from skipexp.training.optim import build_optimizer, build_schedule
 from skipexp.training.threads import choose_threads
@@ -104,9 +104,9 @@ def create_run(cfg: RunConfig, out: Path, run_dir: Path | None = None) -> Path:
             run_dir.mkdir()
         except FileExistsError:
             raise SkipexpError("already exists; run folders are never reused", file=str(run_dir)) from None
-    (run_dir / "config.yaml").write_text(config_mod.dump(cfg))
+    files.write_config_text(run_dir, config_mod.dump(cfg))
     # "running" with a heartbeat from the start: a process killed while loading data shows as crashed
-    runio.Meta(run_dir / "meta.json", {
+    runio.Meta(run_dir / files.META, {
         "tool": "skipexp", "name": cfg.name, "seed": cfg.seed,
         "created": datetime.now().isoformat(timespec="seconds"),
     }).update(status="running")
@@ -155,19 +155,19 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
     probe = GradProbe(model.layers())
     boundaries = model.boundary_names()
     logs = {
-        "metrics": runio.CsvLog(run_dir / "metrics.csv", runio.METRICS_COLUMNS),
-        "eval": runio.CsvLog(run_dir / "eval.csv", runio.EVAL_COLUMNS),
-        "grad": runio.CsvLog(run_dir / "grad_norms.csv", ["step"] + probe.layer_names),
-        "act_grad": runio.CsvLog(run_dir / "act_grad_norms.csv", ["step"] + boundaries),
-        "act": runio.CsvLog(run_dir / "act_norms.csv", ["step"] + boundaries),
+        "metrics": runio.CsvLog(run_dir / files.METRICS, runio.METRICS_COLUMNS),
+        "eval": runio.CsvLog(run_dir / files.EVAL, runio.EVAL_COLUMNS),
+        "grad": runio.CsvLog(run_dir / files.GRAD_NORMS, ["step"] + probe.layer_names),
+        "act_grad": runio.CsvLog(run_dir / files.ACT_GRAD_NORMS, ["step"] + boundaries),
+        "act": runio.CsvLog(run_dir / files.ACT_NORMS, ["step"] + boundaries),
     }
-    meta = runio.Meta(run_dir / "meta.json", runio.read_json(run_dir / "meta.json"))
+    meta = runio.Meta(run_dir / files.META, runio.read_json(run_dir / files.META))
     run = Run(cfg, run_dir, device, splits, model, opt, sched, probe, logs, meta, total, per_epoch, rng=rng_state())
     now = datetime.now().isoformat(timespec="seconds")
     if resume:
         # no checkpoint yet (killed in epoch 1): start over; training is deterministic, so the rows
         # already on disk are the ones it would write again, and CsvLog skips them
-        if (run_dir / "checkpoints" / "last.pt").exists():
+        if files.last_checkpoint(run_dir).exists():
             load_checkpoint(run)
         meta.data.setdefault("resumes", []).append({
             "time": now, "from_step": run.step, "previous_status": runio.effective_status(meta.data),
@@ -198,14 +198,14 @@ def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
 
             plots_mod.plot_run(run_dir)
     except Exception:  # the results are on disk and `report` can redraw them; say where it broke
-        with open(run_dir / "train.log", "a") as f:
+        with open(run_dir / files.TRAIN_LOG, "a") as f:
             f.write(traceback.format_exc())
         raise
 
 
 def finish_meta(run_dir: Path, run: Run | None, status: str) -> None:
     """The final status, end time and, for a run that got going, its training time and steps."""
-    meta = run.meta if run else runio.Meta(run_dir / "meta.json", runio.read_json(run_dir / "meta.json"))
+    meta = run.meta if run else runio.Meta(run_dir / files.META, runio.read_json(run_dir / files.META))
     meta.update(status=status, end_time=datetime.now().isoformat(timespec="seconds"))
     if run is not None:
         meta.update(train_seconds=round(run.seconds, 3), steps_done=run.step)
@@ -214,6 +214,4 @@ def finish_meta(run_dir: Path, run: Run | None, status: str) -> None:
 
 def note(run_dir: Path, fields: dict) -> None:
     """Add ``fields`` to a run's meta.json before it is set up (how its seeds were trained)."""
-    meta = runio.read_json(run_dir / "meta.json")
-    meta.update(fields)
-    runio.write_json(run_dir / "meta.json", meta)
+    files.update_meta(run_dir, **fields)

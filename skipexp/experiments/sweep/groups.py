@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep.state import point_state, read_status, settle
-from skipexp.rundir import files
 
 if TYPE_CHECKING:   # spec builds its commands from groups
     from skipexp.experiments.sweep.spec import Point
@@ -191,7 +190,3 @@ def _train_together(group: Group, fresh: list[Point], reporter_for: Callable[[st
 def _statuses(group: Group) -> list[tuple[Point, str]]:
     return [(p, read_status(p.run_dir)) for p in group.points]
 
-
-def summary_targets(group: Group) -> list[Path]:
-    """The files a finished group leaves: each point's summary.json (the Makefile's targets)."""
-    return [p.run_dir / files.SUMMARY for p in group.points]
