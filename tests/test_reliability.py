@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -351,13 +350,23 @@ def test_divergence_stops_at_first_nonfinite_step_and_keeps_last_finite_checkpoi
 
 # --- 4. concurrency ------------------------------------------------------------------------------
 
-def _make_dir(args: tuple[str, str]) -> str:
-    return str(runio.create_run_dir(Path(args[0]), "same", stamp=args[1]))
+_RACE = """\
+import sys, time
+from pathlib import Path
+from skipexp.rundir import runio
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # all at once
+print(runio.create_run_dir(Path(sys.argv[1]), "same", stamp=sys.argv[2]))
+"""
 
 
 def test_same_second_run_dirs_are_exclusive(tmp_path):
-    with multiprocessing.get_context("fork").Pool(8) as pool:
-        dirs = pool.map(_make_dir, [(str(tmp_path), "20260101-000000")] * 8)
+    # eight processes of their own (not forks of this one: a fork of a process with threads can deadlock)
+    # create a folder of the same name in the same second, released together
+    start = str(time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, str(tmp_path), "20260101-000000", start],
+                              stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    dirs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8
     assert sorted(Path(d).name for d in dirs) == ["20260101-000000-same"] + [
         f"20260101-000000-same-{n}" for n in range(2, 9)]
 
@@ -453,17 +462,17 @@ def test_failure_in_the_real_command_exits_1(tmp_path):
 
 # --- 6. disk -------------------------------------------------------------------------------------
 
-def _limit_file_size() -> None:
-    import resource
-
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (16_384, 16_384))
+# the command under a 16 KiB file-size limit, set by a fresh interpreter that then execs it (a preexec_fn
+# would run Python in a fork of this process, whose other threads' locks can deadlock it); SIGXFSZ is
+# ignored across the exec, so a write past the limit fails with EFBIG
+_LIMITED = ("import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (16_384, 16_384)); os.execv(sys.argv[1], sys.argv[1:])")
 
 
 def test_out_that_cannot_take_a_file_fails_before_training(tmp_path, tiny_config):
     out = tmp_path / "runs"
-    p = subprocess.run(skipexp_cmd() + ["train", str(tiny_config), "--out", str(out)], capture_output=True,
-                       text=True, env={**os.environ, "NO_COLOR": "1"}, preexec_fn=_limit_file_size, timeout=120)
+    p = subprocess.run([sys.executable, "-c", _LIMITED, *skipexp_cmd(), "train", str(tiny_config), "--out", str(out)],
+                       capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=120)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip() == f"error: {out}: --out: cannot write here: File too large"
     assert not out.exists()  # the folder it made for the run is removed again: bad input leaves nothing
