@@ -179,7 +179,10 @@ def _read_named_axis(axis: str, labels: dict, file: str) -> dict[str, dict[str, 
             if k == "name":
                 raise SkipexpError("points are named from their values; name cannot be set for them",
                                    file=file, key=where)
-        check_disjoint(list(variant), file=file)
+        for a in variant:
+            for b in variant:
+                if b.startswith(a + "."):
+                    raise SkipexpError(f"sets {a} and {b} inside it; set one or the other", file=file, key=where)
         out[label] = dict(variant)
     return out
 
@@ -285,10 +288,11 @@ def points(sweep: Sweep, out: Path) -> list[Point]:
             cfg = config_mod.load(sweep.base, fixed + overrides)
         except SkipexpError as e:
             key = where(e.key) if e.key in sweep.grid else (e.key or where(None))
-            for axis in sweep.variants:   # a key a variant sets: that variant's entry
+            message = e.message
+            for axis in sweep.variants:   # a key a variant sets: that variant's entry, and the key in it
                 if any(e.key == k or str(e.key).startswith(k + ".") for k in sweep.variants[axis][values[axis]]):
-                    key = f"grid.{axis}.{values[axis]}"
-            raise SkipexpError(f"point {point_name(values)}: {e.message}", file=src, key=key) from None
+                    key, message = f"grid.{axis}.{values[axis]}", f"{e.key}: {e.message}"
+            raise SkipexpError(f"point {point_name(values)}: {message}", file=src, key=key) from None
         if len(cfg.seeds) != 1:
             raise SkipexpError(f"point {point_name(values)}: one seed per point", file=src, key=where("seed"))
         name = point_name(values)
