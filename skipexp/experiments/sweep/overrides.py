@@ -13,7 +13,10 @@ config sections (``data``, ``model``, ``train``, ...). The rules follow Hydra's 
   error, and ``name`` can be neither swept nor fixed (points are named from their values; use ``--name``);
 - on a sweep file, an axis is appended to the grid, or replaces the values of a grid key it names, and a
   single value of a grid key makes that axis one value (so point names keep their form); other single
-  values are fixed overrides, which win over the file's own ``overrides``.
+  values are fixed overrides, which win over the file's own ``overrides``;
+- a named axis (variants) is chosen like a Hydra config group: ``shortcut=identity,plain`` keeps those
+  variants, ``shortcut=plain`` one; a single value of a key that variants set wins over them for every
+  point, and sweeping such a key (``model.skip.kind=none,identity``) is refused.
 
 A grid from the command line is named ``<config stem>-<swept keys>`` (``skip-depth-seed``), the keys as
 point names show them; ``--name`` names it otherwise.
@@ -21,6 +24,7 @@ point names show them; ``--name`` names it otherwise.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,14 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key
-from skipexp.experiments.sweep.spec import Sweep, check_disjoint, check_distinct, check_name, load
+from skipexp.experiments.sweep.spec import (
+    Sweep,
+    check_disjoint,
+    check_distinct,
+    check_name,
+    check_variant_keys,
+    load,
+)
 
 _OPEN, _CLOSE = "[{", "]}"
 
@@ -135,14 +146,55 @@ def resolve(path: Path, texts: list[str], name: str | None = None) -> Sweep:
 
 
 def _on_sweep_file(sweep: Sweep, ov: Overrides, name: str | None, args: tuple[str, ...]) -> Sweep:
-    grid, fixed = dict(sweep.grid), dict(sweep.overrides)
+    grid, fixed, src = dict(sweep.grid), dict(sweep.overrides), str(sweep.source)
+    variants = {axis: dict(labels) for axis, labels in sweep.variants.items()}
     for k, values in ov.axes.items():
+        if k in variants:
+            grid[k] = _labels(sweep, k, values)
+            continue
+        if _set_by_variant(variants, k):
+            raise SkipexpError(f"is set by the variants of the named axis {_set_by_variant(variants, k)}; "
+                               f"give one value for every point, or choose variants with "
+                               f"{_set_by_variant(variants, k)}=LABEL,...", file=src, key=k)
         fixed.pop(k, None)
         grid[k] = values  # a grid key keeps its place; a new one is appended
     for k, v in ov.fixed.items():
-        if k in grid:
+        if k in variants:
+            grid[k] = _labels(sweep, k, [v])  # one variant: still an axis, so the point names keep their form
+        elif k in grid:
             grid[k] = [v]  # one value of a swept key: still an axis, so the point names keep their form
         else:
+            # as in Hydra, a command-line value wins over what a variant sets (for every point)
+            for axis in variants:
+                variants[axis] = {label: {vk: vv for vk, vv in variant.items() if vk != k}
+                                  for label, variant in variants[axis].items()}
             fixed[k] = v
-    check_disjoint([*grid, *fixed], file=str(sweep.source))
-    return dataclasses.replace(sweep, name=name or sweep.name, grid=grid, overrides=fixed, args=args)
+    variants = {axis: {label: variants[axis][label] for label in grid[axis]} for axis in variants}
+    check_disjoint([*grid, *fixed], file=src)
+    check_variant_keys(grid, fixed, variants, file=src)
+    return dataclasses.replace(sweep, name=name or sweep.name, grid=grid, overrides=fixed, args=args,
+                               variants=variants)
+
+
+def _set_by_variant(variants: dict[str, dict[str, dict[str, Any]]], key: str) -> str | None:
+    """The named axis whose variants set ``key`` (or a key inside it, or one it is inside), if any."""
+    for axis, labels in variants.items():
+        for variant in labels.values():
+            if any(k == key or k.startswith(key + ".") or key.startswith(k + ".") for k in variant):
+                return axis
+    return None
+
+
+def _labels(sweep: Sweep, axis: str, given: list) -> list[str]:
+    """The labels of a named axis chosen on the command line (``shortcut=identity,plain``), checked."""
+    labels = list(sweep.variants[axis])
+    out = []
+    for v in given:
+        label = str(v)
+        if label not in labels:
+            hint = difflib.get_close_matches(label, labels, n=1)
+            did = f' (did you mean "{hint[0]}"?)' if hint else ""
+            raise SkipexpError(f"no variant {label!r}{did}; its variants: {', '.join(labels)}",
+                               file=str(sweep.source), key=axis)
+        out.append(label)
+    return out

@@ -12,9 +12,24 @@ A sweep file names a base config and a grid of dotted keys::
     overrides:                  # optional: fixed values for every point (not in the point names)
       train.epochs: 2
 
+A grid entry may instead be a *named axis*: a mapping of labels to variants, each variant a mapping of
+dotted keys to one value (``{}``: the base as is), for variants that set several keys at once::
+
+    grid:
+      shortcut:
+        identity:   {model.skip.kind: identity}
+        projection: {model.skip.kind: projection, model.skip.project: always}
+      seed: [0, 1]
+
+A point holds the label (``shortcut=projection``: names, tables and plots show it, a category like a
+string value) and trains with the variant's keys. The axis name is a plain word that is no config key.
+
 Every combination is a :class:`Point`. Its folder is named from its values in grid order, with the
 ``model.`` prefix dropped (``depth=8,skip.kind=none,seed=1``), and its folder is what the self-contained
-``skipexp train BASE FIXED=VALUE... KEY=VALUE... --run-dir DIR --resume`` would write alone. Points that
+``skipexp train BASE FIXED=VALUE... KEY=VALUE... --run-dir DIR --resume`` would write alone. Unless the
+base, the fixed overrides or the grid set ``log.plots``, points draw no plots of their own
+(``log.plots=false`` is one of their fixed overrides): the sweep draws its own, and ``skipexp report
+<point>`` draws a point's on demand. Points that
 train together form a group (:mod:`.groups`), and ``--list`` prints one command per group,
 ``skipexp sweep <sweep folder>/sweep.yaml --group N``, the Makefile one target per group. A sweep may also
 come from the command line (:mod:`.overrides`).
@@ -25,7 +40,7 @@ import difflib
 import itertools
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +56,8 @@ from skipexp.rundir import files, runio
 
 SWEEP_KEYS = ("name", "base", "grid", "overrides")
 NAME = re.compile(r"[\w.+-]+")  # a sweep name is a folder name: sweep-<name>
+AXIS_NAME = re.compile(r"[A-Za-z_][\w-]*")  # a named axis: a plain word, so it reads as no dotted key
+PLOTS_KEY = "log.plots"
 
 # --- the sweep file ------------------------------------------------------------------------------
 
@@ -48,11 +65,24 @@ NAME = re.compile(r"[\w.+-]+")  # a sweep name is a folder name: sweep-<name>
 class Sweep:
     name: str
     base: Path             # the base config, resolved against the sweep file's folder
-    grid: dict[str, list]  # dotted key -> values, in file order
+    grid: dict[str, list]  # dotted key (or named axis) -> values (its labels), in file order
     source: Path           # the sweep file itself (for a grid on the command line: the run config)
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> the one value of every point
     args: tuple[str, ...] = ()  # the command-line words after the file that shaped it (to say how to rerun it)
     inline: bool = False   # the grid came from the command line, not from a sweep file
+    variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # named axis -> label ->
+    #   {dotted key: value}; its labels are grid[axis], in the same order
+
+    def settings(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A point's dotted keys and values: a named axis's label gives its variant's keys."""
+        out: dict[str, Any] = {}
+        for k, v in values.items():
+            out.update(self.variants[k][v] if k in self.variants else {k: v})
+        return out
+
+    def grid_file(self) -> dict[str, Any]:
+        """The grid as a sweep file writes it: lists, and the named axes' variants."""
+        return {k: self.variants.get(k, v) for k, v in self.grid.items()}
 
     def command(self) -> list[str]:
         """The ``skipexp sweep ...`` words that give this sweep again."""
@@ -84,20 +114,7 @@ def load(path: Path) -> Sweep:
     base = (Path(path).parent / raw["base"]).resolve()
     if not base.is_file():
         raise SkipexpError(f"no such file: {base}", file=str(path), key="base")
-    grid = raw.get("grid")
-    if not isinstance(grid, dict) or not grid:
-        raise SkipexpError("must be a mapping of dotted keys to lists of values, e.g. model.depth: [4, 8]",
-                           file=str(path), key="grid")
-    clean: dict[str, list] = {}
-    for k, v in grid.items():
-        values = v if isinstance(v, list) else [v]
-        if not values:
-            raise SkipexpError("has no values", file=str(path), key=f"grid.{k}")
-        if k == "name":
-            raise SkipexpError("points are named from their values; name cannot be swept", file=str(path),
-                               key="grid.name")
-        check_distinct(values, file=str(path), key=f"grid.{k}")
-        clean[str(k)] = values
+    clean, variants = read_grid(raw.get("grid"), file=str(path))
     fixed = raw.get("overrides", {})
     if not isinstance(fixed, dict):
         raise SkipexpError("must be a mapping of dotted keys to one value each, e.g. train.epochs: 2",
@@ -109,7 +126,84 @@ def load(path: Path) -> Sweep:
         if k in clean:
             raise SkipexpError("is also a grid key; give it in one place", file=str(path), key=f"overrides.{k}")
     check_disjoint([*clean, *fixed], file=str(path))
-    return Sweep(name, base, clean, Path(path), {str(k): v for k, v in fixed.items()})
+    check_variant_keys(clean, {str(k): v for k, v in fixed.items()}, variants, file=str(path))
+    return Sweep(name, base, clean, Path(path), {str(k): v for k, v in fixed.items()}, variants=variants)
+
+
+def read_grid(grid: Any, *, file: str) -> tuple[dict[str, list], dict[str, dict[str, dict[str, Any]]]]:
+    """A sweep file's ``grid``: (key -> values, named axis -> label -> variant), each entry checked alone."""
+    if not isinstance(grid, dict) or not grid:
+        raise SkipexpError("must be a mapping of dotted keys to lists of values, e.g. model.depth: [4, 8]",
+                           file=file, key="grid")
+    clean: dict[str, list] = {}
+    variants: dict[str, dict[str, dict[str, Any]]] = {}
+    for k, v in grid.items():
+        k = str(k)
+        if isinstance(v, dict):
+            variants[k] = _read_named_axis(k, v, file)
+            clean[k] = list(variants[k])
+            continue
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise SkipexpError("has no values", file=file, key=f"grid.{k}")
+        if k == "name":
+            raise SkipexpError("points are named from their values; name cannot be swept", file=file,
+                               key="grid.name")
+        check_distinct(values, file=file, key=f"grid.{k}")
+        clean[k] = values
+    return clean, variants
+
+
+def _read_named_axis(axis: str, labels: dict, file: str) -> dict[str, dict[str, Any]]:
+    sections = [f.name for f in fields(RunConfig)]
+    if not AXIS_NAME.fullmatch(axis) or axis in sections:
+        raise SkipexpError(f"a named axis (a mapping of labels to variants) is named by a plain word that is no "
+                           f"config key or section ({', '.join(sections)}), e.g. shortcut", file=file,
+                           key=f"grid.{axis}")
+    if not labels:
+        raise SkipexpError("has no variants; give label: {dotted.key: value, ...} for each", file=file,
+                           key=f"grid.{axis}")
+    out: dict[str, dict[str, Any]] = {}
+    for label, variant in labels.items():
+        where = f"grid.{axis}.{label}"
+        if not isinstance(label, str) or not NAME.fullmatch(label):
+            raise SkipexpError(f"the label {label!r} names folders: a word of letters, digits and . _ - + "
+                               f"(quote one that YAML reads as a number or a boolean)", file=file, key=where)
+        if not isinstance(variant, dict):
+            raise SkipexpError(f"a variant is a mapping of dotted keys to one value each, e.g. "
+                               f"{{model.skip.kind: none}} ({{}}: the base as is), got {value(variant)}",
+                               file=file, key=where)
+        for k in variant:
+            if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", k):
+                raise SkipexpError(f"{k!r} is not a dotted key like model.skip.kind", file=file, key=where)
+            if k == "name":
+                raise SkipexpError("points are named from their values; name cannot be set for them",
+                                   file=file, key=where)
+        for a in variant:
+            for b in variant:
+                if b.startswith(a + "."):
+                    raise SkipexpError(f"sets {a} and {b} inside it; set one or the other", file=file, key=where)
+        out[label] = dict(variant)
+    return out
+
+
+def check_variant_keys(grid: dict[str, list], fixed: dict[str, Any],
+                       variants: dict[str, dict[str, dict[str, Any]]], *, file: str | None = None) -> None:
+    """A key a variant sets is set by nothing else (no grid key, fixed override or other named axis),
+    and overlaps none of theirs: one would silently undo the other."""
+    owners = {k: f"grid.{k}" for k in grid if k not in variants}
+    owners.update({k: f"overrides.{k}" for k in fixed})
+    for axis, labels in variants.items():
+        mine: dict[str, str] = {}
+        for label, variant in labels.items():
+            for k in variant:
+                mine.setdefault(k, f"grid.{axis}.{label}")
+        for k, where in mine.items():
+            for other, by in owners.items():
+                if other == k or other.startswith(k + ".") or k.startswith(other + "."):
+                    raise SkipexpError(f"sets {k}, which {by} sets too; give each key in one place",
+                                       file=file, key=where)
+        owners.update(mine)
 
 
 def check_name(name: Any, *, file: str | None = None, key: str = "name") -> None:
@@ -154,11 +248,20 @@ def _display_path(p: Path) -> str:
         return str(p.resolve())
 
 
+def sets_plots(sweep: Sweep, base_raw: dict[str, Any]) -> bool:
+    """Whether the base, the fixed overrides or the grid (its variants too) say ``log.plots``."""
+    keys = [*sweep.overrides, *(k for k in sweep.grid if k not in sweep.variants),
+            *(k for labels in sweep.variants.values() for variant in labels.values() for k in variant)]
+    return PLOTS_KEY in config_mod.flatten(base_raw) or any(
+        k == PLOTS_KEY or PLOTS_KEY.startswith(k + ".") for k in keys)
+
+
 def points(sweep: Sweep, out: Path) -> list[Point]:
     """Every grid point, each checked as a config now (a bad value fails before anything runs).
 
     A point's torch threads are its config's own (``train.threads``, else the choice for its model's size),
-    so that it computes what a lone ``skipexp train`` of it computes."""
+    so that it computes what a lone ``skipexp train`` of it computes. Points draw no plots of their own
+    unless ``log.plots`` is set somewhere (each costs seconds, and the sweep draws its own)."""
     base_raw = config_mod.read_yaml(sweep.base)
     src = str(sweep.source)
     seeds = "seed=0,1,2 on the command line, seed: [0, 1, 2] in a sweep file"
@@ -174,16 +277,22 @@ def points(sweep: Sweep, out: Path) -> list[Point]:
         return k if sweep.inline else (f"grid.{k}" if k else "grid")
 
     fixed = [f"{k}={value(v)}" for k, v in sweep.overrides.items()]
+    if not sets_plots(sweep, base_raw):
+        fixed.append(f"{PLOTS_KEY}=false")
     root = sweep_dir(sweep, out)
     result, seen = [], set()
     for combo in itertools.product(*sweep.grid.values()):
         values = dict(zip(sweep.grid, combo))
-        overrides = [f"{k}={value(v)}" for k, v in values.items()]
+        overrides = [f"{k}={value(v)}" for k, v in sweep.settings(values).items()]
         try:
             cfg = config_mod.load(sweep.base, fixed + overrides)
         except SkipexpError as e:
             key = where(e.key) if e.key in sweep.grid else (e.key or where(None))
-            raise SkipexpError(f"point {point_name(values)}: {e.message}", file=src, key=key) from None
+            message = e.message
+            for axis in sweep.variants:   # a key a variant sets: that variant's entry, and the key in it
+                if any(e.key == k or str(e.key).startswith(k + ".") for k in sweep.variants[axis][values[axis]]):
+                    key, message = f"grid.{axis}.{values[axis]}", f"{e.key}: {e.message}"
+            raise SkipexpError(f"point {point_name(values)}: {message}", file=src, key=key) from None
         if len(cfg.seeds) != 1:
             raise SkipexpError(f"point {point_name(values)}: one seed per point", file=src, key=where("seed"))
         name = point_name(values)
@@ -216,7 +325,7 @@ def write_sweep_file(sweep: Sweep, out: Path) -> Path:
     itself and ``skipexp sweep <folder>/sweep.yaml`` runs it again."""
     root = sweep_dir(sweep, out)
     runio.check_writable(root)
-    data = {"name": sweep.name, "base": str(sweep.base), "grid": sweep.grid}
+    data = {"name": sweep.name, "base": str(sweep.base), "grid": sweep.grid_file()}
     if sweep.overrides:
         data["overrides"] = sweep.overrides
     text = yaml.safe_dump(data, sort_keys=False)
@@ -234,10 +343,10 @@ def load_folder(path: Path) -> Sweep:
     grid = raw.get("grid")
     if not isinstance(grid, dict) or not isinstance(raw.get("name"), str):
         raise SkipexpError("not a skipexp sweep file (needs name and grid)", file=str(path / files.SWEEP_FILE))
+    clean, variants = read_grid(grid, file=str(path / files.SWEEP_FILE))
     fixed = raw.get("overrides") if isinstance(raw.get("overrides"), dict) else {}
-    return Sweep(raw["name"], Path(str(raw.get("base", ""))), {k: v if isinstance(v, list) else [v]
-                                                               for k, v in grid.items()}, path / files.SWEEP_FILE,
-                 fixed)
+    return Sweep(raw["name"], Path(str(raw.get("base", ""))), clean, path / files.SWEEP_FILE, fixed,
+                 variants=variants)
 
 
 def folder_points(path: Path) -> list[tuple[str, dict[str, Any], Path]]:
