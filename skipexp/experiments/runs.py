@@ -83,7 +83,7 @@ def train_or_settle(cfg: RunConfig, run_dir: Path, *, reporter_for: ReporterFor 
 
         # rewritten, not trusted: a run stopped while it was writing its summary or plots lacks them
         summary = write_summary(run_dir)
-        if not (run_dir / files.PLOTS / "grad_heatmap.png").is_file():
+        if cfg.log.plots and not (run_dir / files.PLOTS / "grad_heatmap.png").is_file():
             from skipexp.views import plots
 
             plots.plot_run(run_dir)
