@@ -126,14 +126,15 @@ def test_a_diverged_seed_is_counted_apart_and_kept_off_the_axes(seeded, tmp_path
     root = tmp_path / "sweep-s"
     shutil.copytree(seeded[0], root)
     bad = root / "depth=2,seed=1"
-    meta = json.loads((bad / files.META).read_text())
-    meta.update(status="diverged", diverged_at_step=4)
-    (bad / files.META).write_text(json.dumps(meta))
     metrics = (bad / files.METRICS).read_text().splitlines()
     head = metrics[0].split(",")
-    last = metrics[4].split(",")
+    last = metrics[4].split(",")  # the fourth logged row: the seed stops there, its loss blown up
     last[head.index("train_loss")] = "25000.0"
-    (bad / files.METRICS).write_text("\n".join(metrics[:4] + [",".join(last)]) + "\n")  # it stopped at step 4
+    stop = int(last[head.index("step")])
+    (bad / files.METRICS).write_text("\n".join(metrics[:4] + [",".join(last)]) + "\n")
+    meta = json.loads((bad / files.META).read_text())
+    meta.update(status="diverged", diverged_at_step=stop)
+    (bad / files.META).write_text(json.dumps(meta))
 
     out = cli("report", root, check=0).stdout
     row = next(ln for ln in _table(out) if ln.startswith("│ 2 "))
@@ -152,9 +153,11 @@ def test_a_diverged_seed_is_counted_apart_and_kept_off_the_axes(seeded, tmp_path
     fig = plots_compare.curves_figure(sweep_summary.configurations(rows, grid), grid, root, "sweep s")
     ax_l = fig.axes[0]
     assert ax_l.get_yscale() == "log" and ax_l.get_ylim()[1] < 10  # the 25000 does not stretch the loss axis
-    # the diverged seed's curve stops at its step 4: the depth-2 mean goes on with the other two seeds
+    # the depth-2 mean is over the two healthy seeds; the diverged one is a thin line that stops at its step
     line = next(ln for ln in ax_l.get_lines() if ln.get_label() == "depth=2")
-    assert max(line.get_xdata()) > 4
+    assert max(line.get_xdata()) > stop
+    thin = [ln for ln in ax_l.get_lines() if ln.get_linewidth() < 1 and len(ln.get_xdata()) > 1]
+    assert len(thin) == 1 and max(thin[0].get_xdata()) == stop
 
 
 def test_a_sweep_without_seeds_keeps_its_table_and_draws_curves(tmp_path):

@@ -445,34 +445,40 @@ def plot_sweep_curves(configs: list[tuple[dict, list[dict]]], grid: dict[str, li
 def curves_figure(configs: list[tuple[dict, list[dict]]], grid: dict[str, list], root: Path, title: str,
                   dataset: str | None = None) -> Figure:
     """Smoothed train loss (log axis) and test accuracy against step, a line per configuration: the mean over
-    its seeds, the min-max band shaded where there are several. A diverged seed's curve stops where it
-    stopped (a red cross at the top of the loss axis) and the healthy seeds alone set the loss range."""
+    its seeds that did not diverge (as in summary-seeds.csv), the min-max band shaded where there are several.
+    A diverged seed is a thin line of its own that stops where the seed stopped, with a red cross at the top
+    of the loss axis at its step; the healthy seeds alone set the loss range."""
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
-    healthy, crosses, classes, several = [], [], set(), False
+    healthy, crosses, classes, several, thin = [], [], set(), False, False
     for (values, points), (c, ls) in zip(configs, _curve_looks(configs, grid)):
         label = ", ".join(f"{short_key(k)}={format_value(v)}" for k, v in values.items()) or "all points"
-        train, test = [], []
+        seeds = []  # (diverged, train curve, test curve) of every seed with rows
         for p in points:
             run_dir = root / str(p.get("point"))
             m, e = runio.read_csv(run_dir / files.METRICS), runio.read_csv(run_dir / files.EVAL)
-            if m:
-                train.append(([r["step"] for r in m], smooth([r["train_loss"] for r in m])))
-                if p.get("status") != "diverged":
-                    healthy += train[-1][1]
-            if e:
-                test.append(([r["step"] for r in e], [r["test_acc"] for r in e]))
-            if p.get("status") == "diverged" and p.get("diverged_at_step") is not None:
+            if not (m or e):
+                continue
+            bad = p.get("status") == "diverged"
+            seeds.append((bad, ([r["step"] for r in m], smooth([r["train_loss"] for r in m])) if m else None,
+                          ([r["step"] for r in e], [r["test_acc"] for r in e]) if e else None))
+            if bad and p.get("diverged_at_step") is not None:
                 crosses.append(p["diverged_at_step"])
-            if m or e:
-                classes.add(num_classes(run_dir))
-        several |= len(train) > 1 or len(test) > 1
-        for ax, curves, kw in ((ax_l, train, dict(lw=1.8)), (ax_a, test, dict(lw=1.4, marker="o", ms=3))):
+            classes.add(num_classes(run_dir))
+        ok = [s for s in seeds if not s[0]]
+        healthy += [v for s in ok if s[1] for v in s[1][1]]
+        for ax, i, kw in ((ax_l, 1, dict(lw=1.8)), (ax_a, 2, dict(lw=1.4, marker="o", ms=3))):
+            f = _positive if ax is ax_l else np.asarray
+            curves = [s[i] for s in (ok or seeds) if s[i]]
             if curves:
                 x, mean, lo, hi = _over_steps(curves)
-                ax.plot(x, _positive(mean) if ax is ax_l else mean, color=c, ls=ls, label=label, **kw)
+                ax.plot(x, f(mean), color=c, ls=ls, label=label, **kw)
                 if len(curves) > 1:
-                    ax.fill_between(x, _positive(lo) if ax is ax_l else lo, _positive(hi) if ax is ax_l else hi,
-                                    color=c, alpha=0.15, lw=0)
+                    several = True
+                    ax.fill_between(x, f(lo), f(hi), color=c, alpha=0.15, lw=0)
+            for _, *curve in (s for s in seeds if s[0] and ok):  # beside a mean that leaves them out
+                if curve[i - 1]:
+                    thin = True
+                    ax.plot(curve[i - 1][0], f(curve[i - 1][1]), color=c, ls=ls, lw=0.8, alpha=0.8)
     # a diverged seed's last losses (1e4 and more) would squash every healthy curve into one line
     drawn = [float(y) for ln in ax_l.get_lines() for y in ln.get_ydata()]
     v = _positive(healthy or drawn)
@@ -493,7 +499,9 @@ def curves_figure(configs: list[tuple[dict, list[dict]]], grid: dict[str, list],
     for ax in (ax_l, ax_a):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
-    extra = [Line2D([], [], **{**DIVERGED, "ms": 8}, label="a seed diverged")] if crosses else []
+    extra = [Line2D([], [], **{**DIVERGED, "ms": 8}, label="a seed diverged (at its step)")] if crosses else []
+    if thin:
+        extra.append(_style("a diverged seed, left out of the mean", lw=0.8))
     if several:
         extra.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
     figure_legend(fig, [ax_l, ax_a], extra, ncol=4)
