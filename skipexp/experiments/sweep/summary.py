@@ -18,6 +18,7 @@ SEED_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_
                "grad_ratio_first_last_end")
 STATS = ("mean", "std", "min", "max")
 NOT_RUN = ("missing", "not started")  # a grid point without a run folder
+CURVES_PNG = "curves.png"  # in the sweep's plots/: every configuration's training curves
 
 
 def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
@@ -118,10 +119,10 @@ def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Pa
     write_summary_csv(root, sweep, rows)
     if seeds_swept(sweep.grid):
         write_seeds_csv(root, sweep, rows)
-    n = len(sweep.grid.get("seed", [None]))
-    about = ", ".join(x for x in (dataset(root, rows), f"{n} seed{'s' if n > 1 else ''}") if x)
+    data, n = dataset(root, rows), len(sweep.grid.get("seed", [None]))
+    about = ", ".join(x for x in (data, f"{n} seed{'s' if n > 1 else ''}") if x)
     title = f"sweep {sweep.name}"
     plots = plots_compare.plot_sweep(rows, sweep.grid, root / files.PLOTS, title=f"{title} ({about})")
     plots.append(plots_compare.plot_sweep_curves(configurations(rows, sweep.grid), sweep.grid, root,
-                                                 root / files.PLOTS / "curves.png", title, dataset(root, rows)))
+                                                 root / files.PLOTS / CURVES_PNG, title, data))
     return sweep, rows, plots
