@@ -94,19 +94,21 @@ def print_compare(summary: dict) -> None:
 
 
 def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
+    """A sweep's table (:func:`skipexp.experiments.report.sweep_table`): a row per point, or per configuration
+    over its seeds, with the note that says what the cells mean."""
     from rich.table import Table
 
     from skipexp.experiments.report import sweep_table
 
-    head, body = sweep_table(rows, grid)
-    t = Table(title=title, title_justify="left")
-    for i, h in enumerate(head):
-        t.add_column(h, justify="left" if i < len(grid) or h == "status" else "right")
-    for cells in body:
-        style = {"diverged": "red", "completed": None}.get(cells[len(grid)].split(" ")[0], "yellow")
-        t.add_row(*cells, style=style)
+    st = sweep_table(rows, grid)
+    t = Table(title=f"{title} = {st.rows_are}" if st.rows_are else title, title_justify="left")
+    for i, h in enumerate(st.head):
+        t.add_column(h, justify="left" if i < st.keys or h in ("status", "seeds") else "right")
+    for cells, state in zip(st.body, st.states):
+        t.add_row(*cells, style={"diverged": "red", "completed": None}.get(state, "yellow"))
     out_console.print(t)
-
+    if st.note:  # one line however narrow the terminal: it is the table's legend
+        out_console.print(st.note, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_theory_answer(r) -> None:

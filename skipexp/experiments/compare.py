@@ -232,10 +232,11 @@ def mean_summary(name: str, per_seed: list[dict]) -> dict:
         out["diverged_at_step"] = min(diverged)
     spread: dict[str, list[float]] = {}
     for f in MEAN_FIELDS:
-        vals = [float(x[f]) for x in per_seed if isinstance(x.get(f), (int, float)) and not isinstance(x[f], bool)]
+        vals = summary_mod.numbers(per_seed, f)
         if vals:
-            out[f] = sum(vals) / len(vals)
-            spread[f] = [min(vals), max(vals)]
+            d = summary_mod.describe(vals)
+            out[f] = d["mean"]
+            spread[f] = [d["min"], d["max"]]
     out["spread"] = spread
     return out
 

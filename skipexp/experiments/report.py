@@ -61,10 +61,33 @@ def report(path: Path) -> Report:
     return Report("sweep", path, rows, plots_, {"sweep": sw})
 
 
-def sweep_table(rows: list[dict], grid: dict[str, list]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells for a sweep's table: one row per point."""
+@dataclass
+class SweepTable:
+    """A sweep's table for people: the header, the rows, each row's status word (which decides its colour),
+    how many columns on the left are the sweep's keys, what the rows are (to add to the title) and a note to
+    print under it (or None)."""
+    head: list[str]
+    body: list[list[str]]
+    states: list[str]
+    keys: int
+    rows_are: str | None = None
+    note: str | None = None
+
+
+# what the table over seeds shows, printed under it
+SEEDS_NOTE = ("mean ± sample standard deviation over the seeds that did not diverge; summary.csv has a row per "
+              "seed, summary-seeds.csv the mean, sd, min and max of every configuration")
+
+
+def sweep_table(rows: list[dict], grid: dict[str, list]) -> SweepTable:
+    """A sweep's table: one row per point, or, where ``seed`` is swept over several values, one row per
+    configuration with its mean ± sd over seeds (:func:`skipexp.experiments.sweep.summary.aggregate_seeds`)."""
+    from skipexp.experiments.sweep.summary import aggregate_seeds, seeds_swept
+
+    if seeds_swept(grid):
+        return _seeds_table(aggregate_seeds(rows, grid), grid)
     head = [short_key(k) for k in grid] + ["status", "train loss", "test acc", "w-grad first/last end", "train s"]
-    body = []
+    body, states = [], []
     for r in rows:
         status = r.get("status", "-")
         if r.get("diverged_at_step") is not None:
@@ -73,4 +96,38 @@ def sweep_table(rows: list[dict], grid: dict[str, list]) -> tuple[list[str], lis
         body.append([value(r.get(k)) for k in grid] + [
             status, number(r.get("final_train_loss")), number(r.get("final_test_acc"), pct=True),
             number(ratio, sci=True) if isinstance(ratio, float) else "-", number(r.get("wall_s"))])
-    return head, body
+        states.append(r.get("status", "-"))
+    return SweepTable(head, body, states, len(grid))
+
+
+def _mean_sd(row: dict, field: str, pct: bool = False) -> str:
+    """``1.802 ± 0.1``: the sd to two significant digits (more would be noise); the mean alone with one seed."""
+    mean, sd = row.get(f"{field}_mean"), row.get(f"{field}_std")
+    if mean is None or sd is None:
+        return number(mean, pct)
+    return f"{number(mean, pct)} ± " + (number(sd, pct) if pct or sd != sd else f"{sd:.2g}")
+
+
+def seeds_cell(row: dict, total: int) -> str:
+    """How many seeds a configuration's figures are over: ``3``, or ``2/3 (1 diverged)``; seeds that ran but
+    did not complete (interrupted, ...) are counted and named: ``3 (1 interrupted)``."""
+    counts = row.get("statuses", {})
+    odd = ", ".join(f"{n} {st}" for st, n in counts.items() if st != "completed")
+    used = sum(n for st, n in counts.items() if st not in ("diverged", "missing", "not started"))
+    shown = str(used) if used == total else f"{used}/{total}"
+    return f"{shown} ({odd})" if odd else shown
+
+
+def _seeds_table(agg: list[dict], grid: dict[str, list]) -> SweepTable:
+    keys = [k for k in grid if k != "seed"]
+    head = [short_key(k) for k in keys] + ["seeds", "train loss", "test acc", "w-grad first/last end"]
+    body, states = [], []
+    for r in agg:
+        body.append([value(r.get(k)) for k in keys] + [
+            seeds_cell(r, len(grid["seed"])), _mean_sd(r, "final_train_loss"),
+            _mean_sd(r, "final_test_acc", pct=True), number(r.get("grad_ratio_first_last_end_mean"), sci=True)])
+        counts = r.get("statuses", {})
+        states.append("completed" if set(counts) == {"completed"} else
+                      "diverged" if set(counts) == {"diverged"} else "mixed")
+    return SweepTable(head, body, states, len(keys), f"{len(body)} configurations × {len(grid['seed'])} seeds",
+                      SEEDS_NOTE)

@@ -48,6 +48,7 @@ SHATTER_PNG = "shatter.png"
 # --- a comparison or sweep folder -----------------------------------------------------------------
 SUMMARY_MD = "summary.md"       # comparison: the table as markdown
 SUMMARY_CSV = "summary.csv"     # sweep: one row per point
+SUMMARY_SEEDS_CSV = "summary-seeds.csv"  # sweep with several seeds: one row per configuration, over its seeds
 SWEEP_FILE = "sweep.yaml"       # sweep: the sweep, its base made absolute
 RUNS = "runs"                   # comparison: the member run folders
 

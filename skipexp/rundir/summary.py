@@ -139,3 +139,26 @@ def write_summary(run_dir: Path) -> dict:
     s = summarize(run_dir)
     runio.write_json(run_dir / files.SUMMARY, s)
     return s
+
+
+# --- over seeds ------------------------------------------------------------------------------------
+
+def numbers(summaries: list[dict], field: str) -> list[float]:
+    """The values of ``field`` that are numbers (nan included, booleans and missing ones not), in order."""
+    return [float(x[field]) for x in summaries
+            if isinstance(x.get(field), (int, float)) and not isinstance(x[field], bool)]
+
+
+def describe(values: list[float]) -> dict[str, float | None]:
+    """Mean, sample standard deviation (n - 1; None with one value), min and max of a non-empty list.
+
+    A nan among the values makes the mean and the sd nan (an inf the sd): a caller that wants them left out
+    filters first.
+    """
+    import statistics
+
+    if all(math.isfinite(v) for v in values):
+        mean, std = math.fsum(values) / len(values), statistics.stdev(values) if len(values) > 1 else None
+    else:  # statistics refuses non-finite values; a plain sum gives the nan (or inf) they imply
+        mean, std = sum(values) / len(values), float("nan") if len(values) > 1 else None
+    return {"mean": mean, "std": std, "min": min(values), "max": max(values)}

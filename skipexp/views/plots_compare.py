@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from skipexp.rundir.summary import smooth  # noqa: E402
 from skipexp.views.plots import (  # noqa: E402
     CHANCE,
     PANELS,
+    STEP_CMAP,
     _matrix,
     _positive,
     _save,
@@ -32,6 +34,7 @@ from skipexp.views.plots import (  # noqa: E402
     layer_keys,
     mark_zeros,
     num_classes,
+    set_log_ticks,
     set_loss_axis,
     zero_handle,
 )
@@ -391,4 +394,118 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
     ax_l.set_title("final train loss" + (": mean over seeds, band = min-max" if several_seeds else ""), fontsize=10)
     ax_a.set_title("final test accuracy", fontsize=10)
     fig.suptitle(f"{title}: against {short_key(xkey)}", fontsize=11)
+    return fig
+
+
+# --- a sweep's training curves -------------------------------------------------------------------
+
+STYLES = ("-", "--", ":", "-.")
+
+
+def _over_steps(curves: list[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, min, max) over seeds at every step any seed logged: a seed that stopped early (diverged,
+    interrupted) leaves the others to carry on, where :func:`_band` would cut them all to its length."""
+    steps = sorted({float(s) for x, _ in curves for s in x})
+    at = {s: i for i, s in enumerate(steps)}
+    mat = np.full((len(curves), len(steps)), np.nan)
+    for j, (x, y) in enumerate(curves):
+        mat[j, [at[float(s)] for s in x]] = np.asarray(y, dtype=float)
+    mat[~np.isfinite(mat)] = np.nan
+    with warnings.catch_warnings():  # a step where every seed is nan stays nan, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.array(steps), np.nanmean(mat, 0), np.nanmin(mat, 0), np.nanmax(mat, 0)
+
+
+def _curve_looks(configs: list[tuple[dict, list[dict]]], grid: dict[str, list]) -> list[tuple[Any, str]]:
+    """(colour, line style) per configuration: colour by the first numeric swept key (dark = small), style
+    by the other keys; with no numeric key, a colour per configuration."""
+    keys = [k for k in grid if k != "seed"]
+    numeric = [k for k in keys if len(grid[k]) > 1 and all(_is_number(v) for v in grid[k])]
+    if not numeric:
+        return [(COLORS[i % len(COLORS)], "-") for i in range(len(configs))]
+    ckey, rest = numeric[0], [k for k in keys if k != numeric[0]]
+    order = [format_value(v) for v in grid[ckey]]
+    combos: dict[tuple, int] = {}
+    out = []
+    for values, _ in configs:
+        i = order.index(format_value(values[ckey]))
+        combo = combos.setdefault(tuple(format_value(values[k]) for k in rest), len(combos))
+        out.append((STEP_CMAP(i / max(1, len(order) - 1)), STYLES[combo % len(STYLES)]))
+    return out
+
+
+def plot_sweep_curves(configs: list[tuple[dict, list[dict]]], grid: dict[str, list], root: Path, out: Path,
+                      title: str, dataset: str | None = None) -> Path:
+    """``curves.png``: :func:`curves_figure` of a sweep folder's configurations (values, point rows)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _save(curves_figure(configs, grid, root, title, dataset), out)
+    return out
+
+
+def curves_figure(configs: list[tuple[dict, list[dict]]], grid: dict[str, list], root: Path, title: str,
+                  dataset: str | None = None) -> Figure:
+    """Smoothed train loss (log axis) and test accuracy against step, a line per configuration: the mean over
+    its seeds that did not diverge (as in summary-seeds.csv), the min-max band shaded where there are several.
+    A diverged seed is a thin line of its own that stops where the seed stopped, with a red cross at the top
+    of the loss axis at its step; the healthy seeds alone set the loss range."""
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
+    healthy, crosses, classes, several, thin = [], [], set(), False, False
+    for (values, points), (c, ls) in zip(configs, _curve_looks(configs, grid)):
+        label = ", ".join(f"{short_key(k)}={format_value(v)}" for k, v in values.items()) or "all points"
+        seeds = []  # (diverged, train curve, test curve) of every seed with rows
+        for p in points:
+            run_dir = root / str(p.get("point"))
+            m, e = runio.read_csv(run_dir / files.METRICS), runio.read_csv(run_dir / files.EVAL)
+            if not (m or e):
+                continue
+            bad = p.get("status") == "diverged"
+            seeds.append((bad, ([r["step"] for r in m], smooth([r["train_loss"] for r in m])) if m else None,
+                          ([r["step"] for r in e], [r["test_acc"] for r in e]) if e else None))
+            if bad and p.get("diverged_at_step") is not None:
+                crosses.append(p["diverged_at_step"])
+            classes.add(num_classes(run_dir))
+        ok = [s for s in seeds if not s[0]]
+        healthy += [v for s in ok if s[1] for v in s[1][1]]
+        for ax, i, kw in ((ax_l, 1, dict(lw=1.8)), (ax_a, 2, dict(lw=1.4, marker="o", ms=3))):
+            f = _positive if ax is ax_l else np.asarray
+            curves = [s[i] for s in (ok or seeds) if s[i]]
+            if curves:
+                x, mean, lo, hi = _over_steps(curves)
+                ax.plot(x, f(mean), color=c, ls=ls, label=label, **kw)
+                if len(curves) > 1:
+                    several = True
+                    ax.fill_between(x, f(lo), f(hi), color=c, alpha=0.15, lw=0)
+            for _, *curve in (s for s in seeds if s[0] and ok):  # beside a mean that leaves them out
+                if curve[i - 1]:
+                    thin = True
+                    ax.plot(curve[i - 1][0], f(curve[i - 1][1]), color=c, ls=ls, lw=0.8, alpha=0.8)
+    # a diverged seed's last losses (1e4 and more) would squash every healthy curve into one line
+    drawn = [float(y) for ln in ax_l.get_lines() for y in ln.get_ydata()]
+    v = _positive(healthy or drawn)
+    lo, hi = (float(np.nanmin(v)), float(np.nanmax(v))) if np.isfinite(v).any() else (0.1, 10.0)
+    span = max(hi / lo, 1.5)
+    ax_l.set_yscale("log")
+    ax_l.set_ylim(lo / span ** 0.05, hi * span ** 0.1)
+    set_log_ticks(ax_l, "y", lo, hi)
+    ax_l.set_ylabel("train loss, smoothed (log scale)")
+    for x in crosses:
+        ax_l.plot([x], [0.97], transform=ax_l.get_xaxis_transform(), clip_on=False, **DIVERGED)
+    if len(classes) == 1 and None not in classes:
+        draw_chance(None, ax_a, classes.pop())
+    ax_a.set_ylim(0, 1.02)
+    ax_a.set_ylabel("test accuracy")
+    ax_l.set_title("train loss (smoothed as in a run's loss.png)", fontsize=10)
+    ax_a.set_title("test accuracy at each evaluation", fontsize=10)
+    for ax in (ax_l, ax_a):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3, which="both")
+    extra = [Line2D([], [], **{**DIVERGED, "ms": 8}, label="a seed diverged (at its step)")] if crosses else []
+    if thin:
+        extra.append(_style("a diverged seed, left out of the mean", lw=0.8))
+    if several:
+        extra.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
+    figure_legend(fig, [ax_l, ax_a], extra, ncol=4)
+    n = len(grid.get("seed", [None]))
+    what = f"mean of {n} seeds, band = min–max" if n > 1 else "one seed"
+    fig.suptitle(f"{title}: training curves ({', '.join(x for x in (dataset, what) if x)})", fontsize=11)
     return fig

@@ -1,13 +1,24 @@
-"""A sweep folder's summary.csv and plots, from disk: what ``sweep`` ends with and ``report`` redoes."""
+"""A sweep folder's summary.csv, summary-seeds.csv and plots, from disk: what ``sweep`` ends with and
+``report`` redoes."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from skipexp.core.fmt import csv_cell
+from skipexp.core.fmt import value as format_value
 from skipexp.experiments.sweep.spec import Sweep, folder_points, load_folder
 from skipexp.rundir import files, runio
 from skipexp.rundir.files import SUMMARY_FIELDS
+from skipexp.rundir.summary import describe, numbers
+
+# the fields of summary-seeds.csv: each gets its _mean, _std, _min and _max over the seeds
+SEED_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
+               "grad_ratio_first_last_end")
+STATS = ("mean", "std", "min", "max")
+NOT_RUN = ("missing", "not started")  # a grid point without a run folder
+CURVES_PNG = "curves.png"  # in the sweep's plots/: every configuration's training curves
 
 
 def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
@@ -34,13 +45,84 @@ def write_summary_csv(root: Path, sweep: Sweep, rows: list[dict]) -> Path:
     return root / files.SUMMARY_CSV
 
 
+def seeds_swept(grid: dict[str, list]) -> bool:
+    """Whether the grid sweeps the seed over two values or more: then a configuration is its seeds."""
+    return len(grid.get("seed", [])) >= 2
+
+
+def configurations(rows: list[dict], grid: dict[str, list]) -> list[tuple[dict[str, Any], list[dict]]]:
+    """The points grouped by their values of every key but ``seed``, in grid order: (values, rows)."""
+    keys = [k for k in grid if k != "seed"]
+    out: dict[tuple, tuple[dict[str, Any], list[dict]]] = {}
+    for r in rows:
+        key = tuple(format_value(r.get(k)) for k in keys)  # a value may be a list: compare its YAML
+        out.setdefault(key, ({k: r.get(k) for k in keys}, []))[1].append(r)
+    return list(out.values())
+
+
+def over_seeds(values: dict[str, Any], points: list[dict]) -> dict[str, Any]:
+    """One configuration's row of summary-seeds.csv from its points' rows of summary.csv.
+
+    ``seeds`` counts the points that exist (have a run folder), ``completed`` and ``diverged`` those that
+    ended so; every field of :data:`SEED_FIELDS` gets its mean, sample sd (None with one value), min and max
+    over the seeds that did not diverge and have a finite value (None where none has). ``statuses`` counts
+    the points by status, missing ones included.
+    """
+    statuses = [p.get("status") or "unknown" for p in points]
+    row: dict[str, Any] = dict(values)
+    row["seeds"] = sum(st not in NOT_RUN for st in statuses)
+    row["completed"] = statuses.count("completed")
+    row["diverged"] = statuses.count("diverged")
+    row["statuses"] = {st: statuses.count(st) for st in dict.fromkeys(statuses)}
+    healthy = [p for p in points if p.get("status") not in ("diverged", *NOT_RUN)]
+    for f in SEED_FIELDS:
+        got = describe(vals) if (vals := [v for v in numbers(healthy, f) if math.isfinite(v)]) else {}
+        row.update({f"{f}_{st}": got.get(st) for st in STATS})
+    return row
+
+
+def aggregate_seeds(rows: list[dict], grid: dict[str, list]) -> list[dict]:
+    """summary-seeds.csv's rows: one per configuration (:func:`configurations`), :func:`over_seeds` each."""
+    return [over_seeds(values, points) for values, points in configurations(rows, grid)]
+
+
+def seed_columns(grid: dict[str, list]) -> list[str]:
+    return ([k for k in grid if k != "seed"] + ["seeds", "completed", "diverged"]
+            + [f"{f}_{st}" for f in SEED_FIELDS for st in STATS])
+
+
+def write_seeds_csv(root: Path, sweep: Sweep, rows: list[dict]) -> Path:
+    files.write_csv(root / files.SUMMARY_SEEDS_CSV, seed_columns(sweep.grid), aggregate_seeds(rows, sweep.grid),
+                    csv_cell)
+    return root / files.SUMMARY_SEEDS_CSV
+
+
+def dataset(root: Path, rows: list[dict]) -> str | None:
+    """The dataset of the sweep's points, read from the first point's config.yaml that can be read."""
+    for r in rows:
+        run_dir = root / str(r.get("point"))
+        if r.get("status") in NOT_RUN or not (run_dir / files.CONFIG).is_file():
+            continue
+        try:
+            return str(files.read_config_dict(run_dir)["data"]["dataset"])
+        except (OSError, KeyError, TypeError, ValueError):
+            continue
+    return None
+
+
 def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
-    """summary.csv and plots of a sweep folder, from disk: what ``sweep`` ends with and ``report`` redoes."""
+    """summary.csv (summary-seeds.csv where seeds are swept) and plots of a sweep folder, from disk:
+    what ``sweep`` ends with and ``report`` redoes."""
     from skipexp.views import plots_compare
 
     sweep, rows = collect(root, refresh)
     write_summary_csv(root, sweep, rows)
-    plots = plots_compare.plot_sweep(rows, sweep.grid, root / files.PLOTS, title=f"sweep {sweep.name}")
+    if seeds_swept(sweep.grid):
+        write_seeds_csv(root, sweep, rows)
+    data, n = dataset(root, rows), len(sweep.grid.get("seed", [None]))
+    about = ", ".join(x for x in (data, f"{n} seed{'s' if n > 1 else ''}") if x)
+    title = f"sweep {sweep.name}"
+    plots = plots_compare.plot_sweep(rows, sweep.grid, root / files.PLOTS, title=f"{title} ({about})")
+    plots.append(plots_compare.plot_sweep_curves(configurations(rows, sweep.grid), sweep.grid, root,
+                                                 root / files.PLOTS / CURVES_PNG, title, data))
     return sweep, rows, plots
-
-
