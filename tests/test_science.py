@@ -246,3 +246,30 @@ def test_no_prediction_where_the_theory_does_not_apply():
     assert "norm" in theory.why_not(_model("identity", norm="layernorm"))
     assert "gated" in theory.why_not(_model("gated"))
     assert theory.why_not(_model("projection")) is None
+
+
+def test_a_members_seed_is_dropped_from_its_label():
+    assert lesion.without_seed("net=residual,seed=0 (skip: identity)") == "net=residual (skip: identity)"
+    assert lesion.without_seed("seed=2,depth=4") == "depth=4"
+    assert lesion.without_seed("plain-seed1 (skip: none)") == "plain (skip: none)"
+    assert lesion.without_seed("seedling") == "seedling"
+
+
+def test_lesion_of_a_sweep_draws_each_net_once_over_its_seeds(tmp_path, monkeypatch):
+    from conftest import cli
+
+    write_config(tmp_path / "base.yaml", {"train.steps": 3})
+    (tmp_path / "s.yaml").write_text("name: s\nbase: base.yaml\ngrid:\n  model.skip.kind: [none, identity]\n"
+                                     "  seed: [0, 1]\n")
+    cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "runs", check=0)
+    drawn = []
+    real = lesion.plot
+    monkeypatch.setattr(lesion, "plot", lambda curves, out, title, chance=None: drawn.append((curves, title))
+                        or real(curves, out, title, chance))
+    study = lesion.study(tmp_path / "runs" / "sweep-s")
+    assert len(study.members) == 4 and study.overlay.is_file()
+    curves, title = drawn[-1]  # the overlay: one line per kind, each the rows of its two seeds
+    assert [label for label, _ in curves] == ["skip.kind=identity", "skip.kind=none"]  # folders' order
+    by_dir = {m.run_dir.name: m.rows for m in study.members}
+    assert curves[0][1] == [by_dir["skip.kind=identity,seed=0"], by_dir["skip.kind=identity,seed=1"]]
+    assert title == "sweep-s (synthetic, 2 seeds each)"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,27 +171,44 @@ def read_csv(path: Path) -> list[dict]:
                 for r in csv.DictReader(f)]
 
 
-def plot(curves: list[tuple[str, list[dict]]], out: Path, title: str, chance: float | None = None) -> Path:
+def _acc(rows: list[dict], k: int) -> list[float]:
+    return [r["test_acc"] for r in rows if r["k"] == k and math.isfinite(r["test_acc"])]
+
+
+def _band(ax, xs: list, per_seed: list[list[float]], color: str, fmt: str, label: str, **kw) -> None:
+    """The mean over seeds (or sets) at each x, with the min-max band where there are several."""
+    ax.plot(xs, [sum(v) / len(v) for v in per_seed], fmt, color=color, label=label, **kw)
+    if any(len(v) > 1 for v in per_seed):
+        ax.fill_between(xs, [min(v) for v in per_seed], [max(v) for v in per_seed], color=color, alpha=0.2)
+
+
+def plot(curves: list[tuple[str, list[list[dict]]]], out: Path, title: str, chance: float | None = None) -> Path:
     """Test accuracy against the removed unit (left) and against the number removed (right), one line
-    per run; the intact model's accuracy is the dashed line of the same colour."""
+    per net: ``curves`` holds (label, the lesion.csv rows of each of its seeds). Several seeds are drawn
+    as their mean with a min-max band; the intact model's (mean) accuracy is the dashed line of the
+    same colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for i, (label, rows) in enumerate(curves):
+    for i, (label, seeds) in enumerate(curves):
         color = f"C{i}"
-        intact = next(r["test_acc"] for r in rows if r["k"] == 0)
-        singles = [r for r in rows if r["k"] == 1]
-        ax1.plot([int(r["removed"]) for r in singles], [r["test_acc"] for r in singles], "o-", color=color,
-                 ms=3, label=label)
-        ax1.axhline(intact, color=color, ls="--", lw=1)
-        ks = sorted({r["k"] for r in rows})
-        accs = [[r["test_acc"] for r in rows if r["k"] == k and math.isfinite(r["test_acc"])] for k in ks]
-        ks, accs = zip(*[(k, a) for k, a in zip(ks, accs) if a])
-        ax2.plot(ks, [sum(a) / len(a) for a in accs], "o-", color=color, label=f"{label} (mean)")
-        ax2.fill_between(ks, [min(a) for a in accs], [max(a) for a in accs], color=color, alpha=0.2)
+        n = f" ({len(seeds)} seeds)" if len(seeds) > 1 else ""
+        intact = [next(r["test_acc"] for r in rows if r["k"] == 0) for rows in seeds]
+        units = sorted({int(r["removed"]) for rows in seeds for r in rows if r["k"] == 1})
+        singles = [[r["test_acc"] for rows in seeds for r in rows
+                    if r["k"] == 1 and int(r["removed"]) == u and math.isfinite(r["test_acc"])] for u in units]
+        units, singles = [u for u, v in zip(units, singles) if v], [v for v in singles if v]
+        if units:
+            _band(ax1, units, singles, color, "o-", label + n, ms=3)
+        ax1.axhline(sum(intact) / len(intact), color=color, ls="--", lw=1)
+        # each k: every random set of every seed (k = 1: every unit)
+        ks = sorted({r["k"] for rows in seeds for r in rows})
+        accs = [[a for rows in seeds for a in _acc(rows, k)] for k in ks]
+        ks, accs = [k for k, a in zip(ks, accs) if a], [a for a in accs if a]
+        _band(ax2, ks, accs, color, "o-", f"{label}{n} (mean)")
     for ax in (ax1, ax2):
         if chance is not None:
             ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.0%})")
@@ -201,10 +219,14 @@ def plot(curves: list[tuple[str, list[dict]]], out: Path, title: str, chance: fl
 
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    several = any(len(seeds) > 1 for _, seeds in curves)
     ax1.set_xlabel("removed unit (one at a time)")
-    ax1.set_title(f"{title}: remove one unit (dashed: intact)")
+    ax1.set_title("remove one unit (dashed: intact" + ("; band: min-max over seeds)" if several else ")"),
+                  fontsize=10)
     ax2.set_xlabel("number of units removed (0 = intact)")
-    ax2.set_title("remove k random units (band: min-max)")
+    ax2.set_title("remove k random units (band: min-max" + (" over sets and seeds)" if several else ")"),
+                  fontsize=10)
+    fig.suptitle(title, fontsize=11)
     # below the axes: inside, the legend of a comparison covers the curves it names
     for ax in (ax1, ax2):
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
@@ -213,6 +235,14 @@ def plot(curves: list[tuple[str, list[dict]]], out: Path, title: str, chance: fl
     fig.savefig(out, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return out
+
+
+_SEED = re.compile(r"(^|,)seed=\d+(?=[, ]|$)|-seed\d+(?=[, ]|$)")
+
+
+def without_seed(label: str) -> str:
+    """A member's label without its seed: a sweep point's ``seed=N``, a comparison member's ``-seedN``."""
+    return _SEED.sub("", label).strip(",") or label
 
 
 # --- the study ``skipexp lesion`` runs: every member of a folder, each written and plotted ---------
@@ -270,13 +300,20 @@ def study(folder: Path, drop: int = 1, samples: int = 20, seed: int = 0, progres
             name = run_dir.name
         label = name if kind in name else f"{name} (skip: {kind})"
         chance = 1.0 / run.splits.num_classes
-        plot([(label, rows)], run_dir / files.PLOTS / files.LESION_PNG, name, chance)
+        dataset = run.cfg.data.dataset
+        plot([(label, [rows])], run_dir / files.PLOTS / files.LESION_PNG, f"{name} ({dataset})", chance)
         member = MemberLesion(run_dir, name, kind, label, rows, run_dir / files.LESION_CSV, chance)
         members.append(member)
         if on_member is not None:
             on_member(member)
     overlay = None
     if len(members) > 1:
-        overlay = plot([(m.label, m.rows) for m in members], folder / files.PLOTS / files.LESION_PNG, folder.name,
-                       members[-1].chance)
+        # the seeds of one net are one line: their mean, with a band from the lowest to the highest
+        nets: dict[str, list[list[dict]]] = {}
+        for m in members:
+            nets.setdefault(without_seed(m.label), []).append(m.rows)
+        seeds = {len(v) for v in nets.values()}
+        n = f", {seeds.pop()} seeds each" if len(seeds) == 1 and max(len(v) for v in nets.values()) > 1 else ""
+        title = f"{folder.name} ({run.cfg.data.dataset}{n})"
+        overlay = plot(list(nets.items()), folder / files.PLOTS / files.LESION_PNG, title, members[-1].chance)
     return LesionStudy(members, overlay)
