@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -85,7 +86,7 @@ def test_loss_plot_draws_raw_values_and_smooths_without_startup_bias(tmp_path):
     assert ax_a.get_ylabel() == "accuracy"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "chance accuracy (10%)" in legend and "chance loss (ln 10 = 2.30)" in legend
-    plots.plt.close(fig)
+    plt.close(fig)
 
 
 def test_zero_gradients_are_drawn_and_marked(tmp_path):
@@ -102,7 +103,7 @@ def test_zero_gradients_are_drawn_and_marked(tmp_path):
     marks = _lines(fig.axes[0], zeros=True)
     assert marks and sorted({int(x) for ln in marks for x in ln.get_xdata()}) == zero_cols
     assert any("exactly 0" in t.get_text() for t in fig.legends[0].get_texts())
-    plots.plt.close(fig)
+    plt.close(fig)
 
     fig = plots.heatmap_figure(run)
     zero_img = next(im for im in fig.axes[0].get_images() if im.get_gid() == plots.ZERO_GID)
@@ -110,7 +111,7 @@ def test_zero_gradients_are_drawn_and_marked(tmp_path):
     expected = np.array([[r[c] == 0.0 for r in rows] for c in cols])
     assert shown.any() and (shown == expected).all()
     assert any("exactly 0" in t.get_text() for t in fig.legends[0].get_texts())
-    plots.plt.close(fig)
+    plt.close(fig)
 
 
 def test_heatmaps_use_one_absolute_scale(tmp_path):
@@ -123,7 +124,7 @@ def test_heatmaps_use_one_absolute_scale(tmp_path):
     for fig in figs:
         images = [im for ax in fig.axes for im in ax.get_images() if im.get_gid() != plots.ZERO_GID]
         assert images and all(im.get_clim() == plots.GRAD_LOG10_RANGE for im in images)
-        plots.plt.close(fig)
+        plt.close(fig)
 
 
 def test_members_with_different_layers_line_up_by_layer(tmp_path):
@@ -143,7 +144,7 @@ def test_members_with_different_layers_line_up_by_layer(tmp_path):
     assert list(solid[0].get_xdata()) == [gated_cols.index(c) for c in plain_cols]  # plain's head over gated's
     assert list(solid[1].get_xdata()) == list(range(len(gated_cols)))
     assert [t.get_text() for t in ax.get_xticklabels()][-1] == "head"
-    plots.plt.close(fig)
+    plt.close(fig)
     # the same by name alone, with block 10 after block 9 (not after block 1) and the skips after their block
     plain_names = ["input"] + [f"blocks.{i}.fc{j}" for i in range(12) for j in (1, 2)] + ["head"]
     gated_names = ["input"] + [n for i in range(12) for n in (f"blocks.{i}.fc1", f"blocks.{i}.fc2",
@@ -182,10 +183,10 @@ def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
     labels = [t.get_text() for t in ax_l.get_yticklabels() if t.get_text()]
     assert len(labels) >= 2 and "2" in labels, labels
     assert ax_a.get_ylabel() == "final test accuracy"
-    plots.plt.close(fig)
+    plt.close(fig)
 
     fig = plots_compare.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
                                      ["model.skip.kind"], "s")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["skip.kind=none", "skip.kind=identity"]
-    plots.plt.close(fig)
+    plt.close(fig)
