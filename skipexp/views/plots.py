@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.textpath import text_to_path  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
 from skipexp.rundir import files, runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
@@ -103,6 +104,26 @@ def set_log_ticks(ax: Any, axis: str, lo: float, hi: float) -> None:
     target.set_major_locator(FixedLocator(ticks))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_locator(NullLocator())
+
+
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def log_label(v: float, _: Any = None) -> str:
+    """A log axis's tick label as text: 0.2, 1, 50, and 10⁻⁸ for a decade far from 1. Plain text, not
+    mathtext: matplotlib's own log labels are mathtext, whose parser costs more to set up than a figure."""
+    e = round(math.log10(v)) if v > 0 else 0
+    return "10" + str(e).translate(SUPERSCRIPT) if abs(e) >= 4 and math.isclose(v, 10.0 ** e) else f"{v:g}"
+
+
+def label_log_axis(axis: Any) -> None:
+    """Major ticks of a log axis at :func:`log_ticks` over its present limits, labelled by :func:`log_label`;
+    the minor ticks (and their grid lines) stay, unlabelled."""
+    ticks = log_ticks(*sorted(axis.get_view_interval()))
+    if ticks:
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(log_label))
+        axis.set_minor_formatter(NullFormatter())
 
 
 def figure_legend(fig: Figure, axes: list, extra: list | None = None, ncol: int = 4, extra_first: bool = False,
@@ -206,6 +227,7 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+@lru_cache(maxsize=1024)
 def text_size(text: str, size: float) -> tuple[float, float]:
     """(width, height) in inches of ``text`` in the default font at ``size`` points, measured without drawing."""
     w, h, _ = text_to_path.get_text_width_height_descent(text, FontProperties(size=size), ismath=text.count("$") >= 2)
@@ -300,6 +322,7 @@ def grad_norms_figure(run_dir: Path) -> Figure:
                     label=f"step {int(steps[i])}")
             zeros |= mark_zeros(ax, x, mat[i], c)
         ax.set_yscale("log")
+        label_log_axis(ax.yaxis)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("L2 norm (log scale)")
         set_title(ax, title)
