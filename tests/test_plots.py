@@ -190,3 +190,49 @@ def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["skip.kind=none", "skip.kind=identity"]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("diverge", [False, True])
+def test_run_plots_are_whole_pngs_of_their_figure_size(tmp_path, diverge):
+    from PIL import Image
+
+    run = fake_run(tmp_path, diverge)
+    sizes = {"loss.png": (11, 4.8), "grad_norms.png": (13, 4.6), "grad_heatmap.png": (12, 5.0)}
+    for path in plots.plot_run(run):
+        with Image.open(path) as im:
+            im.load()  # decodes every row: a truncated file raises here
+            assert im.size == tuple(round(v * plots.DPI) for v in sizes[path.name])
+        assert path.read_bytes()[-12:-4] == b"\x00\x00\x00\x00IEND"
+    assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(sizes)  # no temporary file left
+
+
+@pytest.mark.parametrize("diverge", [False, True])
+@pytest.mark.parametrize("figure", ["loss_figure", "grad_norms_figure", "heatmap_figure"])
+def test_fixed_margins_keep_every_text_inside_and_legends_off_the_axes(tmp_path, diverge, figure):
+    fig = getattr(plots, figure)(fake_run(tmp_path, diverge))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    # each axes with its drawn tick labels, axis labels and title; the suptitle; the legends
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes] + \
+            [a.get_window_extent(renderer) for a in fig.texts + fig.legends]
+    for box in boxes:
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1
+    for legend in fig.legends:
+        frame = legend.get_window_extent(renderer)
+        assert not any(frame.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    # neighbouring panels' tick labels and axis labels stay clear of each other's axes
+    for ax in fig.axes:
+        own = ax.get_tightbbox(renderer)
+        for other in fig.axes:
+            if other is not ax and other not in ax.child_axes:
+                assert not own.overlaps(other.get_window_extent(renderer)) or \
+                    ax.get_label() == "<colorbar>" or other.get_label() == "<colorbar>"
+
+
+def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):
+    fig = plots.grad_norms_figure(fake_run(tmp_path, False))
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert labels == ["0.001", "0.01", "0.1", "1"]  # norms 1e-3 .. 1 in the fake run
+    assert plots.log_label(2e-5) == "2e-05" and plots.log_label(0.5) == "0.5" and plots.log_label(1e-8) == "10⁻⁸"
