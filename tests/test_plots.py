@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -85,7 +86,7 @@ def test_loss_plot_draws_raw_values_and_smooths_without_startup_bias(tmp_path):
     assert ax_a.get_ylabel() == "accuracy"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "chance accuracy (10%)" in legend and "chance loss (ln 10 = 2.30)" in legend
-    plots.plt.close(fig)
+    plt.close(fig)
 
 
 def test_zero_gradients_are_drawn_and_marked(tmp_path):
@@ -102,7 +103,7 @@ def test_zero_gradients_are_drawn_and_marked(tmp_path):
     marks = _lines(fig.axes[0], zeros=True)
     assert marks and sorted({int(x) for ln in marks for x in ln.get_xdata()}) == zero_cols
     assert any("exactly 0" in t.get_text() for t in fig.legends[0].get_texts())
-    plots.plt.close(fig)
+    plt.close(fig)
 
     fig = plots.heatmap_figure(run)
     zero_img = next(im for im in fig.axes[0].get_images() if im.get_gid() == plots.ZERO_GID)
@@ -110,7 +111,7 @@ def test_zero_gradients_are_drawn_and_marked(tmp_path):
     expected = np.array([[r[c] == 0.0 for r in rows] for c in cols])
     assert shown.any() and (shown == expected).all()
     assert any("exactly 0" in t.get_text() for t in fig.legends[0].get_texts())
-    plots.plt.close(fig)
+    plt.close(fig)
 
 
 def test_heatmaps_use_one_absolute_scale(tmp_path):
@@ -123,7 +124,7 @@ def test_heatmaps_use_one_absolute_scale(tmp_path):
     for fig in figs:
         images = [im for ax in fig.axes for im in ax.get_images() if im.get_gid() != plots.ZERO_GID]
         assert images and all(im.get_clim() == plots.GRAD_LOG10_RANGE for im in images)
-        plots.plt.close(fig)
+        plt.close(fig)
 
 
 def test_members_with_different_layers_line_up_by_layer(tmp_path):
@@ -143,7 +144,7 @@ def test_members_with_different_layers_line_up_by_layer(tmp_path):
     assert list(solid[0].get_xdata()) == [gated_cols.index(c) for c in plain_cols]  # plain's head over gated's
     assert list(solid[1].get_xdata()) == list(range(len(gated_cols)))
     assert [t.get_text() for t in ax.get_xticklabels()][-1] == "head"
-    plots.plt.close(fig)
+    plt.close(fig)
     # the same by name alone, with block 10 after block 9 (not after block 1) and the skips after their block
     plain_names = ["input"] + [f"blocks.{i}.fc{j}" for i in range(12) for j in (1, 2)] + ["head"]
     gated_names = ["input"] + [n for i in range(12) for n in (f"blocks.{i}.fc1", f"blocks.{i}.fc2",
@@ -182,10 +183,56 @@ def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
     labels = [t.get_text() for t in ax_l.get_yticklabels() if t.get_text()]
     assert len(labels) >= 2 and "2" in labels, labels
     assert ax_a.get_ylabel() == "final test accuracy"
-    plots.plt.close(fig)
+    plt.close(fig)
 
     fig = plots_compare.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
                                      ["model.skip.kind"], "s")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["skip.kind=none", "skip.kind=identity"]
-    plots.plt.close(fig)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("diverge", [False, True])
+def test_run_plots_are_whole_pngs_of_their_figure_size(tmp_path, diverge):
+    from PIL import Image
+
+    run = fake_run(tmp_path, diverge)
+    sizes = {"loss.png": (11, 4.8), "grad_norms.png": (13, 4.6), "grad_heatmap.png": (12, 5.0)}
+    for path in plots.plot_run(run):
+        with Image.open(path) as im:
+            im.load()  # decodes every row: a truncated file raises here
+            assert im.size == tuple(round(v * plots.DPI) for v in sizes[path.name])
+        assert path.read_bytes()[-12:-4] == b"\x00\x00\x00\x00IEND"
+    assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(sizes)  # no temporary file left
+
+
+@pytest.mark.parametrize("diverge", [False, True])
+@pytest.mark.parametrize("figure", ["loss_figure", "grad_norms_figure", "heatmap_figure"])
+def test_fixed_margins_keep_every_text_inside_and_legends_off_the_axes(tmp_path, diverge, figure):
+    fig = getattr(plots, figure)(fake_run(tmp_path, diverge))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    # each axes with its drawn tick labels, axis labels and title; the suptitle; the legends
+    boxes = [ax.get_tightbbox(renderer) for ax in fig.axes] + \
+            [a.get_window_extent(renderer) for a in fig.texts + fig.legends]
+    for box in boxes:
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1
+    for legend in fig.legends:
+        frame = legend.get_window_extent(renderer)
+        assert not any(frame.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    # neighbouring panels' tick labels and axis labels stay clear of each other's axes
+    for ax in fig.axes:
+        own = ax.get_tightbbox(renderer)
+        for other in fig.axes:
+            if other is not ax and other not in ax.child_axes:
+                assert not own.overlaps(other.get_window_extent(renderer)) or \
+                    ax.get_label() == "<colorbar>" or other.get_label() == "<colorbar>"
+
+
+def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):
+    fig = plots.grad_norms_figure(fake_run(tmp_path, False))
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert labels == ["0.001", "0.01", "0.1", "1"]  # norms 1e-3 .. 1 in the fake run
+    assert plots.log_label(2e-5) == "2e-05" and plots.log_label(0.5) == "0.5" and plots.log_label(1e-8) == "10⁻⁸"

@@ -4,33 +4,34 @@ from __future__ import annotations
 import math
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+matplotlib.use("Agg")  # for whoever imports pyplot after this; these plots never need it
 import numpy as np  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.textpath import text_to_path  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
-from skipexp.rundir import (
-    files,
-    runio,  # noqa: E402
-)
+from skipexp.rundir import files, runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
 
 DPI = 110
 # Lines coloured by step run dark (early) to light (late); viridis's yellow end is invisible on white.
-STEP_CMAP = ListedColormap(plt.get_cmap("viridis")(np.linspace(0.0, 0.8, 256)))
+STEP_CMAP = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.8, 256)))
 # One absolute scale (log10 L2 norm) for every gradient heatmap, a single run's and a comparison's, so the
 # same colour means the same norm in every figure; the colour bar's arrows cover what lies beyond.
 GRAD_LOG10_RANGE = (-8.0, 1.0)
-HEAT_CMAP = plt.get_cmap("magma").with_extremes(bad="#c8c8c8")  # bad: a norm that is not finite (diverged)
+HEAT_CMAP = colormaps["magma"].with_extremes(bad="#c8c8c8")  # bad: a norm that is not finite (diverged)
 ZERO_COLOR = "#19b5d8"  # an exact 0 lies off every log scale: it gets its own colour, and a ▼ on line plots
 ZERO_GID = "exact-zero"  # marks the artists that draw exact zeros (tests find them by it)
 ZERO_LABEL = "gradient exactly 0"
@@ -105,17 +106,58 @@ def set_log_ticks(ax: Any, axis: str, lo: float, hi: float) -> None:
     target.set_minor_locator(NullLocator())
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def log_label(v: float, _: Any = None) -> str:
+    """A log axis's tick label as text: 0.2, 1, 50, and 10⁻⁸ for a decade far from 1. Plain text, not
+    mathtext: matplotlib's own log labels are mathtext, whose parser costs more to set up than a figure."""
+    e = round(math.log10(v)) if v > 0 else 0
+    return "10" + str(e).translate(SUPERSCRIPT) if abs(e) >= 4 and math.isclose(v, 10.0 ** e) else f"{v:g}"
+
+
+def label_log_axis(axis: Any) -> None:
+    """Major ticks of a log axis at :func:`log_ticks` over its present limits, labelled by :func:`log_label`;
+    the minor ticks (and their grid lines) stay, unlabelled."""
+    ticks = log_ticks(*sorted(axis.get_view_interval()))
+    if ticks:
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FuncFormatter(log_label))
+        axis.set_minor_formatter(NullFormatter())
+
+
 def figure_legend(fig: Figure, axes: list, extra: list | None = None, ncol: int = 4, extra_first: bool = False,
-                  **kw: Any) -> None:
+                  **kw: Any) -> Any:
     """One legend for the figure, below the axes so it covers no curve: the axes' labelled lines and
     ``extra`` handles, deduplicated by label."""
     seen: dict[str, Any] = {}
     found = [h for ax in axes for h, _ in zip(*ax.get_legend_handles_labels())]
     for h in (extra or []) + found if extra_first else found + (extra or []):
         seen.setdefault(h.get_label(), h)
-    if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(ncol, len(seen)),
-                   fontsize=8, frameon=False, **kw)
+    if not seen:
+        return None
+    # "outside": a layout engine makes room for it; without one it sits at the figure's lower edge
+    return fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(ncol, len(seen)),
+                      fontsize=8, frameon=False, **kw)
+
+
+def legend_height(legend: Any, ncol: int) -> float:
+    """Inches a legend in 8 pt with up to ``ncol`` columns takes below the axes (0 for none)."""
+    if legend is None:
+        return 0.0
+    rows = math.ceil(len(legend.get_texts()) / ncol)
+    return 0.1 + rows * LEGEND_ROW
+
+
+def set_title(ax: Any, text: str) -> None:
+    """An axes title right above it: these axes have nothing on top to dodge, and a title placed by
+    matplotlib would measure all their tick labels to find that out."""
+    ax.set_title(text, y=1.0)
+
+
+def suptitle(fig: Figure, text: str) -> None:
+    """The figure's title, a fixed distance below its top edge."""
+    fig.suptitle(text, fontsize=11, y=1 - EDGE / fig.get_size_inches()[1], va="top")
 
 
 def set_loss_axis(ax: Any, values: list[float], label: str = "cross-entropy loss") -> None:
@@ -153,9 +195,70 @@ def draw_chance(ax_loss: Any, ax_acc: Any, k: int) -> None:
         ax_acc.axhline(1 / k, **CHANCE, label=f"chance accuracy ({1 / k:.0%})")
 
 
+# zlib's fastest level: a plot's PNG is compressed about 1.4x faster than at the default 6, and is ~10% bigger
+PNG_OPTIONS = {"compress_level": 1}
+
+
 def _save(fig: Figure, out: Path) -> None:
-    fig.savefig(out, dpi=DPI)
-    plt.close(fig)
+    fig.savefig(out, dpi=DPI, pil_kwargs=PNG_OPTIONS)
+    if fig.canvas.manager is not None:  # made through pyplot, which holds on to it until closed
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+# --- layout ----------------------------------------------------------------------------------------
+# A run's figures have fixed sizes, so their margins are set here, in inches, from what they hold: the
+# widest tick label is measured from its text, without drawing. A layout engine would draw every figure
+# twice and measure every text on the way, which costs about as much again as drawing it.
+
+EDGE = 0.08            # free border around a figure
+TICK = 7 / 72          # a tick (3.5 pt) and the gap to its label (3.5 pt)
+LABEL = 0.22           # an axis label in 10 pt with its pad
+TITLES = 0.6           # a suptitle (11 pt) over axes titles (12 pt)
+LEGEND_ROW = 0.17      # a row of a legend in 8 pt
+BAR_PAD, BAR_WIDTH = 0.15, 0.2  # a colour bar beside its panel
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure drawn straight by Agg: no pyplot, which would keep it until closed."""
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+@lru_cache(maxsize=1024)
+def text_size(text: str, size: float) -> tuple[float, float]:
+    """(width, height) in inches of ``text`` in the default font at ``size`` points, measured without drawing."""
+    w, h, _ = text_to_path.get_text_width_height_descent(text, FontProperties(size=size), ismath=text.count("$") >= 2)
+    return w / 72, h / 72
+
+
+def tick_labels(axis: Any) -> list[str]:
+    """The major tick labels an axis will draw with its present limits, locator and formatter."""
+    lo, hi = sorted(axis.get_view_interval())
+    span = (hi - lo) * 1e-9
+    locs = [v for v in axis.get_majorticklocs() if lo - span <= v <= hi + span]
+    return [t for t in axis.get_major_formatter().format_ticks(locs) if t]
+
+
+def label_room(axis: Any, size: float = 10, rotation: float = 0) -> float:
+    """Inches beside the axes taken by an axis's ticks, tick labels and label (in the direction away from it)."""
+    sizes = [text_size(t, size) for t in set(tick_labels(axis))] or [(0.0, 0.0)]
+    if axis.axis_name == "y":
+        extent = max(w for w, _ in sizes)
+    else:
+        r = math.radians(rotation)
+        extent = max(w * math.sin(r) + h * math.cos(r) for w, h in sizes)
+    return TICK + extent + (LABEL if axis.get_label_text() else 0.0)
+
+
+def set_margins(fig: Figure, n: int, *, left: float, right: float, bottom: float, top: float, gap: float) -> None:
+    """Place a row of ``n`` equal subplots by their margins and the gaps between them, in inches."""
+    width, height = fig.get_size_inches()
+    axes_width = (width - left - right - gap * (n - 1)) / n
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=gap / axes_width)
 
 
 def loss_figure(run_dir: Path) -> Figure:
@@ -163,7 +266,8 @@ def loss_figure(run_dir: Path) -> Figure:
     test evaluations as dots."""
     meta = files.meta_or_empty(run_dir)
     m, e = runio.read_csv(run_dir / files.METRICS), runio.read_csv(run_dir / files.EVAL)
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+    fig = new_figure(11, 4.8)
+    ax_l, ax_a = fig.subplots(1, 2)
     if m:
         steps = [r["step"] for r in m]
         for ax, key, f in ((ax_l, "train_loss", _positive), (ax_a, "train_acc", np.asarray)):
@@ -182,13 +286,15 @@ def loss_figure(run_dir: Path) -> Figure:
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     set_loss_axis(ax_l, [r["train_loss"] for r in m] + [r["test_loss"] for r in e] + ([math.log(k)] if k else []))
-    ax_l.set_title("loss")
+    set_title(ax_l, "loss")
     ax_a.set_ylabel("accuracy")
     ax_a.set_ylim(0, 1.02)
-    ax_a.set_title("accuracy")
-    figure_legend(fig, [ax_l, ax_a], ncol=3)
+    set_title(ax_a, "accuracy")
+    legend = figure_legend(fig, [ax_l, ax_a], ncol=3)
     final = f", final test accuracy {e[-1]['test_acc']:.1%}" if e and math.isfinite(e[-1]["test_acc"]) else ""
-    fig.suptitle(f"{meta.get('name', run_dir.name)}: {meta.get('status', '')}{final}", fontsize=11)
+    suptitle(fig, f"{meta.get('name', run_dir.name)}: {meta.get('status', '')}{final}")
+    set_margins(fig, 2, left=EDGE + label_room(ax_l.yaxis), right=EDGE + 0.1, top=TITLES,
+                bottom=EDGE + label_room(ax_l.xaxis) + legend_height(legend, 3), gap=0.3 + label_room(ax_a.yaxis))
     return fig
 
 
@@ -199,12 +305,13 @@ def plot_loss(run_dir: Path, out: Path) -> None:
 def grad_norms_figure(run_dir: Path) -> Figure:
     """Gradient norm against depth at six steps spread over the run (dark = early)."""
     meta = files.meta_or_empty(run_dir)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    fig = new_figure(13, 4.6)
+    axes = fig.subplots(1, 2)
     zeros = False
     for ax, (fname, title, xlabel) in zip(axes, PANELS):
         rows = runio.read_csv(run_dir / fname)
         if not rows:
-            ax.set_title(f"{title}: no data")
+            set_title(ax, f"{title}: no data")
             continue
         steps, cols, mat = _matrix(rows)
         picks = _pick_steps(len(steps))
@@ -215,9 +322,10 @@ def grad_norms_figure(run_dir: Path) -> Figure:
                     label=f"step {int(steps[i])}")
             zeros |= mark_zeros(ax, x, mat[i], c)
         ax.set_yscale("log")
+        label_log_axis(ax.yaxis)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("L2 norm (log scale)")
-        ax.set_title(title)
+        set_title(ax, title)
         ticks = _ticks(len(cols))
         ax.set_xticks(ticks)
         ax.set_xticklabels([_short(cols[t]) for t in ticks], rotation=45, ha="right", fontsize=7)
@@ -226,10 +334,18 @@ def grad_norms_figure(run_dir: Path) -> Figure:
     handles = axes[0].get_legend_handles_labels()[0]
     if zeros:
         handles.append(zero_handle())
+    right = EDGE
     if handles:
         fig.legend(handles=handles, fontsize=8, title="step (dark = early)", title_fontsize=8,
-                   loc="outside right upper")
-    fig.suptitle(f"{meta.get('name', run_dir.name)}: gradient norm against depth", fontsize=11)
+                   loc="upper right", bbox_to_anchor=(1 - EDGE / 13, 1 - EDGE / 4.6))
+        # a legend's frame holds its title, or its handles (2 em) and gaps (0.8 em) beside their labels,
+        # within pads (2 em in all)
+        em = 8 / 72
+        right += max([text_size("step (dark = early)", 8)[0]] +
+                     [2.8 * em + text_size(h.get_label(), 8)[0] for h in handles]) + 2 * em
+    suptitle(fig, f"{meta.get('name', run_dir.name)}: gradient norm against depth")
+    set_margins(fig, 2, left=EDGE + label_room(axes[0].yaxis), right=right + 0.15, top=TITLES,
+                bottom=EDGE + max(label_room(ax.xaxis, 7, 45) for ax in axes), gap=0.3 + label_room(axes[1].yaxis))
     return fig
 
 
@@ -294,36 +410,47 @@ def heatmap(ax: Any, steps: np.ndarray, cols: list[str], mat: np.ndarray, extent
     return im, bool(zero.any()), bool((~np.isfinite(mat)).any())
 
 
-def heatmap_legend(fig: Figure, zeros: bool, nonfinite: bool) -> None:
+def heatmap_legend(fig: Figure, zeros: bool, nonfinite: bool) -> Any:
     """Say what the two colours off the scale mean, where they occur."""
     handles = ([Patch(color=ZERO_COLOR, label=ZERO_LABEL)] if zeros else []) + \
               ([Patch(color=HEAT_CMAP.get_bad(), label=f"{NONFINITE_LABEL} (inf or nan)")] if nonfinite else [])
-    if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
+    return fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=8, frameon=False) if handles \
+        else None
 
 
 def heatmap_figure(run_dir: Path) -> Figure:
     meta = files.meta_or_empty(run_dir)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5.0), layout="constrained")
+    fig = new_figure(12, 5.0)
+    axes = fig.subplots(1, 2)
     zeros = nonfinite = False
+    bars = []
     for ax, (fname, title, ylabel) in zip(axes, [
             (files.GRAD_NORMS, "weight gradients", "layer (bottom = input, top = head)"),
             (files.ACT_GRAD_NORMS, "activation gradients", "boundary h_i (bottom = h0)")]):
         rows = runio.read_csv(run_dir / fname)
         if not rows:
-            ax.set_title(f"{title}: no data")
+            set_title(ax, f"{title}: no data")
             continue
         steps, cols, mat = _matrix(rows)
         # ± half a step: a run of one logged step still gets a cell, not an image 0 wide
         im, z, nf = heatmap(ax, steps, cols, mat, (steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(cols) - 0.5))
         zeros, nonfinite = zeros or z, nonfinite or nf
         ax.set_ylabel(ylabel)
-        ax.set_title(f"log10 norm of {title}")
+        set_title(ax, f"log10 norm of {title}")
         _mark_divergence(ax, meta)
-        fig.colorbar(im, ax=ax, label="log10 L2 norm (absolute scale)", extend="both")
-    heatmap_legend(fig, zeros, nonfinite)
-    fig.suptitle(f"{meta.get('name', run_dir.name)}: where the gradient lives (layer × step); dark = vanished",
-                 fontsize=11)
+        # placed beside its panel once the margins are known
+        bars.append((ax, fig.colorbar(im, cax=fig.add_axes((0, 0, 1, 1)), label="log10 L2 norm (absolute scale)",
+                                      extend="both")))
+    legend = heatmap_legend(fig, zeros, nonfinite)
+    suptitle(fig, f"{meta.get('name', run_dir.name)}: where the gradient lives (layer × step); dark = vanished")
+    bar = BAR_PAD + BAR_WIDTH + max([label_room(b.ax.yaxis) for _, b in bars] + [0.0])
+    set_margins(fig, 2, left=EDGE + label_room(axes[0].yaxis, 7), right=EDGE + bar, top=TITLES,
+                bottom=EDGE + label_room(axes[0].xaxis) + legend_height(legend, 2),
+                gap=0.3 + bar + label_room(axes[1].yaxis, 7))
+    width = fig.get_size_inches()[0]
+    for ax, b in bars:
+        pos = ax.get_position()
+        b.ax.set_position((pos.x1 + BAR_PAD / width, pos.y0, BAR_WIDTH / width, pos.height))
     return fig
 
 
