@@ -9,7 +9,7 @@ import pytest
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.views import plots
+from skipexp.views import layout, plots
 
 
 def fake_run(tmp_path, diverge: bool):
@@ -60,13 +60,13 @@ def test_depth_ticks_are_evenly_spaced_and_end_at_the_last_where_they_can():
 
 
 def test_log_ticks_are_readable():
-    assert plots.log_ticks(0.13, 2.3) == [0.2, 0.5, 1, 2]
-    wide = plots.log_ticks(3e-7, 40)
+    assert layout.log_ticks(0.13, 2.3) == [0.2, 0.5, 1, 2]
+    wide = layout.log_ticks(3e-7, 40)
     assert 2 <= len(wide) <= 8 and all(3e-7 <= t <= 40 for t in wide)
     assert all(math.log10(t) == round(math.log10(t)) for t in wide)  # whole decades only
-    narrow = plots.log_ticks(0.13, 0.17)
+    narrow = layout.log_ticks(0.13, 0.17)
     assert len(narrow) >= 2 and all(0.13 <= t <= 0.17 for t in narrow)
-    assert plots.log_ticks(0.0, 1.0) == [] and plots.log_ticks(math.nan, 1.0) == []
+    assert layout.log_ticks(0.0, 1.0) == [] and layout.log_ticks(math.nan, 1.0) == []
 
 
 def _lines(ax, zeros: bool = False):
@@ -167,10 +167,10 @@ def _sweep_rows(diverged: bool, seeds: int):
 
 
 def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
-    from skipexp.views import plots_compare
+    from skipexp.views import plots_sweep
 
     grid = {"model.depth": [2, 4, 8], "model.skip.kind": ["none", "identity"], "seed": [0, 1]}
-    fig = plots_compare.sweep_figure(_sweep_rows(True, 2), grid, "model.depth", ["model.skip.kind"], "s", 0.1)
+    fig = plots_sweep.sweep_figure(_sweep_rows(True, 2), grid, "model.depth", ["model.skip.kind"], "s", 0.1)
     ax_l, ax_a = fig.axes[:2]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"diverged (loss: at the top)", "one seed", "chance (10%)"} <= set(legend)
@@ -185,8 +185,8 @@ def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
     assert ax_a.get_ylabel() == "final test accuracy"
     plt.close(fig)
 
-    fig = plots_compare.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
-                                     ["model.skip.kind"], "s")
+    fig = plots_sweep.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
+                                   ["model.skip.kind"], "s")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["skip.kind=none", "skip.kind=identity"]
     plt.close(fig)
@@ -201,7 +201,7 @@ def test_run_plots_are_whole_pngs_of_their_figure_size(tmp_path, diverge):
     for path in plots.plot_run(run):
         with Image.open(path) as im:
             im.load()  # decodes every row: a truncated file raises here
-            assert im.size == tuple(round(v * plots.DPI) for v in sizes[path.name])
+            assert im.size == tuple(round(v * layout.DPI) for v in sizes[path.name])
         assert path.read_bytes()[-12:-4] == b"\x00\x00\x00\x00IEND"
     assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(sizes)  # no temporary file left
 
@@ -235,4 +235,4 @@ def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):
     fig.canvas.draw()
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
     assert labels == ["0.001", "0.01", "0.1", "1"]  # norms 1e-3 .. 1 in the fake run
-    assert plots.log_label(2e-5) == "2e-05" and plots.log_label(0.5) == "0.5" and plots.log_label(1e-8) == "10⁻⁸"
+    assert layout.log_label(2e-5) == "2e-05" and layout.log_label(0.5) == "0.5" and layout.log_label(1e-8) == "10⁻⁸"
