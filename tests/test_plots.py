@@ -206,10 +206,9 @@ def test_run_plots_are_whole_pngs_of_their_figure_size(tmp_path, diverge):
     assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(sizes)  # no temporary file left
 
 
-@pytest.mark.parametrize("diverge", [False, True])
-@pytest.mark.parametrize("figure", ["loss_figure", "grad_norms_figure", "heatmap_figure"])
-def test_fixed_margins_keep_every_text_inside_and_legends_off_the_axes(tmp_path, diverge, figure):
-    fig = getattr(plots, figure)(fake_run(tmp_path, diverge))
+def assert_laid_out(fig):
+    """Every text on the page, legends and the suptitle off the axes and each other, neighbouring panels'
+    tick labels and axis labels clear of each other's axes."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     page = fig.bbox
@@ -218,16 +217,39 @@ def test_fixed_margins_keep_every_text_inside_and_legends_off_the_axes(tmp_path,
             [a.get_window_extent(renderer) for a in fig.texts + fig.legends]
     for box in boxes:
         assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1
+    titles = [t.get_window_extent(renderer) for t in fig.texts]
     for legend in fig.legends:
         frame = legend.get_window_extent(renderer)
-        assert not any(frame.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
-    # neighbouring panels' tick labels and axis labels stay clear of each other's axes
+        # nor their tick labels and axis labels
+        assert not any(frame.overlaps(ax.get_tightbbox(renderer)) for ax in fig.axes)
+        assert not any(frame.overlaps(t) for t in titles)
     for ax in fig.axes:
         own = ax.get_tightbbox(renderer)
+        assert not any(own.overlaps(t) for t in titles), ax.get_title()
         for other in fig.axes:
             if other is not ax and other not in ax.child_axes:
                 assert not own.overlaps(other.get_window_extent(renderer)) or \
                     ax.get_label() == "<colorbar>" or other.get_label() == "<colorbar>"
+
+
+@pytest.mark.parametrize("diverge", [False, True])
+@pytest.mark.parametrize("figure", ["loss_figure", "grad_norms_figure", "heatmap_figure"])
+def test_fixed_margins_keep_every_text_inside_and_legends_off_the_axes(tmp_path, diverge, figure):
+    assert_laid_out(getattr(plots, figure)(fake_run(tmp_path, diverge)))
+
+
+@pytest.mark.parametrize("members", [2, 4])
+@pytest.mark.parametrize("figure", ["loss_figure", "grad_profile_figure", "heatmaps_figure"])
+def test_comparison_figures_keep_every_text_inside_and_legends_off_the_axes(tmp_path, members, figure):
+    from skipexp.views import plots_compare
+
+    ok, div = fake_run(tmp_path, diverge=False), fake_run(tmp_path, diverge=True)
+    # members of several seeds get the longest labels: "name (mean of 2 seeds; diverged): last step 30"
+    runs = [(f"member-{i}", [ok, div] if i % 2 else ok) for i in range(members)]
+    fig = getattr(plots_compare, figure)(runs)
+    assert fig.canvas.manager is None  # drawn straight by Agg: pyplot holds on to nothing
+    assert fig.get_layout_engine() is None
+    assert_laid_out(fig)
 
 
 def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):

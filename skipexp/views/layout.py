@@ -59,23 +59,25 @@ def label_room(axis: Any, size: float = 10, rotation: float = 0) -> float:
     return TICK + extent + (LABEL if axis.get_label_text() else 0.0)
 
 
-def set_margins(fig: Figure, n: int, *, left: float, right: float, bottom: float, top: float, gap: float) -> None:
-    """Place a row of ``n`` equal subplots by their margins and the gaps between them, in inches."""
+def set_margins(fig: Figure, n: int, *, left: float, right: float, bottom: float, top: float, gap: float,
+                rows: int = 1, row_gap: float = 0.0) -> None:
+    """Place ``rows`` rows of ``n`` equal subplots by their margins and the gaps between them, in inches."""
     width, height = fig.get_size_inches()
     axes_width = (width - left - right - gap * (n - 1)) / n
+    axes_height = (height - top - bottom - row_gap * (rows - 1)) / rows
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
-                        wspace=gap / axes_width)
+                        wspace=gap / axes_width, hspace=row_gap / axes_height)
 
 
-def set_title(ax: Any, text: str) -> None:
+def set_title(ax: Any, text: str, **kw: Any) -> None:
     """An axes title right above it: these axes have nothing on top to dodge, and a title placed by
     matplotlib would measure all their tick labels to find that out."""
-    ax.set_title(text, y=1.0)
+    ax.set_title(text, y=1.0, **kw)
 
 
-def suptitle(fig: Figure, text: str) -> None:
-    """The figure's title, a fixed distance below its top edge."""
-    fig.suptitle(text, fontsize=11, y=1 - EDGE / fig.get_size_inches()[1], va="top")
+def suptitle(fig: Figure, text: str, x: float = 0.5) -> None:
+    """The figure's title, a fixed distance below its top edge, centred at ``x`` (a fraction of the width)."""
+    fig.suptitle(text, fontsize=11, x=x, y=1 - EDGE / fig.get_size_inches()[1], va="top")
 
 
 def figure_legend(fig: Figure, axes: list, extra: list | None = None, ncol: int = 4, extra_first: bool = False,
@@ -91,6 +93,19 @@ def figure_legend(fig: Figure, axes: list, extra: list | None = None, ncol: int 
     # "outside": a layout engine makes room for it; without one it sits at the figure's lower edge
     return fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(ncol, len(seen)),
                       fontsize=8, frameon=False, **kw)
+
+
+def side_legend(fig: Figure, handles: list, title: str | None = None) -> float:
+    """A framed legend in 8 pt in the figure's top right corner, beside the axes so it hides no line; returns
+    the inches it takes from the right edge, border included (the axes' right margin, less their own room)."""
+    width, height = fig.get_size_inches()
+    fig.legend(handles=handles, fontsize=8, title=title, title_fontsize=8, loc="upper right",
+               bbox_to_anchor=(1 - EDGE / width, 1 - EDGE / height))
+    # a legend's frame holds its title, or its handles (2 em) and gaps (0.8 em) beside their labels,
+    # within pads (2 em in all)
+    em = 8 / 72
+    return EDGE + max([text_size(title, 8)[0] if title else 0.0] +
+                      [2.8 * em + text_size(h.get_label(), 8)[0] for h in handles]) + 2 * em
 
 
 def legend_height(legend: Any, ncol: int) -> float:

@@ -33,8 +33,8 @@ from skipexp.views.layout import (  # noqa: E402
     set_log_ticks,
     set_margins,
     set_title,
+    side_legend,
     suptitle,
-    text_size,
 )
 
 # Lines coloured by step run dark (early) to light (late); viridis's yellow end is invisible on white.
@@ -210,15 +210,7 @@ def grad_norms_figure(run_dir: Path) -> Figure:
     handles = axes[0].get_legend_handles_labels()[0]
     if zeros:
         handles.append(zero_handle())
-    right = EDGE
-    if handles:
-        fig.legend(handles=handles, fontsize=8, title="step (dark = early)", title_fontsize=8,
-                   loc="upper right", bbox_to_anchor=(1 - EDGE / 13, 1 - EDGE / 4.6))
-        # a legend's frame holds its title, or its handles (2 em) and gaps (0.8 em) beside their labels,
-        # within pads (2 em in all)
-        em = 8 / 72
-        right += max([text_size("step (dark = early)", 8)[0]] +
-                     [2.8 * em + text_size(h.get_label(), 8)[0] for h in handles]) + 2 * em
+    right = side_legend(fig, handles, "step (dark = early)") if handles else EDGE
     suptitle(fig, f"{meta.get('name', run_dir.name)}: gradient norm against depth")
     set_margins(fig, 2, left=EDGE + label_room(axes[0].yaxis), right=right + 0.15, top=TITLES,
                 bottom=EDGE + max(label_room(ax.xaxis, 7, 45) for ax in axes), gap=0.3 + label_room(axes[1].yaxis))

@@ -6,15 +6,29 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+matplotlib.use("Agg")  # for whoever imports pyplot after this; these plots never need it
 import numpy as np  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from skipexp.rundir import files, runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
-from skipexp.views.layout import figure_legend  # noqa: E402
+from skipexp.views.layout import (  # noqa: E402
+    BAR_PAD,
+    BAR_WIDTH,
+    EDGE,
+    TITLES,
+    figure_legend,
+    label_log_axis,
+    label_room,
+    legend_height,
+    new_figure,
+    set_margins,
+    set_title,
+    side_legend,
+    suptitle,
+)
 from skipexp.views.plots import (  # noqa: E402
     PANELS,
     _matrix,
@@ -32,7 +46,7 @@ from skipexp.views.plots import (  # noqa: E402
     zero_handle,
 )
 
-COLORS = plt.get_cmap("tab10").colors
+COLORS = colormaps["tab10"].colors
 
 
 def _label(name: str, meta: dict) -> str:
@@ -99,7 +113,8 @@ def loss_figure(runs: list) -> Figure:
     dots) on one axes; accuracy beside. A member with several seeds is drawn as the mean over its seeds
     with the min-max band shaded."""
     runs = _seeds(runs)
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 5.0), layout="constrained")
+    fig = new_figure(11, 5.0)
+    ax_l, ax_a = fig.subplots(1, 2)
     multi = any(len(dirs) > 1 for _, dirs in runs)
     members = []
     for i, (name, dirs) in enumerate(runs):
@@ -134,10 +149,10 @@ def loss_figure(runs: list) -> Figure:
     if k:
         draw_chance(ax_l, ax_a, k)
     set_loss_axis(ax_l, [float(y) for ln in ax_l.get_lines() for y in ln.get_ydata()])
-    ax_l.set_title("loss")
+    set_title(ax_l, "loss")
     ax_a.set_ylim(0, 1.02)
     ax_a.set_ylabel("accuracy")
-    ax_a.set_title("accuracy")
+    set_title(ax_a, "accuracy")
     for ax in (ax_l, ax_a):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
@@ -147,8 +162,10 @@ def loss_figure(runs: list) -> Figure:
         styles.append(_style("diverged at step", ls=":", lw=1.2))
     if multi:
         styles.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
-    figure_legend(fig, [ax_l, ax_a], members + styles, ncol=4, extra_first=True)
-    fig.suptitle("same data, same batches: which one trains?", fontsize=11)
+    legend = figure_legend(fig, [ax_l, ax_a], members + styles, ncol=4, extra_first=True)
+    suptitle(fig, "same data, same batches: which one trains?")
+    set_margins(fig, 2, left=EDGE + label_room(ax_l.yaxis), right=EDGE + 0.1, top=TITLES,
+                bottom=EDGE + label_room(ax_l.xaxis) + legend_height(legend, 4), gap=0.3 + label_room(ax_a.yaxis))
     return fig
 
 
@@ -171,7 +188,8 @@ def grad_profile_figure(runs: list) -> Figure:
     """
     runs = _seeds(runs)
     multi = any(len(dirs) > 1 for _, dirs in runs)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.0), layout="constrained")
+    fig = new_figure(13, 5.0)
+    axes = fig.subplots(1, 2)
     zeros, first_steps, members = False, set(), []
     for ax, (fname, title, xlabel) in zip(axes, PANELS):
         per_member = [(name, dirs, [m for m in (runio.read_csv(d / fname) for d in dirs) if m]) for name, dirs in runs]
@@ -198,9 +216,10 @@ def grad_profile_figure(runs: list) -> Figure:
                 drawn = _draw(ax, curves, fmt, c, positive=True, **kw)
                 zeros |= drawn is not None and mark_zeros(ax, *drawn, c)
         ax.set_yscale("log")
+        label_log_axis(ax.yaxis)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("L2 norm (log scale)")
-        ax.set_title(title, fontsize=10)
+        set_title(ax, title, fontsize=10)
         if order:
             ticks = _ticks(len(order))
             ax.set_xticks(ticks)
@@ -212,9 +231,13 @@ def grad_profile_figure(runs: list) -> Figure:
         styles.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
     if zeros:
         styles.append(zero_handle())
-    fig.legend(handles=members + styles, fontsize=8, loc="outside right upper")
-    fig.suptitle("gradient norm against depth: a line falling towards the input is a vanishing gradient",
-                 fontsize=11)
+    # beside the panels, where it hides no line: the members' labels are long, and a row below would be many
+    right = side_legend(fig, members + styles)
+    set_margins(fig, 2, left=EDGE + label_room(axes[0].yaxis), right=right + 0.15, top=TITLES,
+                bottom=EDGE + max(label_room(ax.xaxis, 7, 45) for ax in axes), gap=0.3 + label_room(axes[1].yaxis))
+    # over the panels, not the figure: centred on the page, a long title would run into the legend
+    suptitle(fig, "gradient norm against depth: a line falling towards the input is a vanishing gradient",
+             x=(fig.subplotpars.left + fig.subplotpars.right) / 2)
     return fig
 
 
@@ -252,14 +275,16 @@ def heatmaps_figure(runs: list) -> Figure:
                 stack = np.array([g[2] for g in (same if len(same) == len(got) else got[:1])])
                 data[r, c] = (steps, cols, _log_mean(stack), len(stack))
     n = max(1, len(runs))
-    fig, axes = plt.subplots(2, n, figsize=(4.6 * n + 1.2, 8.6), squeeze=False, layout="constrained")
+    fig = new_figure(4.6 * n + 1.2, 8.6)
+    axes = fig.subplots(2, n, squeeze=False)
     zeros = nonfinite = False
+    bars = []  # (row, colour bar): placed beside the row once the margins are known
     for r, (_, title) in enumerate(kinds):
         im = None
         for c, (name, dirs) in enumerate(runs):
             ax = axes[r, c]
             if (r, c) not in data:
-                ax.set_title(f"{name}: no data")
+                set_title(ax, f"{name}: no data")
                 ax.axis("off")
                 continue
             steps, cols, mat, n_seeds = data[r, c]
@@ -268,10 +293,22 @@ def heatmaps_figure(runs: list) -> Figure:
             if c == 0:
                 ax.set_ylabel("layer (bottom = input)" if r == 0 else "boundary h_i (bottom = h0)")
             label = _member_label(name, dirs) if n_seeds > 1 else _label(name, files.meta_or_empty(dirs[0]))
-            ax.set_title(f"{label}: {title}", fontsize=10)
+            set_title(ax, f"{label}: {title}", fontsize=10)
         if im is not None:
-            fig.colorbar(im, ax=list(axes[r]), label="log10 L2 norm (absolute scale)", fraction=0.04,
-                         extend="both")
-    heatmap_legend(fig, zeros, nonfinite)
-    fig.suptitle("where the gradient lives (layer × step); dark = vanished", fontsize=11)
+            bars.append((r, fig.colorbar(im, cax=fig.add_axes((0, 0, 1, 1)), label="log10 L2 norm (absolute scale)",
+                                         extend="both")))
+    legend = heatmap_legend(fig, zeros, nonfinite)
+    suptitle(fig, "where the gradient lives (layer × step); dark = vanished")
+    drawn = [ax for ax in axes.flat if ax.axison]
+    ytick = max([label_room(ax.yaxis, 7) for ax in drawn if ax in axes[:, 0]] + [0.0])  # with its axis label
+    inner = max([label_room(ax.yaxis, 7) for ax in drawn if ax not in axes[:, 0]] + [0.0])
+    xtick = max([label_room(ax.xaxis) for ax in drawn] + [0.0])
+    bar = BAR_PAD + BAR_WIDTH + max([label_room(b.ax.yaxis) for _, b in bars] + [0.0])
+    # between the rows: the upper row's tick labels and axis label, then the lower row's titles (10 pt)
+    set_margins(fig, n, left=EDGE + ytick, right=EDGE + bar, top=TITLES, bottom=EDGE + xtick + legend_height(legend, 2),
+                gap=0.3 + inner, rows=2, row_gap=xtick + 0.35)
+    width = fig.get_size_inches()[0]
+    for r, b in bars:
+        pos = axes[r, -1].get_position()
+        b.ax.set_position((pos.x1 + BAR_PAD / width, pos.y0, BAR_WIDTH / width, pos.height))
     return fig
