@@ -252,6 +252,22 @@ def test_comparison_figures_keep_every_text_inside_and_legends_off_the_axes(tmp_
     assert_laid_out(fig)
 
 
+@pytest.mark.parametrize("numeric", [True, False])
+def test_sweep_figures_keep_every_text_inside_and_legends_off_the_axes(tmp_path, numeric):
+    from skipexp.views import plots_sweep
+
+    grid = {"model.depth": [2, 4, 8], "model.skip.kind": ["none", "identity"], "seed": [0, 1]}
+    xkey, other = ("model.depth", "model.skip.kind") if numeric else ("model.skip.kind", "model.depth")
+    assert_laid_out(plots_sweep.sweep_figure(_sweep_rows(True, 2), grid, xkey, [other], "sweep s", 0.1))
+    fake_run(tmp_path, diverge=False), fake_run(tmp_path, diverge=True)
+    configs = [({"model.depth": 2}, [{"point": "ok", "status": "completed"}]),
+               ({"model.depth": 4}, [{"point": "ok", "status": "completed"},
+                                     {"point": "diverged", "status": "diverged", "diverged_at_step": 30}])]
+    fig = plots_sweep.curves_figure(configs, {"model.depth": [2, 4], "seed": [0, 1]}, tmp_path, "sweep s", "synthetic")
+    assert fig.get_layout_engine() is None
+    assert_laid_out(fig)
+
+
 def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):
     fig = plots.grad_norms_figure(fake_run(tmp_path, False))
     fig.canvas.draw()

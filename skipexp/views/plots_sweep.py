@@ -9,17 +9,28 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+matplotlib.use("Agg")  # for whoever imports pyplot after this; these plots never need it
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from skipexp.core.fmt import short_key  # noqa: E402
 from skipexp.core.fmt import value as format_value  # noqa: E402
 from skipexp.rundir import files, runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
-from skipexp.views.layout import figure_legend, set_log_ticks  # noqa: E402
+from skipexp.views.layout import (  # noqa: E402
+    EDGE,
+    TITLES,
+    figure_legend,
+    label_room,
+    legend_height,
+    new_figure,
+    set_log_ticks,
+    set_margins,
+    set_title,
+    suptitle,
+)
 from skipexp.views.plots import (  # noqa: E402
     CHANCE,
     STEP_CMAP,
@@ -74,7 +85,8 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
     numeric = all(_is_number(v) for v in grid[xkey])
     xs_all = grid[xkey]
     pos = {format_value(v): (float(v) if numeric else i) for i, v in enumerate(xs_all)}
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(12, 5.0), layout="constrained")
+    fig = new_figure(12, 5.0)
+    ax_l, ax_a = fig.subplots(1, 2)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(format_value(r.get(k)) for k in line_keys), []).append(r)
@@ -126,7 +138,7 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
                 ax.set_xscale("log", base=2)
             ax.set_xticks(vals)
             ax.set_xticklabels([format_value(v) for v in xs_all])
-            ax.xaxis.set_minor_locator(plt.NullLocator())
+            ax.xaxis.set_minor_locator(NullLocator())
         else:
             ax.set_xticks(range(len(xs_all)))
             ax.set_xticklabels([format_value(v) for v in xs_all], rotation=20)
@@ -136,10 +148,13 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
         extra.append(Line2D([], [], **{**DIVERGED, "ms": 8}, label="diverged (loss: at the top)"))
     if several_seeds:
         extra.append(Line2D([], [], marker=".", color="grey", ls="none", label="one seed"))
-    figure_legend(fig, [ax_l, ax_a], extra, ncol=5)
-    ax_l.set_title("final train loss" + (": mean over seeds, band = min-max" if several_seeds else ""), fontsize=10)
-    ax_a.set_title("final test accuracy", fontsize=10)
-    fig.suptitle(f"{title}: against {short_key(xkey)}", fontsize=11)
+    legend = figure_legend(fig, [ax_l, ax_a], extra, ncol=5)
+    set_title(ax_l, "final train loss" + (": mean over seeds, band = min-max" if several_seeds else ""), fontsize=10)
+    set_title(ax_a, "final test accuracy", fontsize=10)
+    suptitle(fig, f"{title}: against {short_key(xkey)}")
+    set_margins(fig, 2, left=EDGE + label_room(ax_l.yaxis), right=EDGE + 0.1, top=TITLES,
+                bottom=EDGE + label_room(ax_l.xaxis, 10, 0 if numeric else 20) + legend_height(legend, 5),
+                gap=0.3 + label_room(ax_a.yaxis))
     return fig
 
 
@@ -194,7 +209,8 @@ def curves_figure(configs: list[tuple[dict, list[dict]]], grid: dict[str, list],
     its seeds that did not diverge (as in summary-seeds.csv), the min-max band shaded where there are several.
     A diverged seed is a thin line of its own that stops where the seed stopped, with a red cross at the top
     of the loss axis at its step; the healthy seeds alone set the loss range."""
-    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
+    fig = new_figure(12, 5.2)
+    ax_l, ax_a = fig.subplots(1, 2)
     healthy, crosses, classes, several, thin = [], [], set(), False, False
     for (values, points), (c, ls) in zip(configs, _curve_looks(configs, grid)):
         label = ", ".join(f"{short_key(k)}={format_value(v)}" for k, v in values.items()) or "all points"
@@ -240,8 +256,8 @@ def curves_figure(configs: list[tuple[dict, list[dict]]], grid: dict[str, list],
         draw_chance(None, ax_a, classes.pop())
     ax_a.set_ylim(0, 1.02)
     ax_a.set_ylabel("test accuracy")
-    ax_l.set_title("train loss (smoothed as in a run's loss.png)", fontsize=10)
-    ax_a.set_title("test accuracy at each evaluation", fontsize=10)
+    set_title(ax_l, "train loss (smoothed as in a run's loss.png)", fontsize=10)
+    set_title(ax_a, "test accuracy at each evaluation", fontsize=10)
     for ax in (ax_l, ax_a):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
@@ -250,8 +266,10 @@ def curves_figure(configs: list[tuple[dict, list[dict]]], grid: dict[str, list],
         extra.append(_style("a diverged seed, left out of the mean", lw=0.8))
     if several:
         extra.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
-    figure_legend(fig, [ax_l, ax_a], extra, ncol=4)
+    legend = figure_legend(fig, [ax_l, ax_a], extra, ncol=4)
     n = len(grid.get("seed", [None]))
     what = f"mean of {n} seeds, band = min–max" if n > 1 else "one seed"
-    fig.suptitle(f"{title}: training curves ({', '.join(x for x in (dataset, what) if x)})", fontsize=11)
+    suptitle(fig, f"{title}: training curves ({', '.join(x for x in (dataset, what) if x)})")
+    set_margins(fig, 2, left=EDGE + label_room(ax_l.yaxis), right=EDGE + 0.1, top=TITLES,
+                bottom=EDGE + label_room(ax_l.xaxis) + legend_height(legend, 4), gap=0.3 + label_room(ax_a.yaxis))
     return fig
