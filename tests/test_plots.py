@@ -64,6 +64,8 @@ def test_log_ticks_are_readable():
     wide = layout.log_ticks(3e-7, 40)
     assert 2 <= len(wide) <= 8 and all(3e-7 <= t <= 40 for t in wide)
     assert all(math.log10(t) == round(math.log10(t)) for t in wide)  # whole decades only
+    widest = layout.log_ticks(5e-14, 0.6)  # every other decade, on the even ones: 1e-12 ... 0.01, not 0.1, 0.001
+    assert len(widest) <= 8 and [round(math.log10(t)) for t in widest] == list(range(-12, 0, 2))
     narrow = layout.log_ticks(0.13, 0.17)
     assert len(narrow) >= 2 and all(0.13 <= t <= 0.17 for t in narrow)
     assert layout.log_ticks(0.0, 1.0) == [] and layout.log_ticks(math.nan, 1.0) == []

@@ -128,7 +128,8 @@ def log_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
         ticks = [m * 10.0 ** d for d in decades for m in mantissas if lo <= m * 10.0 ** d <= hi * (1 + 1e-9)]
         if mantissas == (1,) and len(ticks) > most:
             every = math.ceil(len(ticks) / most)
-            ticks = ticks[::every]
+            # decades on multiples of the step (1e-12, 1e-10, ... 0.01, 1): 1 is a tick wherever it is in range
+            ticks = [t for t in ticks if round(math.log10(t)) % every == 0]
         if 2 <= len(ticks) <= most:
             return ticks
     return [float(f"{lo:.2g}"), float(f"{hi:.2g}")] if f"{lo:.2g}" != f"{hi:.2g}" else [float(f"{lo:.3g}")]
