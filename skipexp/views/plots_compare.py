@@ -99,7 +99,7 @@ def plot_compare(runs: list, out: Path) -> list[Path]:
     return paths
 
 
-def _style(label: str, **kw: Any) -> Line2D:
+def style_handle(label: str, **kw: Any) -> Line2D:
     """A legend entry for a line style, in grey: the colours are the members'."""
     return Line2D([], [], color="dimgrey", label=label, **kw)
 
@@ -156,12 +156,12 @@ def loss_figure(runs: list) -> Figure:
     for ax in (ax_l, ax_a):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
-    styles = [_style("train, smoothed", lw=2), _style("train, each logged batch", lw=0.8, alpha=0.4),
-              _style("test", ls="--", marker="o", ms=3.5, lw=1.2)]
+    styles = [style_handle("train, smoothed", lw=2), style_handle("train, each logged batch", lw=0.8, alpha=0.4),
+              style_handle("test", ls="--", marker="o", ms=3.5, lw=1.2)]
     if any(files.meta_or_empty(d).get("diverged_at_step") is not None for _, dirs in runs for d in dirs):
-        styles.append(_style("diverged at step", ls=":", lw=1.2))
+        styles.append(style_handle("diverged at step", ls=":", lw=1.2))
     if multi:
-        styles.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
+        styles.append(style_handle("band: min-max over seeds", lw=6, alpha=0.25))
     legend = figure_legend(fig, [ax_l, ax_a], members + styles, ncol=4, extra_first=True)
     suptitle(fig, "same data, same batches: which one trains?")
     set_margins(fig, 2, left=EDGE + label_room(ax_l.yaxis), right=EDGE + 0.1, top=TITLES,
@@ -226,9 +226,9 @@ def grad_profile_figure(runs: list) -> Figure:
             ax.set_xticklabels([_short(order[t][-1]) for t in ticks], rotation=45, ha="right", fontsize=7)
         ax.grid(alpha=0.3, which="both")
     first = ", ".join(map(str, sorted(first_steps)))
-    styles = [_style(f"first logged step ({first})", ls="--", lw=1.3), _style("last logged step", lw=2.2)]
+    styles = [style_handle(f"first logged step ({first})", ls="--", lw=1.3), style_handle("last logged step", lw=2.2)]
     if multi:
-        styles.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
+        styles.append(style_handle("band: min-max over seeds", lw=6, alpha=0.25))
     if zeros:
         styles.append(zero_handle())
     # beside the panels, where it hides no line: the members' labels are long, and a row below would be many

@@ -40,7 +40,7 @@ from skipexp.views.plots import (  # noqa: E402
     num_classes,
     set_loss_axis,
 )
-from skipexp.views.plots_compare import COLORS, _style  # noqa: E402
+from skipexp.views.plots_compare import COLORS, style_handle  # noqa: E402
 
 
 def _is_number(v: Any) -> bool:
@@ -263,9 +263,9 @@ def curves_figure(configs: list[tuple[dict, list[dict]]], grid: dict[str, list],
         ax.grid(alpha=0.3, which="both")
     extra = [Line2D([], [], **{**DIVERGED, "ms": 8}, label="a seed diverged (at its step)")] if crosses else []
     if thin:
-        extra.append(_style("a diverged seed, left out of the mean", lw=0.8))
+        extra.append(style_handle("a diverged seed, left out of the mean", lw=0.8))
     if several:
-        extra.append(_style("band: min-max over seeds", lw=6, alpha=0.25))
+        extra.append(style_handle("band: min-max over seeds", lw=6, alpha=0.25))
     legend = figure_legend(fig, [ax_l, ax_a], extra, ncol=4)
     n = len(grid.get("seed", [None]))
     what = f"mean of {n} seeds, band = min–max" if n > 1 else "one seed"
