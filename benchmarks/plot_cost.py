@@ -1,9 +1,11 @@
 """What a run's plots cost at the end of `skipexp train`: the call that imports the plotting code, then
 draws and writes the three PNGs of a run folder, each repetition in a fresh process that has imported the
-training code (torch) first, as a training process has.
+training code (torch) first, as a training process has. A comparison or sweep folder is redrawn as
+`skipexp report` redraws it (from disk, without refreshing the member runs' summaries), without torch.
 
     python benchmarks/plot_cost.py                      # trains configs/skip.yaml for 1 step, plots it
-    python benchmarks/plot_cost.py RUN_DIR [RUN_DIR...] # plots existing run folders (copies; never touched)
+    python benchmarks/plot_cost.py FOLDER [FOLDER...]   # plots existing run, comparison or sweep folders
+                                                        # (copies; never touched)
     python benchmarks/plot_cost.py --tree /other/checkout   # also the plotting code of another checkout,
                                                             # interleaved with this one (before/after)
 
@@ -25,17 +27,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# runs in the child: the seconds to import the plots module and to draw one run's plots
+# runs in the child: the seconds to import the plots modules and to draw one folder's plots
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from skipexp.core import config
-from skipexp.rundir import files
-from skipexp.training.session import write_views  # imports torch, as a training process has
-run_dir = Path(sys.argv[1])
-cfg = config.load(run_dir / files.CONFIG, ["log.plots=true"])
+from skipexp.experiments import compare, report, sweep
+folder = Path(sys.argv[1])
+kind = report.kind_of(folder)
+if kind == "run":
+    from skipexp.core import config
+    from skipexp.rundir import files
+    from skipexp.training.session import write_views  # imports torch, as a training process has
+    cfg = config.load(folder / files.CONFIG, ["log.plots=true"])
+    draw = lambda: write_views(cfg, folder)
+else:
+    draw = lambda: (compare if kind == "compare" else sweep).finish(folder, refresh=False)
 w0, c0 = time.perf_counter(), time.process_time()
-write_views(cfg, run_dir)
+draw()
 w1, c1 = time.perf_counter(), time.process_time()
 print(json.dumps({"wall": w1 - w0, "cpu": c1 - c0}))
 """
@@ -57,15 +65,17 @@ def measure(tree: Path, run_dir: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="*", type=Path, help="run folders to plot (default: a fresh 1-step run)")
+    parser.add_argument("runs", nargs="*", type=Path,
+                        help="run, comparison or sweep folders to plot (default: a fresh 1-step run)")
     parser.add_argument("--tree", type=Path, action="append", default=[], help="another checkout to compare")
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     trees = [ROOT, *args.tree]
     with tempfile.TemporaryDirectory() as tmp:
         runs = [one_step_run(Path(tmp) / "runs")] if not args.runs else []
-        for i, run in enumerate(args.runs):  # plot copies: a run folder's own plots stay as they are
-            runs.append(Path(shutil.copytree(run, Path(tmp) / f"run{i}", ignore=shutil.ignore_patterns("plots"))))
+        for i, run in enumerate(args.runs):  # plot copies: a folder's own plots stay as they are
+            runs.append(Path(shutil.copytree(run, Path(tmp) / f"{i}-{run.name}",
+                                             ignore=shutil.ignore_patterns("plots"))))
         times: dict[tuple[Path, Path], list[dict[str, float]]] = {(t, r): [] for t in trees for r in runs}
         for _ in range(args.repeat):
             for run in runs:

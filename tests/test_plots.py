@@ -9,7 +9,7 @@ import pytest
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.views import plots
+from skipexp.views import layout, plots
 
 
 def fake_run(tmp_path, diverge: bool):
@@ -60,13 +60,15 @@ def test_depth_ticks_are_evenly_spaced_and_end_at_the_last_where_they_can():
 
 
 def test_log_ticks_are_readable():
-    assert plots.log_ticks(0.13, 2.3) == [0.2, 0.5, 1, 2]
-    wide = plots.log_ticks(3e-7, 40)
+    assert layout.log_ticks(0.13, 2.3) == [0.2, 0.5, 1, 2]
+    wide = layout.log_ticks(3e-7, 40)
     assert 2 <= len(wide) <= 8 and all(3e-7 <= t <= 40 for t in wide)
     assert all(math.log10(t) == round(math.log10(t)) for t in wide)  # whole decades only
-    narrow = plots.log_ticks(0.13, 0.17)
+    widest = layout.log_ticks(5e-14, 0.6)  # every other decade, on the even ones: 1e-12 ... 0.01, not 0.1, 0.001
+    assert len(widest) <= 8 and [round(math.log10(t)) for t in widest] == list(range(-12, 0, 2))
+    narrow = layout.log_ticks(0.13, 0.17)
     assert len(narrow) >= 2 and all(0.13 <= t <= 0.17 for t in narrow)
-    assert plots.log_ticks(0.0, 1.0) == [] and plots.log_ticks(math.nan, 1.0) == []
+    assert layout.log_ticks(0.0, 1.0) == [] and layout.log_ticks(math.nan, 1.0) == []
 
 
 def _lines(ax, zeros: bool = False):
@@ -167,10 +169,10 @@ def _sweep_rows(diverged: bool, seeds: int):
 
 
 def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
-    from skipexp.views import plots_compare
+    from skipexp.views import plots_sweep
 
     grid = {"model.depth": [2, 4, 8], "model.skip.kind": ["none", "identity"], "seed": [0, 1]}
-    fig = plots_compare.sweep_figure(_sweep_rows(True, 2), grid, "model.depth", ["model.skip.kind"], "s", 0.1)
+    fig = plots_sweep.sweep_figure(_sweep_rows(True, 2), grid, "model.depth", ["model.skip.kind"], "s", 0.1)
     ax_l, ax_a = fig.axes[:2]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"diverged (loss: at the top)", "one seed", "chance (10%)"} <= set(legend)
@@ -185,8 +187,8 @@ def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
     assert ax_a.get_ylabel() == "final test accuracy"
     plt.close(fig)
 
-    fig = plots_compare.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
-                                     ["model.skip.kind"], "s")
+    fig = plots_sweep.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
+                                   ["model.skip.kind"], "s")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == ["skip.kind=none", "skip.kind=identity"]
     plt.close(fig)
@@ -201,15 +203,14 @@ def test_run_plots_are_whole_pngs_of_their_figure_size(tmp_path, diverge):
     for path in plots.plot_run(run):
         with Image.open(path) as im:
             im.load()  # decodes every row: a truncated file raises here
-            assert im.size == tuple(round(v * plots.DPI) for v in sizes[path.name])
+            assert im.size == tuple(round(v * layout.DPI) for v in sizes[path.name])
         assert path.read_bytes()[-12:-4] == b"\x00\x00\x00\x00IEND"
     assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(sizes)  # no temporary file left
 
 
-@pytest.mark.parametrize("diverge", [False, True])
-@pytest.mark.parametrize("figure", ["loss_figure", "grad_norms_figure", "heatmap_figure"])
-def test_fixed_margins_keep_every_text_inside_and_legends_off_the_axes(tmp_path, diverge, figure):
-    fig = getattr(plots, figure)(fake_run(tmp_path, diverge))
+def assert_laid_out(fig):
+    """Every text on the page, legends and the suptitle off the axes and each other, neighbouring panels'
+    tick labels and axis labels clear of each other's axes."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     page = fig.bbox
@@ -218,16 +219,55 @@ def test_fixed_margins_keep_every_text_inside_and_legends_off_the_axes(tmp_path,
             [a.get_window_extent(renderer) for a in fig.texts + fig.legends]
     for box in boxes:
         assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1
+    titles = [t.get_window_extent(renderer) for t in fig.texts]
     for legend in fig.legends:
         frame = legend.get_window_extent(renderer)
-        assert not any(frame.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
-    # neighbouring panels' tick labels and axis labels stay clear of each other's axes
+        # nor their tick labels and axis labels
+        assert not any(frame.overlaps(ax.get_tightbbox(renderer)) for ax in fig.axes)
+        assert not any(frame.overlaps(t) for t in titles)
     for ax in fig.axes:
         own = ax.get_tightbbox(renderer)
+        assert not any(own.overlaps(t) for t in titles), ax.get_title()
         for other in fig.axes:
             if other is not ax and other not in ax.child_axes:
                 assert not own.overlaps(other.get_window_extent(renderer)) or \
                     ax.get_label() == "<colorbar>" or other.get_label() == "<colorbar>"
+
+
+@pytest.mark.parametrize("diverge", [False, True])
+@pytest.mark.parametrize("figure", ["loss_figure", "grad_norms_figure", "heatmap_figure"])
+def test_fixed_margins_keep_every_text_inside_and_legends_off_the_axes(tmp_path, diverge, figure):
+    assert_laid_out(getattr(plots, figure)(fake_run(tmp_path, diverge)))
+
+
+@pytest.mark.parametrize("members", [2, 4])
+@pytest.mark.parametrize("figure", ["loss_figure", "grad_profile_figure", "heatmaps_figure"])
+def test_comparison_figures_keep_every_text_inside_and_legends_off_the_axes(tmp_path, members, figure):
+    from skipexp.views import plots_compare
+
+    ok, div = fake_run(tmp_path, diverge=False), fake_run(tmp_path, diverge=True)
+    # members of several seeds get the longest labels: "name (mean of 2 seeds; diverged): last step 30"
+    runs = [(f"member-{i}", [ok, div] if i % 2 else ok) for i in range(members)]
+    fig = getattr(plots_compare, figure)(runs)
+    assert fig.canvas.manager is None  # drawn straight by Agg: pyplot holds on to nothing
+    assert fig.get_layout_engine() is None
+    assert_laid_out(fig)
+
+
+@pytest.mark.parametrize("numeric", [True, False])
+def test_sweep_figures_keep_every_text_inside_and_legends_off_the_axes(tmp_path, numeric):
+    from skipexp.views import plots_sweep
+
+    grid = {"model.depth": [2, 4, 8], "model.skip.kind": ["none", "identity"], "seed": [0, 1]}
+    xkey, other = ("model.depth", "model.skip.kind") if numeric else ("model.skip.kind", "model.depth")
+    assert_laid_out(plots_sweep.sweep_figure(_sweep_rows(True, 2), grid, xkey, [other], "sweep s", 0.1))
+    fake_run(tmp_path, diverge=False), fake_run(tmp_path, diverge=True)
+    configs = [({"model.depth": 2}, [{"point": "ok", "status": "completed"}]),
+               ({"model.depth": 4}, [{"point": "ok", "status": "completed"},
+                                     {"point": "diverged", "status": "diverged", "diverged_at_step": 30}])]
+    fig = plots_sweep.curves_figure(configs, {"model.depth": [2, 4], "seed": [0, 1]}, tmp_path, "sweep s", "synthetic")
+    assert fig.get_layout_engine() is None
+    assert_laid_out(fig)
 
 
 def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):
@@ -235,4 +275,4 @@ def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):
     fig.canvas.draw()
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
     assert labels == ["0.001", "0.01", "0.1", "1"]  # norms 1e-3 .. 1 in the fake run
-    assert plots.log_label(2e-5) == "2e-05" and plots.log_label(0.5) == "0.5" and plots.log_label(1e-8) == "10⁻⁸"
+    assert layout.log_label(2e-5) == "2e-05" and layout.log_label(0.5) == "0.5" and layout.log_label(1e-8) == "10⁻⁸"

@@ -110,12 +110,12 @@ def test_report_prints_the_same_table_and_titles_name_dataset_and_seeds(seeded, 
     root, stdout = seeded
     assert _table(cli("report", root, check=0).stdout) == _table(stdout)
 
-    from skipexp.views import plots_compare
+    from skipexp.views import plots_sweep
 
     titles = []
-    real_sweep, real_curves = plots_compare.plot_sweep, plots_compare.plot_sweep_curves
-    monkeypatch.setattr(plots_compare, "plot_sweep", lambda *a, **k: titles.append(k["title"]) or real_sweep(*a, **k))
-    monkeypatch.setattr(plots_compare, "plot_sweep_curves",
+    real_sweep, real_curves = plots_sweep.plot_sweep, plots_sweep.plot_sweep_curves
+    monkeypatch.setattr(plots_sweep, "plot_sweep", lambda *a, **k: titles.append(k["title"]) or real_sweep(*a, **k))
+    monkeypatch.setattr(plots_sweep, "plot_sweep_curves",
                         lambda *a: titles.append((a[4], a[5])) or real_curves(*a))
     _, _, plots = sweep_summary.finish(root, refresh=False)
     assert titles == ["sweep s (synthetic, 3 seeds)", ("sweep s", "synthetic")]
@@ -146,11 +146,11 @@ def test_a_diverged_seed_is_counted_apart_and_kept_off_the_axes(seeded, tmp_path
     healthy = [float(p["final_test_acc"]) for p in per_point if p["model.depth"] == "2" and p["status"] == "completed"]
     assert float(agg["final_test_acc_mean"]) == pytest.approx(statistics.mean(healthy), rel=1e-12)
 
-    from skipexp.views import plots_compare
+    from skipexp.views import plots_sweep
 
     _, rows = sweep_summary.collect(root, refresh=False)
     grid = {"model.depth": [1, 2], "seed": [0, 1, 2]}
-    fig = plots_compare.curves_figure(sweep_summary.configurations(rows, grid), grid, root, "sweep s")
+    fig = plots_sweep.curves_figure(sweep_summary.configurations(rows, grid), grid, root, "sweep s")
     ax_l = fig.axes[0]
     assert ax_l.get_yscale() == "log" and ax_l.get_ylim()[1] < 10  # the 25000 does not stretch the loss axis
     # the depth-2 mean is over the two healthy seeds; the diverged one is a thin line that stops at its step

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +12,31 @@ import matplotlib
 matplotlib.use("Agg")  # for whoever imports pyplot after this; these plots never need it
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.font_manager import FontProperties  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.textpath import text_to_path  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator  # noqa: E402
 
 from skipexp.rundir import files, runio  # noqa: E402
 from skipexp.rundir.summary import smooth  # noqa: E402
+from skipexp.views.layout import (  # noqa: E402
+    BAR_PAD,
+    BAR_WIDTH,
+    DPI,
+    EDGE,
+    TITLES,
+    figure_legend,
+    label_log_axis,
+    label_room,
+    legend_height,
+    new_figure,
+    set_log_ticks,
+    set_margins,
+    set_title,
+    side_legend,
+    suptitle,
+)
 
-DPI = 110
 # Lines coloured by step run dark (early) to light (late); viridis's yellow end is invisible on white.
 STEP_CMAP = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.8, 256)))
 # One absolute scale (log10 L2 norm) for every gradient heatmap, a single run's and a comparison's, so the
@@ -79,87 +90,6 @@ def zero_handle() -> Line2D:
     return Line2D([], [], marker="v", color="k", ls="none", ms=6, label=f"{ZERO_LABEL} (▼ on the floor)")
 
 
-def log_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
-    """Tick values for a log axis over [lo, hi]: at least two, at most ``most``, from 1-2-5 steps
-    (0.13-2.3 gets 0.2, 0.5, 1, 2), whole decades over a wide range, two rounded ends over a narrow one."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi <= lo:
-        return []
-    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    for mantissas in ((1, 2, 5), (1,), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
-        ticks = [m * 10.0 ** d for d in decades for m in mantissas if lo <= m * 10.0 ** d <= hi * (1 + 1e-9)]
-        if mantissas == (1,) and len(ticks) > most:
-            every = math.ceil(len(ticks) / most)
-            ticks = ticks[::every]
-        if 2 <= len(ticks) <= most:
-            return ticks
-    return [float(f"{lo:.2g}"), float(f"{hi:.2g}")] if f"{lo:.2g}" != f"{hi:.2g}" else [float(f"{lo:.3g}")]
-
-
-def set_log_ticks(ax: Any, axis: str, lo: float, hi: float) -> None:
-    """Readable labels on a log axis: plain numbers (0.2, 1, 2) at :func:`log_ticks`, no minor labels."""
-    ticks = log_ticks(lo, hi)
-    if not ticks:
-        return
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_locator(FixedLocator(ticks))
-    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    target.set_minor_locator(NullLocator())
-
-
-SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def log_label(v: float, _: Any = None) -> str:
-    """A log axis's tick label as text: 0.2, 1, 50, and 10⁻⁸ for a decade far from 1. Plain text, not
-    mathtext: matplotlib's own log labels are mathtext, whose parser costs more to set up than a figure."""
-    e = round(math.log10(v)) if v > 0 else 0
-    return "10" + str(e).translate(SUPERSCRIPT) if abs(e) >= 4 and math.isclose(v, 10.0 ** e) else f"{v:g}"
-
-
-def label_log_axis(axis: Any) -> None:
-    """Major ticks of a log axis at :func:`log_ticks` over its present limits, labelled by :func:`log_label`;
-    the minor ticks (and their grid lines) stay, unlabelled."""
-    ticks = log_ticks(*sorted(axis.get_view_interval()))
-    if ticks:
-        axis.set_major_locator(FixedLocator(ticks))
-        axis.set_major_formatter(FuncFormatter(log_label))
-        axis.set_minor_formatter(NullFormatter())
-
-
-def figure_legend(fig: Figure, axes: list, extra: list | None = None, ncol: int = 4, extra_first: bool = False,
-                  **kw: Any) -> Any:
-    """One legend for the figure, below the axes so it covers no curve: the axes' labelled lines and
-    ``extra`` handles, deduplicated by label."""
-    seen: dict[str, Any] = {}
-    found = [h for ax in axes for h, _ in zip(*ax.get_legend_handles_labels())]
-    for h in (extra or []) + found if extra_first else found + (extra or []):
-        seen.setdefault(h.get_label(), h)
-    if not seen:
-        return None
-    # "outside": a layout engine makes room for it; without one it sits at the figure's lower edge
-    return fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncol=min(ncol, len(seen)),
-                      fontsize=8, frameon=False, **kw)
-
-
-def legend_height(legend: Any, ncol: int) -> float:
-    """Inches a legend in 8 pt with up to ``ncol`` columns takes below the axes (0 for none)."""
-    if legend is None:
-        return 0.0
-    rows = math.ceil(len(legend.get_texts()) / ncol)
-    return 0.1 + rows * LEGEND_ROW
-
-
-def set_title(ax: Any, text: str) -> None:
-    """An axes title right above it: these axes have nothing on top to dodge, and a title placed by
-    matplotlib would measure all their tick labels to find that out."""
-    ax.set_title(text, y=1.0)
-
-
-def suptitle(fig: Figure, text: str) -> None:
-    """The figure's title, a fixed distance below its top edge."""
-    fig.suptitle(text, fontsize=11, y=1 - EDGE / fig.get_size_inches()[1], va="top")
-
-
 def set_loss_axis(ax: Any, values: list[float], label: str = "cross-entropy loss") -> None:
     """A log axis (with readable ticks) where the loss spans more than a decade, else a linear one from 0:
     over a narrow range a log axis only magnifies the noise around one value."""
@@ -205,60 +135,6 @@ def _save(fig: Figure, out: Path) -> None:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
-
-
-# --- layout ----------------------------------------------------------------------------------------
-# A run's figures have fixed sizes, so their margins are set here, in inches, from what they hold: the
-# widest tick label is measured from its text, without drawing. A layout engine would draw every figure
-# twice and measure every text on the way, which costs about as much again as drawing it.
-
-EDGE = 0.08            # free border around a figure
-TICK = 7 / 72          # a tick (3.5 pt) and the gap to its label (3.5 pt)
-LABEL = 0.22           # an axis label in 10 pt with its pad
-TITLES = 0.6           # a suptitle (11 pt) over axes titles (12 pt)
-LEGEND_ROW = 0.17      # a row of a legend in 8 pt
-BAR_PAD, BAR_WIDTH = 0.15, 0.2  # a colour bar beside its panel
-
-
-def new_figure(width: float, height: float) -> Figure:
-    """A figure drawn straight by Agg: no pyplot, which would keep it until closed."""
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-@lru_cache(maxsize=1024)
-def text_size(text: str, size: float) -> tuple[float, float]:
-    """(width, height) in inches of ``text`` in the default font at ``size`` points, measured without drawing."""
-    w, h, _ = text_to_path.get_text_width_height_descent(text, FontProperties(size=size), ismath=text.count("$") >= 2)
-    return w / 72, h / 72
-
-
-def tick_labels(axis: Any) -> list[str]:
-    """The major tick labels an axis will draw with its present limits, locator and formatter."""
-    lo, hi = sorted(axis.get_view_interval())
-    span = (hi - lo) * 1e-9
-    locs = [v for v in axis.get_majorticklocs() if lo - span <= v <= hi + span]
-    return [t for t in axis.get_major_formatter().format_ticks(locs) if t]
-
-
-def label_room(axis: Any, size: float = 10, rotation: float = 0) -> float:
-    """Inches beside the axes taken by an axis's ticks, tick labels and label (in the direction away from it)."""
-    sizes = [text_size(t, size) for t in set(tick_labels(axis))] or [(0.0, 0.0)]
-    if axis.axis_name == "y":
-        extent = max(w for w, _ in sizes)
-    else:
-        r = math.radians(rotation)
-        extent = max(w * math.sin(r) + h * math.cos(r) for w, h in sizes)
-    return TICK + extent + (LABEL if axis.get_label_text() else 0.0)
-
-
-def set_margins(fig: Figure, n: int, *, left: float, right: float, bottom: float, top: float, gap: float) -> None:
-    """Place a row of ``n`` equal subplots by their margins and the gaps between them, in inches."""
-    width, height = fig.get_size_inches()
-    axes_width = (width - left - right - gap * (n - 1)) / n
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
-                        wspace=gap / axes_width)
 
 
 def loss_figure(run_dir: Path) -> Figure:
@@ -334,15 +210,7 @@ def grad_norms_figure(run_dir: Path) -> Figure:
     handles = axes[0].get_legend_handles_labels()[0]
     if zeros:
         handles.append(zero_handle())
-    right = EDGE
-    if handles:
-        fig.legend(handles=handles, fontsize=8, title="step (dark = early)", title_fontsize=8,
-                   loc="upper right", bbox_to_anchor=(1 - EDGE / 13, 1 - EDGE / 4.6))
-        # a legend's frame holds its title, or its handles (2 em) and gaps (0.8 em) beside their labels,
-        # within pads (2 em in all)
-        em = 8 / 72
-        right += max([text_size("step (dark = early)", 8)[0]] +
-                     [2.8 * em + text_size(h.get_label(), 8)[0] for h in handles]) + 2 * em
+    right = side_legend(fig, handles, "step (dark = early)") if handles else EDGE
     suptitle(fig, f"{meta.get('name', run_dir.name)}: gradient norm against depth")
     set_margins(fig, 2, left=EDGE + label_room(axes[0].yaxis), right=right + 0.15, top=TITLES,
                 bottom=EDGE + max(label_room(ax.xaxis, 7, 45) for ax in axes), gap=0.3 + label_room(axes[1].yaxis))

@@ -113,7 +113,7 @@ def dataset(root: Path, rows: list[dict]) -> str | None:
 def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
     """summary.csv (summary-seeds.csv where seeds are swept) and plots of a sweep folder, from disk:
     what ``sweep`` ends with and ``report`` redoes."""
-    from skipexp.views import plots_compare
+    from skipexp.views import plots_sweep
 
     sweep, rows = collect(root, refresh)
     write_summary_csv(root, sweep, rows)
@@ -122,7 +122,7 @@ def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Pa
     data, n = dataset(root, rows), len(sweep.grid.get("seed", [None]))
     about = ", ".join(x for x in (data, f"{n} seed{'s' if n > 1 else ''}") if x)
     title = f"sweep {sweep.name}"
-    plots = plots_compare.plot_sweep(rows, sweep.grid, root / files.PLOTS, title=f"{title} ({about})")
-    plots.append(plots_compare.plot_sweep_curves(configurations(rows, sweep.grid), sweep.grid, root,
-                                                 root / files.PLOTS / CURVES_PNG, title, data))
+    plots = plots_sweep.plot_sweep(rows, sweep.grid, root / files.PLOTS, title=f"{title} ({about})")
+    plots.append(plots_sweep.plot_sweep_curves(configurations(rows, sweep.grid), sweep.grid, root,
+                                               root / files.PLOTS / CURVES_PNG, title, data))
     return sweep, rows, plots
