@@ -92,15 +92,20 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
         groups.setdefault(tuple(format_value(r.get(k)) for k in line_keys), []).append(r)
     diverged: dict[Any, list[tuple[float, float]]] = {ax_l: [], ax_a: []}
     several_seeds, healthy_losses = False, []
+    seeds = "seed" in grid and len(grid["seed"]) > 1
     for gi, (gkey, members) in enumerate(groups.items()):
         c = COLORS[gi % len(COLORS)]
-        label = ", ".join(f"{short_key(k)}={v}" for k, v in zip(line_keys, gkey)) or "all"
+        label = (", ".join(f"{short_key(k)}={v}" for k, v in zip(line_keys, gkey))
+                 or ("mean over seeds" if seeds else "points"))
+        # categories have no order, so nothing joins them: each is its mean with a min-max bar, the
+        # groups side by side around the category's tick
+        shift = 0.0 if numeric else 0.12 * (gi - (len(groups) - 1) / 2)
         for ax, field in ((ax_l, "final_train_loss"), (ax_a, "final_test_acc")):
             xs, means, lo, hi = [], [], [], []
             for v in xs_all:
                 at = [r for r in members if format_value(r.get(xkey)) == format_value(v)
                       and r.get("status") not in ("missing", "not started")]
-                x = pos[format_value(v)]
+                x = pos[format_value(v)] + shift
                 diverged[ax] += [(x, _f(r.get(field))) for r in at if r.get("status") == "diverged"]
                 vals = [y for y in (_f(r.get(field)) for r in at if r.get("status") != "diverged")
                         if math.isfinite(y)]
@@ -115,9 +120,13 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
                 hi.append(max(vals))
                 if ax is ax_l:
                     healthy_losses += vals
-            if xs:
+            if xs and numeric:
                 ax.plot(xs, means, "o-", color=c, lw=2, ms=5, label=label)
                 ax.fill_between(xs, lo, hi, color=c, alpha=0.15)
+            elif xs:
+                m = np.asarray(means)
+                ax.errorbar(xs, means, yerr=[m - np.asarray(lo), np.asarray(hi) - m], fmt="o", color=c, ms=6,
+                            capsize=4, lw=1.5, label=label)
     # the healthy points alone set the range (a diverged 5e4 would squash them into one line): diverged
     # points go at the top of the loss axis, in axes coordinates that autoscaling ignores; the accuracy
     # of a diverged point is drawn at its own value (it cannot stretch 0-1), or at 0
@@ -149,7 +158,8 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
     if several_seeds:
         extra.append(Line2D([], [], marker=".", color="grey", ls="none", label="one seed"))
     legend = figure_legend(fig, [ax_l, ax_a], extra, ncol=5)
-    set_title(ax_l, "final train loss" + (": mean over seeds, band = min-max" if several_seeds else ""), fontsize=10)
+    spread = ("band" if numeric else "bar") + " = min-max"
+    set_title(ax_l, "final train loss" + (f": mean over seeds, {spread}" if several_seeds else ""), fontsize=10)
     set_title(ax_a, "final test accuracy", fontsize=10)
     suptitle(fig, f"{title}: against {short_key(xkey)}")
     set_margins(fig, 2, left=EDGE + label_room(ax_l.yaxis), right=EDGE + 0.1, top=TITLES,
