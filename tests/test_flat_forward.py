@@ -14,6 +14,7 @@ from conftest import TINY
 from torch import nn
 
 from skipexp.core import config
+from skipexp.core.metrics import GradProbe
 from skipexp.core.models import SkipNet
 from skipexp.core.registry import NORMS, SKIPS
 from skipexp.training.bank import flat_forward, nonfinite
@@ -84,3 +85,20 @@ def test_nonfinite_flags_exactly_a_nan_or_inf_element_and_leaves_gradients_alone
         g = [t.clone() for t in grads]
         g[1][3] = bad
         assert nonfinite(finite, g, one), bad
+
+
+@pytest.mark.parametrize("shape", [(128, 64), (1000, 37), (257, 300)])
+def test_activation_statistics_of_equal_width_boundaries_equal_the_per_boundary_formulas(shape) -> None:
+    hs = [(torch.randn(*shape) * (i + 1)).requires_grad_() for i in range(6)]
+    for h in hs:
+        h.retain_grad()
+    sum((h.sin() * h).sum() for h in hs).backward()
+    n = shape[0]
+    want = torch.stack([h.grad.flatten(1).norm(dim=1).mean() for h in hs]) * n
+    assert torch.equal(GradProbe.act_grad_norms(hs), want)
+    assert torch.equal(GradProbe.act_rms(hs), torch.stack([h.detach().square().mean().sqrt() for h in hs]))
+    mixed = hs[:2] + [torch.randn(n, 5, requires_grad=True)]
+    mixed[-1].retain_grad()
+    mixed[-1].square().sum().backward()
+    assert torch.equal(GradProbe.act_grad_norms(mixed),
+                       torch.stack([h.grad.flatten(1).norm(dim=1).mean() for h in mixed]) * n)

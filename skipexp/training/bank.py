@@ -88,11 +88,13 @@ class Lone:
         return logits, hs
 
     def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits, y[0]).reshape(1)                       # (1,)
+        self.loss = nn.functional.cross_entropy(logits, y[0])
+        return self.loss.detach().reshape(1)                                                # (1,)
 
     def backward(self, losses: torch.Tensor) -> None:
+        """Backward from the loss itself: through ``losses[0]`` autograd would also run a select and a view."""
         self.opt.zero_grad(set_to_none=True)
-        losses[0].backward()
+        self.loss.backward()
 
     def nonfinite(self, losses: torch.Tensor) -> torch.Tensor:
         grads = [p.grad for p in self.run.probe.params if p.grad is not None]
