@@ -102,3 +102,31 @@ def test_activation_statistics_of_equal_width_boundaries_equal_the_per_boundary_
     mixed[-1].square().sum().backward()
     assert torch.equal(GradProbe.act_grad_norms(mixed),
                        torch.stack([h.grad.flatten(1).norm(dim=1).mean() for h in mixed]) * n)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_loop_leaves_the_garbage_collector_unfrozen(tmp_path, fails: bool) -> None:
+    import gc
+
+    from skipexp.training import api
+    from skipexp.training.session import Reporter
+
+    seen = []
+
+    class Watch(Reporter):
+        def on_log(self, row: dict) -> None:
+            seen.append(gc.get_freeze_count())
+            if fails:
+                raise RuntimeError("boom")
+
+    raw = copy.deepcopy(TINY)
+    raw["train"] = {**raw["train"], "epochs": 1}
+    cfg = config.from_dict(raw)
+    frozen_before = gc.get_freeze_count()
+    if fails:
+        with pytest.raises(RuntimeError):
+            api.train(cfg, api.create_run(cfg, tmp_path), reporter=Watch(), plots=False)
+    else:
+        api.train(cfg, api.create_run(cfg, tmp_path), reporter=Watch(), plots=False)
+    assert seen and seen[0] > frozen_before   # frozen while it trains
+    assert gc.get_freeze_count() == frozen_before
