@@ -39,7 +39,7 @@ def flat_forward(model: nn.Module) -> nn.Module:
 
     The same modules and ops in the same order, so the same numbers to the bit, minus the Python around
     them: the units loop, module-list lookups, and the calls of ``nn.Identity`` (norm "none", the
-    projection of an equal-width skip). That is ~80 of a width-64, depth-20 SkipNet's ~140 module calls
+    projection of an equal-width skip). That is ~70 of a width-64, depth-20 SkipNet's ~145 module calls
     a step, ~0.3 ms of a ~5 ms step on one CPU thread, for a trace of ~30 ms (with the engine's frozen
     collector). The graph shares the model's modules and parameters, so updates, ``train()``/``eval()``
     and copies into the model reach it.
