@@ -29,12 +29,19 @@ class GradProbe:
     def act_grad_norms(hs: list[torch.Tensor]) -> torch.Tensor:
         """(boundaries,) mean per-example norm of the loss gradient at each boundary (needs retain_grad)."""
         n = hs[0].shape[0]
+        if _same_shape(hs):   # one pass over all boundaries, the same numbers to the bit (a norm per row either way)
+            return torch.stack([h.grad for h in hs]).flatten(2).norm(dim=2).mean(1) * n
         return torch.stack([h.grad.flatten(1).norm(dim=1).mean() for h in hs]) * n
 
     @staticmethod
     def act_rms(hs: list[torch.Tensor]) -> torch.Tensor:
         """(boundaries,) root mean square of each activation."""
-        return torch.stack([h.detach().square().mean().sqrt() for h in hs])
+        # one mean per boundary, as a batched mean over a stack rounds differently at some sizes
+        return torch.stack([h.detach().square().mean() for h in hs]).sqrt()
+
+
+def _same_shape(ts: list[torch.Tensor]) -> bool:
+    return all(t.shape == ts[0].shape for t in ts)
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

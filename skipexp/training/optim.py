@@ -104,7 +104,7 @@ class SGD(FusedOptimizer):
             torch._fused_sgd_(ps, gs, [] if g["momentum"] == 0 else bs, weight_decay=g["weight_decay"],
                               momentum=g["momentum"], lr=g["lr"], dampening=g["dampening"], nesterov=g["nesterov"],
                               maximize=g["maximize"], is_first_step=first, grad_scale=None, found_inf=None)
-        if momentum:
+        if first:   # later steps update the stored buffers in place
             for p, buf in zip(params, bufs):
                 self.state.setdefault(p, {})["momentum_buffer"] = buf
 
