@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_cli
+from conftest import REPO, cli, run_cli
 
 import skipexp
 from skipexp import api
@@ -41,13 +41,14 @@ def _compare(root: Path, configs: list[Path], overrides: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
-    plain = _yaml(root / "plain.yaml", {**TINY, "model": {"depth": 2, "width": 8, "skip": {"kind": "none"}}})
-    skip = _yaml(root / "skip.yaml", TINY)
+    quiet = {**TINY, "log": {**TINY["log"], "plots": False}}  # what load reads is the CSVs and JSON
+    plain = _yaml(root / "plain.yaml", {**quiet, "model": {"depth": 2, "width": 8, "skip": {"kind": "none"}}})
+    skip = _yaml(root / "skip.yaml", quiet)
     sweep_file = _yaml(root / "grid.yaml", {"name": "tiny", "base": "skip.yaml", "grid": {"model.depth": [1, 2]}})
-    run_cli("sweep", sweep_file, "--out", root / "runs", check=0)
+    cli("sweep", sweep_file, "--out", root / "runs", check=0)
     return {
-        "run": api.train(TINY, out=root / "runs", name="solo")[0].run_dir,
-        "seeds": api.train(TINY, ["seed=[0,1]"], out=root / "runs", name="pair"),
+        "run": api.train(quiet, out=root / "runs", name="solo")[0].run_dir,
+        "seeds": api.train(quiet, ["seed=[0,1]"], out=root / "runs", name="pair"),
         "compare": _compare(root / "runs", [plain, skip], []),
         "compare_seeds": _compare(root / "runs", [plain, skip], ["seed=[0,1]"]),
         "sweep": root / "runs" / "sweep-tiny",
@@ -286,7 +287,7 @@ def test_import_skipexp_loads_neither_torch_nor_matplotlib(folders):
 def test_train_leaves_a_notebooks_matplotlib_backend_alone(tmp_path):
     code = ("import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot\n"
             "import skipexp\n"
-            f"skipexp.train({TINY!r}, out={str(tmp_path)!r})\n"
+            f"skipexp.train({ {**TINY, 'log': {**TINY['log'], 'plots': True}}!r}, out={str(tmp_path)!r})\n"
             "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
