@@ -140,7 +140,7 @@ def sweep(
         if fmt == "make":
             typer.echo(sweep_mod.make_file(sw, pts, out, jobs))
         else:
-            from skipexp.experiments.sweep.spec import list_lines
+            from skipexp.experiments.sweep.commands import list_lines
 
             typer.echo(list_lines(sw, pts, out, jobs))
         return

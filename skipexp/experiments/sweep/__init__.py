@@ -1,6 +1,7 @@
 """Sweeps: a grid of overrides over a base config, one run folder per point, run by a pluggable backend.
 
-- :mod:`.spec`: the sweep file, its points, their folder names and commands (shell lines, a Makefile)
+- :mod:`.spec`: the sweep file, its points and their folder names
+- :mod:`.commands`: the commands that run them (a point's shell line, a command per group, a Makefile)
 - :mod:`.state`: what a point's folder holds (new, done, resume, stale, running) and settling it
 - :mod:`.groups`: points that train together, numbered, and running one group in this process
 - :mod:`.local`: what a backend is given and returns, and the local backend (subprocesses here)
@@ -10,6 +11,7 @@
 """
 from skipexp.core.machine import available_cores
 from skipexp.experiments.sweep.backends import BACKENDS, SweepOutcome, check_backend, run
+from skipexp.experiments.sweep.commands import make_file, shell_line
 from skipexp.experiments.sweep.local import Listener, PointResult, command_for, run_local
 from skipexp.experiments.sweep.spec import (
     Point,
@@ -18,10 +20,8 @@ from skipexp.experiments.sweep.spec import (
     is_sweep_dir,
     load,
     load_folder,
-    make_file,
     point_name,
     points,
-    shell_line,
     sweep_dir,
     write_sweep_file,
 )
