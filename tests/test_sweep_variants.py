@@ -131,17 +131,13 @@ def test_command_line_overrides_on_a_sweep_with_a_named_axis(tmp_path, monkeypat
     sw = resolve(path, ["shortcut=projection"])
     assert [p.name for p in sweep.points(sw, Path("runs"))] == ["shortcut=projection,seed=0",
                                                                  "shortcut=projection,seed=1"]
-    # a single value of a key the variants set wins for every point, and the folder's sweep.yaml says so
-    p = cli("sweep", path, "model.skip.scale=0.25", "--out", "runs", "--list", check=0)
-    assert "shortcut=scaled,seed=0" in p.stdout
-    saved = yaml.safe_load(Path("runs/sweep-sc/sweep.yaml").read_text())
-    assert saved["overrides"] == {"model.skip.scale": 0.25}
-    assert saved["grid"]["shortcut"]["scaled"] == {"model.skip.kind": "identity"}
-    pts = sweep.points(sweep.load(Path("runs/sweep-sc/sweep.yaml")), Path("runs"))
-    assert {pt.cfg.model.skip.scale for pt in pts} == {0.25}
-    # sweeping a key the variants set would undo them: refused
+    # a key the variants set is theirs: one value would leave labels naming variants that no longer
+    # differ (shortcut=identity training a plain net), a list would undo them: both refused
     for args, message in ((["model.skip.kind=none,identity"], "model.skip.kind: is set by the variants of the "
                                                               "named axis shortcut"),
+                          (["model.skip.kind=none"], "model.skip.kind: is set by the variants of the named axis "
+                                                     "shortcut; choose variants with shortcut=LABEL,..."),
+                          (["model.skip.scale=0.25"], "model.skip.scale: is set by the variants"),
                           (["model.skip=[1,2],[3]"], "model.skip: is set by the variants"),
                           (["shortcut=scaled,bogus"], "shortcut: no variant 'bogus'; its variants: identity, "
                                                       "projection, scaled"),

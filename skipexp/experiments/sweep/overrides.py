@@ -15,8 +15,8 @@ config sections (``data``, ``model``, ``train``, ...). The rules follow Hydra's 
   single value of a grid key makes that axis one value (so point names keep their form); other single
   values are fixed overrides, which win over the file's own ``overrides``;
 - a named axis (variants) is chosen like a Hydra config group: ``shortcut=identity,plain`` keeps those
-  variants, ``shortcut=plain`` one; a single value of a key that variants set wins over them for every
-  point, and sweeping such a key (``model.skip.kind=none,identity``) is refused.
+  variants, ``shortcut=plain`` one; a key that variants set is theirs: a value for it, one or a list
+  (``model.skip.kind=none``), is refused, as the sweep file refuses it in ``overrides:``.
 
 A grid from the command line is named ``<config stem>-<swept keys>`` (``skip-depth-seed``), the keys as
 point names show them; ``--name`` names it otherwise.
@@ -152,10 +152,7 @@ def _on_sweep_file(sweep: Sweep, ov: Overrides, name: str | None, args: tuple[st
         if k in variants:
             grid[k] = _labels(sweep, k, values)
             continue
-        if _set_by_variant(variants, k):
-            raise SkipexpError(f"is set by the variants of the named axis {_set_by_variant(variants, k)}; "
-                               f"give one value for every point, or choose variants with "
-                               f"{_set_by_variant(variants, k)}=LABEL,...", file=src, key=k)
+        _refuse_variant_key(variants, k, src)
         fixed.pop(k, None)
         grid[k] = values  # a grid key keeps its place; a new one is appended
     for k, v in ov.fixed.items():
@@ -164,16 +161,22 @@ def _on_sweep_file(sweep: Sweep, ov: Overrides, name: str | None, args: tuple[st
         elif k in grid:
             grid[k] = [v]  # one value of a swept key: still an axis, so the point names keep their form
         else:
-            # as in Hydra, a command-line value wins over what a variant sets (for every point)
-            for axis in variants:
-                variants[axis] = {label: {vk: vv for vk, vv in variant.items() if vk != k}
-                                  for label, variant in variants[axis].items()}
+            _refuse_variant_key(variants, k, src)
             fixed[k] = v
     variants = {axis: {label: variants[axis][label] for label in grid[axis]} for axis in variants}
     check_disjoint([*grid, *fixed], file=src)
     check_variant_keys(grid, fixed, variants, file=src)
     return dataclasses.replace(sweep, name=name or sweep.name, grid=grid, overrides=fixed, args=args,
                                variants=variants)
+
+
+def _refuse_variant_key(variants: dict[str, dict[str, dict[str, Any]]], key: str, src: str) -> None:
+    """A key the variants set stays theirs: one value for every point would leave the labels naming
+    variants that no longer differ (``shortcut=identity`` training a plain net), a list would undo them."""
+    axis = _set_by_variant(variants, key)
+    if axis:
+        raise SkipexpError(f"is set by the variants of the named axis {axis}; choose variants with "
+                           f"{axis}=LABEL,... or change them in the sweep file", file=src, key=key)
 
 
 def _set_by_variant(variants: dict[str, dict[str, dict[str, Any]]], key: str) -> str | None:
