@@ -228,8 +228,10 @@ def plot(curves: list[tuple[str, list[list[dict]]]], out: Path, title: str, chan
                   fontsize=10)
     fig.suptitle(title, fontsize=11)
     # below the axes: inside, the legend of a comparison covers the curves it names
+    long = max((len(label) for label, _ in curves), default=0) > 28  # two such columns overrun the panel
     for ax in (ax1, ax2):
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1 if long else 2,
+                  frameon=False)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90, bbox_inches="tight")

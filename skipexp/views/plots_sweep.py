@@ -113,7 +113,8 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
                     continue
                 if len(vals) > 1:  # each seed a dot; with one seed the dot would only repeat the line's
                     several_seeds = True
-                    ax.plot([x] * len(vals), vals, ".", color=c, alpha=0.45, ms=5)
+                    # beside a category's mean marker, which would hide them; on a numeric axis, on the line
+                    ax.plot([x + (0 if numeric else 0.07)] * len(vals), vals, ".", color=c, alpha=0.45, ms=5)
                 xs.append(x)
                 means.append(sum(vals) / len(vals))
                 lo.append(min(vals))
