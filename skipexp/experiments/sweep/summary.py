@@ -18,7 +18,6 @@ SEED_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_
                "grad_ratio_first_last_end")
 STATS = ("mean", "std", "min", "max")
 NOT_RUN = ("missing", "not started")  # a grid point without a run folder
-CURVES_PNG = "curves.png"  # in the sweep's plots/: every configuration's training curves
 
 
 def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
@@ -124,5 +123,5 @@ def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Pa
     title = f"sweep {sweep.name}"
     plots = plots_sweep.plot_sweep(rows, sweep.grid, root / files.PLOTS, title=f"{title} ({about})")
     plots.append(plots_sweep.plot_sweep_curves(configurations(rows, sweep.grid), sweep.grid, root,
-                                               root / files.PLOTS / CURVES_PNG, title, data))
+                                               root / files.PLOTS / files.CURVES_PNG, title, data))
     return sweep, rows, plots
