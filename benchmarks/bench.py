@@ -8,6 +8,7 @@ the min-max over repetitions of the per-repetition ratio (or wall time). Writes
 benchmarks/results/<time>.json and latest.json.
 
     python benchmarks/bench.py [--reps 5] [--quick]
+    python benchmarks/bench.py --device cuda     # the CUDA rows alone, at the demo's 8 epochs
 """
 from __future__ import annotations
 
@@ -65,10 +66,10 @@ def checked(p: subprocess.CompletedProcess, what: str) -> subprocess.CompletedPr
 
 # --- the measured things: each returns a number or raises Failed ------------------------------------
 
-def skipexp_train(tmp: Path, epochs: int, device: str = "cpu") -> float:
+def skipexp_train(tmp: Path, epochs: int, device: str = "cpu", *overrides: str) -> float:
     """Steps/s of ``skipexp train configs/skip.yaml``: steps over the loop's own seconds (meta.json)."""
     run_dir = tmp / f"train-{time.monotonic_ns()}"
-    _, p = run(SKIPEXP + ["train", "configs/skip.yaml", f"train.epochs={epochs}", f"device={device}",
+    _, p = run(SKIPEXP + ["train", "configs/skip.yaml", f"train.epochs={epochs}", f"device={device}", *overrides,
                           "--run-dir", str(run_dir)], cwd=REPO)
     checked(p, "skipexp train")
     meta = json.loads((run_dir / "meta.json").read_text())
@@ -157,9 +158,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, help="repetitions of every measurement (default 5; --quick: 2)")
     ap.add_argument("--quick", action="store_true", help="1 epoch instead of 3, 2 repetitions, no --jobs 1 sweep")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cpu: every row (and the CUDA rows where CUDA is there); cuda: the CUDA rows alone")
     args = ap.parse_args()
     reps = args.reps or (2 if args.quick else 5)
     epochs = 1 if args.quick else 3
+    cuda_only = args.device == "cuda"
+    if cuda_only and not cuda_available():
+        sys.exit("bench: --device cuda, but torch sees no CUDA device")
     tmp = Path(tempfile.mkdtemp(prefix="skipexp-bench-"))
     load_before = os.getloadavg()
     print(f"skipexp bench: {reps} repetitions, {os.cpu_count()} cpus ({platform.machine()}), command "
@@ -175,14 +181,16 @@ def main() -> None:
     sweep1 = Row("12-point sweep, `skipexp sweep --jobs 1`, wall", "-", "s", None)
     one = Row("1-step `skipexp train`, wall", "<= 2.5 s", "s", le(2.5))
     helps = Row("`skipexp --help`, wall", "<= 0.2 s", "s", le(0.2))
-    rows = [hand, examples, lightning, sweep2, sweep1, one, helps]
-    gpu = cuda_available()
+    rows = [] if cuda_only else [hand, examples, lightning, sweep2, sweep1, one, helps]
+    gpu = cuda_only or cuda_available()
+    gpu_epochs = 8   # configs/skip.yaml's own: the demo's run
     if gpu:
         gpu_demo = Row("CUDA: `skipexp train configs/skip.yaml` steps/s vs 116 (before)", ">= 5.0x", "x", ge(5.0))
         gpu_hand = Row("CUDA: `skipexp train` vs hand loop (steps/s)", ">= 1.0x", "x", ge(1.0))
-        rows += [gpu_demo, gpu_hand]
+        gpu_graphs = Row("CUDA: `skipexp train` vs itself with train.cuda_graphs=false (steps/s)", "-", "x", None)
+        rows += [gpu_demo, gpu_hand, gpu_graphs]
 
-    def vs(row: Row, script: str, device: str = "cpu") -> Callable[[], None]:
+    def vs(row: Row, script: str, device: str = "cpu", epochs: int = epochs) -> Callable[[], None]:
         def go() -> None:
             if len(row.values) % 2:  # every other repetition, the baseline goes first
                 theirs = baseline(script, epochs, device)
@@ -198,22 +206,29 @@ def main() -> None:
 
     for rep in range(reps):
         # one pass over every row per repetition
-        attempt(hand, vs(hand, "hand_loop.py"))
-        attempt(examples, vs(examples, "examples_loop.py"))
-        attempt(lightning, vs(lightning, "lightning_loop.py"))
-        attempt(one, lambda: one.add(one_step_wall(tmp)))
-        attempt(sweep2, lambda: sweep2.add(sweep_wall(tmp, 2)))
-        if not args.quick:
-            attempt(sweep1, lambda: sweep1.add(sweep_wall(tmp, 1)))
-        attempt(helps, lambda: helps.add(help_wall()))
+        if not cuda_only:
+            attempt(hand, vs(hand, "hand_loop.py"))
+            attempt(examples, vs(examples, "examples_loop.py"))
+            attempt(lightning, vs(lightning, "lightning_loop.py"))
+            attempt(one, lambda: one.add(one_step_wall(tmp)))
+            attempt(sweep2, lambda: sweep2.add(sweep_wall(tmp, 2)))
+            if not args.quick:
+                attempt(sweep1, lambda: sweep1.add(sweep_wall(tmp, 1)))
+            attempt(helps, lambda: helps.add(help_wall()))
         if gpu:
             def demo() -> None:
-                sps = skipexp_train(tmp, epochs, "cuda")
+                sps = skipexp_train(tmp, gpu_epochs, "cuda")
                 gpu_demo.add(sps / 116.0, skipexp=sps)
             attempt(gpu_demo, demo)
-            attempt(gpu_hand, vs(gpu_hand, "hand_loop.py", "cuda"))
+            attempt(gpu_hand, vs(gpu_hand, "hand_loop.py", "cuda", gpu_epochs))
+
+            def graphs_off() -> None:
+                sides = [(), ("train.cuda_graphs=false",)]   # every other repetition, eager goes first
+                sps = {o: skipexp_train(tmp, gpu_epochs, "cuda", *o) for o in sides[::-1 if rep % 2 else 1]}
+                gpu_graphs.add(sps[sides[0]] / sps[sides[1]], graphs=sps[sides[0]], eager=sps[sides[1]])
+            attempt(gpu_graphs, graphs_off)
         print(f"repetition {rep + 1}/{reps} done, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
-    if args.quick:
+    if args.quick and not cuda_only:
         sweep1.note = "n/a: --quick"
 
     load_after = os.getloadavg()

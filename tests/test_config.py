@@ -45,6 +45,7 @@ BAD = [
     ({"train": {"lr": float("nan")}}, "train.lr", ["finite"]),
     ({"train": {"lr": float("inf")}}, "train.lr", ["finite"]),
     ({"train": {"compile": "yes"}}, "train.compile", ["true or false"]),
+    ({"train": {"cuda_graphs": 1}}, "train.cuda_graphs", ["true or false"]),
     ({"train": {"epochs": None}}, "train.epochs", ["integer"]),
     ({"log": {"every": "often"}}, "log.every", ["integer"]),
     ({"log": {"tensorboard": "yes"}}, "log.tensorboard", ["true or false"]),

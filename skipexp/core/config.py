@@ -198,6 +198,8 @@ class TrainConfig:
     schedule: str = opt("constant", "constant | cosine", one_of(registry.SCHEDULES))
     threads: int | None = opt(None, "torch intra-op threads (default: chosen from the model size)", positive)
     compile: bool = opt(False, "torch.compile the model (pays a compile of 10-70 s up front on 2 CPU cores)")
+    cuda_graphs: bool = opt(True, "on CUDA, replay each step after the first as a captured CUDA graph: the "
+                                  "same numbers without a kernel launch per op (ignored on the CPU and with compile)")
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,16 @@ class GradProbe:
     def __init__(self, layers: list[tuple[str, list[nn.Parameter]]]):
         self.layer_names = [name for name, _ in layers]
         self.params = [p for _, ps in layers for p in ps]
-        self._segment = torch.tensor([i for i, (_, ps) in enumerate(layers) for _ in ps])
+        # on the parameters' device from the start: a host-to-device copy has no place in a captured step
+        device = self.params[0].device if self.params else None
+        self._segment = torch.tensor([i for i, (_, ps) in enumerate(layers) for _ in ps], device=device)
 
     def weight_norms(self) -> torch.Tensor:
         """(layers,) L2 norm of each layer's gradient, weights and bias together; no host sync."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         sq = torch.stack(torch._foreach_norm(grads)).square()               # (params,)
-        seg = self._segment.to(sq.device)
-        return torch.zeros(len(self.layer_names), device=sq.device, dtype=sq.dtype).index_add_(0, seg, sq).sqrt()
+        return torch.zeros(len(self.layer_names), device=sq.device, dtype=sq.dtype).index_add_(
+            0, self._segment, sq).sqrt()
 
     @staticmethod
     def act_grad_norms(hs: list[torch.Tensor]) -> torch.Tensor:

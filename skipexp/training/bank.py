@@ -1,6 +1,6 @@
 """The K models one engine trains, behind one interface: :class:`Lone` (K = 1) and :class:`Stacked` (K > 1).
 
-The engine sees only per-model values: a (K,) loss, a (K,) "not finite" flag, K rows of log values.
+The engine sees only per-model values: a (K,) loss, a (K,) "not finite" flag, (K, values) log values.
 ``Lone`` is a single run's own SkipNet, optimizer and schedule, trained exactly as a lone run always
 was; ``Stacked`` is K SkipNets of one shape as one module with a leading K dimension (see
 :mod:`skipexp.training.stacked`), whose slices are copied back into each run's own model for
@@ -93,20 +93,23 @@ class Lone:
         return self.loss.detach().reshape(1)                                                # (1,)
 
     def backward(self, losses: torch.Tensor) -> None:
-        """Backward from the loss itself: through ``losses[0]`` autograd would also run a select and a view."""
+        """Backward from the loss itself: through ``losses[0]`` autograd would also run a select and a view.
+        No reference to the autograd graph outlives it: a captured backward needs fresh gradient accumulators."""
         self.opt.zero_grad(set_to_none=True)
         self.loss.backward()
+        self.loss = None
+        self.opt.gather_grads()
 
     def nonfinite(self, losses: torch.Tensor) -> torch.Tensor:
         grads = [p.grad for p in self.run.probe.params if p.grad is not None]
         return nonfinite(losses, grads, self.one).reshape(1)                                # (1,)
 
     def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
-               hs: list[torch.Tensor]) -> list[list[float]]:
-        """[loss, acc, total grad norm, layer norms..., act grad norms..., act rms...]; one host copy."""
+               hs: list[torch.Tensor]) -> torch.Tensor:
+        """(1, values): loss, acc, total grad norm, layer norms..., act grad norms..., act rms...; on the device."""
         w = self.run.probe.weight_norms()
-        return [torch.cat([torch.stack([losses[0].detach(), accuracy(logits, y[0]), w.square().sum().sqrt()]), w,
-                           GradProbe.act_grad_norms(hs), GradProbe.act_rms(hs)]).tolist()]
+        return torch.cat([torch.stack([losses[0].detach(), accuracy(logits, y[0]), w.square().sum().sqrt()]), w,
+                          GradProbe.act_grad_norms(hs), GradProbe.act_rms(hs)]).unsqueeze(0)
 
     def lrs(self) -> list[float]:
         return self.sched.get_last_lr()[:1]
@@ -146,7 +149,7 @@ class Stacked:
         self.layer_names = [name for name, _ in layers]
         assert self.layer_names == lead.probe.layer_names
         self.probe_params = [p for _, ps in layers for p in ps]
-        self.segment = torch.tensor([i for i, (_, ps) in enumerate(layers) for _ in ps])
+        self.segment = torch.tensor([i for i, (_, ps) in enumerate(layers) for _ in ps], device=lead.device)
 
     def forward(self, x: torch.Tensor, capture: bool):
         """x (K, B, in) -> logits (K, B, classes) and, with ``capture``, the boundaries (K, B, H)."""
@@ -163,6 +166,7 @@ class Stacked:
     def backward(self, losses: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
         (losses * self.mask).sum().backward()   # models share no weights: each slice gets its own model's gradient
+        self.opt.gather_grads()
 
     def nonfinite(self, losses: torch.Tensor) -> torch.Tensor:
         """(K,) bool, on the device. On the CPU (read every step anyway) one fused pass over all gradients
@@ -177,18 +181,18 @@ class Stacked:
         return bad | (found > 0)
 
     def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
-               hs: list[torch.Tensor]) -> list[list[float]]:
-        """Every model's log-step values in :meth:`Lone.record`'s order; one device-to-host copy for all."""
+               hs: list[torch.Tensor]) -> torch.Tensor:
+        """(K, values): every model's log-step values in :meth:`Lone.record`'s order, on the device."""
         k, n = self.k, y.shape[1]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.probe_params]
         sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads])                   # (params, K)
         w = torch.zeros(len(self.layer_names), k, dtype=sq.dtype, device=sq.device).index_add_(
-            0, self.segment.to(sq.device), sq).sqrt()                                              # (layers, K)
+            0, self.segment, sq).sqrt()                                              # (layers, K)
         acc = (logits.argmax(2) == y).float().mean(1)                                               # (K,)
         act_grad = torch.stack([h.grad.norm(dim=2).mean(1) for h in hs]) * n                        # (bounds, K)
         act = torch.stack([h.detach().square().mean((1, 2)).sqrt() for h in hs])                  # (bounds, K)
         head = torch.stack([losses.detach(), acc, w.square().sum(0).sqrt()])
-        return torch.cat([head, w, act_grad, act]).T.tolist()
+        return torch.cat([head, w, act_grad, act]).T
 
     def lrs(self) -> list[float]:
         lrs = self.sched.get_last_lr()

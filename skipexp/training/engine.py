@@ -5,6 +5,10 @@ step, before the update), checkpoints only with finite weights, its own rows at 
 own evaluation. A model that diverges is retired (its folder finished, ``diverged_at_step`` its own)
 while the others go on. Evaluation, checkpoints, rows and the models' arithmetic are functions the
 loop calls; it knows nothing of the console (a :class:`~skipexp.training.session.Reporter` hears it).
+
+A step's arithmetic is two functions of :class:`Step` (gradients, then the update), with the divergence
+check between them. On CUDA, after one eager step, both are captured as CUDA graphs and replayed
+(``train.cuda_graphs``): the same kernels on the same tensors, so the same numbers, without the launches.
 """
 from __future__ import annotations
 
@@ -16,9 +20,11 @@ from collections.abc import Callable
 import torch
 
 from skipexp.core import data as data_mod
+from skipexp.core.config import TrainConfig
 from skipexp.core.metrics import evaluate
 from skipexp.training.bank import Lone, Stacked
 from skipexp.training.checkpoint import save_checkpoint
+from skipexp.training.graphs import Graphs
 from skipexp.training.session import Reporter, Run
 
 
@@ -41,6 +47,72 @@ def evaluate_run(run: Run, step: int, epoch: int) -> dict:
     return row
 
 
+class Step:
+    """A step's arithmetic as two functions that read their inputs (the batch's indices, the step number)
+    from buffers of their own: :meth:`grads` (forward, loss, backward, the divergence flags and, on log
+    steps, the logged values) and :meth:`update` (clip, optimizer). Eager on the CPU; on CUDA with
+    ``graphs``, eager for the first step and replayed as captured graphs after it."""
+
+    def __init__(self, bank: Lone | Stacked, data: data_mod.Splits, first_bad: torch.Tensor, batch: int,
+                 graphs: Graphs | None):
+        self.bank, self.data, self.first_bad, self.graphs = bank, data, first_bad, graphs
+        self.idx = torch.zeros(bank.k, batch, dtype=torch.long, device=first_bad.device)   # (K, B)
+        self.at = torch.zeros((), dtype=torch.long, device=first_bad.device)               # the step number
+        self.warm = False        # one eager step done: gradients and optimizer state exist to capture
+        self.error: str | None = None   # why capture failed, where it did (every step then runs eagerly)
+        if graphs is not None or first_bad.device.type == "cuda":
+            # captured steps read lr from the device; on CUDA every step does, so that replay changes no number
+            bank.opt.lr_on_device(first_bad.device)
+
+    def grads(self, idx: torch.Tensor, step: int, capture: bool) -> torch.Tensor | None:
+        """Gradients of model k on its batch ``idx[k]``; with ``capture``, the (K, values) to log."""
+        self.idx.copy_(idx)
+        self.at.fill_(step)
+        return self._run(("grads", capture), lambda: self._grads(capture))
+
+    def update(self) -> None:
+        self.bank.opt.load_lr()
+        self._run("update", self._update)
+        if not self.warm and self.graphs is not None:
+            self.warm = True
+            self.bank.opt.hold_grads()   # the update reads these tensors, whichever captured backward ran
+
+    def _grads(self, capture: bool) -> torch.Tensor | None:
+        bank, d = self.bank, self.data
+        x, y = d.x_train[self.idx], d.y_train[self.idx]                                     # (K, B, in), (K, B)
+        logits, hs = bank.forward(x, capture=capture)
+        losses = bank.losses(logits, y)                                                     # (K,)
+        bank.backward(losses)
+        new = bank.nonfinite(losses) & (self.first_bad == 0)
+        self.first_bad.copy_(torch.where(new, self.at, self.first_bad))   # masked_fill_ would read self.at on the host
+        return bank.record(losses, logits, y, hs) if capture else None
+
+    def _update(self) -> None:
+        self.bank.clip_()  # each model's own clip, after recording: the logged norms are the gradient's own
+        self.bank.opt.step()
+
+    def _run(self, key: object, fn: Callable[[], object]):
+        if self.graphs is None:
+            return fn()
+        if not self.warm:
+            return self.graphs.eager(fn)
+        try:
+            return self.graphs(key, fn)
+        except RuntimeError as e:   # a capture CUDA refused: nothing ran, so the step runs eagerly instead
+            self.error, self.graphs = str(e).splitlines()[0][:200], None
+            return fn()
+
+    def meta(self) -> dict:
+        """What meta.json says of the capture: whether steps were replayed, and why not where capture failed."""
+        replayed = {"cuda_graphs": self.graphs is not None and self.graphs.replays > 0}
+        return replayed if self.error is None else {**replayed, "cuda_graphs_error": self.error}
+
+
+def capturable(device: torch.device, train: TrainConfig) -> bool:
+    """Whether steps are captured: on CUDA, unless turned off or compiled (torch.compile captures its own)."""
+    return device.type == "cuda" and train.cuda_graphs and not train.compile
+
+
 def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should_stop: Callable[[], bool],
                finish: Callable[[int, str], None]) -> None:
     """Train ``runs`` (all at one step: K fresh runs, or one resumed) to the end, a divergence or a stop.
@@ -54,6 +126,8 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
     # each model's first step whose loss or gradient was not finite (0: none). Kept on the device and read on
     # CPU every step, on CUDA only where it matters (log, eval, checkpoint, stop), to spare a sync per step.
     first_bad = torch.zeros(len(runs), dtype=torch.long, device=device)
+    use_graphs = capturable(device, lead.cfg.train)
+    arith = Step(bank, d, first_bad, B, Graphs(device) if use_graphs else None)
 
     def clock() -> float:
         return lead.elapsed + time.perf_counter() - started
@@ -61,6 +135,8 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
     def end(k: int, status: str, diverged_at: int | None = None) -> None:
         if diverged_at is not None:
             runs[k].meta.update(diverged_at_step=diverged_at)
+        if use_graphs:
+            runs[k].meta.data.update(arith.meta())
         runs[k].seconds = clock()   # models trained together share their time; each folder reports all of it
         live.remove(k)
         bank.retire(k)
@@ -79,15 +155,10 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
             if order is None or pos == 0:
                 order = torch.stack([data_mod.batch_order(len(d.y_train), r.cfg.seeds[0], epoch)
                                      for r in runs]).to(device)                                   # (K, n)
-            idx = order[:, pos * B:(pos + 1) * B]                                                   # (K, B)
-            x, y = d.x_train[idx], d.y_train[idx]                                                   # (K, B, in), (K, B)
             log_now = step == 1 or step % log.every == 0 or step == total
-            logits, hs = bank.forward(x, capture=log_now)
-            losses = bank.losses(logits, y)                                                         # (K,)
-            bank.backward(losses)
-            first_bad.masked_fill_(bank.nonfinite(losses) & (first_bad == 0), step)
-            if log_now:
-                values, lrs, now = bank.record(losses, logits, y, hs), bank.lrs(), clock()
+            logged = arith.grads(order[:, pos * B:(pos + 1) * B], step, capture=log_now)
+            if logged is not None:
+                values, lrs, now = logged.tolist(), bank.lrs(), clock()
                 for k in live:
                     row = write_rows(runs[k], values[k], step, epoch, lrs[k], now)
                     if not (math.isfinite(row["train_loss"]) and math.isfinite(row["grad_norm_total"])):
@@ -106,8 +177,7 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
                         end(k, "diverged", bad_at)
                 if not live:
                     break
-            bank.clip_()  # each model's own clip, after recording: the logged norms are the gradient's own
-            bank.opt.step()
+            arith.update()
             bank.sched.step()
             for k in live:
                 runs[k].step = step
@@ -128,5 +198,8 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
         gc.unfreeze()
         for k in live:
             runs[k].seconds = clock()
+        if use_graphs:   # written with the status, by finish() or by the caller on an exception
+            for k in live:
+                runs[k].meta.data.update(arith.meta())
     for k in list(live):
         end(k, "completed" if step >= total else "interrupted")

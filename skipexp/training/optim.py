@@ -12,6 +12,10 @@ Stacked models (a leading K dimension on every parameter) may each have their ow
 (``models``): the kernel is then called once per distinct set, on the views ``p[k]`` of the models that
 share it. The kernels are elementwise, so each model's update is its lone run's to the bit, given the
 same gradient; models that agree take the single call over whole tensors.
+
+On CUDA the kernels read the learning rate from a device tensor (:meth:`FusedOptimizer.lr_on_device`), so
+that a step captured as a CUDA graph follows the schedule when replayed. Every CUDA step does so, captured
+or not, so a run's numbers do not depend on which of its steps were replayed.
 """
 from __future__ import annotations
 
@@ -35,6 +39,10 @@ class FusedOptimizer:
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
         # K stacked models' own hyperparameters (group keys), where they differ; None: ``group`` for all
         self.models: list[dict] | None = None
+        # lr_on_device: each kernel call's lr (one for all, or one per model), and the values last put there
+        self.lr_tensor: torch.Tensor | None = None
+        self._loaded: list[float | None] = []
+        self.held: list[tuple[nn.Parameter, torch.Tensor]] = []   # hold_grads: each parameter's gradient tensor
 
     @property
     def group(self) -> dict:
@@ -43,6 +51,19 @@ class FusedOptimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             p.grad = None
+
+    def hold_grads(self) -> None:
+        """Keep the gradients in the tensors they are in now: after each backward, :meth:`gather_grads` copies
+        the fresh ones there. Captured steps need that (the update reads the tensors it was captured with,
+        whichever captured backward ran); one copy over all of them costs less than zeroing them and
+        accumulating into them, a kernel per parameter."""
+        self.held = [(p, p.grad) for p in self.params if p.grad is not None]
+
+    def gather_grads(self) -> None:
+        if self.held:
+            torch._foreach_copy_([g for _, g in self.held], [p.grad for p, _ in self.held])
+            for p, g in self.held:
+                p.grad = g
 
     def _with_grads(self) -> tuple[list[nn.Parameter], list[torch.Tensor]]:
         params = [p for p in self.params if p.grad is not None]
@@ -58,6 +79,31 @@ class FusedOptimizer:
         if len(by_values) == 1:
             return [(self.models[0], None)]
         return [(self.models[ks[0]], ks) for ks in by_values.values()]
+
+    def lr_on_device(self, device: torch.device) -> None:
+        """Have the kernels read lr from a float32 tensor on ``device``, filled by :meth:`load_lr` before each
+        step: one call over whole tensors, or one per model where stacked models have their own values (the
+        calls are then fixed, as a captured graph needs, whatever the lrs do)."""
+        n = 1 if self.models is None else len(self.models)
+        self.lr_tensor = torch.zeros(n, dtype=torch.float32, device=device)
+        self._loaded = [None] * n
+
+    def load_lr(self) -> None:
+        """Put the schedule's current lr(s) where the kernels read them (outside a capture: a fill is baked in)."""
+        if self.lr_tensor is None:
+            return
+        for i, g in enumerate([self.group] if self.models is None else self.models):
+            if g["lr"] != self._loaded[i]:
+                self.lr_tensor[i].fill_(g["lr"])
+                self._loaded[i] = g["lr"]
+
+    def kernel_calls(self) -> list[tuple[dict, list[int] | None, float | torch.Tensor]]:
+        """:meth:`calls` with the lr each call passes: the group's float, or its device tensor."""
+        if self.lr_tensor is None:
+            return [(g, ks, g["lr"]) for g, ks in self.calls()]
+        if self.models is None:
+            return [(self.group, None, self.lr_tensor[0])]
+        return [(m, [k], self.lr_tensor[k]) for k, m in enumerate(self.models)]
 
     def uses(self, key: str, group: dict) -> bool:
         """Whether a parameter's state ``key`` exists under hyperparameters ``group``."""
@@ -93,16 +139,16 @@ class SGD(FusedOptimizer):
         params, grads = self._with_grads()
         if not params:
             return
-        calls = self.calls()
-        momentum = any(g["momentum"] != 0 for g, _ in calls)
+        calls = self.kernel_calls()
+        momentum = any(g["momentum"] != 0 for g, _, _ in calls)
         bufs = [self.state.get(p, {}).get("momentum_buffer") for p in params]
         first = momentum and all(b is None for b in bufs)
         if first:  # the kernel's first step copies the gradient in; zeros where a model has no momentum
             bufs = [(torch.empty_like if len(calls) == 1 else torch.zeros_like)(grad) for grad in grads]
-        for g, ks in calls:
+        for g, ks, lr in calls:
             ps, gs, bs = (params, grads, bufs) if ks is None else _views(ks, params, grads, bufs)
             torch._fused_sgd_(ps, gs, [] if g["momentum"] == 0 else bs, weight_decay=g["weight_decay"],
-                              momentum=g["momentum"], lr=g["lr"], dampening=g["dampening"], nesterov=g["nesterov"],
+                              momentum=g["momentum"], lr=lr, dampening=g["dampening"], nesterov=g["nesterov"],
                               maximize=g["maximize"], is_first_step=first, grad_scale=None, found_inf=None)
         if first:   # later steps update the stored buffers in place
             for p, buf in zip(params, bufs):
@@ -135,11 +181,11 @@ class Adam(FusedOptimizer):
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
         avgs, sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-        for g, ks in self.calls():
+        for g, ks, lr in self.kernel_calls():
             ps, gs, a, sq, st = ((params, grads, avgs, sqs, steps) if ks is None
                                  else _views(ks, params, grads, avgs, sqs) + ([t for _ in ks for t in steps],))
             kernel = torch._fused_adamw_ if g["decoupled_weight_decay"] else torch._fused_adam_
-            kernel(ps, gs, a, sq, [], st, amsgrad=False, lr=g["lr"], beta1=g["betas"][0], beta2=g["betas"][1],
+            kernel(ps, gs, a, sq, [], st, amsgrad=False, lr=lr, beta1=g["betas"][0], beta2=g["betas"][1],
                    weight_decay=g["weight_decay"], eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
 
 
