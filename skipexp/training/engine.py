@@ -135,7 +135,7 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
     def end(k: int, status: str, diverged_at: int | None = None) -> None:
         if diverged_at is not None:
             runs[k].meta.update(diverged_at_step=diverged_at)
-        if use_graphs:
+        if device.type == "cuda" or use_graphs:
             runs[k].meta.data.update(arith.meta())
         runs[k].seconds = clock()   # models trained together share their time; each folder reports all of it
         live.remove(k)
@@ -198,7 +198,7 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
         gc.unfreeze()
         for k in live:
             runs[k].seconds = clock()
-        if use_graphs:   # written with the status, by finish() or by the caller on an exception
+        if device.type == "cuda" or use_graphs:   # written with the status: by finish(), or the caller on an exception
             for k in live:
                 runs[k].meta.data.update(arith.meta())
     for k in list(live):
