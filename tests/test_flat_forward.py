@@ -130,3 +130,34 @@ def test_the_loop_leaves_the_garbage_collector_unfrozen(tmp_path, fails: bool) -
         api.train(cfg, api.create_run(cfg, tmp_path), reporter=Watch(), plots=False)
     assert seen and seen[0] > frozen_before   # frozen while it trains
     assert gc.get_freeze_count() == frozen_before
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])
+def test_a_run_long_enough_to_trace_equals_one_that_never_does(tmp_path, monkeypatch, seeds) -> None:
+    """The engine switches to the traced forward after _Fast.TRACE_AFTER non-log steps: every logged number
+    and the final weights are those of the model's own forward throughout."""
+    from test_step_capture import assert_identical
+
+    from skipexp.training import api, bank
+
+    raw = copy.deepcopy(TINY)
+    raw["train"] = {**raw["train"], "epochs": 6}   # 48 steps, 40 of them not logged
+    raw["log"] = {**raw["log"], "every": 5, "checkpoint": "last"}
+    monkeypatch.setattr(bank._Fast, "TRACE_AFTER", 10)
+    traced = api.train_config(config.from_dict({**raw, "seed": seeds}), tmp_path / "traced", plots=False)
+    monkeypatch.setattr(bank._Fast, "TRACE_AFTER", 10**9)
+    plain = api.train_config(config.from_dict({**raw, "seed": seeds}), tmp_path / "plain", plots=False)
+    for a, b in zip(traced, plain):
+        assert_identical(a.run_dir, b.run_dir)
+
+
+def test_short_runs_never_trace() -> None:
+    from skipexp.training.bank import _Fast
+
+    model = model_of()
+    fast = _Fast(model, compile=False)
+    for _ in range(_Fast.TRACE_AFTER):
+        fast(torch.randn(4, 16))
+    assert fast.fn is None
+    fast(torch.randn(4, 16))
+    assert isinstance(fast.fn, torch.fx.GraphModule)

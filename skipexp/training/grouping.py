@@ -8,7 +8,7 @@ Contract, for whoever groups sweep points or compare members:
   values that change only one model's own arithmetic or initial weights. Everything else must be equal
   in a group: tensor shapes and layer structure (depth, widths, hidden, activation, norm, skip placement,
   span, project), the data (``data.*``), batch size, epochs/steps, logging and checkpoint cadence, device,
-  threads, compile and the optimizer kind.
+  threads, compile, cuda_graphs and the optimizer kind.
 - ``model.skip.kind`` ``none`` also joins ``identity``: a unit without a skip is an identity skip of scale
   0, exactly (``fx + 0 * x``), and neither kind has parameters of its own, so both write the same columns.
   A ``none`` config's placement keys (``every``, ``blocks``) mean nothing and are ignored; its span counts.
