@@ -197,7 +197,7 @@ class Stacked:
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.probe_params]
         sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads])                   # (params, K)
         w = torch.zeros(len(self.layer_names), k, dtype=sq.dtype, device=sq.device).index_add_(
-            0, self.segment, sq).sqrt()                                              # (layers, K)
+            0, self.segment, sq).sqrt()                                                            # (layers, K)
         acc = (logits.argmax(2) == y).float().mean(1)                                               # (K,)
         act_grad = torch.stack([h.grad.norm(dim=2).mean(1) for h in hs]) * n                        # (bounds, K)
         act = torch.stack([h.detach().square().mean((1, 2)).sqrt() for h in hs])                  # (bounds, K)
