@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from conftest import run_cli, skipexp_cmd
+from conftest import cli, run_cli, skipexp_cmd
 
 from skipexp.rundir import runio
 
@@ -26,8 +26,8 @@ def _interrupted_run(tmp_path, config):
 
 def test_report_rebuilds_every_kind_of_run(tmp_path, tiny_config):
     fin, div = tmp_path / "finished", tmp_path / "diverged"
-    run_cli("train", tiny_config, "--run-dir", fin, check=0)
-    run_cli("train", tiny_config, "train.lr=1000000000", "--run-dir", div, check=0)
+    cli("train", tiny_config, "log.plots=false", "--run-dir", fin, check=0)   # report draws them
+    cli("train", tiny_config, "log.plots=false", "train.lr=1000000000", "--run-dir", div, check=0)
     intr = _interrupted_run(tmp_path, tiny_config)
     # a crash: the process vanished while 'running', mid-row (a copy of the finished run, made to look killed)
     crash = tmp_path / "crashed"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, write_config
+from conftest import cli, run_cli, write_config
 
 from skipexp.core import config
 from skipexp.core.models import SkipNet
@@ -131,11 +131,11 @@ def test_lesion_cli_on_a_run_and_on_a_comparison_folder(trained):
     run_cli("lesion", folder, check=0)
     assert (folder / "plots" / "lesion.png").stat().st_size > 0
     assert (trained["none"] / "lesion.csv").exists()
-    bad = run_cli("lesion", trained["none"], "--drop", "9", check=2)
+    bad = cli("lesion", trained["none"], "--drop", "9", check=2)
     assert bad.stderr.startswith("error:") and "--drop" in bad.stderr
     (trained["none"] / "checkpoints" / "last.pt").rename(trained["none"] / "last.pt.away")
     try:
-        bad = run_cli("lesion", trained["none"], check=2)
+        bad = cli("lesion", trained["none"], check=2)
         assert "checkpoints/last.pt" in bad.stderr
     finally:
         (trained["none"] / "last.pt.away").rename(trained["none"] / "checkpoints" / "last.pt")

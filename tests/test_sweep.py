@@ -103,12 +103,12 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     before = _mtimes(root)
 
     # the Makefile's view of it: both groups have a point to run, with their --list command
-    mk = run_cli("sweep", path, "--jobs", "2", "--out", out, "--list", "--format", "make", check=0).stdout
+    mk = cli("sweep", path, "--jobs", "2", "--out", out, "--list", "--format", "make", check=0).stdout
     (tmp_path / "sweep.mk").write_text(mk)
     dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"),
                           f"SKIPEXP={skipexp_cmd()[0]}", "points"],
                          env=MAKE_ENV, capture_output=True, text=True, check=True).stdout
-    listed = run_cli("sweep", path, "--jobs", "2", "--out", out, "--list", check=0).stdout.splitlines()
+    listed = cli("sweep", path, "--jobs", "2", "--out", out, "--list", check=0).stdout.splitlines()
     assert listed[0] == f"# group 1 (2 points): {interrupted} {done}"  # grid order within the group
     commands = [line for line in listed if not line.startswith("#")]
     assert [shlex.split(c)[1:] for c in commands] == [
@@ -127,7 +127,7 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     assert len(rows) == 5 and all(",completed," in r for r in rows[1:])
 
     # once everything is done, make has nothing left to run
-    mk = run_cli("sweep", path, "--out", out, "--list", "--format", "make", check=0).stdout
+    mk = cli("sweep", path, "--out", out, "--list", "--format", "make", check=0).stdout
     (tmp_path / "sweep.mk").write_text(mk)
     dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"),
                           "SKIPEXP=skipexp", "points"],
@@ -138,7 +138,7 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
 def test_a_listed_command_runs_its_group_and_is_safe_to_repeat(tmp_path):
     path = _sweep_file(tmp_path, {"model.depth": [2]})
     out = tmp_path / "runs"
-    comment, line = run_cli("sweep", path, "--out", out, "--list", check=0).stdout.splitlines()
+    comment, line = cli("sweep", path, "--out", out, "--list", check=0).stdout.splitlines()
     assert comment == "# group 1 (1 point): depth=2"
     argv = shlex.split(line)
     assert argv[:2] == ["skipexp", "sweep"] and "--group" in argv
@@ -226,7 +226,7 @@ def test_ctrl_c_interrupts_every_point_of_a_running_group_and_a_rerun_resumes_th
     assert [m["status"] for m in metas] == ["interrupted", "interrupted"]
     assert metas[0]["pid"] == metas[1]["pid"] and metas[0]["steps_done"] == metas[1]["steps_done"]
 
-    p = run_cli("sweep", path, "--out", out, "--list", check=0)
+    p = cli("sweep", path, "--out", out, "--list", check=0)
     assert p.stdout.splitlines()[0] == "# group 1 (2 points): seed=0 seed=1"
     # a point to resume starts mid-run, so each resumes alone; shorten the wait by stopping again soon
     proc = subprocess.Popen(skipexp_cmd() + ["sweep", str(path), "--out", str(out)], stdout=subprocess.PIPE,

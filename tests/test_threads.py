@@ -99,7 +99,7 @@ def test_a_sweep_point_reproduces_the_same_config_trained_alone(tmp_path):
     # differently: a sweep that gave each point cores // jobs threads (as it once did) fails this
     base = {"name": "p", "seed": 0, "data": {"dataset": "synthetic", "n_train": 2048, "n_test": 256},
             "model": {"depth": 6, "width": 256}, "train": {"steps": 40, "batch_size": 128, "lr": 0.05},
-            "log": {"every": 5, "checkpoint": "none"}}
+            "log": {"every": 5, "checkpoint": "none", "plots": False}}
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"name": "s", "base": "base.yaml",
                                                          "grid": {"seed": [0, 1]}}))
