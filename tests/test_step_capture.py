@@ -20,6 +20,7 @@ from test_vectorized import CSVS, assert_same_run
 from skipexp.core import config
 from skipexp.rundir import runio
 from skipexp.training import api, engine
+from skipexp.training.graphs import CaptureFailed
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -57,7 +58,6 @@ class ReplayOnCpu:
 
     def __init__(self, device: torch.device):
         self.captured: dict = {}
-        self.replays = 0
 
     def eager(self, fn):
         return fn()
@@ -65,9 +65,8 @@ class ReplayOnCpu:
     def __call__(self, key, fn):
         if key not in self.captured:
             if self.fail:
-                raise RuntimeError(self.fail)
+                raise CaptureFailed(self.fail)
             self.captured[key] = fn
-        self.replays += 1
         return self.captured[key]()
 
 
@@ -78,9 +77,10 @@ def replay_on_cpu(monkeypatch: pytest.MonkeyPatch) -> type[ReplayOnCpu]:
     return ReplayOnCpu
 
 
-@pytest.mark.parametrize("case", ["sgd", "rich", "stacked lrs", "diverging seeds"])
+@pytest.mark.parametrize("case", ["sgd", "rich", "stacked lrs", "diverging seeds", "split smaller than a batch"])
 def test_the_capture_path_equals_eager_steps(tmp_path: Path, replay_on_cpu, case: str) -> None:
     raw, kw = {"sgd": (raw_config(), {}),
+               "split smaller than a batch": (raw_config(data={"n_train": 40}), {"seeds": [0, 1]}),
                "rich": (raw_config(**RICH), {}),
                "stacked lrs": (raw_config(train={"schedule": "cosine", "grad_clip": 1.0}), {"lrs": [0.02, 0.05, 0.1]}),
                "diverging seeds": (raw_config(model={"init": "kaiming"}, log={"every": 4}), {"seeds": [0, 2, 4, 6]}),
@@ -89,6 +89,7 @@ def test_the_capture_path_equals_eager_steps(tmp_path: Path, replay_on_cpu, case
     eager = run_group({**raw, "train": {**raw["train"], "cuda_graphs": False}}, tmp_path / "eager", **kw)
     for a, b in zip(replayed, eager):
         assert_same_run(a.run_dir, b.run_dir)
+        assert a.status in ("completed", "diverged")
         meta = runio.read_json(a.run_dir / "meta.json")
         assert meta["cuda_graphs"] is True and "cuda_graphs_error" not in meta
         assert "cuda_graphs" not in runio.read_json(b.run_dir / "meta.json")   # eager on the CPU: nothing to say

@@ -24,7 +24,7 @@ from skipexp.core.config import TrainConfig
 from skipexp.core.metrics import evaluate
 from skipexp.training.bank import Lone, Stacked
 from skipexp.training.checkpoint import save_checkpoint
-from skipexp.training.graphs import Graphs
+from skipexp.training.graphs import CaptureFailed, Graphs
 from skipexp.training.session import Reporter, Run
 
 
@@ -59,6 +59,7 @@ class Step:
         self.idx = torch.zeros(bank.k, batch, dtype=torch.long, device=first_bad.device)   # (K, B)
         self.at = torch.zeros((), dtype=torch.long, device=first_bad.device)               # the step number
         self.warm = False        # one eager step done: gradients and optimizer state exist to capture
+        self.replays = 0         # steps' functions replayed as graphs
         self.error: str | None = None   # why capture failed, where it did (every step then runs eagerly)
         if graphs is not None or first_bad.device.type == "cuda":
             # captured steps read lr from the device; on CUDA every step does, so that replay changes no number
@@ -97,14 +98,16 @@ class Step:
         if not self.warm:
             return self.graphs.eager(fn)
         try:
-            return self.graphs(key, fn)
-        except RuntimeError as e:   # a capture CUDA refused: nothing ran, so the step runs eagerly instead
+            out = self.graphs(key, fn)
+        except CaptureFailed as e:   # nothing ran, so the step runs eagerly instead, and every step after it
             self.error, self.graphs = str(e).splitlines()[0][:200], None
             return fn()
+        self.replays += 1
+        return out
 
     def meta(self) -> dict:
         """What meta.json says of the capture: whether steps were replayed, and why not where capture failed."""
-        replayed = {"cuda_graphs": self.graphs is not None and self.graphs.replays > 0}
+        replayed = {"cuda_graphs": self.replays > 0}
         return replayed if self.error is None else {**replayed, "cuda_graphs_error": self.error}
 
 
@@ -127,7 +130,8 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
     # CPU every step, on CUDA only where it matters (log, eval, checkpoint, stop), to spare a sync per step.
     first_bad = torch.zeros(len(runs), dtype=torch.long, device=device)
     use_graphs = capturable(device, lead.cfg.train)
-    arith = Step(bank, d, first_bad, B, Graphs(device) if use_graphs else None)
+    # a training split smaller than a batch is one batch of all of it, every step
+    arith = Step(bank, d, first_bad, min(B, len(d.y_train)), Graphs(device) if use_graphs else None)
 
     def clock() -> float:
         return lead.elapsed + time.perf_counter() - started

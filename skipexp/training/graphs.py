@@ -18,6 +18,10 @@ from typing import Any
 import torch
 
 
+class CaptureFailed(RuntimeError):
+    """CUDA refused to capture a function (a host sync or an unsupported call in it): nothing of it ran."""
+
+
 class Graphs:
     """Functions captured on first use under a key and replayed after; their outputs are the captured
     tensors, refreshed by each replay (read them before the next replay of the same key)."""
@@ -26,7 +30,6 @@ class Graphs:
         self.device = device
         self.stream = torch.cuda.Stream(device)   # where capture happens, and the warm-up before it
         self.captured: dict[Hashable, tuple[torch.cuda.CUDAGraph, Any]] = {}
-        self.replays = 0
 
     def eager(self, fn: Callable[[], Any]) -> Any:
         """``fn()`` run eagerly on the capture stream: a warm-up step, so that what the first use of a stream
@@ -39,13 +42,20 @@ class Graphs:
         return out
 
     def __call__(self, key: Hashable, fn: Callable[[], Any]) -> Any:
-        """``fn()``'s outputs, by capturing ``fn`` (first call with ``key``) and replaying it."""
+        """``fn()``'s outputs, by capturing ``fn`` (first call with ``key``) and replaying it; CaptureFailed
+        where CUDA refuses the capture."""
         if key not in self.captured:
+            main = torch.cuda.current_stream(self.device)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.device(self.device), torch.cuda.graph(graph, stream=self.stream):
-                out = fn()
+            try:
+                with torch.cuda.device(self.device), torch.cuda.graph(graph, stream=self.stream):
+                    out = fn()
+            except RuntimeError as e:
+                # a failed capture ends in capture_end's own error, with what broke it as its context; and it
+                # leaves the capture stream current
+                torch.cuda.set_stream(main)
+                raise CaptureFailed(str(e.__context__ or e)) from e
             self.captured[key] = (graph, out)
         graph, out = self.captured[key]
         graph.replay()
-        self.replays += 1
         return out

@@ -15,7 +15,10 @@ same gradient; models that agree take the single call over whole tensors.
 
 On CUDA the kernels read the learning rate from a device tensor (:meth:`FusedOptimizer.lr_on_device`), so
 that a step captured as a CUDA graph follows the schedule when replayed. Every CUDA step does so, captured
-or not, so a run's numbers do not depend on which of its steps were replayed.
+or not, so a run's numbers do not depend on which of its steps were replayed. The kernels read that lr as a
+float32 (a Python float reaches them as a double), so on CUDA the "same to the bit" above holds against
+torch.optim given the lr as such a tensor; against a float lr, an lr float32 cannot hold (0.05, a cosine
+value) moves the weights in their last bits.
 """
 from __future__ import annotations
 
