@@ -130,6 +130,7 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
     # CPU every step, on CUDA only where it matters (log, eval, checkpoint, stop), to spare a sync per step.
     first_bad = torch.zeros(len(runs), dtype=torch.long, device=device)
     use_graphs = capturable(device, lead.cfg.train)
+    says_graphs = device.type == "cuda" or use_graphs   # meta.json's cuda_graphs: where it means something
     # a training split smaller than a batch is one batch of all of it, every step
     arith = Step(bank, d, first_bad, min(B, len(d.y_train)), Graphs(device) if use_graphs else None)
 
@@ -139,7 +140,7 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
     def end(k: int, status: str, diverged_at: int | None = None) -> None:
         if diverged_at is not None:
             runs[k].meta.update(diverged_at_step=diverged_at)
-        if device.type == "cuda" or use_graphs:
+        if says_graphs:
             runs[k].meta.data.update(arith.meta())
         runs[k].seconds = clock()   # models trained together share their time; each folder reports all of it
         live.remove(k)
@@ -202,7 +203,7 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
         gc.unfreeze()
         for k in live:
             runs[k].seconds = clock()
-        if device.type == "cuda" or use_graphs:   # written with the status: by finish(), or the caller on an exception
+        if says_graphs:   # written with the status: by finish(), or by the caller on an exception
             for k in live:
                 runs[k].meta.data.update(arith.meta())
     for k in list(live):
