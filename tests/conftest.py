@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import shutil
@@ -170,3 +171,89 @@ def tiny_run(tmp_path_factory) -> tuple[Result, Path]:
     runs = [d for d in out.iterdir() if d.is_dir()]
     assert len(runs) == 1, runs
     return result, runs[0]
+
+
+# --- the scheduling oracle: a run's numbers do not depend on what trained beside it, or when it stopped ---
+
+RUN_CSVS = ("metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv", "act_norms.csv")
+TIMING = {"elapsed_s", "wall_s", "steps_per_s", "name"}   # how long it took, and what the folder is called
+
+
+def assert_same_numbers(a: Path, b: Path, checkpoint: bool = True) -> None:
+    """Run folders ``a`` and ``b`` hold the same numbers to the bit: every cell of every CSV but elapsed_s,
+    summary.json but its timing, status and steps in meta.json, and (``checkpoint``) the last checkpoint's
+    weights, optimizer state and schedule."""
+    from skipexp.rundir import runio
+
+    for name in RUN_CSVS:
+        assert runio.csv_columns(a / name) == runio.csv_columns(b / name), name
+        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
+        assert len(ra) == len(rb) > 0 or name == "eval.csv", f"{name}: {len(ra)} rows vs {len(rb)}"
+        for x, y in zip(ra, rb):
+            diff = {c: (x[c], y[c]) for c in x if c not in TIMING and not _same_float(x[c], y[c])}
+            assert not diff, f"{a.name} vs {b.name}, {name} step {x['step']}: {diff}"
+    sa, sb = (runio.read_json(d / "summary.json") for d in (a, b))
+    assert {k: v for k, v in sa.items() if k not in TIMING} == {k: v for k, v in sb.items() if k not in TIMING}
+    ma, mb = runio.read_json(a / "meta.json"), runio.read_json(b / "meta.json")
+    for key in ("status", "diverged_at_step", "seed", "params", "total_steps", "steps_done"):
+        assert ma.get(key) == mb.get(key), key
+    last = [d / "checkpoints" / "last.pt" for d in (a, b)]
+    assert last[0].exists() == last[1].exists(), "a checkpoint in one folder only"
+    if checkpoint and last[0].exists():
+        ca, cb = (torch.load(d / "checkpoints" / "last.pt", weights_only=True) for d in (a, b))
+        assert ca["step"] == cb["step"] and ca["scheduler"] == cb["scheduler"]
+        assert ca["optimizer"]["param_groups"] == cb["optimizer"]["param_groups"]
+        for key in ("model",):
+            assert ca[key].keys() == cb[key].keys()
+            assert all(torch.equal(ca[key][k], cb[key][k]) for k in ca[key]), key
+        sa_, sb_ = ca["optimizer"]["state"], cb["optimizer"]["state"]
+        assert sa_.keys() == sb_.keys()
+        for i in sa_:
+            assert sa_[i].keys() == sb_[i].keys()
+            assert all(torch.equal(sa_[i][k], sb_[i][k]) for k in sa_[i]), (i, list(sa_[i]))
+
+
+def assert_close_numbers(a: Path, b: Path, rel: float = 2e-4, abs_: float = 1e-6) -> None:
+    """``a`` and ``b`` hold the same numbers within float rounding: runs on different devices (a CUDA run
+    against a CPU run), where the kernels themselves differ."""
+    import math
+
+    from skipexp.rundir import runio
+
+    for name in RUN_CSVS:
+        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
+        assert len(ra) == len(rb), f"{name}: {len(ra)} rows vs {len(rb)}"
+        for x, y in zip(ra, rb):
+            for c in x:
+                if c not in TIMING and not _same_float(x[c], y[c]):
+                    assert math.isclose(x[c], y[c], rel_tol=rel, abs_tol=abs_), (name, x["step"], c, x[c], y[c])
+    ma, mb = runio.read_json(a / "meta.json"), runio.read_json(b / "meta.json")
+    for key in ("status", "diverged_at_step", "seed", "params", "total_steps", "steps_done"):
+        assert ma.get(key) == mb.get(key), key
+
+
+def _same_float(x: float, y: float) -> bool:
+    return x == y or (x != x and y != y)   # NaN rows (a diverged step) are the same row
+
+
+def lone_run(raw: dict, seed: int, out: Path) -> Path:
+    """``raw`` (a config dict) trained alone with ``seed``, in this process; its folder."""
+    from skipexp.core import config
+    from skipexp.training import api
+
+    raw = copy.deepcopy(raw)
+    raw["seed"] = seed
+    cfg = config.from_dict(raw)
+    run_dir = api.create_run(cfg, out)
+    api.train(cfg, run_dir, plots=False)
+    return run_dir
+
+
+def together(raw: dict, seeds: list[int], out: Path) -> list:
+    from skipexp.core import config
+    from skipexp.training import api
+
+    cfg = config.from_dict({**raw, "seed": seeds})
+    cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in seeds]
+    dirs = [api.create_run(c, out) for c in cfgs]
+    return api.train_group(cfgs, dirs, plots=False)

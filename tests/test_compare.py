@@ -1,8 +1,7 @@
 """skipexp compare: members on the same batches, the side-by-side table, the folder on disk."""
 import json
-import math
 
-from conftest import cli, run_cli, write_config
+from conftest import assert_same_numbers, cli, run_cli, write_config
 
 from skipexp.experiments import compare
 from skipexp.rundir import runio
@@ -115,19 +114,6 @@ def test_members_must_list_the_same_seeds(tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
-def assert_same_run(a, b, rel=2e-4, abs_=1e-6):
-    """Two run folders hold the same numbers within float rounding: metrics.csv and grad_norms.csv."""
-    for name in ("metrics.csv", "grad_norms.csv"):
-        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
-        assert len(ra) == len(rb) > 0, name
-        for x, y in zip(ra, rb):
-            assert x.keys() == y.keys()
-            for c in x:
-                if c == "elapsed_s":
-                    continue
-                assert math.isclose(x[c], y[c], rel_tol=rel, abs_tol=abs_), (a.name, name, x["step"], c, x[c], y[c])
-
-
 def test_members_that_stack_train_together_and_equal_their_lone_runs(tmp_path):
     # the demo's shape: none beside identity, one with its own lr and seeds; one stack of four models
     plain = write_config(tmp_path / "plain.yaml", {"name": "plain", "model.skip.kind": "none"})
@@ -147,7 +133,7 @@ def test_members_that_stack_train_together_and_equal_their_lone_runs(tmp_path):
             lone = tmp_path / "lone" / f"{n}-{seed}"
             cli("train", cfg, f"seed={seed}", "--run-dir", lone, check=0)
             assert json.loads((lone / "meta.json").read_text()).get("trained_with") is None
-            assert_same_run(cdir / "runs" / f"{n}-seed{seed}", lone)
+            assert_same_numbers(cdir / "runs" / f"{n}-seed{seed}", lone)
 
 
 def test_members_that_cannot_stack_train_in_their_own_groups(tmp_path):

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
-from test_vectorized import assert_same_run, lone_run, together
+from conftest import TINY, assert_same_numbers, lone_run, together
 
 from skipexp.core import config
 from skipexp.rundir import runio
@@ -35,7 +34,7 @@ def test_seeds_that_diverge_at_different_steps_each_record_their_own_step(tmp_pa
     steps = {}
     for seed, result in zip(seeds, results):
         alone = lone_run(raw, seed, tmp_path / "alone")
-        assert_same_run(result.run_dir, alone)   # status and diverged_at_step too
+        assert_same_numbers(result.run_dir, alone)   # status and diverged_at_step too
         assert result.status == runio.read_json(alone / "meta.json")["status"]
         steps[seed] = runio.read_json(result.run_dir / "meta.json").get("diverged_at_step")
     assert steps[0] is None and results[0].status == "completed"
@@ -67,7 +66,7 @@ def test_a_gradient_that_is_not_finite_retires_its_model_at_that_step(tmp_path: 
     assert [r.status for r in results] == ["completed", "diverged", "completed"]
     assert runio.read_json(results[1].run_dir / "meta.json")["diverged_at_step"] == 10
     for seed, result in zip([1, 3, 5], results):
-        assert_same_run(result.run_dir, lone_run(raw, seed, tmp_path / "alone"))
+        assert_same_numbers(result.run_dir, lone_run(raw, seed, tmp_path / "alone"))
     # its last checkpoint stays the one at the end of epoch 1 (8 steps), before the bad gradient
     assert torch.load(results[1].run_dir / "checkpoints" / "last.pt", weights_only=True)["step"] == 8
 
@@ -82,7 +81,7 @@ def test_an_update_that_overflows_one_model_retires_it_without_a_checkpoint(tmp_
     assert runio.read_json(results[1].run_dir / "meta.json")["diverged_at_step"] == 1
     assert not (results[1].run_dir / "checkpoints" / "last.pt").exists()   # no checkpoint with NaNs
     for seed, result in zip([5, 6], results):
-        assert_same_run(result.run_dir, lone_run(raw, seed, tmp_path / f"alone{seed}"))
+        assert_same_numbers(result.run_dir, lone_run(raw, seed, tmp_path / f"alone{seed}"))
     # the survivor's checkpoint is finite and holds its own seed's RNG state, as its lone run's does
     mine = torch.load(results[0].run_dir / "checkpoints" / "last.pt", weights_only=True)
     alone = torch.load(next((tmp_path / "alone5").iterdir()) / "checkpoints" / "last.pt", weights_only=True)

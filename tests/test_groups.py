@@ -1,17 +1,15 @@
 """A sweep's points in groups that train together: numbering, parts, and a group run in this process
 equal to lone `skipexp train` runs of its points."""
 import json
-import math
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import cli, write_config
+from conftest import assert_same_numbers, cli, write_config
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments import sweep
 from skipexp.experiments.sweep import groups
-from skipexp.rundir import runio
 
 
 def _sweep(tmp_path: Path, grid: dict, base: dict | None = None) -> tuple[Path, list]:
@@ -61,16 +59,6 @@ def test_spread_cuts_the_biggest_group_while_workers_are_idle(tmp_path):
     assert len(groups.spread(big, 8)) == 5  # at most one point a part
 
 
-def assert_same_run(a: Path, b: Path) -> None:
-    for name in ("metrics.csv", "grad_norms.csv"):
-        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
-        assert len(ra) == len(rb) > 0, name
-        for x, y in zip(ra, rb):
-            for c in x:
-                if c != "elapsed_s":
-                    assert math.isclose(x[c], y[c], rel_tol=2e-4, abs_tol=1e-6), (a.name, name, x["step"], c)
-
-
 def test_a_group_trains_together_and_each_point_equals_its_lone_train(tmp_path):
     path, pts = _sweep(tmp_path, {"model.skip.kind": ["none", "identity"], "train.lr": [0.05, 0.1], "seed": [0, 1]})
     (g,) = groups.groups(pts)
@@ -86,7 +74,7 @@ def test_a_group_trains_together_and_each_point_equals_its_lone_train(tmp_path):
         overrides = [f"{k}={v}" for k, v in p.values.items()]
         lone = tmp_path / "lone" / p.name
         cli("train", tmp_path / "tiny.yaml", *overrides, "--run-dir", lone, check=0)
-        assert_same_run(p.run_dir, lone)
+        assert_same_numbers(p.run_dir, lone)
         assert yaml.safe_load((lone / "config.yaml").read_text()) == yaml.safe_load(
             (p.run_dir / "config.yaml").read_text())
 

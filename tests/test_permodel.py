@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
-from test_vectorized import assert_same_run
+from conftest import TINY, assert_same_numbers
 
 from skipexp.core import config
 from skipexp.core.config import RunConfig
@@ -46,14 +45,14 @@ def assert_same_checkpoint(a: Path, b: Path) -> None:
     assert ca["step"] == cb["step"]
     assert ca["model"].keys() == cb["model"].keys()
     for key in ca["model"]:
-        torch.testing.assert_close(ca["model"][key], cb["model"][key], rtol=1e-4, atol=1e-6, msg=key)
+        assert torch.equal(ca["model"][key], cb["model"][key]), key
     oa, ob = ca["optimizer"], cb["optimizer"]
     assert oa["param_groups"] == ob["param_groups"]
     assert oa["state"].keys() == ob["state"].keys()
     for i in oa["state"]:
         assert oa["state"][i].keys() == ob["state"][i].keys()
         for key in oa["state"][i]:
-            torch.testing.assert_close(oa["state"][i][key], ob["state"][i][key], rtol=1e-4, atol=1e-6)
+            assert torch.equal(oa["state"][i][key], ob["state"][i][key]), (i, key)
     assert ca["scheduler"] == cb["scheduler"]
 
 
@@ -61,7 +60,7 @@ def assert_each_equals_its_lone_run(cfgs: list[RunConfig], tmp_path: Path) -> li
     results = together(cfgs, tmp_path / "together")
     for cfg, result in zip(cfgs, results):
         alone = lone(cfg, tmp_path / "alone")
-        assert_same_run(result.run_dir, alone)
+        assert_same_numbers(result.run_dir, alone)
         assert (result.run_dir / "config.yaml").read_text() == (alone / "config.yaml").read_text()
         if result.status == "completed":
             assert_same_checkpoint(result.run_dir, alone)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
-from test_vectorized import CSVS, assert_same_run
+from conftest import RUN_CSVS as CSVS
+from conftest import TINY, assert_close_numbers, assert_same_numbers
 
 from skipexp.core import config
 from skipexp.rundir import runio
@@ -88,7 +88,9 @@ def test_the_capture_path_equals_eager_steps(tmp_path: Path, replay_on_cpu, case
     replayed = run_group(raw, tmp_path / "replayed", **kw)
     eager = run_group({**raw, "train": {**raw["train"], "cuda_graphs": False}}, tmp_path / "eager", **kw)
     for a, b in zip(replayed, eager):
-        assert_same_run(a.run_dir, b.run_dir)
+        # captured steps read lr from a float32 tensor, eager CPU steps get a double: Adam's CPU kernel rounds
+        # the two differently (SGD's does not), so there the paths agree within rounding, not to the bit
+        (assert_close_numbers if case == "rich" else assert_same_numbers)(a.run_dir, b.run_dir)
         assert a.status in ("completed", "diverged")
         meta = runio.read_json(a.run_dir / "meta.json")
         assert meta["cuda_graphs"] is True and "cuda_graphs_error" not in meta
@@ -103,7 +105,7 @@ def test_a_capture_that_fails_trains_on_eagerly_and_says_why(tmp_path: Path, rep
     failed = run_group(raw, tmp_path / "failed")[0]
     eager = run_group({**raw, "train": {**raw["train"], "cuda_graphs": False}}, tmp_path / "eager")[0]
     assert failed.status == "completed"
-    assert_same_run(failed.run_dir, eager.run_dir)
+    assert_same_numbers(failed.run_dir, eager.run_dir)
     meta = runio.read_json(failed.run_dir / "meta.json")
     assert meta["cuda_graphs"] is False
     assert meta["cuda_graphs_error"] == "operation not permitted when stream is capturing"
@@ -188,7 +190,7 @@ def test_cuda_graph_run_equals_the_cpu_run(tmp_path: Path) -> None:
     on_cpu = run_group(raw, tmp_path / "cpu")[0]
     on_cuda = run_group({**raw, "device": "cuda"}, tmp_path / "cuda")[0]
     assert runio.read_json(on_cuda.run_dir / "meta.json")["cuda_graphs"] is True
-    assert_same_run(on_cuda.run_dir, on_cpu.run_dir)
+    assert_close_numbers(on_cuda.run_dir, on_cpu.run_dir)
 
 
 @cuda

@@ -1,6 +1,5 @@
 """skipexp sweep: grid expansion, point names, resuming, --jobs, and the Makefile's commands."""
 import json
-import math
 import os
 import shlex
 import subprocess
@@ -8,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, cli, run_cli, skipexp_cmd, write_config
+from conftest import REPO, assert_same_numbers, cli, run_cli, skipexp_cmd, write_config
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments import sweep
-from skipexp.rundir import runio
 
 # the tests may themselves run under `make test`: its MAKEFLAGS and MAKELEVEL must not reach the makes below
 MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
@@ -191,17 +189,7 @@ def test_a_sweep_point_equals_a_lone_train_of_its_command(tmp_path):
         at = pt.argv.index("--run-dir")
         lone = tmp_path / "lone" / pt.name
         cli(*pt.argv[1:at], "--run-dir", lone, check=0)
-        assert_same_run(pt.run_dir, lone)
-
-
-def assert_same_run(a: Path, b: Path) -> None:
-    for name in ("metrics.csv", "grad_norms.csv"):
-        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
-        assert len(ra) == len(rb) > 0, name
-        for x, y in zip(ra, rb):
-            for c in x:
-                if c != "elapsed_s":
-                    assert math.isclose(x[c], y[c], rel_tol=2e-4, abs_tol=1e-6), (a.name, name, x["step"], c)
+        assert_same_numbers(pt.run_dir, lone)
 
 
 def test_ctrl_c_interrupts_every_point_of_a_running_group_and_a_rerun_resumes_them(tmp_path):

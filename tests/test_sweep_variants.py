@@ -1,18 +1,16 @@
 """Named variant axes in sweep files (a label per variant of several keys), and points without plots."""
 import csv
 import json
-import math
 import shlex
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, cli, run_cli, write_config
+from conftest import TINY, assert_same_numbers, cli, run_cli, write_config
 
 from skipexp.experiments import sweep
 from skipexp.experiments.sweep import groups as groups_mod
 from skipexp.experiments.sweep.overrides import resolve
-from skipexp.rundir import runio
 
 SHORTCUTS = {
     "identity": {},
@@ -112,13 +110,7 @@ def test_a_sweep_with_a_named_axis_runs_lists_and_reports_from_its_folder(tmp_pa
     cli(*pt.argv[1:at], "--run-dir", lone, check=0)
     assert _config(lone) == _config(pt.run_dir)
     assert not (lone / "plots").exists()
-    for name in ("metrics.csv", "grad_norms.csv"):
-        a, b = runio.read_csv(pt.run_dir / name), runio.read_csv(lone / name)
-        assert len(a) == len(b) > 0
-        for x, y in zip(a, b):
-            for c in x:
-                if c != "elapsed_s":
-                    assert math.isclose(x[c], y[c], rel_tol=2e-4, abs_tol=1e-6), (name, c)
+    assert_same_numbers(pt.run_dir, lone, checkpoint=False)
 
 
 def test_command_line_overrides_on_a_sweep_with_a_named_axis(tmp_path, monkeypatch):

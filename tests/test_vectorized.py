@@ -1,59 +1,20 @@
 """Seeds trained together: each folder must equal a lone run of its seed (the oracle), for every model kind."""
 from __future__ import annotations
 
-import copy
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import run_cli, write_config
+from conftest import assert_same_numbers, lone_run, run_cli, together, write_config
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.training import api as train
 from skipexp.training import stacked
 from skipexp.training.threads import choose_threads
 
 CSVS = ["metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv", "act_norms.csv"]
-
-
-def close(a: float, b: float) -> bool:
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    return math.isclose(a, b, rel_tol=2e-4, abs_tol=1e-6)
-
-
-def assert_same_run(together: Path, alone: Path) -> None:
-    for name in CSVS:
-        a, b = runio.read_csv(together / name), runio.read_csv(alone / name)
-        assert runio.csv_columns(together / name) == runio.csv_columns(alone / name), name
-        assert len(a) == len(b), f"{name}: {len(a)} rows together, {len(b)} alone"
-        for ra, rb in zip(a, b):
-            for col in ra:
-                if col != "elapsed_s":
-                    assert close(ra[col], rb[col]), f"{name} step {ra['step']} {col}: {ra[col]} vs {rb[col]}"
-    ma, mb = runio.read_json(together / "meta.json"), runio.read_json(alone / "meta.json")
-    for key in ("status", "diverged_at_step", "seed", "params", "total_steps", "steps_done"):
-        assert ma.get(key) == mb.get(key), key
-
-
-def lone_run(raw: dict, seed: int, out: Path) -> Path:
-    raw = copy.deepcopy(raw)
-    raw["seed"] = seed
-    cfg = config.from_dict(raw)
-    run_dir = train.create_run(cfg, out)
-    train.train(cfg, run_dir, plots=False)
-    return run_dir
-
-
-def together(raw: dict, seeds: list[int], out: Path) -> list[train.RunResult]:
-    cfg = config.from_dict({**raw, "seed": seeds})
-    cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in seeds]
-    dirs = [train.create_run(c, out) for c in cfgs]
-    return train.train_group(cfgs, dirs, plots=False)
 
 
 def test_cli_seed_list_writes_folders_equal_to_lone_runs(tmp_path: Path) -> None:
@@ -65,7 +26,7 @@ def test_cli_seed_list_writes_folders_equal_to_lone_runs(tmp_path: Path) -> None
     for seed in (0, 1):
         alone = lone_run(yaml.safe_load(cfg_path.read_text()), seed, tmp_path / "alone")
         mine = dirs[seed]
-        assert_same_run(mine, alone)
+        assert_same_numbers(mine, alone)
         meta = runio.read_json(mine / "meta.json")
         assert meta["vectorized"] is True and meta["seeds_together"] == [0, 1]
         assert meta["threads"] == 1 and meta["seed"] == seed
@@ -77,10 +38,9 @@ def test_cli_seed_list_writes_folders_equal_to_lone_runs(tmp_path: Path) -> None
         assert ca["step"] == cb["step"]
         for key, value in cb["model"].items():
             assert ca["model"][key].shape == value.shape
-            torch.testing.assert_close(ca["model"][key], value, rtol=1e-4, atol=1e-6)
+            assert torch.equal(ca["model"][key], value), key
         for i, state in cb["optimizer"]["state"].items():
-            torch.testing.assert_close(ca["optimizer"]["state"][i]["momentum_buffer"], state["momentum_buffer"],
-                                       rtol=1e-4, atol=1e-6)
+            assert torch.equal(ca["optimizer"]["state"][i]["momentum_buffer"], state["momentum_buffer"]), i
         assert torch.equal(ca["rng"]["torch"], cb["rng"]["torch"])
 
 
@@ -102,7 +62,7 @@ def test_every_kind_equals_lone_runs(tmp_path: Path, variant: str) -> None:
     assert stacked.unsupported(config.from_dict({**raw, "seed": [0, 1]})) is None
     results = together(raw, [3, 5], tmp_path / "together")
     for seed, result in zip([3, 5], results):
-        assert_same_run(result.run_dir, lone_run(raw, seed, tmp_path / "alone"))
+        assert_same_numbers(result.run_dir, lone_run(raw, seed, tmp_path / "alone"))
 
 
 def test_a_diverged_seed_stops_and_the_others_go_on(tmp_path: Path) -> None:
@@ -113,7 +73,7 @@ def test_a_diverged_seed_stops_and_the_others_go_on(tmp_path: Path) -> None:
     steps = []
     for seed, result in zip([0, 3, 4], results):
         alone = lone_run(raw, seed, tmp_path / "alone")
-        assert_same_run(result.run_dir, alone)
+        assert_same_numbers(result.run_dir, alone)
         steps.append(runio.read_json(result.run_dir / "meta.json")["diverged_at_step"])
         assert result.status == "diverged"
     assert len(set(steps)) == 3, steps   # otherwise the test shows nothing about seeds going on alone

@@ -17,7 +17,7 @@ from torch import nn
 from skipexp.core.metrics import GradProbe, accuracy
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
 from skipexp.training.session import Run
-from skipexp.training.stacked import StackedLinear, stack_models
+from skipexp.training.stacked import StackedLinear, stack_models, unsupported_model
 
 
 def nonfinite(loss: torch.Tensor, grads: list[torch.Tensor], one: torch.Tensor) -> torch.Tensor:
@@ -160,6 +160,29 @@ class Stacked:
         assert self.layer_names == lead.probe.layer_names
         self.probe_params = [p for _, ps in layers for p in ps]
         self.segment = torch.tensor([i for i, (_, ps) in enumerate(layers) for _ in ps], device=lead.device)
+        self._load_states()
+
+    @torch.no_grad()
+    def _load_states(self) -> None:
+        """Stack the runs' own optimizer state and schedule position (a resumed run's, from its checkpoint)."""
+        own = [list(r.model.parameters()) for r in self.runs]
+        for i, p in enumerate(self.params):
+            states = [r.opt.state.get(ps[i], {}) for r, ps in zip(self.runs, own)]
+            keys = {key for s in states for key in s}
+            if keys:
+                self.opt.state[p] = {key: self._stack_state(i, p, key, [s.get(key) for s in states]) for key in keys}
+        lead = self.runs[0]
+        self.sched.last_epoch = lead.sched.last_epoch
+        for g, run in zip(self.sched.groups, self.runs):
+            g["lr"] = run.opt.group["lr"]
+
+    def _stack_state(self, i: int, p: torch.Tensor, key: str, values: list[torch.Tensor | None]) -> torch.Tensor:
+        """One state tensor of stacked parameter ``p`` from the models' own (a missing one is zeros)."""
+        if key == "step":   # Adam's step count: the models are at one step, and share it
+            return values[0].clone()
+        return torch.stack([torch.zeros_like(p[k]) if v is None else
+                            (v.t() if self.transposed[i] else v.reshape(p.shape[1:]))
+                            for k, v in enumerate(values)]).contiguous()
 
     def forward(self, x: torch.Tensor, capture: bool):
         """x (K, B, in) -> logits (K, B, classes) and, with ``capture``, the boundaries (K, B, H)."""
@@ -192,17 +215,20 @@ class Stacked:
 
     def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
                hs: list[torch.Tensor]) -> torch.Tensor:
-        """(K, values): every model's log-step values in :meth:`Lone.record`'s order, on the device."""
+        """(K, values): every model's log-step values in :meth:`Lone.record`'s order, on the device.
+
+        Every reduction runs over a model's own elements along the last dimensions of a (K, ...) tensor,
+        never across the model dimension, so that model k's values do not depend on K."""
         k, n = self.k, y.shape[1]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.probe_params]
-        sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads])                   # (params, K)
-        w = torch.zeros(len(self.layer_names), k, dtype=sq.dtype, device=sq.device).index_add_(
-            0, self.segment, sq).sqrt()                                                            # (layers, K)
+        sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads], dim=1)                  # (K, params)
+        w = torch.zeros(k, len(self.layer_names), dtype=sq.dtype, device=sq.device).index_add_(
+            1, self.segment, sq)                                                                    # (K, layers)
+        total = w.sum(1).sqrt()                                                                     # (K,)
         acc = (logits.argmax(2) == y).float().mean(1)                                               # (K,)
-        act_grad = torch.stack([h.grad.norm(dim=2).mean(1) for h in hs]) * n                        # (bounds, K)
-        act = torch.stack([h.detach().square().mean((1, 2)).sqrt() for h in hs])                  # (bounds, K)
-        head = torch.stack([losses.detach(), acc, w.square().sum(0).sqrt()])
-        return torch.cat([head, w, act_grad, act]).T
+        act_grad = torch.stack([h.grad.norm(dim=2).mean(1) for h in hs], dim=1) * n                 # (K, bounds)
+        act = torch.stack([h.detach().square().mean((1, 2)).sqrt() for h in hs], dim=1)            # (K, bounds)
+        return torch.cat([torch.stack([losses.detach(), acc, total], dim=1), w.sqrt(), act_grad, act], dim=1)
 
     def lrs(self) -> list[float]:
         lrs = self.sched.get_last_lr()
@@ -213,7 +239,7 @@ class Stacked:
         if self.max_norms is None:
             return
         grads = [p.grad for p in self.params if p.grad is not None]
-        norms = torch.stack([g.reshape(self.k, -1).square().sum(1) for g in grads]).sum(0).sqrt()  # (K,)
+        norms = torch.stack([g.reshape(self.k, -1).square().sum(1) for g in grads], dim=1).sum(1).sqrt()  # (K,)
         coef = (self.max_norms / (norms + 1e-6)).clamp(max=1.0)                                     # 1: unclipped
         for g in grads:
             g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
@@ -256,5 +282,8 @@ class Stacked:
 
 
 def make_bank(runs: list[Run]) -> Lone | Stacked:
-    """A single run trains its own model as it always has; several train stacked."""
-    return Lone(runs[0]) if len(runs) == 1 else Stacked(runs)
+    """Every model that can be stacked trains stacked, alone (K = 1) too: one arithmetic whatever K, so a
+    model's numbers do not depend on which models share its process. The others (batch norm) train alone."""
+    if len(runs) == 1 and unsupported_model(runs[0].model) is not None:
+        return Lone(runs[0])
+    return Stacked(runs)

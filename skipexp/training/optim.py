@@ -8,10 +8,12 @@ numbers are the same to the bit, and their ``state_dict`` is torch.optim's (chec
 before load into them and back). They are not ``torch.optim.Optimizer`` subclasses because building
 or stepping one of those imports ``torch._dynamo``: seconds of start-up for every training process.
 
-Stacked models (a leading K dimension on every parameter) may each have their own hyperparameters
-(``models``): the kernel is then called once per distinct set, on the views ``p[k]`` of the models that
-share it. The kernels are elementwise, so each model's update is its lone run's to the bit, given the
-same gradient; models that agree take the single call over whole tensors.
+Stacked models (a leading K dimension on every parameter, K >= 1) may each have their own
+hyperparameters (``models``). The kernel is called once per distinct set, always on the views ``p[k]``
+of the models that share it, never on whole stacked tensors: the CPU kernels round a tensor's last few
+elements (past its last full vector) differently from the rest, so a model's update would otherwise
+depend on where its slice falls in the stack, that is on how many models train beside it. On views,
+model k's update is its K = 1 update to the bit, given the same gradient.
 
 On CUDA the kernels read the learning rate from a device tensor (:meth:`FusedOptimizer.lr_on_device`), so
 that a step captured as a CUDA graph follows the schedule when replayed. Every CUDA step does so, captured
@@ -40,7 +42,7 @@ class FusedOptimizer:
         self.params = list(params)
         self.param_groups = [{**group, "params": self.params}]
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
-        # K stacked models' own hyperparameters (group keys), where they differ; None: ``group`` for all
+        # stacked models' own hyperparameters (group keys), one dict per model; None: not stacked
         self.models: list[dict] | None = None
         # lr_on_device: each kernel call's lr (one for all, or one per model), and the values last put there
         self.lr_tensor: torch.Tensor | None = None
@@ -73,20 +75,19 @@ class FusedOptimizer:
         return params, [p.grad for p in params]
 
     def calls(self) -> list[tuple[dict, list[int] | None]]:
-        """(hyperparameters, models) of each kernel call: None for whole tensors, else the models sharing them."""
-        if self.models is None:
-            return [(self.group, None)]
+        """(hyperparameters, models) of each kernel call: None for whole tensors (not stacked), else the models
+        sharing them, whose views the call takes."""
+        if self.models is None or len(self.models) == 1:   # one model's whole tensors are its one view
+            return [(self.group if self.models is None else self.models[0], None)]
         by_values: dict[tuple, list[int]] = {}
         for k, m in enumerate(self.models):
             by_values.setdefault(tuple(sorted(m.items())), []).append(k)
-        if len(by_values) == 1:
-            return [(self.models[0], None)]
         return [(self.models[ks[0]], ks) for ks in by_values.values()]
 
     def lr_on_device(self, device: torch.device) -> None:
         """Have the kernels read lr from a float32 tensor on ``device``, filled by :meth:`load_lr` before each
-        step: one call over whole tensors, or one per model where stacked models have their own values (the
-        calls are then fixed, as a captured graph needs, whatever the lrs do)."""
+        step: one call over whole tensors, or one per stacked model (the calls are then fixed, as a captured
+        graph needs, whatever the lrs do)."""
         n = 1 if self.models is None else len(self.models)
         self.lr_tensor = torch.zeros(n, dtype=torch.float32, device=device)
         self._loaded = [None] * n
@@ -256,11 +257,7 @@ def hyperparameters(t: TrainConfig) -> dict:
 def build_stacked_optimizer(params: Iterable[nn.Parameter], ts: list[TrainConfig]) -> FusedOptimizer:
     """One optimizer over stacked parameters for models with train configs ``ts`` (equal optimizer kind)."""
     opt = build_optimizer(params, ts[0])
-    models = [hyperparameters(t) for t in ts]
-    # equal values and schedules: one group, today's single call; else each model's own (a schedule of its own
-    # changes its lr later even where the initial lrs agree)
-    if any(m != models[0] or t.schedule != ts[0].schedule for m, t in zip(models[1:], ts[1:])):
-        opt.models = models
+    opt.models = [hyperparameters(t) for t in ts]
     return opt
 
 
