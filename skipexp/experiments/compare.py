@@ -15,8 +15,8 @@ share those see exactly the same batches; the table says when members differ in 
 
 Members (and seeds) whose models share a shape and differ only in per-model values
 (:mod:`skipexp.training.grouping`: seed, lr, init, ..., and skip kind none beside identity) train together
-in one stack, one progress bar per group; each still gets its ordinary run folder, equal within float
-rounding to a lone ``skipexp train`` of it, and its meta.json names the members it trained with.
+in one stack, one progress bar per group; each still gets its ordinary run folder, equal (to the bit on
+the CPU) to a lone ``skipexp train`` of it, and its meta.json names the members it trained with.
 """
 from __future__ import annotations
 

@@ -1,12 +1,14 @@
-"""The K models one engine trains, behind one interface: :class:`Lone` (K = 1) and :class:`Stacked` (K > 1).
+"""The K models one engine trains, behind one interface: :class:`Stacked` (K >= 1) and :class:`Lone`.
 
 The engine sees only per-model values: a (K,) loss, a (K,) "not finite" flag, (K, values) log values.
-``Lone`` is a single run's own SkipNet, optimizer and schedule, trained exactly as a lone run always
-was; ``Stacked`` is K SkipNets of one shape as one module with a leading K dimension (see
+``Stacked`` is K SkipNets of one shape as one module with a leading K dimension (see
 :mod:`skipexp.training.stacked`), whose slices are copied back into each run's own model for
-evaluation and checkpoints. Models share no weights, so model k's numbers are those of its lone run
-within float rounding. Stacked models may each have their own optimizer hyperparameters, schedule and
-gradient clip (see :mod:`skipexp.training.grouping` for what may differ).
+evaluation and checkpoints. Every model that can be stacked trains this way, a lone run too (K = 1):
+each operation computes model k from model k's own elements the same way whatever K is, so model k's
+numbers are those of its lone run to the bit (on the CPU; on CUDA within rounding, as cuBLAS picks
+kernels by shape). Stacked models may each have their own optimizer hyperparameters, schedule and
+gradient clip (see :mod:`skipexp.training.grouping` for what may differ). ``Lone`` trains a model that
+cannot be stacked (batch norm) through its own SkipNet, optimizer and schedule.
 """
 from __future__ import annotations
 
