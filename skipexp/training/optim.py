@@ -48,6 +48,7 @@ class FusedOptimizer:
         self.lr_tensor: torch.Tensor | None = None
         self._loaded: list[float | None] = []
         self.held: list[tuple[nn.Parameter, torch.Tensor]] = []   # hold_grads: each parameter's gradient tensor
+        self._kept_views: dict[tuple, tuple] = {}   # views: per-model views of parameters and state
 
     @property
     def group(self) -> dict:
@@ -69,6 +70,17 @@ class FusedOptimizer:
             torch._foreach_copy_([g for _, g in self.held], [p.grad for p, _ in self.held])
             for p, g in self.held:
                 p.grad = g
+
+    def views(self, ks: list[int], params: list[torch.Tensor], grads: list[torch.Tensor],
+              *states: list[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
+        """:func:`_views` of parameters, gradients and state tensors. Views of parameters and state are made
+        once and kept (those tensors live as long as the optimizer); a gradient is a new tensor each step."""
+        key = (tuple(ks), tuple(map(id, params)), tuple(id(t) for ts in states for t in ts))
+        if self._kept_views.get(key, (None,))[0] is None:
+            # the tuple holds the tensors themselves, so no id in the key can be reused while it is kept
+            self._kept_views[key] = ((params, states), _views(ks, params, *states))
+        kept = self._kept_views[key][1]
+        return (kept[0], *_views(ks, grads), *kept[1:])
 
     def _with_grads(self) -> tuple[list[nn.Parameter], list[torch.Tensor]]:
         params = [p for p in self.params if p.grad is not None]
@@ -150,7 +162,7 @@ class SGD(FusedOptimizer):
         if first:  # the kernel's first step copies the gradient in; zeros where a model has no momentum
             bufs = [(torch.empty_like if len(calls) == 1 else torch.zeros_like)(grad) for grad in grads]
         for g, ks, lr in calls:
-            ps, gs, bs = (params, grads, bufs) if ks is None else _views(ks, params, grads, bufs)
+            ps, gs, bs = (params, grads, bufs) if ks is None else self.views(ks, params, grads, bufs)
             torch._fused_sgd_(ps, gs, [] if g["momentum"] == 0 else bs, weight_decay=g["weight_decay"],
                               momentum=g["momentum"], lr=lr, dampening=g["dampening"], nesterov=g["nesterov"],
                               maximize=g["maximize"], is_first_step=first, grad_scale=None, found_inf=None)
@@ -187,7 +199,7 @@ class Adam(FusedOptimizer):
         avgs, sqs = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
         for g, ks, lr in self.kernel_calls():
             ps, gs, a, sq, st = ((params, grads, avgs, sqs, steps) if ks is None
-                                 else _views(ks, params, grads, avgs, sqs) + ([t for _ in ks for t in steps],))
+                                 else self.views(ks, params, grads, avgs, sqs) + ([t for _ in ks for t in steps],))
             kernel = torch._fused_adamw_ if g["decoupled_weight_decay"] else torch._fused_adam_
             kernel(ps, gs, a, sq, [], st, amsgrad=False, lr=lr, beta1=g["betas"][0], beta2=g["betas"][1],
                    weight_decay=g["weight_decay"], eps=g["eps"], maximize=False, grad_scale=None, found_inf=None)
@@ -195,7 +207,11 @@ class Adam(FusedOptimizer):
 
 def _views(ks: list[int], *tensor_lists: list[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:
     """Models ``ks``'s slices ``t[k]`` of stacked tensors (contiguous views), in one order for every list."""
-    return tuple([t[k] for k in ks for t in ts] for ts in tensor_lists)
+    out = []
+    for ts in tensor_lists:
+        per_tensor = [t.unbind(0) for t in ts]   # one call per tensor for all its models' views
+        out.append([views[k] for k in ks for views in per_tensor])
+    return tuple(out)
 
 
 class Schedule:
