@@ -196,7 +196,8 @@ class Stacked:
         return logits, hs
 
     def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)   # (K,)
+        k, n, c = logits.shape   # rows as (K * B, classes): the loss's gradient comes back contiguous
+        return nn.functional.cross_entropy(logits.reshape(k * n, c), y.reshape(-1), reduction="none").view(k, n).mean(1)
 
     def backward(self, losses: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
