@@ -51,7 +51,7 @@ def compare(
         results = compare_mod.run(
             members, cdir, should_stop=stop, progress=download_progress(),
             group_reporter=lambda label: make_reporter(label, stop))
-    summary = compare_mod.finish(cdir)
+    summary = compare_mod.finish(cdir, html=any(m.cfg.log.html for m in members))
     print_compare(summary)
     out_console.print(str(cdir))
     stopped = [r.run_dir for r in results if r.status == "interrupted"]
@@ -178,7 +178,7 @@ def sweep(
         if outcome.skipped:
             progress.console.print(f"{len(outcome.skipped)} point(s) already done, skipped")
         progress.update(task, advance=len(outcome.skipped))
-    _, rows, plots_ = sweep_mod.finish(outcome.root)
+    _, rows, plots_ = sweep_mod.finish(outcome.root, html=any(p.cfg.log.html for p in pts))
     print_sweep(rows, sw.grid, f"sweep {sw.name}: {len(rows)} points")
     out_console.print(str(outcome.root))
     bad = [r for r in outcome.ran if r.status not in ("completed", "diverged")]
@@ -219,8 +219,11 @@ def report(
     tensorboard: Annotated[bool, typer.Option(
         "--tensorboard", help="Also export every run in them to TensorBoard event files (needs tensorboard).")
     ] = False,
+    html: Annotated[bool, typer.Option(
+        "--html/--no-html", help="Write each folder's report.html (one page to open in a browser, offline).")
+    ] = True,
 ) -> None:
-    """Rewrite the summaries and plots of finished or interrupted folders and print their tables.
+    """Rewrite the summaries, plots and report.html of finished or interrupted folders; print their tables.
 
     Example: skipexp report runs/sweep-depth --tensorboard
     """
@@ -233,7 +236,7 @@ def report(
 
     kinds = [report_mod.kind_of(d) for d in dirs]  # check every folder before rewriting any
     for d, _ in zip(dirs, kinds):
-        r = report_mod.report(d)
+        r = report_mod.report(d, html=html)
         if r.kind == "run":
             print_summary(r.summary, d)
         elif r.kind == "compare":
