@@ -291,10 +291,9 @@ def report(
             print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
         out_console.print(str(d))
         if tensorboard:
-            from skipexp.views.tensorboard import export_tree
-
-            err_console.print(f"{len(export_tree(d))} run(s) exported to TensorBoard; view with: tensorboard "
-                              f"--logdir {d}", markup=False, highlight=False)
+            n = len(report_mod.export_tensorboard(d))
+            err_console.print(f"{n} run(s) exported to TensorBoard; view with: tensorboard --logdir {d}",
+                              markup=False, highlight=False)
 
 
 @app.command("tensorboard", short_help="Export runs to TensorBoard event files.")
@@ -304,13 +303,14 @@ def tensorboard_cmd(
         show_default=False)],
     histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
 ) -> None:
-    """Export runs to TensorBoard: event files in each run folder, from its CSVs.
+    """Export runs to TensorBoard: event files in each run folder, from its CSVs; a sweep also gets its
+    HParams (each point's swept values and final metrics: TensorBoard's table and parallel coordinates).
 
-    Example: skipexp tensorboard runs/  (then: tensorboard --logdir runs/)
+    Example: skipexp tensorboard runs/sweep-depth  (then: tensorboard --logdir runs/sweep-depth)
     """
-    from skipexp.views.tensorboard import export_tree
+    from skipexp.experiments.report import export_tensorboard
 
-    written = [p for d in dirs for p in export_tree(d, histograms)]
+    written = [p for d in dirs for p in export_tensorboard(d, histograms)]
     for p in written:
         out_console.print(str(p), markup=False, highlight=False)
     err_console.print(f"{len(written)} run(s) exported; view with: tensorboard --logdir "

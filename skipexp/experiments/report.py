@@ -11,6 +11,7 @@ from typing import Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number, short_key, value
+from skipexp.rundir import files as files_mod
 from skipexp.rundir import runio
 
 
@@ -73,6 +74,20 @@ def report(path: Path, html: bool = True) -> Report:
 
         write_run_reports([run_dir for _, _, run_dir in sweep.folder_points(path)])
     return Report("sweep", path, rows, plots_, {"sweep": sw})
+
+
+def export_tensorboard(path: Path, histograms: bool = True) -> list[Path]:
+    """Every run at or below ``path`` as TensorBoard events, and every sweep there with its HParams
+    (:func:`skipexp.views.tensorboard.write_hparams`); the run folders written."""
+    from skipexp.experiments import sweep
+    from skipexp.views.tensorboard import export_tree, write_hparams
+
+    written = export_tree(path, histograms)
+    roots = [path] if sweep.is_sweep_dir(path) else sorted(p.parent for p in path.rglob(files_mod.SWEEP_FILE)
+                                                           if sweep.is_sweep_dir(p.parent))
+    for root in roots:
+        write_hparams(root, [(values, run_dir) for _, values, run_dir in sweep.folder_points(root)])
+    return written
 
 
 @dataclass
