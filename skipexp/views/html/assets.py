@@ -75,7 +75,7 @@ ul.links{columns:3 220px;padding-left:18px;margin:6px 0}
 figure.img{margin-bottom:12px}figure.img img{max-width:100%;max-height:640px;width:auto;height:auto;display:block;
 margin:0 auto;background:#fff;border-radius:4px}
 footer{margin-top:30px;color:var(--muted);font-size:12px}
-@media print{.bar button,#theme{display:none}.bar{position:static;border:0}body{font-size:11px;background:#fff;
+@media print{.bar{display:none}body{font-size:11px;background:#fff;
 color:#000}:root{--bg:#fff;--fg:#000;--muted:#444;--line:#ccc;--panel:#fff}main{max-width:none;padding:0}
 figure,table,tr{break-inside:avoid}.grid2{grid-template-columns:1fr 1fr}h2{break-after:avoid}
 a{color:#000;text-decoration:none}.tip,.guide{display:none}}

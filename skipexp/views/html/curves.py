@@ -101,7 +101,7 @@ def _legend(members: list[Member], styles: list[tuple[str, str, bool]]) -> list 
     """Several members: a colour per member, then what each line style means (in the text colour)."""
     if len(members) == 1:
         return None
-    return [(m.name, m.colour, "line", False) for m in members] + \
+    return [(m.name, m.colour, "line", False, m.keys) for m in members] + \
         ([(label, -1, style, dash) for label, style, dash in styles] if len(styles) > 1 else [])
 
 

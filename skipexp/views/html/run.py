@@ -130,7 +130,7 @@ def run_page(run_dir: Path, version: str) -> str:
     r = read_run(run_dir)
     s = r.summary
     name = str(s.get("name") or r.meta.get("name") or run_dir.name)
-    p = P.Page(name, "run", str(s.get("status") or "unknown"), escape(str(run_dir)), version=version)
+    p = P.Page(name, "run", str(s.get("status") or "unknown"), escape(str(run_dir.resolve())), version=version)
     steps = [f"step={i}" for i in range(4)]
     p.toggles = [("curves", [P.Toggle("series=train", "train", 0), P.Toggle("series=test", "test", 1)]),
                  ("gradient steps", [P.Toggle(k, f"{['first', 'early', 'late', 'last'][i]} step", i)

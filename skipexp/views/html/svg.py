@@ -48,7 +48,7 @@ class Chart:
     categories: list[str] | None = None  # x is 0..k-1 with these labels (layers, kinds)
     rules: list[tuple[float, str]] = field(default_factory=list)  # horizontal dotted lines (chance)
     y_range: tuple[float, float] | None = None
-    legend: list[tuple[str, int, str, bool]] | None = None  # (label, colour, style, dash); default: the series'
+    legend: list[tuple] | None = None  # (label, colour, style, dash[, toggle keys]); default: the series'
     ident: str = ""
 
 
@@ -237,10 +237,11 @@ def _legend(chart: Chart) -> str:
     if not items:
         return ""
     out = []
-    for label, colour, style, dash in items:
+    for label, colour, style, dash, *keys in items:
         dash = _dashed(colour, dash)
+        keys_attr = f' data-keys="{escape(" ".join(keys[0]))}"' if keys and keys[0] else ""
         mark = ('<circle cx="11" cy="5" r="2.6" class="dot"/>' if style in ("dots", "markers") else "")
         line = "" if style == "dots" else f'<line x1="1" x2="21" y1="5" y2="5" class="line{" dash" if dash else ""}"/>'
-        out.append(f'<span class="key"><svg class="{colour_class(colour)}" width="22" height="10">{line}{mark}</svg>'
-                   f'{escape(label)}</span>')
+        swatch = f'<svg class="{colour_class(colour)}" width="22" height="10">{line}{mark}</svg>'
+        out.append(f'<span class="key"{keys_attr}>{swatch}{escape(label)}</span>')
     return f'<div class="legend">{"".join(out)}</div>'
