@@ -67,7 +67,8 @@ th,td{padding:3px 9px;border-bottom:1px solid var(--line);text-align:left;vertic
 th{font-weight:600;background:var(--panel)}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 td small,th small{color:var(--muted);font-weight:normal}
 .differ{background:color-mix(in srgb,var(--warn) 14%,transparent)}
-.scroll{overflow-x:auto}
+.scroll{overflow-x:auto}.split{display:grid;grid-template-columns:auto minmax(0,1fr);gap:8px 28px;align-items:start}
+@media (max-width:800px){.split{grid-template-columns:1fr}}.split h3{font-size:14px;margin:4px 0}
 dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:6px 0}dl.kv dt{color:var(--muted)}
 dl.kv dd{margin:0;word-break:break-word}
 details{margin:8px 0}summary{cursor:pointer;color:var(--link)}

@@ -67,27 +67,25 @@ def compare_page(cdir: Path, summary: dict, caption: str, notes: tuple[str, ...]
             continue
         rows.append([P.cell(escape(label))] + [seed_cell(m, field, pct, sci) for m in members])
     overrides = summary.get("overrides") or []
-    p.add("Summary", P.para(escape(caption)) + P.table(head, rows, ident="summary",
-                                                       numeric=[False] + [True] * len(names))
-          + "".join(P.para(escape(n), "muted") for n in notes)
-          + (P.para("With several seeds a cell is the mean over them (summary.json's value) and, under it, their "
-                    "sample standard deviation (±), how many seeds and the 95 % Student-t interval of the mean "
-                    "(CI).", "muted")
-             if any("seeds" in m for m in members) else "")
-          + (P.para("Overrides applied to every config: " + P.code(" ".join(overrides))) if overrides else ""),
-          "summary")
+    notes_html = ("".join(P.para(escape(n), "muted") for n in notes)
+                  + (P.para("With several seeds a cell is the mean over them (summary.json's value) and, under it, "
+                            "their sample standard deviation (±), how many seeds and the 95 % Student-t interval of "
+                            "the mean (CI).", "muted") if any("seeds" in m for m in members) else "")
+                  + (P.para("Overrides applied to every config: " + P.code(" ".join(overrides))) if overrides else ""))
 
     diffs = summary.get("differences", {})
     configs = {n: ls[0].config for n, ls in logs.items() if ls}
     diff_rows = [[P.cell(P.code(k), cls="" if k.startswith("model.") else "differ")]
                  + [P.cell(escape(value(v.get(n)))) for n in names] for k, v in sorted(diffs.items())]
-    body = (P.table(["key", *map(escape, names)], diff_rows) if diff_rows else
-            P.para("The configs differ in nothing but their names.", "muted"))
+    body = "<h3>Config differences</h3>" + (
+        P.table(["key", *map(escape, names)], diff_rows) if diff_rows else
+        P.para("The configs differ in nothing but their names.", "muted"))
     if summary.get("unfair"):
         body += P.para("⚠ Highlighted keys are not about the model: the members differ in more than the model.")
     if configs:
         body += P.details(f"all keys of every member's config ({len(configs)} members)", config_table(configs))
-    p.add("Config differences", body, "config")
+    table = P.table(head, rows, ident="summary", numeric=[False] + [True] * len(names))
+    p.add("Summary", P.para(escape(caption)) + P.split(table, body + notes_html), "summary")
 
     chart_members = [Member(n, logs[n], i, (member_key(n),)) for i, n in enumerate(names) if logs[n]]
     if chart_members:

@@ -133,6 +133,11 @@ def table(head: Sequence[str], rows: Iterable[Sequence[str] | tuple[str, Sequenc
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
+def split(left: str, right: str) -> str:
+    """Two columns side by side (one under the other on a narrow screen)."""
+    return f'<div class="split"><div>{left}</div><div>{right}</div></div>'
+
+
 def facts(pairs: Iterable[tuple[str, str | None]]) -> str:
     """A definition list of (name, html) pairs; pairs without a value are left out."""
     items = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in pairs if v not in (None, ""))

@@ -137,15 +137,16 @@ def run_page(run_dir: Path, version: str) -> str:
                                      for i, k in enumerate(steps)])]
     rows = [[P.cell(escape(label)), summary_cell(s, f, pct, sci)] for label, f, pct, sci in SUMMARY_ROWS
             if f in s or f != "diverged_at_step"]
-    p.add("Summary", P.table(["", "value"], rows, ident="summary", numeric=[False, True]) +
-          P.para("Final train values are the mean over the last tenth of the logged batches, best the best such "
-                 "mean; test values are the last evaluation and the best one. A gradient ratio far below 1 means "
-                 "the first layer gets a much smaller gradient than the last.", "muted"), "summary")
+    p.add("Summary", P.split(P.table(["", "value"], rows, ident="summary", numeric=[False, True]),
+                             "<h3>Run</h3>" + run_facts(r.meta, s) + P.para(
+                                 "Final train values are the mean over the last tenth of the logged batches, best the "
+                                 "best such mean; test values are the last evaluation and the best one. A gradient "
+                                 "ratio far below 1 means the first layer gets a much smaller gradient than the "
+                                 "last.", "muted")), "summary")
     p.add("Curves", charts([Member(name, [r])], "run", raw=True), "curves")
     figs = figures(run_dir)
     if figs:
         p.add("Figures", f'<div class="grid2">{figs}</div>', "figures")
-    p.add("Run", run_facts(r.meta, s), "run")
     if r.config:
         p.add("Config", P.details(f"all {len(flat_config(r.config))} keys of config.yaml",
                                   config_table({name: r.config})), "config")
