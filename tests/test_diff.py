@@ -7,6 +7,8 @@ from conftest import cli, write_config
 from skipexp.core import stats
 from skipexp.rundir import runio
 
+pytestmark = pytest.mark.xdist_group("diff")   # one worker trains the module fixture once
+
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
