@@ -215,7 +215,11 @@ def _series(s: Series, sx: _Scale, sy: _Scale, chart: Chart) -> str:
     pts = [(sx(x), sy(y)) if _finite(x, chart.x_log) and _finite(y, chart.y_log) else None
            for x, y in zip(s.xs, s.ys)]
     out = [f'<g class="series {cls}" data-keys="{_keys(s)}" data-label="{escape(s.label)}">']
-    if s.lo is not None and s.hi is not None:
+    if s.lo is not None and s.hi is not None and chart.categories is not None:   # categories: a bar each, no band
+        out.append('<path class="line" d="' + "".join(
+            f"M{sx(x):.1f},{sy(lo):.1f}L{sx(x):.1f},{sy(h):.1f}" for x, lo, h in zip(s.xs, s.lo, s.hi)
+            if _finite(x, False) and _finite(lo, chart.y_log) and _finite(h, chart.y_log)) + '"/>')
+    elif s.lo is not None and s.hi is not None:
         upper = [(sx(x), sy(h)) for x, h, lo in zip(s.xs, s.hi, s.lo)
                  if _finite(x, chart.x_log) and _finite(h, chart.y_log) and _finite(lo, chart.y_log)]
         lower = [(sx(x), sy(lo)) for x, h, lo in zip(s.xs, s.hi, s.lo)

@@ -80,7 +80,8 @@ def key_charts(info: SweepInfo, configs: list[tuple[dict, list[dict]]]) -> list[
                 name = ", ".join(f"{short_key(k)}={v}" for k, v in rest) or field.replace("_", " ")
                 several = any(len(rows) > 1 for _, rows in pts)
                 series.append(Series(name, xs, mean, tuple(f"{short_key(k)}={v}".replace(" ", "") for k, v in rest),
-                                     i, "markers", lo=lo if several else None, hi=hi if several else None))
+                                     i, "markers" if numeric else "dots", lo=lo if several else None,
+                                     hi=hi if several else None))
             log_x = numeric and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 8
             ys = [y for s in series for y in s.ys if isinstance(y, float) and math.isfinite(y) and y > 0]
             log_y = not pct and bool(ys) and max(ys) / min(ys) > 10
@@ -89,10 +90,13 @@ def key_charts(info: SweepInfo, configs: list[tuple[dict, list[dict]]]) -> list[
                 label + (" (log scale)" if log_y else ""), series, ident=f"sweep-{field}-{short_key(key)}",
                 x_log=log_x, y_log=log_y, y_pct=pct, y_range=(0.0, 1.02) if pct else None,
                 categories=None if numeric else [value(v) for v in xs_all],
-                caption=f"The {label} of each point against {short_key(key)}, a line per value of the other keys: "
-                        "the mean over the seeds that did not diverge, shaded from the lowest to the highest seed "
-                        "(hover for the numbers). A diverged point is left out of the mean; the table below counts "
-                        "it."))
+                caption=f"The {label} of each point against {short_key(key)}"
+                        + (", a line per value of the other keys: the mean over the seeds that did not diverge, "
+                           "shaded from the lowest to the highest seed" if numeric else
+                           ": the mean over the seeds that did not diverge, a bar from the lowest to the highest "
+                           "seed, nothing joining the categories")
+                        + " (hover for the numbers). A diverged point is left out of the mean; the table below "
+                          "counts it."))
     return charts
 
 
