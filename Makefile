@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(SKIPEXP) compare configs/plain.yaml configs/skip.yaml --out $(OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check skipexp tests benchmarks configs

@@ -50,6 +50,7 @@ BAD = [
     ({"log": {"every": "often"}}, "log.every", ["integer"]),
     ({"log": {"tensorboard": "yes"}}, "log.tensorboard", ["true or false"]),
     ({"log": {"plots": "no"}}, "log.plots", ["true or false"]),
+    ({"log": {"html": "no"}}, "log.html", ["true or false"]),
     ({"model": {"skip": {"project": "sometimes"}}}, "model.skip.project", ["auto", "always", "sometimes"]),
     ({"model": {"skip": {"scale": -0.5}}}, "model.skip.scale", [">= 0", "-0.5"]),
     ({"model": {"skip": {"kind": "none", "scale": 0.5}}}, "model.skip.scale", ["1.0", "none", "identity"]),

@@ -51,7 +51,7 @@ def compare(
         results = compare_mod.run(
             members, cdir, should_stop=stop, progress=download_progress(),
             group_reporter=lambda label: make_reporter(label, stop))
-    summary = compare_mod.finish(cdir)
+    summary = compare_mod.finish(cdir, html=any(m.cfg.log.html for m in members))
     print_compare(summary)
     out_console.print(str(cdir))
     stopped = [r.run_dir for r in results if r.status == "interrupted"]
@@ -80,7 +80,8 @@ def sweep(
         show_default=False)] = None,
     list_only: Annotated[bool, typer.Option(
         "--list", help="Print one command per group of points (with its points); run nothing.")] = False,
-    fmt: Annotated[str, typer.Option("--format", help="With --list: shell (one line per group) or make.")] = "shell",
+    fmt: Annotated[str, typer.Option("--format", help="With --list: shell (one line per group), make, or sbatch "
+                                     "(a Slurm job array script).")] = "shell",
     group: Annotated[Optional[int], typer.Option(
         "--group", min=1, help="Run only group N (as --list numbers them), here in this process.",
         show_default=False)] = None,
@@ -89,13 +90,29 @@ def sweep(
         show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder that receives sweep-<name>/.")] = Path("runs"),
     backend: Annotated[str, typer.Option(
-        "--backend", help="Where points run: local (subprocesses here) or ray (Ray tasks, here or on a cluster).")
-    ] = "local",
+        "--backend", help="Where points run: local (subprocesses here), ray (Ray tasks, here or on a cluster) or "
+        "slurm (a Slurm job array through submitit).")] = "local",
     address: Annotated[Optional[str], typer.Option(
         "--address", help="With --backend ray: auto (the cluster `ray start` runs here) or HOST:PORT; "
         "default: a private Ray on this machine.")] = None,
-    cpus_per_point: Annotated[int, typer.Option(
-        "--cpus-per-point", min=1, help="With --backend ray: CPUs reserved per task (one group's process).")] = 1,
+    cpus_per_point: Annotated[Optional[int], typer.Option(
+        "--cpus-per-point", min=1, help="With --backend ray or slurm: CPUs reserved per task (one group's "
+        "process; default 1).", show_default=False)] = None,
+    partition: Annotated[Optional[str], typer.Option(
+        "--partition", help="Slurm: the partition (sbatch --partition).", show_default=False)] = None,
+    time_limit: Annotated[Optional[str], typer.Option(
+        "--time", help="Slurm: each task's time limit, as sbatch takes it (90, 1:30:00, 2-00:00:00).",
+        show_default=False)] = None,
+    gpus: Annotated[Optional[int], typer.Option(
+        "--gpus", min=0, help="Slurm: GPUs per task (sbatch --gpus-per-task).", show_default=False)] = None,
+    mem: Annotated[Optional[str], typer.Option(
+        "--mem", help="Slurm: memory per task, as sbatch takes it (8G, 16000).", show_default=False)] = None,
+    sbatch: Annotated[Optional[list[str]], typer.Option(
+        "--sbatch", metavar="KEY=VALUE", help="Slurm: any other sbatch option (repeatable), e.g. --sbatch "
+        "account=lab.", show_default=False)] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="With --backend slurm: slurm (submit to the cluster) or local (submitit runs each "
+        "task as a process here: the Slurm path without Slurm).")] = "slurm",
 ) -> None:
     """Run every point of a grid over a base config into OUT/sweep-<name>/, then summarize and plot.
 
@@ -115,14 +132,16 @@ def sweep(
 
     sw = sweep_overrides.resolve(sweep_file, list(overrides or []), name)
     options: dict = {}
+    slurm_flags = {"partition": partition, "time": time_limit, "gpus": gpus, "mem": mem, "sbatch": sbatch}
+    slurm = _slurm_options(sw, backend, list_only and fmt == "sbatch", executor, slurm_flags, cpus_per_point)
     if backend == "ray":
         from skipexp.experiments.sweep import ray_backend
 
         ray_backend.require_ray()  # before any folder is made: no Ray, exit 2 with the install hint
     elif address is not None:
         raise SkipexpError("only means something with --backend ray", key="--address")
-    if list_only and fmt not in ("shell", "make"):
-        raise SkipexpError(f"must be shell or make, got {fmt!r}", key="--format")
+    if list_only and fmt not in ("shell", "make", "sbatch"):
+        raise SkipexpError(f"must be shell, make or sbatch, got {fmt!r}", key="--format")
     if part is not None and group is None:
         raise SkipexpError("only means something with --group", key="--part")
     if group is not None and (list_only or backend != "local"):
@@ -132,13 +151,19 @@ def sweep(
         _sweep_group(sw, pts, group, part)
         return
     if backend == "ray":
-        options = {"address": address, "cpus_per_point": cpus_per_point, "device": pts[0].cfg.device}
+        options = {"address": address, "cpus_per_point": cpus_per_point or 1, "device": pts[0].cfg.device}
+    elif backend == "slurm":
+        options = {"options": slurm, "executor": executor, "name": sw.name}
     if list_only:
         jobs = jobs or 1
         sweep_mod.write_sweep_file(sw, out)  # the groups' commands read it; `skipexp report` can read the folder
         # plain text, not the console: make needs its tabs, and a pipe must get exact lines
         if fmt == "make":
             typer.echo(sweep_mod.make_file(sw, pts, out, jobs))
+        elif fmt == "sbatch":
+            from skipexp.experiments.sweep.commands import sbatch_file
+
+            typer.echo(sbatch_file(sw, pts, out, slurm, jobs if jobs > 1 else None))
         else:
             from skipexp.experiments.sweep.commands import list_lines
 
@@ -173,12 +198,12 @@ def sweep(
     stop = StopFlag().install()
     task = progress.add_task(sw.name, total=n_points, now="")
     with progress:
-        outcome = sweep_mod.run(sw, pts, out, jobs if backend == "ray" else (jobs or 1), backend, Listener(),
+        outcome = sweep_mod.run(sw, pts, out, jobs if backend in ("ray", "slurm") else (jobs or 1), backend, Listener(),
                                 should_stop=stop, **options)
         if outcome.skipped:
             progress.console.print(f"{len(outcome.skipped)} point(s) already done, skipped")
         progress.update(task, advance=len(outcome.skipped))
-    _, rows, plots_ = sweep_mod.finish(outcome.root)
+    _, rows, plots_ = sweep_mod.finish(outcome.root, html=any(p.cfg.log.html for p in pts))
     print_sweep(rows, sw.grid, f"sweep {sw.name}: {len(rows)} points")
     out_console.print(str(outcome.root))
     bad = [r for r in outcome.ran if r.status not in ("completed", "diverged")]
@@ -192,6 +217,27 @@ def sweep(
         err_console.print(f"{r.point.name}: {r.status} (exit {r.returncode}) {last}", markup=False)
     if bad:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _slurm_options(sw, backend: str, script: bool, executor: str, flags: dict, cpus: Optional[int]):
+    """The Slurm settings: the sweep file's slurm: section with the flags on top; flags that only Slurm
+    takes are refused elsewhere, and a missing submitit is found before any folder is made."""
+    from skipexp.experiments.sweep import slurm_options
+
+    given = [f"--{k}" for k, v in flags.items() if v]
+    if backend != "slurm" and not script:
+        if given:
+            raise SkipexpError("only means something with --backend slurm or --list --format sbatch", key=given[0])
+        if executor != "slurm":
+            raise SkipexpError("only means something with --backend slurm", key="--executor")
+        return None
+    if backend == "slurm" and not script:
+        from skipexp.experiments.sweep import slurm_backend
+
+        slurm_backend.require_submitit()
+        if executor not in slurm_backend.EXECUTORS:
+            raise SkipexpError(f"must be slurm or local, got {executor!r}", key="--executor")
+    return slurm_options.SlurmOptions(**sw.slurm).merged(**flags, cpus=cpus)
 
 
 def _sweep_group(sw, pts: list, number: int, part: Optional[str]) -> None:
@@ -219,8 +265,11 @@ def report(
     tensorboard: Annotated[bool, typer.Option(
         "--tensorboard", help="Also export every run in them to TensorBoard event files (needs tensorboard).")
     ] = False,
+    html: Annotated[bool, typer.Option(
+        "--html/--no-html", help="Write each folder's report.html (one page to open in a browser, offline).")
+    ] = True,
 ) -> None:
-    """Rewrite the summaries and plots of finished or interrupted folders and print their tables.
+    """Rewrite the summaries, plots and report.html of finished or interrupted folders; print their tables.
 
     Example: skipexp report runs/sweep-depth --tensorboard
     """
@@ -233,7 +282,7 @@ def report(
 
     kinds = [report_mod.kind_of(d) for d in dirs]  # check every folder before rewriting any
     for d, _ in zip(dirs, kinds):
-        r = report_mod.report(d)
+        r = report_mod.report(d, html=html)
         if r.kind == "run":
             print_summary(r.summary, d)
         elif r.kind == "compare":
@@ -242,10 +291,9 @@ def report(
             print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
         out_console.print(str(d))
         if tensorboard:
-            from skipexp.views.tensorboard import export_tree
-
-            err_console.print(f"{len(export_tree(d))} run(s) exported to TensorBoard; view with: tensorboard "
-                              f"--logdir {d}", markup=False, highlight=False)
+            n = len(report_mod.export_tensorboard(d))
+            err_console.print(f"{n} run(s) exported to TensorBoard; view with: tensorboard --logdir {d}",
+                              markup=False, highlight=False)
 
 
 @app.command("tensorboard", short_help="Export runs to TensorBoard event files.")
@@ -255,13 +303,14 @@ def tensorboard_cmd(
         show_default=False)],
     histograms: Annotated[bool, typer.Option(help="Also write per-step histograms over layers.")] = True,
 ) -> None:
-    """Export runs to TensorBoard: event files in each run folder, from its CSVs.
+    """Export runs to TensorBoard: event files in each run folder, from its CSVs; a sweep also gets its
+    HParams (each point's swept values and final metrics: TensorBoard's table and parallel coordinates).
 
-    Example: skipexp tensorboard runs/  (then: tensorboard --logdir runs/)
+    Example: skipexp tensorboard runs/sweep-depth  (then: tensorboard --logdir runs/sweep-depth)
     """
-    from skipexp.views.tensorboard import export_tree
+    from skipexp.experiments.report import export_tensorboard
 
-    written = [p for d in dirs for p in export_tree(d, histograms)]
+    written = [p for d in dirs for p in export_tensorboard(d, histograms)]
     for p in written:
         out_console.print(str(p), markup=False, highlight=False)
     err_console.print(f"{len(written)} run(s) exported; view with: tensorboard --logdir "

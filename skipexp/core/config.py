@@ -211,6 +211,9 @@ class LogConfig:
                             installed("tensorboard", "tensorboard"))
     plots: bool = opt(True, "draw the run's plots into <run>/plots/ when it ends (false: CSVs only; "
                             "`skipexp report <run>` draws them later)")
+    html: bool = opt(True, "write <run>/report.html when it ends: one page with the summary, interactive charts "
+                           "and the plots, for a browser, offline (false: none; `skipexp report <run>` writes it "
+                           "later); a comparison or sweep writes its own unless its configs say false")
 
 
 @dataclass(frozen=True)

@@ -175,8 +175,9 @@ def run(members: list[Member], cdir: Path, *,
 
 # --- from disk: summary.json, summary.md, plots --------------------------------------------------
 
-def finish(cdir: Path, refresh: bool = True) -> dict:
-    """Recompute the comparison from its folder: member summaries, differences, table and plots."""
+def finish(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
+    """Recompute the comparison from its folder: member summaries, differences, table, plots and (unless
+    ``html`` is False) report.html."""
     from skipexp.rundir.summary import summarize, write_summary
     from skipexp.views import plots_compare
 
@@ -210,6 +211,10 @@ def finish(cdir: Path, refresh: bool = True) -> dict:
     member_dirs = [(name, dirs) for name, dirs in member_dirs if dirs]
     if member_dirs:
         plots_compare.plot_compare(member_dirs, cdir / files.PLOTS)
+    if html:
+        from skipexp.experiments.html import write_compare
+
+        write_compare(cdir, s, table(s)[2], NOTES, [cdir / r for m in s["members"] for r in member_runs(m)])
     return s
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number, short_key, value
+from skipexp.rundir import files as files_mod
 from skipexp.rundir import runio
 
 
@@ -42,23 +43,51 @@ def kind_of(path: Path) -> str:
                        "or sweep.yaml)", file=str(path))
 
 
-def report(path: Path) -> Report:
+def report(path: Path, html: bool = True) -> Report:
+    """Rewrite a folder's summaries and plots from disk, and its report.html unless ``html`` is False."""
     kind = kind_of(path)
     if kind == "run":
         from skipexp.rundir.summary import write_summary
         from skipexp.views import plots
 
         s = write_summary(path)
-        return Report("run", path, s, plots.plot_run(path))
+        got = Report("run", path, s, plots.plot_run(path))
+        if html:
+            from skipexp.views import html as html_mod
+
+            html_mod.write_run(path)
+        return got
     if kind == "compare":
         from skipexp.experiments import compare
 
-        s = compare.finish(path)
+        s = compare.finish(path, html=html)
+        if html:   # after finish, which rewrote their summaries; the comparison's page links to them
+            from skipexp.experiments.html import write_run_reports
+
+            write_run_reports([path / rel for m in s.get("members", []) for rel in compare.member_runs(m)])
         return Report("compare", path, s, sorted((path / "plots").glob("*.png")))
     from skipexp.experiments import sweep
 
-    sw, rows, plots_ = sweep.finish(path)
+    sw, rows, plots_ = sweep.finish(path, html=html)
+    if html:
+        from skipexp.experiments.html import write_run_reports
+
+        write_run_reports([run_dir for _, _, run_dir in sweep.folder_points(path)])
     return Report("sweep", path, rows, plots_, {"sweep": sw})
+
+
+def export_tensorboard(path: Path, histograms: bool = True) -> list[Path]:
+    """Every run at or below ``path`` as TensorBoard events, and every sweep there with its HParams
+    (:func:`skipexp.views.tensorboard.write_hparams`); the run folders written."""
+    from skipexp.experiments import sweep
+    from skipexp.views.tensorboard import export_tree, write_hparams
+
+    written = export_tree(path, histograms)
+    roots = [path] if sweep.is_sweep_dir(path) else sorted(p.parent for p in path.rglob(files_mod.SWEEP_FILE)
+                                                           if sweep.is_sweep_dir(p.parent))
+    for root in roots:
+        write_hparams(root, [(values, run_dir) for _, values, run_dir in sweep.folder_points(root)])
+    return written
 
 
 @dataclass

@@ -40,6 +40,7 @@ LOCK = ".lock"                  # flock'd while a process trains in the folder
 CHECKPOINTS = "checkpoints"     # folder: last.pt, epoch-N.pt
 LAST_CHECKPOINT = "last.pt"
 PLOTS = "plots"                 # folder of PNGs
+REPORT = "report.html"          # run, comparison or sweep: the page to open in a browser (log.html)
 LESION_CSV = "lesion.csv"
 LESION_PNG = "lesion.png"
 SHATTER_CSV = "shatter.csv"

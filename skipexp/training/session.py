@@ -207,13 +207,18 @@ def _gc_paused() -> Iterator[None]:
 
 
 def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
-    """What a finished run draws from its CSVs: its plots (its TensorBoard events were written as it ran)."""
+    """What a finished run draws from its CSVs: its plots and its report.html (its TensorBoard events were
+    written as it ran)."""
     try:
         if plots and cfg.log.plots:
             with _gc_paused():
                 from skipexp.views import plots as plots_mod
 
                 plots_mod.plot_run(run_dir)
+        if cfg.log.html:
+            from skipexp.views import html
+
+            html.write_run(run_dir)
     except Exception:  # the results are on disk and `report` can redraw them; say where it broke
         with open(run_dir / files.TRAIN_LOG, "a") as f:
             f.write(traceback.format_exc())

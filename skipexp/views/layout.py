@@ -16,6 +16,8 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import text_to_path
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
+from skipexp.views.ticks import SUPERSCRIPT, log_label, log_ticks  # noqa: F401  (their home before ticks.py)
+
 DPI = 110
 
 EDGE = 0.08            # free border around a figure
@@ -118,23 +120,6 @@ def legend_height(legend: Any, ncol: int) -> float:
 
 # --- log axes --------------------------------------------------------------------------------------
 
-def log_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
-    """Tick values for a log axis over [lo, hi]: at least two, at most ``most``, from 1-2-5 steps
-    (0.13-2.3 gets 0.2, 0.5, 1, 2), whole decades over a wide range, two rounded ends over a narrow one."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi <= lo:
-        return []
-    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-    for mantissas in ((1, 2, 5), (1,), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
-        ticks = [m * 10.0 ** d for d in decades for m in mantissas if lo <= m * 10.0 ** d <= hi * (1 + 1e-9)]
-        if mantissas == (1,) and len(ticks) > most:
-            every = math.ceil(len(ticks) / most)
-            # decades on multiples of the step (1e-12, 1e-10, ... 0.01, 1): 1 is a tick wherever it is in range
-            ticks = [t for t in ticks if round(math.log10(t)) % every == 0]
-        if 2 <= len(ticks) <= most:
-            return ticks
-    return [float(f"{lo:.2g}"), float(f"{hi:.2g}")] if f"{lo:.2g}" != f"{hi:.2g}" else [float(f"{lo:.3g}")]
-
-
 def set_log_ticks(ax: Any, axis: str, lo: float, hi: float) -> None:
     """Readable labels on a log axis: plain numbers (0.2, 1, 2) at :func:`log_ticks`, no minor labels."""
     ticks = log_ticks(lo, hi)
@@ -144,16 +129,6 @@ def set_log_ticks(ax: Any, axis: str, lo: float, hi: float) -> None:
     target.set_major_locator(FixedLocator(ticks))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_locator(NullLocator())
-
-
-SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
-
-
-def log_label(v: float, _: Any = None) -> str:
-    """A log axis's tick label as text: 0.2, 1, 50, and 10⁻⁸ for a decade far from 1. Plain text, not
-    mathtext: matplotlib's own log labels are mathtext, whose parser costs more to set up than a figure."""
-    e = round(math.log10(v)) if v > 0 else 0
-    return "10" + str(e).translate(SUPERSCRIPT) if abs(e) >= 4 and math.isclose(v, 10.0 ** e) else f"{v:g}"
 
 
 def label_log_axis(axis: Any) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from skipexp.views.layout import (  # noqa: E402
     side_legend,
     suptitle,
 )
+from skipexp.views.ticks import layer_keys  # noqa: E402,F401  (plots.layer_keys: its name before ticks.py)
 
 # Lines coloured by step run dark (early) to light (late); viridis's yellow end is invisible on white.
 STEP_CMAP = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.8, 256)))
@@ -234,30 +234,6 @@ def _ticks(n: int, k: int = 12) -> list[int]:
 
 def _short(col: str) -> str:
     return col.replace("blocks.", "b").replace("skips.", "s")
-
-
-_BLOCK_PART = {"fc1": 0, "norm": 1, "fc2": 2}
-
-
-def layer_keys(cols: list[str]) -> list[tuple]:
-    """A sort key per gradient column, by what the layer is: ``input``, then block by block (fc1, norm, fc2,
-    then the skip that closes a unit after its last block), then ``head``; boundaries ``h<i>`` by i.
-    Runs with different layers (a plain net has no skips.*) line up by these keys, not by column index."""
-    keys, block = [], -1
-    for c in cols:
-        parts = c.split(".")
-        if c == "input":
-            keys.append((0, -1, 0, 0, c))
-        elif c == "head":
-            keys.append((2, 0, 0, 0, c))
-        elif (h := re.fullmatch(r"h(\d+)", c)) is not None:
-            keys.append((1, int(h[1]), 0, 0, c))
-        elif parts[0] == "blocks" and len(parts) > 2 and parts[1].isdigit():
-            block = int(parts[1])
-            keys.append((1, block, 0, _BLOCK_PART.get(parts[2], len(_BLOCK_PART)), c))
-        else:  # a skip (skips.3, skips.3.gate, ...) or anything else: after the block it follows
-            keys.append((1, block, 1, 0, c))
-    return keys
 
 
 def heatmap(ax: Any, steps: np.ndarray, cols: list[str], mat: np.ndarray, extent: tuple) -> tuple[Any, bool, bool]:

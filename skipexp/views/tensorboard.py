@@ -14,6 +14,9 @@ Tags, in few sections (TensorBoard groups charts by the part before the first sl
 - histograms ``grad_norm/log10_over_layers`` and ``act_grad_norm/log10_over_boundaries``: the spread of
   log10 norms at each logged step
 - text ``config``
+- for the points of a sweep (:func:`write_hparams`), TensorBoard's HParams: each point's swept values as
+  hyperparameters and ``hparams/<field>`` scalars of its final summary as metrics, the experiment (every
+  swept key's values, the metrics) in the sweep folder itself
 """
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ class _EventFile:
     costs a training loop milliseconds per log step; the events here are the ones it would write.
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, suffix: str = "") -> None:
         import os
         import socket
         import time
@@ -90,7 +93,7 @@ class _EventFile:
 
         self._event, self._summary, self._build = event_pb2.Event, summary_pb2.Summary, summary
         # TensorBoard reads a folder's files in name order: the time first, as its own writer names them
-        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_UID)}"
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_UID)}{suffix}"
         self._time = time.time
         self._file = RecordWriter(open(folder / name, "ab"))
         self._np, self._bins = np, np.array(_tensorflow_bins())
@@ -117,6 +120,10 @@ class _EventFile:
                 values.extend(self._build.histogram(tag, self._np.asarray(value), self._bins_around(value)).value)
         self._write(self._event(wall_time=self._time() if walltime is None else walltime, step=step,
                                 summary=self._summary(value=values)))
+
+    def add_summary(self, summary: Any, step: int) -> None:
+        """A ready-made Summary proto (the HParams plugin's)."""
+        self._write(self._event(wall_time=self._time(), step=step, summary=summary))
 
     def add_text(self, tag: str, text: str, step: int) -> None:
         self._write(self._event(wall_time=self._time(), step=step, summary=self._build.text(tag, text)))
@@ -234,3 +241,70 @@ def export_tree(root: Path, histograms: bool = True) -> list[Path]:
     if not runs:
         raise SkipexpError("holds no skipexp run folders", file=str(root))
     return [export_run(r, histograms) for r in runs]
+
+
+# --- HParams of a sweep ----------------------------------------------------------------------------
+
+HPARAMS_SUFFIX = ".skipexp-hparams"   # marks the event files write_hparams owns (and replaces)
+# summary.json field -> the metric's tag; each point's final value, at its last step
+HPARAM_METRICS = {f: f"hparams/{f}" for f in ("final_test_acc", "best_test_acc", "final_test_loss",
+                                              "final_train_loss", "grad_ratio_first_last_end", "steps_per_s")}
+
+
+def hparam_value(v: Any) -> Any:
+    """A swept value as TensorBoard takes a hyperparameter: a number, a string or a bool (lists as text)."""
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    from skipexp.core.fmt import value
+
+    return value(v)
+
+
+def write_hparams(root: Path, points: list[tuple[dict[str, Any], Path]]) -> list[Path]:
+    """TensorBoard HParams for a sweep: each point's run folder gets its values (keys as the point names show
+    them) and its final summary as metrics; ``root`` gets the experiment, so that ``tensorboard --logdir
+    <sweep folder>`` fills the HParams table and its parallel coordinates. Replaces what an earlier call
+    wrote; returns the point folders written."""
+    writer_class()
+    from torch.utils.tensorboard.summary import hparams
+
+    from skipexp.core.fmt import short_key
+    from skipexp.rundir.summary import summarize
+
+    points = [(vals, d) for vals, d in points if runio.is_run_dir(d)]
+    if not points:
+        return []
+    keys = list(dict.fromkeys(k for vals, _ in points for k in vals))
+    table = [{short_key(k): hparam_value(vals.get(k)) for k in keys} for vals, _ in points]
+    discrete = {k: sorted({row[k] for row in table}, key=str) for k in table[0]
+                if all(isinstance(row[k], (str, bool)) for row in table)
+                and len({type(row[k]) for row in table}) == 1}
+    metrics = {tag: 0.0 for tag in HPARAM_METRICS.values()}
+    written = []
+    for hp, (_, run_dir) in zip(table, points):
+        s = runio.read_json(run_dir / files.SUMMARY) if (run_dir / files.SUMMARY).is_file() else summarize(run_dir)
+        _, start, end = hparams(hp, metrics, discrete)
+        _replace_hparams(run_dir)
+        w = _EventFile(run_dir, HPARAMS_SUFFIX)
+        try:
+            w.add_summary(start, 0)
+            step = int(s.get("steps") or 0)
+            w.add([("scalar", tag, float(s[f])) for f, tag in HPARAM_METRICS.items()
+                   if isinstance(s.get(f), (int, float)) and math.isfinite(s[f])], step, None)
+            w.add_summary(end, step)
+        finally:
+            w.close()
+        written.append(run_dir)
+    experiment, _, _ = hparams(table[0], metrics, discrete)
+    _replace_hparams(root)
+    w = _EventFile(root, HPARAMS_SUFFIX)
+    try:
+        w.add_summary(experiment, 0)
+    finally:
+        w.close()
+    return written
+
+
+def _replace_hparams(folder: Path) -> None:
+    for old in folder.glob(f"{EVENTS}{HPARAMS_SUFFIX}"):
+        old.unlink()

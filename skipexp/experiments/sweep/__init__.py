@@ -6,6 +6,7 @@
 - :mod:`.groups`: points that train together, numbered, and running one group in this process
 - :mod:`.local`: what a backend is given and returns, and the local backend (subprocesses here)
 - :mod:`.ray_backend`: points as Ray tasks, here or on a cluster
+- :mod:`.slurm_backend`: groups as a Slurm job array through submitit (:mod:`.slurm_options`: its settings)
 - :mod:`.backends`: the backends by name, and :func:`run`
 - :mod:`.summary`: summary.csv and the plots of a sweep folder, from disk
 """

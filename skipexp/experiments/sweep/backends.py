@@ -8,14 +8,14 @@ from typing import Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep import groups as groups_mod
-from skipexp.experiments.sweep import ray_backend
+from skipexp.experiments.sweep import ray_backend, slurm_backend
 from skipexp.experiments.sweep.commands import group_commands
 from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
 from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
 from skipexp.experiments.sweep.state import point_state, read_status, settle
 
 # name -> backend(groups, jobs, listener, should_stop, **options); see skipexp.experiments.sweep.local
-BACKENDS: dict[str, Backend] = {"local": run_local, "ray": ray_backend.backend}
+BACKENDS: dict[str, Backend] = {"local": run_local, "ray": ray_backend.backend, "slurm": slurm_backend.backend}
 
 
 @dataclass

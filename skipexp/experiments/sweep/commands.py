@@ -79,3 +79,18 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
         if rest:   # written by the same command
             lines += [f"{' '.join(rest)}: {head} ;", ""]
     return "\n".join(lines)
+
+
+def sbatch_file(sweep: Sweep, pts: list[Point], out: Path, options, jobs: int | None) -> str:
+    """``--list --format sbatch``: a Slurm job array, one task per group (every group: a task skips what is
+    done), run from this folder with this installation's skipexp; its log files go to ``<sweep>/slurm/``."""
+    import os
+
+    from skipexp.experiments.sweep.local import command_for
+    from skipexp.experiments.sweep.slurm_options import sbatch_script
+
+    gs = group_commands(sweep, groups_mod.groups(pts), out)
+    root = sweep_dir(sweep, out).absolute()
+    skipexp = " ".join(command_for(["skipexp"]))
+    return sbatch_script(sweep.name, [g.argv for g in gs], skipexp, os.getcwd(), str(root / "slurm"),
+                         f"skipexp report {shlex.quote(str(root))}", options, jobs)

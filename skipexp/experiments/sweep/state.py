@@ -49,7 +49,7 @@ def move_aside(run_dir: Path) -> Path:
 
 # Keys that change how fast a run goes or what it draws, not what it computes: a point may be resumed with
 # other values (a sweep folder made when points drew their plots is still this sweep's).
-NEUTRAL_KEYS = ("name", "train.threads", "device", "log.plots")
+NEUTRAL_KEYS = ("name", "train.threads", "device", "log.plots", "log.html")
 
 
 def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:

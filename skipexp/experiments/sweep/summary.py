@@ -109,9 +109,9 @@ def dataset(root: Path, rows: list[dict]) -> str | None:
     return None
 
 
-def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
-    """summary.csv (summary-seeds.csv where seeds are swept) and plots of a sweep folder, from disk:
-    what ``sweep`` ends with and ``report`` redoes."""
+def finish(root: Path, refresh: bool = True, html: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
+    """summary.csv (summary-seeds.csv where seeds are swept), plots and (unless ``html`` is False) report.html
+    of a sweep folder, from disk: what ``sweep`` ends with and ``report`` redoes."""
     from skipexp.views import plots_sweep
 
     sweep, rows = collect(root, refresh)
@@ -124,4 +124,15 @@ def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Pa
     plots = plots_sweep.plot_sweep(rows, sweep.grid, root / files.PLOTS, title=f"{title} ({about})")
     plots.append(plots_sweep.plot_sweep_curves(configurations(rows, sweep.grid), sweep.grid, root,
                                                root / files.PLOTS / files.CURVES_PNG, title, data))
+    from skipexp.views.tensorboard import event_files, write_hparams
+
+    folders = folder_points(root)
+    if any(event_files(d) for _, _, d in folders if d.is_dir()):   # points wrote events as they trained
+        write_hparams(root, [(values, d) for _, values, d in folders])
+    if html:
+        from skipexp.experiments.html import write_sweep
+
+        write_sweep(root, sweep, rows, configurations(rows, sweep.grid),
+                    aggregate_seeds(rows, sweep.grid) if seeds_swept(sweep.grid) else None,
+                    [run_dir for _, _, run_dir in folders])
     return sweep, rows, plots
