@@ -211,6 +211,10 @@ class LogConfig:
                             installed("tensorboard", "tensorboard"))
     plots: bool = opt(True, "draw the run's plots into <run>/plots/ when it ends (false: CSVs only; "
                             "`skipexp report <run>` draws them later)")
+    sharpness_every: int | None = opt(None, "top Hessian eigenvalue and trace of the training loss (first 512 "
+                                            "training examples) at the first evaluation after every N steps and at "
+                                            "the end, into sharpness.csv (default: never; ~30 Hessian-vector "
+                                            "products each)", positive)
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,10 @@ def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
                 from skipexp.views import plots as plots_mod
 
                 plots_mod.plot_run(run_dir)
+                if cfg.log.sharpness_every:
+                    from skipexp.views import mechanisms
+
+                    mechanisms.plot_sharpness_log(run_dir)
     except Exception:  # the results are on disk and `report` can redraw them; say where it broke
         with open(run_dir / files.TRAIN_LOG, "a") as f:
             f.write(traceback.format_exc())
