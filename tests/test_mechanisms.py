@@ -105,7 +105,8 @@ def test_singular_values_equal_those_of_the_explicitly_built_jacobian(kind, kw):
     h0 = m.input(x.double()).detach()
     for i in range(1, m.cfg.depth + 1):
         for e in range(len(x)):
-            full = torch.autograd.functional.jacobian(lambda h: jacobian.boundaries_from(m, h[None])[i - 1][0], h0[e])
+            full = torch.autograd.functional.jacobian(
+                lambda h, i=i: jacobian.boundaries_from(m, h[None])[i - 1][0], h0[e])
             assert torch.allclose(js[i - 1][e], full, atol=1e-10)
             assert torch.allclose(torch.linalg.svdvals(js[i - 1][e]), torch.linalg.svdvals(full), atol=1e-10)
     rows, last = jacobian.spectrum_rows(js, "init")

@@ -43,6 +43,17 @@ def kind_of(path: Path) -> str:
 
 
 def report(path: Path) -> Report:
+    """The folder's summaries and plots, then those of any measurement taken of it (skipexp landscape,
+    sharpness, jacobian, paths), all from disk."""
+    from skipexp.science import figures
+
+    r = _report(path)
+    measured = figures.redraw(path)
+    r.plots += [p for p in measured if p not in r.plots]
+    return r
+
+
+def _report(path: Path) -> Report:
     kind = kind_of(path)
     if kind == "run":
         from skipexp.rundir.summary import write_summary

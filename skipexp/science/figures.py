@@ -200,14 +200,20 @@ register(Measure(
 
 def redraw(path: Path) -> list[Path]:
     """Every measurement's tables and figures of a run, comparison or sweep folder that holds one; the
-    plots drawn. A folder without any is left alone."""
+    plots drawn. A folder without any measurement is left alone (and not even read)."""
+    from skipexp.rundir import runio
+
+    run = runio.is_run_dir(path)
+    done = [m for m in MEASURES.values() if (path / (m.json if run else f"{m.name}.csv")).is_file()]
+    logged = run and (path / files.SHARPNESS_CSV).is_file() and not (path / files.HESSIAN_JSON).is_file()
+    if not done and not logged:
+        return []
     f = members_mod.folder(path)
     plots: list[Path] = []
-    for m in MEASURES.values():
-        if all((x.run_dir / m.json).is_file() for x in f.members) and (f.kind == "run" or
-                                                                      (f.path / f"{m.name}.csv").is_file()):
+    for m in done:
+        if all((x.run_dir / m.json).is_file() for x in f.members):   # a member measured since: all again
             plots += finish(f, m)[1]
-    if f.kind == "run" and (path / files.SHARPNESS_CSV).is_file() and not (path / files.HESSIAN_JSON).is_file():
+    if logged:
         from skipexp.views import mechanisms  # logged while training (log.sharpness_every) and nothing since
 
         plots.append(mechanisms.plot_sharpness_log(path))

@@ -34,7 +34,7 @@ from skipexp.training.stacked import StackedLinear, stack_models, unsupported_mo
 
 Params = dict[str, torch.Tensor]
 CHUNK = 8   # grid points per stacked forward: measured fastest on 2 cores (8-32 within 20 %)
-INTERPOLATION = (-0.5, 1.5, 41)   # alpha from, to, points: the init (0) and the trained weights (1) and beyond
+INTERPOLATION = (-0.5, 1.5, 20)   # alpha from, to, points per unit: the init (0), the trained weights (1) and beyond
 
 
 def parameters(model: nn.Module) -> Params:
@@ -129,7 +129,8 @@ class Settings:
     seed: int = 0          # of the directions
 
     def axis(self) -> torch.Tensor:
-        return torch.linspace(-self.span, self.span, self.points, dtype=torch.float64)
+        half = (self.points - 1) // 2   # so that the middle point is exactly 0
+        return torch.arange(-half, half + 1, dtype=torch.float64) * (self.span / half)
 
 
 def measure(run: members_mod.Loaded, s: Settings, x: torch.Tensor, y: torch.Tensor) -> tuple[list[dict], list[dict]]:
@@ -143,8 +144,8 @@ def measure(run: members_mod.Loaded, s: Settings, x: torch.Tensor, y: torch.Tens
     grid = [{"a": float(c[0]), "b": float(c[1]) if s.dims == 2 else 0.0, "loss": float(lo), "acc": float(ac)}
             for c, lo, ac in zip(coords, loss, acc)]
     init = parameters(run.initial())
-    lo, hi, n = INTERPOLATION
-    alphas = torch.linspace(lo, hi, n, dtype=torch.float64)
+    lo, hi, per = INTERPOLATION
+    alphas = torch.arange(round(lo * per), round(hi * per) + 1, dtype=torch.float64) / per   # 0 and 1 exactly
     line = {k: theta[k] - init[k] for k in theta}
     iloss, iacc = ev.grid(init, [line], alphas.unsqueeze(1))
     interp = [{"alpha": float(a), "loss": float(lo_), "acc": float(ac)} for a, lo_, ac in zip(alphas, iloss, iacc)]

@@ -42,8 +42,8 @@ from skipexp.training.threads import choose_threads
 if TYPE_CHECKING:
     from skipexp.core.config import RunConfig
 
-QUADRATURE_NODES = 100
-JACOBIAN_EXAMPLES = 32  # examples whose Jacobians dh_i/dh_0 validate --theory takes  # even: no node at 0, where ReLU's derivative is undefined
+QUADRATURE_NODES = 100  # even: no node at 0, where ReLU's derivative is undefined
+JACOBIAN_EXAMPLES = 32  # examples whose Jacobians dh_i/dh_0 validate --theory takes
 
 
 def gaussian_moments(activation: nn.Module, q: float) -> tuple[float, float]:

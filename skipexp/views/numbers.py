@@ -40,9 +40,10 @@ class Panel:
 
 def numbers_figure(panels: list[Panel], xlabel: str, title: str, categories: list[str] | None = None,
                    log_x: bool = False) -> Figure:
-    fig = new_figure(4.6 * len(panels), 4.4)
+    width = 4.6 * len(panels)
+    fig = new_figure(width, 4.2)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    fig.subplots_adjust(left=0.3 / len(panels) + 0.05, right=0.98, bottom=0.3, top=0.84, wspace=0.35)
+    fig.subplots_adjust(left=0.85 / width, right=1 - 0.15 / width, bottom=0.24, top=0.84, wspace=0.35)
     for ax, panel in zip(axes, panels):
         for i, line in enumerate(panel.lines):
             c = COLORS[i % len(COLORS)]
@@ -57,11 +58,10 @@ def numbers_figure(panels: list[Panel], xlabel: str, title: str, categories: lis
                     ax.plot([x, x], [lo, hi], color=c, lw=1.5)
             if line.dots:
                 ax.plot(*zip(*line.dots), ".", color=c, alpha=0.45, ms=5)
-        if panel.log:
-            values = [v for line in panel.lines for v in line.mean + [d[1] for d in line.dots] if v and v > 0]
-            if values:
-                ax.set_yscale("log")
-                label_log_axis(ax.yaxis)
+        values = [v for line in panel.lines for v in line.mean + [d[1] for d in line.dots]]
+        if panel.log and values and min(values) > 0 and max(values) / min(values) > 10:   # else a log axis
+            ax.set_yscale("log")                                                          # has no labels
+            label_log_axis(ax.yaxis)
         if log_x:
             ax.set_xscale("log")
             label_log_axis(ax.xaxis)
