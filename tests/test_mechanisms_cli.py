@@ -157,3 +157,35 @@ def test_validate_theory_shows_the_jacobian_against_mean_field_theory(tiny_confi
     line = next(x for x in r.stdout.splitlines() if "│       h4 │" in x)
     predicted, measured = (float(c) for c in line.split("│")[2:4])
     assert 0.3 < measured / predicted < 3   # width 32: the theory is approximate, but not off by orders
+
+
+def test_sharpness_is_measured_at_the_first_evaluation_after_each_multiple_of_n_steps():
+    from skipexp.training.sharpness import due
+
+    evaluations = [8, 16, 24, 30]   # every 8 steps, and at the last step (30)
+    assert [s for s in evaluations if due(s, 5, 8, 30)] == [8, 16, 24, 30]
+    assert [s for s in evaluations if due(s, 20, 8, 30)] == [24, 30]
+    assert [s for s in evaluations if due(s, 100, 8, 30)] == [30]
+
+
+def test_a_run_that_logs_sharpness_trains_exactly_as_one_that_does_not(tmp_path):
+    cfg = write_config(tmp_path / "tiny.yaml")   # 8 steps an epoch, 2 epochs, evaluated after each
+    cli("train", cfg, "--out", tmp_path / "off", check=0)
+    cli("train", cfg, "log.sharpness_every=5", "log.plots=true", "seed=[0,1]", "--out", tmp_path / "on", check=0)
+    (off,) = (tmp_path / "off").iterdir()
+    on = {d.name.rsplit("-", 1)[-1]: d for d in (tmp_path / "on").iterdir()}
+    assert set(on) == {"seed0", "seed1"}   # two seeds, trained as one stack
+    lone = tmp_path / "on-lone"
+    cli("train", cfg, "log.sharpness_every=5", "--out", lone, check=0)
+    (lone,) = lone.iterdir()
+    for name in ("grad_norms.csv", "act_grad_norms.csv", "eval.csv"):
+        assert (off / name).read_text() == (lone / name).read_text(), name
+    strip = [line.split(",")[:-1] for line in (off / "metrics.csv").read_text().splitlines()]   # less elapsed_s
+    assert strip == [line.split(",")[:-1] for line in (lone / "metrics.csv").read_text().splitlines()]
+    for run in (lone, *on.values()):
+        logged = rows(run / "sharpness.csv")
+        assert [int(r["step"]) for r in logged] == [8, 16]
+        assert all(float(r["top_eigenvalue"]) > 0 for r in logged)
+    assert rows(on["seed0"] / "sharpness.csv") != rows(on["seed1"] / "sharpness.csv")
+    assert (on["seed0"] / "plots" / "sharpness.png").is_file()
+    assert not (off / "sharpness.csv").exists()
