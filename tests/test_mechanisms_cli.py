@@ -113,13 +113,13 @@ def test_a_sweep_gets_a_row_per_point_its_seed_statistics_and_a_plot_against_eac
     cli("sweep", cfg, "train.lr=0.02,0.05", "seed=0,1", "--name", "d", "--out", tmp_path, check=0)
     sweep = tmp_path / "sweep-d"
     r = cli("jacobian", sweep, "--samples", 3, check=0)
-    assert "train.lr=0.02" in r.stdout and "train.lr=0.05" in r.stdout
+    assert "lr 0.02" in r.stdout and "lr 0.05" in r.stdout
     per_point = rows(sweep / "jacobian.csv")
     assert [(p["train.lr"], p["seed"]) for p in per_point] == [("0.02", "0"), ("0.02", "1"), ("0.05", "0"),
                                                                 ("0.05", "1")]
     seeds = rows(sweep / "jacobian-seeds.csv")
-    assert [(s["label"], s["seeds"], s["mean_s2_trained_n"]) for s in seeds] == [("train.lr=0.02", "2", "2"),
-                                                                                  ("train.lr=0.05", "2", "2")]
+    assert [(s["label"], s["seeds"], s["mean_s2_trained_n"]) for s in seeds] == [("lr 0.02", "2", "2"),
+                                                                                  ("lr 0.05", "2", "2")]
     assert (sweep / "plots" / "jacobian-train.lr.png").is_file()
     assert (sweep / "plots" / "jacobian.png").is_file()
 

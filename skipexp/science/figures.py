@@ -35,7 +35,7 @@ class Measure:
     json: str                         # the run-folder file with its settings and numbers
     fields: tuple[str, ...]           # the numbers of a folder's table, in order
     shown: tuple[Shown, ...]          # those a sweep plots against each key
-    draw: Callable[[Folder, list[tuple[str, list[Path]]], Path, str], Path | None]   # (folder, nets, out, title)
+    draw: Callable[[Folder, list[tuple[str, list[Path]]], Path, str], list[Path]]   # (folder, nets, out, title)
     png: str
 
 
@@ -80,12 +80,7 @@ def finish(f: Folder, m: Measure, rows: list[dict] | None = None) -> tuple[list[
         rows = members_mod.member_rows(f, [numbers_of(x.run_dir, m) for x in f.members])
     tables = members_mod.write_tables(f, m.name, rows, list(m.fields))
     name = f.path.name
-    plots = []
-    groups = nets(f)
-    if f.kind == "run" or len(groups) <= MOST_NETS_OVERLAID:
-        out = f.path / files.PLOTS / m.png
-        drawn = m.draw(f, groups, out, f"{name}: {m.name}{about(f)}")
-        plots += [drawn] if drawn else []
+    plots = m.draw(f, nets(f), f.path / files.PLOTS / m.png, f"{name}: {m.name}{about(f)}")
     if f.kind == "sweep":
         plots += sweep_numbers(f, m, rows)
     return tables, plots
@@ -103,7 +98,7 @@ def sweep_numbers(f: Folder, m: Measure, rows: list[dict]) -> list[Path]:
     paths = []
     for xkey in keys:
         others = [k for k in f.keys if k != xkey]
-        categories = None if numeric(xkey) else [format_value(v) for v in f.grid[xkey]]
+        categories = None if numeric(xkey) else [members_mod.words(xkey, v) for v in f.grid[xkey]]
         pos = {format_value(v): (float(v) if categories is None else i) for i, v in enumerate(f.grid[xkey])}
         panels = []
         for s in m.shown:
@@ -113,7 +108,8 @@ def sweep_numbers(f: Folder, m: Measure, rows: list[dict]) -> list[Path]:
                 for r in rows:
                     if format_value(r.get(xkey)) != format_value(v) or not isinstance(r.get(s.field), (int, float)):
                         continue
-                    label = ", ".join(f"{short_key(k)}={format_value(r.get(k))}" for k in others) or "mean over seeds"
+                    label = ", ".join(members_mod.words(k, r.get(k)) for k in others) or (
+                        "mean over seeds" if f.several_seeds() else "each configuration")
                     cells.setdefault(label, []).append(float(r[s.field]))
                 for label, vals in cells.items():
                     st = members_mod.summarize(vals)
@@ -130,33 +126,54 @@ def sweep_numbers(f: Folder, m: Measure, rows: list[dict]) -> list[Path]:
         log_x = categories is None and xkey.endswith("depth") and min(f.grid[xkey]) > 0
         band = " (band: 95 % confidence interval of the mean over seeds; dots: seeds)" if f.several_seeds() else ""
         out = f.path / files.PLOTS / f"{m.name}-{short_key(xkey)}.png"
-        paths.append(plot_numbers(panels, short_key(xkey), f"{f.path.name}: {m.name}{about(f)}{band}", out,
-                                  categories, log_x))
+        paths.append(plot_numbers(panels, members_mod.axis_words(xkey), f"{f.path.name}: {m.name}{about(f)}{band}",
+                                  out, categories, log_x))
     return paths
 
 
 # --- what each measurement draws -------------------------------------------------------------------------
 
-def _landscape(f: Folder, groups: list[tuple[str, list[Path]]], out: Path, title: str) -> Path:
-    from skipexp.views.landscape import plot_landscape
+def _landscape(f: Folder, groups: list[tuple[str, list[Path]]], out: Path, title: str) -> list[Path]:
+    """plots/landscape.png (up to MOST_NETS_OVERLAID nets; the first four as contours and surfaces); a sweep
+    of one or two keys also gets plots/landscape-grid.png, Li et al.'s layout: a contour plot per
+    configuration, the numeric key along the columns and the other down the rows."""
+    from skipexp.views.landscape import plot_contour_grid, plot_landscape
 
-    return plot_landscape(groups, out, title)
+    drawn = [plot_landscape(groups, out, title)] if len(groups) <= MOST_NETS_OVERLAID else []
+    if f.kind == "sweep" and 1 <= len(f.keys) <= 2:
+        numeric = [k for k in f.keys if all(isinstance(v, (int, float)) for v in f.grid[k])]
+        col = numeric[0] if numeric else f.keys[-1]
+        row = next((k for k in f.keys if k != col), None)
+
+        def word(k: str | None, v: object) -> str:
+            return members_mod.words(k, v) if k else ""
+
+        cells: dict[tuple[str, str], Path] = {}
+        for m in f.members:   # the first seed of each configuration
+            cells.setdefault((word(row, m.values.get(row)), word(col, m.values[col])), m.run_dir)
+        rows = [word(row, v) for v in f.grid[row]] if row else [""]
+        cols = [word(col, v) for v in f.grid[col]]
+        seeds = " (first seed of each)" if f.several_seeds() else ""
+        drawn.append(plot_contour_grid(cells, rows, cols, f"{title}{seeds}", out.with_name("landscape-grid.png")))
+    return drawn
 
 
 register(Measure(
     "landscape", files.LANDSCAPE_JSON,
     ("loss_at_checkpoint", "acc_at_checkpoint", "loss_max", "curvature_d1", "nonconvexity", "interp_barrier",
      "interp_loss_init"),
-    (Shown("nonconvexity", "non-convexity of the 2D slice", "mean max(0, -l_min) / max|l| (0 = convex)"),
-     Shown("curvature_d1", "curvature at the trained weights", "d2 loss / da2 along direction 1", log=True),
+    (Shown("nonconvexity", "non-convexity of the 2D slice", "mean non-convexity ratio (0 = convex)"),
+     Shown("curvature_d1", "curvature at the trained weights", "d²loss/da² along direction 1", log=True),
      Shown("interp_barrier", "barrier on the line from init", "loss above the straight line")),
     _landscape, files.LANDSCAPE_PNG))
 
 
-def _sharpness(f: Folder, groups: list[tuple[str, list[Path]]], out: Path, title: str) -> Path:
+def _sharpness(f: Folder, groups: list[tuple[str, list[Path]]], out: Path, title: str) -> list[Path]:
     from skipexp.views import mechanisms
 
-    return mechanisms.plot(mechanisms.sharpness_figure(groups, title), out)
+    if len(groups) > MOST_NETS_OVERLAID:
+        return []
+    return [mechanisms.plot(mechanisms.sharpness_figure(groups, title), out)]
 
 
 register(Measure(
@@ -168,10 +185,12 @@ register(Measure(
     _sharpness, files.SHARPNESS_PNG))
 
 
-def _jacobian(f: Folder, groups: list[tuple[str, list[Path]]], out: Path, title: str) -> Path:
+def _jacobian(f: Folder, groups: list[tuple[str, list[Path]]], out: Path, title: str) -> list[Path]:
     from skipexp.views import mechanisms
 
-    return mechanisms.plot(mechanisms.jacobian_figure(groups, title), out)
+    if len(groups) > MOST_NETS_OVERLAID:
+        return []
+    return [mechanisms.plot(mechanisms.jacobian_figure(groups, title), out)]
 
 
 register(Measure(
@@ -183,10 +202,12 @@ register(Measure(
     _jacobian, files.JACOBIAN_PNG))
 
 
-def _paths(f: Folder, groups: list[tuple[str, list[Path]]], out: Path, title: str) -> Path:
+def _paths(f: Folder, groups: list[tuple[str, list[Path]]], out: Path, title: str) -> list[Path]:
     from skipexp.views import mechanisms
 
-    return mechanisms.plot(mechanisms.paths_figure(groups, title), out)
+    if len(groups) > MOST_NETS_OVERLAID:
+        return []
+    return [mechanisms.plot(mechanisms.paths_figure(groups, title), out)]
 
 
 register(Measure(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
-from skipexp.core.fmt import csv_cell, short_key
+from skipexp.core.fmt import csv_cell
 from skipexp.core.fmt import value as format_value
 from skipexp.rundir import files, runio
 
@@ -105,7 +105,7 @@ def folder(path: Path) -> Folder:
         members = []
         for _, values, run_dir in folder_points(path):
             if runio.is_run_dir(run_dir):
-                label = ",".join(f"{short_key(k)}={format_value(v)}" for k, v in values.items() if k != "seed")
+                label = ", ".join(words(k, v) for k, v in values.items() if k != "seed")
                 members.append(Member(run_dir, label or "point", _seed(files.read_config_dict(run_dir)), values))
         if not members:
             raise SkipexpError("a sweep folder without any trained point", file=str(path))
@@ -122,6 +122,24 @@ def folder(path: Path) -> Folder:
             name = d.name
         members.append(Member(d, without_seed(_label(cfg, name)), _seed(cfg)))
     return Folder(path, "compare", members)
+
+
+def words(key: str, value: Any) -> str:
+    """A swept key's value as figures and tables name it: ``4 blocks``, ``plain``, ``identity skips``, a named
+    axis's label as it is, else the key's last word and the value (``lr 0.05``)."""
+    v = format_value(value)
+    if key == "model.depth":
+        return f"{v} blocks"
+    if key == "model.skip.kind":
+        return "plain" if value == "none" else f"{v} skips"
+    if "." not in key:   # a named axis: its labels are words already
+        return v if key != "seed" else f"seed {v}"
+    return f"{key.rsplit('.', 1)[-1]} {v}"
+
+
+def axis_words(key: str) -> str:
+    """A swept key as an axis label: ``depth (blocks)``, else its last word."""
+    return "depth (blocks)" if key == "model.depth" else key.rsplit(".", 1)[-1]
 
 
 def _seed(cfg: dict) -> int:

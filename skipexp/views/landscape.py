@@ -20,7 +20,7 @@ from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from skipexp.rundir import files, runio  # noqa: E402
-from skipexp.views.layout import new_figure, set_title, suptitle  # noqa: E402
+from skipexp.views.layout import log_label, log_ticks, new_figure, set_title, suptitle  # noqa: E402
 from skipexp.views.plots import _save, set_loss_axis  # noqa: E402
 from skipexp.views.plots_compare import COLORS, _draw  # noqa: E402
 
@@ -74,10 +74,12 @@ def landscape_figure(nets: list[tuple[str, list[Path]]], title: str) -> Figure:
     two_d = [(label, g) for label, g, _ in planes]
     cols = max(2, len(two_d))
     rows = 3 if two_d else 1
-    height = 3.3 * rows + 1.0
+    legend_rows = math.ceil(len(nets) / 2)
+    bottom = 0.75 + 0.17 * legend_rows   # the x label, and the legends below the line panels
+    height = 3.3 * rows + bottom
     fig = new_figure(4.4 * cols, height)
-    gs = fig.add_gridspec(rows, 2 * cols, left=0.08, right=0.95, bottom=1.0 / height, top=1 - 0.55 / height,
-                          hspace=0.38, wspace=0.9)
+    gs = fig.add_gridspec(rows, 2 * cols, left=0.08, right=0.95, bottom=bottom / height, top=1 - 0.55 / height,
+                          hspace=0.38 * 3.3 * rows / (height - bottom), wspace=0.9)
     if two_d:
         _planes(fig, gs, two_d, [seed for _, _, seed in planes])
     ax_s = fig.add_subplot(gs[rows - 1, :cols])
@@ -103,52 +105,99 @@ def landscape_figure(nets: list[tuple[str, list[Path]]], title: str) -> Figure:
     set_title(ax_i, "from the initial to the trained weights", fontsize=10)
     for ax in (ax_s, ax_i):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, frameon=False)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.5 / 3.3 - 0.02), ncol=2, frameon=False)
     suptitle(fig, title)
     return fig
+
+
+def _levels(grids: list[np.ndarray]) -> np.ndarray:
+    """21 levels of log10 loss shared by every grid: from the lowest loss to 10x the highest loss at a
+    checkpoint (at least 5 above it), or the highest loss where that is lower: beyond, a diverging corner
+    would squash the basins into one colour."""
+    finite = np.concatenate([f[np.isfinite(f)].ravel() for f in grids])
+    lo = float(np.log10(max(finite.min(), 1e-8)))
+    at_origin = max(float(f[f.shape[0] // 2, f.shape[1] // 2]) for f in grids)
+    top = min(max(10 * at_origin, at_origin + 5), float(finite.max()))
+    return np.linspace(lo, max(math.log10(top), lo + 1e-3), 21)
+
+
+def _contour(ax: Any, a: np.ndarray, b: np.ndarray, f: np.ndarray, levels: np.ndarray, title: str) -> Any:
+    logf = np.log10(np.clip(f, 10 ** levels[0], 10 ** levels[-1])).T                 # (b, a): rows are y
+    cs = ax.contourf(a, b, logf, levels=levels, cmap=CMAP)
+    ax.contour(a, b, logf, levels=levels[::2], colors="k", linewidths=0.4, alpha=0.5)
+    ax.plot([0], [0], "*", color="white", ms=11, mec="k", mew=0.6)
+    ax.set_xlabel("direction 1")
+    ax.set_ylabel("direction 2")
+    ax.set_aspect("equal")
+    set_title(ax, title, fontsize=10)
+    return cs
+
+
+def _colorbar(fig: Figure, cs: Any, axes: list, levels: np.ndarray) -> None:
+    bar = fig.colorbar(cs, ax=axes, fraction=0.03, pad=0.02)
+    values = log_ticks(10 ** levels[0], 10 ** levels[-1])
+    bar.set_ticks([math.log10(v) for v in values])
+    bar.set_ticklabels([log_label(v) for v in values])
+    bar.set_label("training loss (log colour scale)", fontsize=8)
 
 
 def _planes(fig: Figure, gs: Any, planes: list, seeds: list) -> None:
     """Row 1: filled contours of log10 loss, one colour scale for all; row 2: the surfaces, one z range."""
     from mpl_toolkits.mplot3d import Axes3D  # noqa: F401  (registers the 3d projection)
 
-    finite = np.concatenate([f[np.isfinite(f)].ravel() for _, (_, _, f) in planes])
-    lo = float(np.log10(max(finite.min(), 1e-8)))
-    # the colour scale and the surfaces' height stop at 10x the highest loss at a checkpoint (or 5 above
-    # it): beyond, a diverging corner would squash the basin into one colour
-    at_origin = [f[np.argmin(np.abs(a)), np.argmin(np.abs(b))] for _, (a, b, f) in planes]
-    top = max(finite.max() if finite.max() < 10 * max(at_origin) else 10 * max(at_origin), max(at_origin) + 5)
-    hi = math.log10(min(top, finite.max()))
-    levels = np.linspace(lo, max(hi, lo + 1e-3), 21)
+    levels = _levels([f for _, (_, _, f) in planes])
+    top = 10 ** levels[-1]
     contour_axes = []
     for i, (label, (a, b, f)) in enumerate(planes):
         ax = fig.add_subplot(gs[0, 2 * i:2 * i + 2])
         contour_axes.append(ax)
-        logf = np.log10(np.clip(f, 10 ** lo, 10 ** levels[-1])).T                 # (b, a): rows are y
-        cs = ax.contourf(a, b, logf, levels=levels, cmap=CMAP)
-        ax.contour(a, b, logf, levels=levels[::2], colors="k", linewidths=0.4, alpha=0.5)
-        ax.plot([0], [0], "*", color="white", ms=11, mec="k", mew=0.6)
-        ax.set_xlabel("direction 1")
-        ax.set_ylabel("direction 2")
-        ax.set_aspect("equal")
-        set_title(ax, label + (f" (seed {seeds[i]})" if seeds[i] is not None else ""), fontsize=10)
+        cs = _contour(ax, a, b, f, levels, label + (f" (seed {seeds[i]})" if seeds[i] is not None else ""))
         surf = fig.add_subplot(gs[1, 2 * i:2 * i + 2], projection="3d")
         A, B = np.meshgrid(a, b, indexing="ij")
-        z = np.clip(f, None, 10 ** levels[-1])
-        surf.plot_surface(A, B, z, cmap=CMAP, norm=LogNorm(10 ** lo, 10 ** levels[-1]),
+        surf.plot_surface(A, B, np.clip(f, None, top), cmap=CMAP, norm=LogNorm(10 ** levels[0], top),
                           linewidth=0, antialiased=False, rcount=len(a), ccount=len(b))
-        surf.set_zlim(0, 10 ** levels[-1])
+        surf.set_zlim(0, top)
         surf.set_xlabel("direction 1", fontsize=8, labelpad=-2)
         surf.set_ylabel("direction 2", fontsize=8, labelpad=-2)
-        clipped = f"; clipped at {10 ** levels[-1]:.3g}" if np.nanmax(f) > 10 ** levels[-1] else ""
+        clipped = f"; clipped at {top:.3g}" if np.nanmax(f) > top else ""
         surf.set_zlabel("training loss" + clipped, fontsize=8, labelpad=-2)
         surf.tick_params(labelsize=7, pad=0)
         surf.view_init(elev=35, azim=-60)
-    bar = fig.colorbar(cs, ax=contour_axes, fraction=0.03, pad=0.02)
-    ticks = [t for t in range(math.ceil(lo), math.floor(levels[-1]) + 1)]
-    bar.set_ticks(ticks or [lo, levels[-1]])
-    bar.set_ticklabels([f"{10.0 ** t:g}" for t in (ticks or [lo, levels[-1]])])
-    bar.set_label("training loss (log colour scale)", fontsize=8)
+    _colorbar(fig, cs, contour_axes, levels)
+
+
+def contour_grid_figure(cells: dict[tuple[str, str], Path], rows: list[str], cols: list[str], title: str) -> Figure:
+    """Li et al.'s layout: a contour plot per net, one row per value of one key (the kind of shortcut),
+    one column per value of another (depth), all on one colour scale. ``cells`` maps (row, column) to the
+    run folder drawn there; a missing cell stays empty."""
+    grids = {k: _grid(d) for k, d in cells.items()}
+    grids = {k: g for k, g in grids.items() if g is not None and len(g[1]) > 1}
+    levels = _levels([g[2] for g in grids.values()])
+    fig = new_figure(3.3 * len(cols) + 1.0, 3.2 * len(rows) + 0.6)
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    fig.subplots_adjust(left=0.9 / (3.3 * len(cols) + 1.0), right=0.88, bottom=0.5 / (3.2 * len(rows) + 0.6),
+                        top=1 - 0.65 / (3.2 * len(rows) + 0.6), wspace=0.35, hspace=0.4)
+    cs = None
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i][j]
+            if (r, c) not in grids:
+                ax.set_axis_off()
+                continue
+            a, b, f = grids[(r, c)]
+            cs = _contour(ax, a, b, f, levels, f"{r}, {c}")
+    if cs is not None:
+        _colorbar(fig, cs, list(axes.ravel()), levels)
+    suptitle(fig, title)
+    return fig
+
+
+def plot_contour_grid(cells: dict[tuple[str, str], Path], rows: list[str], cols: list[str], title: str,
+                      out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with files.atomic_path(out) as tmp:
+        _save(contour_grid_figure(cells, rows, cols, title), tmp)
+    return out
 
 
 def plot_landscape(nets: list[tuple[str, list[Path]]], out: Path, title: str) -> Path:

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from skipexp.rundir import files  # noqa: E402
 from skipexp.views.layout import label_log_axis, new_figure, set_title, suptitle  # noqa: E402
@@ -62,11 +63,14 @@ def numbers_figure(panels: list[Panel], xlabel: str, title: str, categories: lis
         if panel.log and values and min(values) > 0 and max(values) / min(values) > 10:   # else a log axis
             ax.set_yscale("log")                                                          # has no labels
             label_log_axis(ax.yaxis)
-        if log_x:
+        if log_x:   # ticks at the swept values themselves
+            xs = sorted({x for line in panel.lines for x in line.xs})
             ax.set_xscale("log")
-            label_log_axis(ax.xaxis)
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+            ax.xaxis.set_minor_locator(NullLocator())
         if categories is not None:
             ax.set_xticks(range(len(categories)), categories)
+            ax.set_xlim(-0.5, len(categories) - 0.5)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(panel.ylabel)
         ax.grid(alpha=0.3)
