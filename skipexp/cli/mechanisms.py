@@ -152,7 +152,8 @@ def sharpness(
 
     s = mod.Settings(samples=samples, iterations=iterations, probes=probes, seed=seed)
     result = mod.study(folder, s, download_progress(), _member_printer(SHARPNESS_FIELDS[:4]))
-    _print_table(result, f"Hessian of the training loss ({samples} examples; trace ± a few % from {probes} probes)",
+    _print_table(result, f"Hessian of the training loss ({samples} examples; trace from {probes} probes, its "
+                         "standard error in hessian.csv)",
                  SHARPNESS_FIELDS)
 
 

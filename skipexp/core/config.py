@@ -213,8 +213,8 @@ class LogConfig:
                             "`skipexp report <run>` draws them later)")
     sharpness_every: int | None = opt(None, "top Hessian eigenvalue and trace of the training loss (first 512 "
                                             "training examples) at the first evaluation after every N steps and at "
-                                            "the end, into sharpness.csv (default: never; ~30 Hessian-vector "
-                                            "products each)", positive)
+                                            "the end, into sharpness.csv (default: never; 16-30 Hessian-vector "
+                                            "products each, ~100 training steps' time)", positive)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ of the training loss, measured at evaluation time and written to the run's sharp
 The loop calls :func:`at_evaluation` after each evaluation (the model then holds the run's current
 weights, stacked models included). It measures at the first evaluation on or after each multiple of N
 steps, and at the last step; the measurement reads the model without changing it, its gradients or any
-random state, so a run's numbers are the same with it or without it. Each measurement costs about 30
-Hessian-vector products on SAMPLES training examples (see README's performance table).
+random state, so a run's numbers are the same with it or without it. Each measurement costs 16-30
+Hessian-vector products on SAMPLES training examples (docs/science.md, Sharpness).
 """
 from __future__ import annotations
 
