@@ -20,8 +20,8 @@ from skipexp.core.errors import SkipexpError
 FolderArg = Annotated[Path, typer.Argument(
     help="A run folder, a comparison folder or a sweep folder: every run in it is measured.", metavar="FOLDER",
     show_default=False)]
-SeedOpt = Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the random directions or probes "
-                                                                   "(the same for every run).")]
+def seed_option(of: str):
+    return Annotated[int, typer.Option("--seed", metavar="N", help=f"Seed of {of} (the same for every run).")]
 
 
 def _member_printer(fields: list[tuple[str, str, str]]):
@@ -91,7 +91,7 @@ def landscape(
                                         help="The grid runs from -X to X along each direction.")] = 1.0,
     samples: Annotated[int, typer.Option("--samples", metavar="N",
                                          help="Training examples the loss is evaluated on.")] = 2048,
-    seed: SeedOpt = 0,
+    seed: seed_option("the random directions") = 0,
 ) -> None:
     """Loss on a 1D or 2D grid around the trained weights along filter-normalised random directions (Li et
     al. 2018), and on the line from the initial to the trained weights (Goodfellow et al. 2015).
@@ -136,7 +136,7 @@ def sharpness(
     iterations: Annotated[int, typer.Option("--iterations", metavar="N",
                                             help="Lanczos steps at most (stops once the top value settles).")] = 20,
     probes: Annotated[int, typer.Option("--probes", metavar="N", help="Hutchinson probes for the trace.")] = 20,
-    seed: SeedOpt = 0,
+    seed: seed_option("Lanczos' start vector and the probes") = 0,
 ) -> None:
     """The top eigenvalue (Lanczos) and trace (Hutchinson) of the Hessian of the training loss, from
     Hessian-vector products, at init and at the checkpoint.
@@ -200,7 +200,7 @@ def paths(
     samples: Annotated[int, typer.Option("--samples", metavar="N",
                                          help="Training examples each path's gradient is averaged over.")] = 256,
     sets: Annotated[int, typer.Option("--sets", metavar="N", help="Paths sampled per length.")] = 32,
-    seed: SeedOpt = 0,
+    seed: seed_option("the sampled paths") = 0,
 ) -> None:
     """How much gradient flows through paths of each length: the backward pass keeps the residual branch of k
     sampled units and the shortcut of the others (Veit et al. 2016), trained and at init.
