@@ -17,6 +17,7 @@ float64 (a plain net's singular values reach 1e-13 at depth 20), in eval mode.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,9 @@ def jacobians(model: SkipNet, x: torch.Tensor) -> list[torch.Tensor]:
     # gives every column of every example's Jacobian (eval mode: examples do not interact)
     rows = h0.repeat_interleave(w0, dim=0)                                       # (S * w0, w0)
     tangents = torch.eye(w0, dtype=torch.float64).repeat(n, 1)                  # (S * w0, w0)
-    with fwAD.dual_level():
+    with warnings.catch_warnings(), fwAD.dual_level():
+        # torch scripts its forward-mode decompositions on first use, through a deprecated torch.jit.script
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
         # every parameter a dual number with tangent 0: an op on a dual and a plain tensor takes a Python
         # decomposition whose first use imports sympy (~3 s); between duals the rules are native
         for module in m.modules():
