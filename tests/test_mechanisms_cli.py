@@ -140,6 +140,15 @@ def test_bad_inputs_are_one_line_errors(comparison, tmp_path, args, message):
     assert message in r.stderr and r.stderr.count("\n") == 1
 
 
+def test_a_run_without_a_checkpoint_says_so(tmp_path):
+    cfg = write_config(tmp_path / "none.yaml", {"log.checkpoint": "none", "train.epochs": 1})
+    cli("train", cfg, "--out", tmp_path / "runs", check=0)
+    (run,) = (tmp_path / "runs").iterdir()
+    r = cli("sharpness", run)
+    assert r.returncode == 2 and "no checkpoints/last.pt to measure" in r.stderr
+    assert not (run / "hessian.csv").exists()
+
+
 def test_paths_refuses_gated_units_before_measuring_anything(comparison, tmp_path):
     folder = tmp_path / "mixed"
     shutil.copytree(comparison / "runs" / "skip-seed0", folder / "runs" / "skip")

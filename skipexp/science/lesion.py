@@ -95,7 +95,6 @@ class LoadedRun:
     cfg: config_mod.RunConfig
     model: SkipNet
     splits: data_mod.Splits
-    step: int = 0      # the optimizer steps the checkpoint's weights have taken
 
 
 def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> LoadedRun:
@@ -113,7 +112,7 @@ def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> Loaded
     splits = data_mod.load(cfg.data, progress)
     model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
     model.load_state_dict(state["model"])
-    return LoadedRun(cfg, model.eval(), splits, int(state.get("step", 0)))
+    return LoadedRun(cfg, model.eval(), splits)
 
 
 def lesion(run: LoadedRun, drop: int = 1, samples: int = 20, seed: int = 0,

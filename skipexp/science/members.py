@@ -180,15 +180,32 @@ class Loaded:
 
 
 def load(run_dir: Path, cache: dict | None = None, progress: data_mod.Progress | None = None) -> Loaded:
-    """A run's config, its last checkpoint's model (CPU, eval mode) and its data; ``cache`` keeps data
-    that several runs share."""
-    from skipexp.science.lesion import load_run
+    """A run's config, its last checkpoint's model (CPU, eval mode) and its data; ``cache`` keeps the data
+    that several runs share, loaded once."""
+    from skipexp.core import config as config_mod
+    from skipexp.core import data as data_mod
+    from skipexp.core.models import SkipNet
+    from skipexp.training.checkpoint import load_checkpoint_file
 
-    run = load_run(run_dir, progress)
-    if cache is not None:
-        key = repr(run.cfg.data)
-        run.splits = cache.setdefault(key, run.splits)
-    return Loaded(run.cfg, run.model.eval(), run.splits, run.step)
+    runio.require_run_dir(run_dir)
+    cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
+    ckpt = files.last_checkpoint(run_dir)
+    if not ckpt.is_file():
+        raise SkipexpError("no checkpoints/last.pt to measure (trained with log.checkpoint: none, or stopped "
+                           "before its first checkpoint)", file=str(run_dir))
+    state = load_checkpoint_file(ckpt, "cpu")
+    cache = {} if cache is None else cache
+    key = repr(cfg.data)
+    if key not in cache:
+        cache[key] = data_mod.load(cfg.data, progress)
+    splits = cache[key]
+    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as e:   # config.yaml edited since, or not our checkpoint
+        raise SkipexpError(f"checkpoints/last.pt does not fit the run's config.yaml ({str(e).splitlines()[0]})",
+                           file=str(run_dir)) from None
+    return Loaded(cfg, model.eval(), splits, int(state.get("step", 0)))
 
 
 def set_threads(cfg: RunConfig, rows: int) -> int:
