@@ -53,9 +53,9 @@ def test_landscape_of_a_comparison(comparison):
         assert float(origin["loss"]) == pytest.approx(checkpoint_loss(run, 100), rel=1e-5)
         assert len(rows(run / "interpolation.csv")) == 41
     table = rows(comparison / "landscape.csv")
-    assert [t["label"] for t in table] == ["plain (skip: none)"] * 2 + ["skip (skip: identity)"] * 2
+    assert [t["label"] for t in table] == ["plain"] * 2 + ["skip (identity skips)"] * 2
     seeds = rows(comparison / "landscape-seeds.csv")
-    assert [(s["label"], s["seeds"]) for s in seeds] == [("plain (skip: none)", "2"), ("skip (skip: identity)", "2")]
+    assert [(s["label"], s["seeds"]) for s in seeds] == [("plain", "2"), ("skip (identity skips)", "2")]
     vals = [float(t["loss_at_checkpoint"]) for t in table[2:]]
     mean, sd = sum(vals) / 2, abs(vals[0] - vals[1]) / math.sqrt(2)
     assert float(seeds[1]["loss_at_checkpoint_mean"]) == pytest.approx(mean)

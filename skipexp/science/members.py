@@ -148,9 +148,11 @@ def _seed(cfg: dict) -> int:
 
 
 def _label(cfg: dict, name: str) -> str:
-    """A run's name, with its skip kind where the name does not say it (``plain (skip: none)``)."""
+    """A run's name, with its kind of skip in words where the name does not say it (``skip (identity
+    skips)``; ``plain`` as it is)."""
     kind = str(((cfg.get("model") or {}).get("skip") or {}).get("kind", ""))
-    return name if not kind or kind in name else f"{name} (skip: {kind})"
+    said = words("model.skip.kind", kind)
+    return name if not kind or kind in name or said in name else f"{name} ({said})"
 
 
 # --- a run's model (trained, or as it was drawn) and data ---------------------------------------------
