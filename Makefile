@@ -53,7 +53,9 @@ clean-runs:
 	rm -rf $(OUT)/*/ $(OUT)/*.mk
 
 # The paper reproductions (configs/papers/README.md): four sweeps of three seeds per point on Fashion-MNIST,
-# the lesion studies and gradient shattering, about 25 min on 2 cores. Figures and tables go to docs/papers/.
+# the lesion studies, gradient shattering, and the loss landscapes and paths of the degradation and lesion
+# sweeps' nets: about 25 min on 2 cores before the last two were added (they add an estimated ~10).
+# Figures and tables go to docs/papers/.
 PAPERS := highway degradation identity-mappings lesion
 PAPER_JOBS ?= 2
 HIGHWAY50 := $(OUT)/sweep-highway/depth=50,skip.kind=gated
@@ -72,3 +74,10 @@ papers: $(STAMP)
 	cp $(OUT)/sweep-lesion/plots/lesion.png docs/papers/lesion.png
 	d=$$($(SKIPEXP) shatter configs/papers/shatter.yaml --depths 1,2,4,8,16,32,64 --seeds 3 --out $(OUT) | tail -n 1) && \
 	  cp $$d/plots/shatter.png docs/papers/shatter.png
+	$(SKIPEXP) landscape $(OUT)/sweep-degradation --points 21 --samples 1024 > /dev/null
+	cp $(OUT)/sweep-degradation/plots/landscape-grid.png docs/papers/landscape.png
+	cp $(OUT)/sweep-degradation/plots/landscape-depth.png docs/papers/landscape-depth.png
+	cp $(OUT)/sweep-degradation/landscape-seeds.csv docs/papers/landscape.csv
+	$(SKIPEXP) paths $(OUT)/sweep-lesion > /dev/null
+	cp $(OUT)/sweep-lesion/plots/paths.png docs/papers/paths.png
+	cp $(OUT)/sweep-lesion/paths-seeds.csv docs/papers/paths.csv

@@ -46,7 +46,7 @@ def test_completion_offers_commands_and_yaml_configs(tmp_path):
     for f in ("configs/skip.yaml", "configs/plain.yml", "configs/notes.txt", "configs/deep/d64.yaml", "top.yaml"):
         (tmp_path / f).write_text("")
     assert complete("skipexp li", tmp_path) == ["list"]
-    assert complete("skipexp l", tmp_path) == ["lesion", "list"]
+    assert complete("skipexp l", tmp_path) == ["lesion", "landscape", "list"]
     assert complete("skipexp train ", tmp_path) == ["configs/", "top.yaml"]
     assert complete("skipexp validate configs/", tmp_path) == ["configs/deep/", "configs/plain.yml",
                                                                 "configs/skip.yaml"]

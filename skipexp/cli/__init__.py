@@ -1,7 +1,8 @@
 """The ``skipexp`` command. It owns the console, the progress bar, signals and exit codes.
 
 One file per command group, each adding its commands to :data:`app`: :mod:`.run` (train, resume,
-validate), :mod:`.science` (lesion, shatter), :mod:`.experiments` (compare, sweep, report, tensorboard), :mod:`.diff`,
+validate), :mod:`.science` (lesion, shatter), :mod:`.mechanisms`
+(landscape, sharpness, jacobian, paths), :mod:`.experiments` (compare, sweep, report, tensorboard), :mod:`.diff`,
 :mod:`.listing` (list). A command parses its arguments, calls one library function and renders what it
 returns (:mod:`.render`). Heavy imports (torch, matplotlib) happen inside the commands, so
 ``skipexp --help`` stays instant.
@@ -17,6 +18,7 @@ import typer
 # isort: off
 from skipexp.cli import run  # noqa: F401
 from skipexp.cli import science  # noqa: F401
+from skipexp.cli import mechanisms  # noqa: F401
 from skipexp.cli import experiments  # noqa: F401
 from skipexp.cli import diff  # noqa: F401
 from skipexp.cli import listing  # noqa: F401

@@ -130,6 +130,7 @@ def print_theory(r) -> None:
     from rich.table import Table
 
     if r.predicted is None:
+        print_theory_jacobian(r)
         return
     b0 = r.blocks[0]
     out_console.print(
@@ -145,6 +146,29 @@ def print_theory(r) -> None:
     out_console.print(t)
     out_console.print("the theory assumes wide layers: at width 512 expect agreement within ~10-20%; narrow "
                       "nets drift further, a few % per block")
+    print_theory_jacobian(r)
+
+
+def print_theory_jacobian(r) -> None:
+    """``validate --theory``'s Jacobian table: singular values s of dh_i/dh_0 at init, with the mean-field
+    mean s^2 where the theory has one."""
+    from rich.table import Table
+
+    if not r.jacobian:
+        return
+    t = Table(title=f"singular values s of dh_i/dh_0 at init, on {r.jacobian_examples} training examples "
+                    "(dynamical isometry: mean s² = 1, spread 0)", title_justify="left")
+    cols = ["boundary", "mean s², predicted", "mean s², measured", "spread var(s²)/mean(s²)²", "s max", "s min"]
+    for col in cols:
+        t.add_column(col, justify="right")
+    by = {row["boundary"]: row for row in r.jacobian}
+    for i in r.shown():
+        if i not in by:
+            continue
+        row, pred = by[i], r.predicted_s2(i)
+        t.add_row(f"h{i}", "-" if pred is None else f"{pred:.4g}", f"{row['mean_s2']:.4g}", f"{row['spread']:.3g}",
+                  f"{row['s_max']:.3g}", f"{row['s_min']:.3g}")
+    out_console.print(t)
 
 
 def points(change: float) -> str:

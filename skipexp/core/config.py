@@ -214,6 +214,10 @@ class LogConfig:
     html: bool = opt(True, "write <run>/report.html when it ends: one page with the summary, interactive charts "
                            "and the plots, for a browser, offline (false: none; `skipexp report <run>` writes it "
                            "later); a comparison or sweep writes its own unless its configs say false")
+    sharpness_every: int | None = opt(None, "top Hessian eigenvalue and trace of the training loss (first 512 "
+                                            "training examples) at the first evaluation after every N steps and at "
+                                            "the end, into sharpness.csv (default: never; 16-30 Hessian-vector "
+                                            "products each, ~100 training steps' time)", positive)
 
 
 @dataclass(frozen=True)

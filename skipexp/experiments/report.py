@@ -44,7 +44,17 @@ def kind_of(path: Path) -> str:
 
 
 def report(path: Path, html: bool = True) -> Report:
-    """Rewrite a folder's summaries and plots from disk, and its report.html unless ``html`` is False."""
+    """Rewrite a folder's summaries and plots from disk, then those of any measurement taken of it (skipexp
+    landscape, sharpness, jacobian, paths), and its report.html unless ``html`` is False."""
+    from skipexp.science import figures
+
+    r = _report(path, html)
+    measured = figures.redraw(path)
+    r.plots += [p for p in measured if p not in r.plots]
+    return r
+
+
+def _report(path: Path, html: bool) -> Report:
     kind = kind_of(path)
     if kind == "run":
         from skipexp.rundir.summary import write_summary

@@ -45,6 +45,23 @@ LESION_CSV = "lesion.csv"
 LESION_PNG = "lesion.png"
 SHATTER_CSV = "shatter.csv"
 SHATTER_PNG = "shatter.png"
+# measurements of a trained run (skipexp landscape / sharpness / jacobian / paths): a CSV of what was
+# measured, a JSON of the settings and the numbers that folder tables gather, and a plot each
+LANDSCAPE_CSV = "landscape.csv"          # the loss on a 1D or 2D grid around the checkpoint
+INTERPOLATION_CSV = "interpolation.csv"  # the loss on the line from the initial to the trained weights
+LANDSCAPE_JSON = "landscape.json"
+LANDSCAPE_PNG = "landscape.png"
+HESSIAN_CSV = "hessian.csv"              # top eigenvalue and trace of the loss Hessian, at init and trained
+HESSIAN_JSON = "hessian.json"
+SHARPNESS_CSV = "sharpness.csv"          # the same while training (log.sharpness_every), one row per measurement
+SHARPNESS_PNG = "sharpness.png"
+JACOBIAN_CSV = "jacobian.csv"            # singular values of dh_i/dh_0 per boundary: mean square and spread
+JACOBIAN_SPECTRUM_CSV = "jacobian-spectrum.csv"   # every singular value of dh_depth/dh_0
+JACOBIAN_JSON = "jacobian.json"
+JACOBIAN_PNG = "jacobian.png"
+PATHS_CSV = "paths.csv"                  # gradient per path length (Veit et al. 2016)
+PATHS_JSON = "paths.json"
+PATHS_PNG = "paths.png"
 
 # --- a comparison or sweep folder -----------------------------------------------------------------
 SUMMARY_MD = "summary.md"       # comparison: the table as markdown

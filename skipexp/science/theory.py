@@ -27,7 +27,7 @@ nothing here for norms (layernorm / batchnorm), gated (the gate's own derivative
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,12 +36,14 @@ from torch import nn
 
 from skipexp.core.metrics import GradProbe
 from skipexp.core.models import IdentitySkip, ProjectionSkip, ReZeroSkip, SkipNet
+from skipexp.science import jacobian as jacobian_mod
 from skipexp.training.threads import choose_threads
 
 if TYPE_CHECKING:
     from skipexp.core.config import RunConfig
 
 QUADRATURE_NODES = 100  # even: no node at 0, where ReLU's derivative is undefined
+JACOBIAN_EXAMPLES = 32  # examples whose Jacobians dh_i/dh_0 validate --theory takes
 
 
 def gaussian_moments(activation: nn.Module, q: float) -> tuple[float, float]:
@@ -158,6 +160,12 @@ class TheoryReport:
     reason: str | None               # why there is no prediction
     activation: str = ""             # the config's activation and init, named in the report
     init: str = ""
+    jacobian: list[dict] = field(default_factory=list)   # per boundary i >= 1: singular values of dh_i/dh_0
+    jacobian_examples: int = 0
+
+    def predicted_s2(self, i: int) -> float | None:
+        """Mean-field mean s^2 of dh_i/dh_0: the product of the blocks' chi below boundary i."""
+        return (self.predicted[0] / self.predicted[i]) ** 2 if self.predicted is not None else None
 
     def shown(self) -> list[int]:
         """The boundaries worth a row: the ends and about eight between."""
@@ -175,9 +183,11 @@ def report(cfg: RunConfig, batch: int = 512, progress: object = None) -> TheoryR
     model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
     x, y = splits.x_train[:batch], splits.y_train[:batch]
     measured = measure(model, x, y)
+    jac, _ = jacobian_mod.spectrum_rows(jacobian_mod.jacobians(model, x[:JACOBIAN_EXAMPLES]), "init")
+    extra = {"jacobian": jac, "jacobian_examples": min(JACOBIAN_EXAMPLES, len(y))}
     reason = why_not(model)
     if reason is not None:
-        return TheoryReport(cfg.model.depth, len(y), measured, None, [], reason)
+        return TheoryReport(cfg.model.depth, len(y), measured, None, [], reason, **extra)
     predicted, blocks = predict(model, input_mean_square(model, x))
     return TheoryReport(cfg.model.depth, len(y), measured, predicted, blocks, None, cfg.model.activation,
-                        cfg.model.init)
+                        cfg.model.init, **extra)

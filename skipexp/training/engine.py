@@ -22,6 +22,7 @@ import torch
 from skipexp.core import data as data_mod
 from skipexp.core.config import TrainConfig
 from skipexp.core.metrics import evaluate
+from skipexp.training import sharpness
 from skipexp.training.bank import Lone, Stacked
 from skipexp.training.checkpoint import save_checkpoint
 from skipexp.training.graphs import CaptureFailed, Graphs
@@ -44,6 +45,7 @@ def evaluate_run(run: Run, step: int, epoch: int) -> dict:
     loss, acc = evaluate(run.model, run.data.x_test, run.data.y_test)
     row = {"step": step, "epoch": epoch, "test_loss": loss, "test_acc": acc}
     run.logs["eval"].write(row)
+    sharpness.at_evaluation(run, step)   # log.sharpness_every; nothing when off (the default)
     return row
 
 

@@ -215,6 +215,10 @@ def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
                 from skipexp.views import plots as plots_mod
 
                 plots_mod.plot_run(run_dir)
+                if cfg.log.sharpness_every:
+                    from skipexp.views import mechanisms
+
+                    mechanisms.plot_sharpness_log(run_dir)
         if cfg.log.html:
             from skipexp.views import html
 
