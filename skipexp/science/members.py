@@ -30,30 +30,11 @@ if TYPE_CHECKING:
 
 # --- statistics over seeds -----------------------------------------------------------------------------
 
-# two-sided 95 % quantiles of Student's t by degrees of freedom; beyond the table the normal's 1.96
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-        20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
-
-
-def _t95(dof: int) -> float:
-    below = [d for d in _T95 if d <= dof]
-    return _T95[max(below)] if dof <= 120 else 1.96   # the next tabulated dof down: a slightly wider interval
-
-
 def summarize(values: Iterable[float]) -> dict[str, float | int | None]:
-    """mean, sd (sample, n - 1), n and the 95 % confidence interval of the mean (Student's t) of the finite
-    values; sd and the interval are None with fewer than two."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    n = len(vals)
-    if not n:
-        return {"mean": None, "sd": None, "n": 0, "ci_low": None, "ci_high": None}
-    mean = math.fsum(vals) / n
-    if n < 2:
-        return {"mean": mean, "sd": None, "n": 1, "ci_low": None, "ci_high": None}
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1))
-    half = _t95(n - 1) * sd / math.sqrt(n)
-    return {"mean": mean, "sd": sd, "n": n, "ci_low": mean - half, "ci_high": mean + half}
+    """:func:`skipexp.core.stats.summarize` of the finite values (a diverged seed's NaN counts as none)."""
+    from skipexp.core import stats
+
+    return stats.summarize([float(v) for v in values if v is not None and math.isfinite(float(v))])
 
 
 STATS = ("mean", "sd", "n", "ci_low", "ci_high")
