@@ -198,9 +198,15 @@ def test_kill_9_keeps_every_row_and_reads_as_crashed_then_resumes_exactly(tmp_pa
     assert runio.effective_status(m) == "crashed"
     assert summarize(run)["status"] == "crashed"
 
+    checkpoint = load_ckpt(run)["step"]
+    past = sum(int(r[0]) > checkpoint for name in ALL_FILES for r in csv_rows(run / f"{name}.csv")[1])
+    assert checkpoint % PER_EPOCH == 0 and past > 0
     cli("resume", run, check=0)
     assert_same_run(run, reference)
-    assert meta(run)["resumes"][0]["previous_status"] == "crashed"
+    resumed = meta(run)["resumes"][0]
+    assert resumed["previous_status"] == "crashed" and resumed["from_step"] == checkpoint
+    # every row past the checkpoint was the killed process's: rolled back, then written again
+    assert resumed["rows_rolled_back"] == past
 
 
 def test_a_run_that_died_before_its_first_checkpoint_resumes_from_the_start(tmp_path, reference):

@@ -157,7 +157,8 @@ def test_a_resumed_run_appends_events_and_has_each_step_once(tmp_path):
     assert runio.read_csv(run_dir / "metrics.csv")[-1]["step"] == 10
     assert max(s for s, _ in everything(read_events(run_dir))["train/loss"]) == 10
     assert api.resume(run_dir).status == "completed"
-    assert runio.read_json(run_dir / "meta.json")["resumes"][0]["from_step"] == 8
+    resumed = runio.read_json(run_dir / "meta.json")["resumes"][0]
+    assert resumed["from_step"] == 8 and resumed["rows_rolled_back"] == 4   # step 10 of the four log files
 
     assert len(event_files(run_dir)) == 2
     ea = read_events(run_dir)

@@ -84,7 +84,7 @@ class StopFlag:
             err_console.print("[yellow]stopping after this step (again to quit at once)...[/]")
             return
         # every file in a run folder is written atomically or row by row, so leaving now corrupts nothing;
-        # last.pt is the one from the last epoch end, and resume skips the rows already on disk
+        # last.pt is the one from the last epoch end, and resume rolls the rows after it back
         if self.run_dir is not None:
             try:
                 from skipexp.rundir import files

@@ -166,14 +166,16 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
     meta = runio.Meta(run_dir / files.META, runio.read_json(run_dir / files.META))
     run = Run(cfg, run_dir, device, splits, model, opt, sched, probe, logs, meta, total, per_epoch, rng=rng_state())
     now = datetime.now().isoformat(timespec="seconds")
+    rolled_back = 0
     if resume:
-        # no checkpoint yet (killed in epoch 1): start over; training is deterministic, so the rows
-        # already on disk are the ones it would write again, and CsvLog skips them
+        # no checkpoint yet (killed in epoch 1): start over from step 0
         if files.last_checkpoint(run_dir).exists():
             load_checkpoint(run)
+        # rows a killed process wrote after that checkpoint are not this run's: the resumed run writes its own
+        rolled_back = sum(log.roll_back(run.step) for log in logs.values())
         meta.data.setdefault("resumes", []).append({
             "time": now, "from_step": run.step, "previous_status": runio.effective_status(meta.data),
-            "host": runio.host(), "pid": os.getpid()})
+            "host": runio.host(), "pid": os.getpid(), "rows_rolled_back": rolled_back})
     else:
         meta.data.update({
             "skipexp_version": skipexp.__version__, "torch_version": torch.__version__,
@@ -185,7 +187,10 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
                 pid=os.getpid(), device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
                                               else platform.processor() or platform.machine()))
     if cfg.log.tensorboard:  # imported only here: a run without it never loads tensorboard
-        from skipexp.views.tensorboard import LiveEvents
+        from skipexp.views.tensorboard import LiveEvents, export_run
+
+        if rolled_back:  # the events of the rows rolled back go with them: rewritten from the CSVs as they are now
+            export_run(run_dir)
 
         sink = LiveEvents(run_dir, meta.data)
         run.logs = {name: TeeLog(log, sink) for name, log in logs.items()}
