@@ -6,7 +6,6 @@ import re
 
 import pytest
 import yaml
-
 from conftest import cli
 
 from skipexp.core import config, registry
@@ -208,7 +207,8 @@ def test_a_mapping_override_merges_key_by_key_into_the_section(tmp_path):
     assert cfg.model.skip.kind == "none" and cfg.model.skip.span == 2
     assert (cfg.model.depth, cfg.model.width, cfg.model.activation) == (20, 16, "tanh") and cfg.train.lr == 0.07
     # two levels deep at once, beside a list-valued key, which replaces (lists are values, as in OmegaConf)
-    cfg = load_raw(tmp_path, base, ["model={depth: 4, width: [8, 8, 8, 8], skip: {blocks: [0]}}", "train={momentum: 0.5}"])
+    cfg = load_raw(tmp_path, base, ["model={depth: 4, width: [8, 8, 8, 8], skip: {blocks: [0]}}",
+                                    "train={momentum: 0.5}"])
     assert (cfg.model.depth, cfg.model.width, cfg.model.skip.blocks) == (4, [8, 8, 8, 8], [0])
     assert (cfg.model.skip.kind, cfg.model.skip.span, cfg.model.activation) == ("identity", 2, "tanh")
     assert cfg.train.momentum == 0.5 and cfg.train.lr == 0.07

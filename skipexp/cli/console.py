@@ -83,6 +83,52 @@ class StopFlag:
             self.requested = True
             err_console.print("[yellow]stopping after this step (again to quit at once)...[/]")
             return
+        self.quit_now()
+
+    def stop_with_parent(self, parent_env: str) -> StopFlag:
+        """In a sweep's worker (``parent_env`` names the pid of the sweep that started it): stop as on the
+        first Ctrl-C (the step, a checkpoint, ``interrupted``) when that process dies, however it died, so that
+        no worker of a killed sweep trains on as an orphan in its own session.
+
+        On Linux the kernel sends SIGHUP (PR_SET_PDEATHSIG, on the end of the thread that started this
+        process, which in the sweep waits for its children); elsewhere a thread watches the parent pid.
+        SIGHUP only ever asks for the graceful stop, however often it comes (a second SIGINT or SIGTERM
+        quits at once)."""
+        value = os.environ.pop(parent_env, None)   # not handed down to anything this process starts
+        if not value or not value.isdigit():
+            return self
+        parent = int(value)
+
+        def parent_gone(signum: int, frame: object) -> None:
+            if not self.requested:
+                self.requested = True
+                err_console.print("[yellow]the sweep that started this process is gone: stopping after this "
+                                  "step...[/]")
+
+        if sys.platform.startswith("linux"):
+            _replaced.append((signal.SIGHUP, signal.signal(signal.SIGHUP, parent_gone)))
+            try:
+                import ctypes
+
+                PR_SET_PDEATHSIG = 1
+                if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGHUP), 0, 0, 0) == 0:
+                    if os.getppid() != parent:   # it died before the request was made
+                        parent_gone(signal.SIGHUP, None)
+                    return self
+            except (OSError, AttributeError):
+                pass
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            parent_gone(0, None)
+
+        threading.Thread(target=watch, name="skipexp-parent-watch", daemon=True).start()
+        return self
+
+    def quit_now(self) -> None:
         # every file in a run folder is written atomically or row by row, so leaving now corrupts nothing;
         # last.pt is the one from the last epoch end, and resume rolls the rows after it back
         if self.run_dir is not None:

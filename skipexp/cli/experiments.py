@@ -163,6 +163,12 @@ def sweep(
             self.running.append(point.name)
             progress.update(task, now=self.now())
 
+        def on_wait(self, points):
+            names = ", ".join(p.name for p in points[:3]) + (f" and {len(points) - 3} more" if len(points) > 3 else "")
+            progress.console.print(f"waiting for {names}: running in another process (a killed sweep's workers "
+                                   "stop within a step)", markup=False, highlight=False)
+            progress.update(task, now=f"waiting for {len(points)} point(s) running elsewhere")
+
         def on_done(self, result):
             self.running.remove(result.point.name)
             colour = {"completed": "green", "diverged": "red"}.get(result.status, "yellow")
@@ -197,10 +203,11 @@ def sweep(
 def _sweep_group(sw, pts: list, number: int, part: Optional[str]) -> None:
     """``sweep --group N [--part i/k]``: settle and train one group's points here, in this process."""
     from skipexp.experiments.sweep import groups as groups_mod
+    from skipexp.experiments.sweep.local import PARENT_PID_ENV
     from skipexp.rundir import files
 
     g = groups_mod.select(pts, number, groups_mod.parse_part(part) if part else (1, 1))
-    stop = StopFlag().install()
+    stop = StopFlag().install().stop_with_parent(PARENT_PID_ENV)   # started by a sweep: stop when it dies
     got = groups_mod.run_group(g, reporter_for=reporter_for(stop), should_stop=stop, progress=download_progress(),
                                notify=lambda line: err_console.print(line, markup=False, highlight=False))
     for point, status in got:

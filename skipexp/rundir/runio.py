@@ -179,13 +179,18 @@ def host() -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie, dead but not yet reaped, has ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def process_start(pid: int) -> str | None:
