@@ -229,6 +229,9 @@ def report(
 ) -> None:
     """Rewrite the summaries and plots of finished or interrupted folders and print their tables.
 
+    A run whose CSVs do not hold what its meta.json says (cut short, rows missing or repeated) is named in
+    one line and left as it was (exit 2).
+
     Example: skipexp report runs/sweep-depth --tensorboard
     """
     from skipexp.experiments import report as report_mod
