@@ -114,6 +114,9 @@ def sweep(
     from skipexp.experiments.sweep import overrides as sweep_overrides
 
     sw = sweep_overrides.resolve(sweep_file, list(overrides or []), name)
+    from skipexp.rundir import runio
+
+    runio.check_folder(out)   # a file given as --out: refused before anything is listed or run
     options: dict = {}
     if backend == "ray":
         from skipexp.experiments.sweep import ray_backend

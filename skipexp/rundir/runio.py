@@ -42,8 +42,20 @@ def timestamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+def check_folder(out: Path, key: str = "--out") -> None:
+    """Refuse ``out`` where it, or a folder above it, is a file: it could never hold run folders."""
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "" if p == out else f" ({p} is a file)"
+                raise SkipexpError(f"is not a folder{where}; give a folder to put run folders in (it is made if "
+                                   "missing)", file=str(out), key=key)
+            return
+
+
 def check_writable(out: Path) -> None:
-    """Fail before training if ``out`` cannot take a run: missing parent, read-only or full."""
+    """Fail before training if ``out`` cannot take a run: a file, read-only or full."""
+    check_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".skipexp-write-test-") as f:
