@@ -460,7 +460,7 @@ def test_failure_in_the_real_command_exits_1(tmp_path):
     proc.p.send_signal(signal.SIGINT)  # the stop writes a checkpoint, which now cannot be written
     assert proc.wait() == 1
     err = [line for line in proc.stderr().splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and "FileExistsError" in err[0] and "train.log" in err[0]
+    assert len(err) == 1 and "FileExistsError" in err[0] and err[0].endswith(f"(traceback in {run / 'train.log'})")
     assert "Traceback" not in proc.stderr()
     assert meta(run)["status"] == "failed"
     assert "FileExistsError" in (run / "train.log").read_text()

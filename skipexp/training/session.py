@@ -211,6 +211,15 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def logged_in(error: BaseException, run_dirs: list[Path]) -> None:
+    """Note on ``error`` the train.log files its traceback went to (``error.train_logs``), so that the one line
+    the command prints points at them, and only where they exist."""
+    try:
+        error.train_logs = [str(d / files.TRAIN_LOG) for d in run_dirs]  # type: ignore[attr-defined]
+    except AttributeError:   # an exception type without attributes of its own
+        pass
+
+
 def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
     """What a finished run draws from its CSVs: its plots (its TensorBoard events were written as it ran)."""
     try:
@@ -219,9 +228,10 @@ def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
                 from skipexp.views import plots as plots_mod
 
                 plots_mod.plot_run(run_dir)
-    except Exception:  # the results are on disk and `report` can redraw them; say where it broke
+    except Exception as e:  # the results are on disk and `report` can redraw them; say where it broke
         with open(run_dir / files.TRAIN_LOG, "a") as f:
             f.write(traceback.format_exc())
+        logged_in(e, [run_dir])
         raise
 
 
