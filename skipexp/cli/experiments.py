@@ -50,7 +50,7 @@ def compare(
         stop = StopFlag().install()
         results = compare_mod.run(
             members, cdir, should_stop=stop, progress=download_progress(),
-            group_reporter=lambda label: make_reporter(label, stop))
+            group_reporter=lambda label, owners: make_reporter(label, stop, owners))
     summary = compare_mod.finish(cdir)
     print_compare(summary)
     out_console.print(str(cdir))

@@ -68,8 +68,7 @@ def train(
         print_seeds(cfg.name, [r.summary for r in results])
     for result in results:  # the folders last, one line each, as is: `tail -n 1` finds a run
         out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)
-    for result in results:
-        finish(result)
+    finish(*results)
 
 
 

@@ -158,6 +158,7 @@ def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporte
             log.write(f"device {run.device}, {count_parameters(run.model)} parameters, "
                       f"{run.total_steps} steps from step {run.step}{together}; {need}\n")
             log.flush()
+        reporter.on_runs([(run.cfg.name, run.run_dir) for run in runs])
         train_loop(make_bank(runs), runs, reporter, should_stop, finish)
     except SkipexpError:
         for log in logs:

@@ -31,10 +31,20 @@ from skipexp.training.threads import choose_threads
 
 
 class Reporter:
-    """What a caller hears from a run. The CLI draws a progress bar; the default hears nothing."""
+    """What a caller hears from a run. The CLI draws a progress bar; the default hears nothing.
 
+    K models trained together are one run to it: ``on_runs`` names them (in order, K >= 1) before
+    ``on_start``; ``on_logs`` hears every live model's row of a log step, by its index, and by default hands
+    the first one's to ``on_log``."""
+
+    def on_runs(self, runs: list[tuple[str, Path]]) -> None: ...
     def on_start(self, run_dir: Path, total_steps: int, start_step: int) -> None: ...
     def on_log(self, row: dict) -> None: ...
+
+    def on_logs(self, rows: dict[int, dict]) -> None:
+        if rows:
+            self.on_log(rows[min(rows)])
+
     def on_eval(self, row: dict) -> None: ...
     def on_end(self, status: str, summary: dict) -> None: ...
 
