@@ -257,7 +257,7 @@ def report(
         if tensorboard:
             from skipexp.views.tensorboard import export_tree
 
-            err_console.print(f"{len(export_tree(d))} run(s) exported to TensorBoard; view with: tensorboard "
+            err_console.print(f"{len(export_tree(d))} run(s) exported to TensorBoard; view with: {_tensorboard()} "
                               f"--logdir {d}", markup=False, highlight=False)
 
 
@@ -270,14 +270,29 @@ def tensorboard_cmd(
 ) -> None:
     """Export runs to TensorBoard: event files in each run folder, from its CSVs.
 
-    Example: skipexp tensorboard runs/  (then: tensorboard --logdir runs/)
+    Example: skipexp tensorboard runs/  (then: .venv/bin/tensorboard --logdir runs/, as it says)
     """
     from skipexp.views.tensorboard import export_tree
 
     written = [p for d in dirs for p in export_tree(d, histograms)]
     for p in written:
         out_console.print(str(p), markup=False, highlight=False)
-    err_console.print(f"{len(written)} run(s) exported; view with: tensorboard --logdir "
+    err_console.print(f"{len(written)} run(s) exported; view with: {_tensorboard()} --logdir "
                       f"{' '.join(str(d) for d in dirs)}", markup=False, highlight=False)
 
 
+
+
+def _tensorboard() -> str:
+    """The tensorboard command to tell people: the one beside this Python (a venv's, which `make` does not put
+    on PATH) where it is there and PATH finds another or none, else plain ``tensorboard``."""
+    import os
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / "tensorboard"
+    on_path = shutil.which("tensorboard")
+    if not here.is_file() or (on_path is not None and Path(on_path).resolve() == here.resolve()):
+        return "tensorboard"
+    rel = os.path.relpath(here)
+    return rel if not rel.startswith("..") else str(here)
