@@ -44,16 +44,19 @@ def test_the_state_per_parameter_is_what_each_optimizer_keeps(name, momentum):
 
 
 def test_a_model_too_big_is_refused_before_anything_is_built_stating_parameters_and_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(memory, "available_ram", lambda: 8 * 10**9)   # this test's machine: 8 GB free
     path = write_config(tmp_path / "c.yaml", {"model.width": 64, "data.input_dim": 32})
+    # the issue's model.depth=100000: 832 M parameters (as it saw the model build), more than 8 GB of RAM
     need = memory.estimate([config.load(path, ["model.depth=100000"])])
-    assert need.parameters == 832_002_762   # what the issue saw the model build
-    want = (f"model: the model has 832,002,762 parameters; training needs about {memory.size(need.bytes)} (weights, "
-            "gradients, optimizer state, activations at batch 64) but this machine has 8.0 GB of RAM available; "
+    assert need.parameters == 832_002_762 and need.bytes > 4 * 4 * need.parameters
+    monkeypatch.setattr(memory, "available_ram", lambda: 50 * 10**6)   # this test's machine: 50 MB free
+    need = memory.estimate([config.load(path, ["model.depth=2000"])])
+    assert need.bytes > 50 * 10**6 and need.parameters == (32 * 64 + 64) + 2000 * 2 * (64 * 64 + 64) + (64 * 10 + 10)
+    want = (f"model: the model has 16,642,762 parameters; training needs about {memory.size(need.bytes)} (weights, "
+            "gradients, optimizer state, activations at batch 64) but this machine has 50.0 MB of RAM available; "
             "make it smaller (model.depth, model.width)")
     for command in ("validate", "train"):
-        p = cli(command, path, "model.depth=100000", "--out", tmp_path / "runs", check=2) if command == "train" \
-            else cli(command, path, "model.depth=100000", check=2)
+        p = cli(command, path, "model.depth=2000", "--out", tmp_path / "runs", check=2) if command == "train" \
+            else cli(command, path, "model.depth=2000", check=2)
         assert p.stderr == f"error: {path}: {want}\n", p.stderr
     assert not (tmp_path / "runs").exists()
     # and one that fits is told: its train.log says what it needs, validate's table too

@@ -198,20 +198,22 @@ def plan(cfg: ModelConfig) -> list[Unit]:
     return units
 
 
-def block_shapes(cfg: ModelConfig) -> list[tuple[int, int, int]]:
-    """(input width, hidden width, output width) of every block, without building the model."""
+def block_shapes(cfg: ModelConfig, units: list[Unit] | None = None) -> list[tuple[int, int, int]]:
+    """(input width, hidden width, output width) of every block, without building the model (``units``:
+    ``plan(cfg)``, where the caller has it)."""
     widths = cfg.widths()
     bw = [widths[0]] + widths
-    sources = [src for unit in plan(cfg) for src in unit.sources]
+    sources = [src for unit in (units or plan(cfg)) for src in unit.sources]
     return [(sum(bw[s] for s in sources[i]), cfg.hidden or widths[i], widths[i]) for i in range(cfg.depth)]
 
 
-def parameter_count(cfg: ModelConfig, input_dim: int, num_classes: int) -> int:
+def parameter_count(cfg: ModelConfig, input_dim: int, num_classes: int, units: list[Unit] | None = None) -> int:
     """The parameters of ``SkipNet(cfg, input_dim, num_classes)``, counted without building it (a model too big
     to build can be refused by its size). A norm's and a skip's own parameters are counted on modules of
     their shape built on the meta device, which allocates nothing."""
     widths = cfg.widths()
     bw = [widths[0]] + widths
+    units = units or plan(cfg)
 
     def linear(i: int, o: int, bias: bool = True) -> int:
         return i * o + (o if bias else 0)
@@ -222,12 +224,12 @@ def parameter_count(cfg: ModelConfig, input_dim: int, num_classes: int) -> int:
 
     norms: dict[int, int] = {}
     total = linear(input_dim, bw[0]) + linear(bw[-1], num_classes)
-    for d_in, hidden, d_out in block_shapes(cfg):
+    for d_in, hidden, d_out in block_shapes(cfg, units):
         if hidden not in norms:
             norms[hidden] = own(NORMS.get(cfg.norm), hidden)
         total += linear(d_in, hidden) + norms[hidden] + linear(hidden, d_out)
     skips: dict[tuple[int, int], int] = {}
-    for unit in plan(cfg):
+    for unit in units:
         if unit.skip is not None:
             shape = (bw[unit.blocks[0]], bw[unit.blocks[-1] + 1])
             if shape not in skips:

@@ -17,7 +17,7 @@ from skipexp.core.config import RunConfig, TrainConfig
 from skipexp.core.data import input_shape
 from skipexp.core.errors import SkipexpError
 from skipexp.core.machine import available_ram
-from skipexp.core.models import block_shapes, parameter_count
+from skipexp.core.models import block_shapes, parameter_count, plan
 
 FLOAT = 4  # bytes: every parameter, gradient, state and activation is float32
 
@@ -61,10 +61,11 @@ def estimate(cfgs: list[RunConfig]) -> Estimate:
     process's size at depth 20 (maxrss, 20 steps)."""
     cfg = cfgs[0]
     inputs, classes = input_shape(cfg.data)
-    params = parameter_count(cfg.model, inputs, classes)
+    units = plan(cfg.model)
+    params = parameter_count(cfg.model, inputs, classes, units)
     state = STATE_PER_PARAMETER[cfg.train.optimizer](cfg.train)
     per_example = inputs + classes + sum(d_in + 2 * hidden + d_out for d_in, hidden, d_out in
-                                         block_shapes(cfg.model))
+                                         block_shapes(cfg.model, units))
     one = FLOAT * (params * (2 + 1 + state) + cfg.train.batch_size * per_example)
     return Estimate(params, len(cfgs), one * len(cfgs))
 
