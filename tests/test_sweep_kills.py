@@ -31,25 +31,27 @@ BASE = {"data.n_train": 1024, "data.n_test": 128, "data.input_dim": 8, "model.wi
 PER_EPOCH = 64
 FILES = ["metrics", "eval", "grad_norms", "act_grad_norms", "act_norms"]
 
-_STARTED: list[int] = []
+_STARTED: list[tuple[int, str | None]] = []   # (pid, its start time): never a later process that reused the pid
+
+
+def started(pid: int) -> None:
+    _STARTED.append((pid, runio.process_start(pid)))
 
 
 @pytest.fixture(autouse=True)
 def _no_process_outlives_its_test():
     yield
     while _STARTED:
-        pid = _STARTED.pop()
-        try:
+        pid, start = _STARTED.pop()
+        if runio.pid_alive(pid) and runio.process_start(pid) == start:
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def start(tmp: Path, *args: object, tag: str) -> subprocess.Popen:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
     with open(tmp / f"{tag}.out", "w") as o, open(tmp / f"{tag}.err", "w") as e:
         p = subprocess.Popen(skipexp_cmd() + [str(a) for a in args], stdout=o, stderr=e, env=env)
-    _STARTED.append(p.pid)
+    started(p.pid)
     return p
 
 
@@ -111,8 +113,9 @@ def test_kill_9_of_the_sweep_alone_stops_its_workers_and_a_rerun_finishes_the_sw
     parent = start(tmp_path, *args, tag="first")
     wait_for(lambda: all(p.is_dir() and last_step(p) >= PER_EPOCH + 8 for p in points), "both points in epoch 2")
     workers = [worker_pid(p) for p in points]
-    _STARTED.extend(workers)
     assert parent.pid not in workers and None not in workers
+    for w in workers:
+        started(w)
     parent.kill()
     parent.wait()
 
@@ -143,6 +146,8 @@ def test_kill_9_of_everything_mid_epoch_then_a_rerun_holds_one_runs_rows(tmp_pat
                          for p in points), "every point in epoch 2")
     workers = {worker_pid(p) for p in points}
     assert len(workers) == 2 and None not in workers
+    for w in workers:
+        started(w)
     for pid in (parent.pid, *workers):
         os.kill(pid, signal.SIGKILL)
     parent.wait()
