@@ -86,7 +86,7 @@ def curves(path: Folders, file: str = "metrics", *, as_frame: bool | None = None
     Example::
 
         c = skipexp.curves("runs/compare-20260101-120000", "eval")
-        c.pivot(index="step", columns="member", values="test_acc").plot()
+        c.pivot_table(index="step", columns="member", values="test_acc").plot()   # mean over each member's seeds
     """
     if file not in CURVES:
         raise SkipexpError(f"unknown file {file!r}; choose from {', '.join(CURVES)}", key="file")
@@ -261,6 +261,10 @@ def train(config: PathLike | Mapping[str, Any] | RunConfig,
     """
     from skipexp.rundir import runio
 
+    _check_types(out=(out, "a folder (a str or a path)", (str, os.PathLike), False),
+                 run_dir=(run_dir, "a folder (a str or a path) or None", (str, os.PathLike), True),
+                 name=(name, "a str or None", str, True), device=(device, "a str or None", str, True),
+                 threads=(threads, "an int or None", int, True), plots=(plots, "True or False", bool, False))
     cfg, source = _load_config(config, overrides, name=name, device=device, threads=threads)
     out, run_dir = Path(out), None if run_dir is None else Path(run_dir)
     runio.check_writable(out if run_dir is None else run_dir.parent)
@@ -272,6 +276,15 @@ def train(config: PathLike | Mapping[str, Any] | RunConfig,
             return runs.train(cfg, out, run_dir, plots=plots)
         except SkipexpError as e:  # a value found wrong only at run time (device, data sizes)
             raise (e.with_file(source) if source else e) from None
+
+
+def _check_types(**given: tuple[Any, str, Any, bool]) -> None:
+    """A clear error for an argument of the wrong type (``out=123``), before it meets pathlib or torch:
+    name -> (value, what it must be, the types it may have, whether None is allowed)."""
+    for key, (v, what, types_, none_ok) in given.items():
+        if (v is None and none_ok) or (isinstance(v, types_) and not (types_ is int and isinstance(v, bool))):
+            continue
+        raise SkipexpError(f"must be {what}, got {v!r}", key=key)
 
 
 def _load_config(config: Any, overrides: Any, **options: Any) -> tuple[RunConfig, str | None]:
@@ -307,6 +320,9 @@ def _override_strings(overrides: Any) -> list[str]:
         return [overrides]
     if isinstance(overrides, Mapping):
         return [f"{k}={format_value(v)}" for k, v in overrides.items()]
+    if not isinstance(overrides, Iterable) or isinstance(overrides, bytes):
+        raise SkipexpError(f"must be KEY=VALUE strings (a list, or one string) or a dict of dotted keys, got "
+                           f"{overrides!r}", key="overrides")
     items = list(overrides)
     bad = next((o for o in items if not isinstance(o, str)), None)
     if bad is not None:

@@ -257,6 +257,21 @@ def test_train_refuses_bad_configs_before_writing(tmp_path, config, overrides, m
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("args, options, message", [
+    ((TINY, 5), {}, "overrides: must be KEY=VALUE strings (a list, or one string) or a dict of dotted keys, got 5"),
+    ((TINY,), {"out": 123}, "out: must be a folder (a str or a path), got 123"),
+    ((TINY,), {"run_dir": 1.5}, "run_dir: must be a folder (a str or a path) or None, got 1.5"),
+    ((TINY,), {"threads": "2"}, "threads: must be an int or None, got '2'"),
+    ((TINY,), {"name": 7}, "name: must be a str or None, got 7"),
+    ((TINY,), {"plots": "no"}, "plots: must be True or False, got 'no'"),
+])
+def test_train_says_which_argument_has_the_wrong_type(tmp_path, monkeypatch, args, options, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SkipexpError) as e:
+        api.train(*args, **options)
+    assert str(e.value) == message and not any(tmp_path.iterdir())
+
+
 def test_folders_that_are_not_skipexp_folders(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "a.txt").write_text("x")
@@ -309,6 +324,26 @@ def test_the_docs_example_runs(tmp_path, monkeypatch):
     assert [r.status for r in scope["runs"]] == ["completed", "completed"]
     assert list(scope["df"]["model.depth"]) == [8, 8]
     assert sorted(os.listdir(tmp_path / "runs"))[0].endswith("-skip-seed0")
+
+
+def test_the_docs_examples_of_curves_and_load_run_on_folders_with_seeds(folders):
+    """Every ``python`` block of the docs after the first, on a comparison and a sweep: the comparison with two
+    seeds per member (a pivot over member alone would find each step twice)."""
+    pytest.importorskip("pandas")
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)[1:]
+    assert len(blocks) == 2
+    where = {"runs/sweep-depth": str(folders["sweep"]), "runs/compare-20260101-120000": str(folders["compare_seeds"])}
+    for block in blocks:
+        for old, new in where.items():
+            block = block.replace(old, new)
+        scope: dict = {"skipexp": skipexp}
+        exec(compile(block.replace(".plot()", ""), str(DOC), "exec"), scope)
+    c = scope["c"]
+    table = c.pivot_table(index="step", columns="member", values="test_acc")
+    assert list(table.columns) == ["plain", "skip"]
+    for member in ("plain", "skip"):   # the mean over the member's two seeds
+        mine = c[c["member"] == member]
+        assert table[member].tolist() == pytest.approx(mine.groupby("step")["test_acc"].mean().tolist())
 
 
 def test_the_docs_show_every_function_with_its_signature():

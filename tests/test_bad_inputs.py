@@ -113,7 +113,12 @@ CASES: list[tuple[str, list[str], list[str]]] = [
     ("device_option_bogus", ["train", "{good}", "--device", "gpu0"], ["good.yaml: device: must be auto, cpu"]),
     ("validate_unknown_key", ["validate", "{d}/unknown_nested.yaml"], ["model.dept: unknown key"]),
     # where the run goes
-    ("out_under_a_file", ["train", "{good}", "--out", "{d}/afile/runs"], ["{d}/afile/runs: --out: cannot write"]),
+    ("out_under_a_file", ["train", "{good}", "--out", "{d}/afile/runs"],
+     ["{d}/afile/runs: --out: is not a folder ({d}/afile is a file)"]),
+    ("out_a_file", ["train", "{good}", "--out", "{d}/afile"], ["{d}/afile: --out: is not a folder; give a folder"]),
+    ("compare_out_a_file", ["compare", "{good}", "{good}", "--out", "{d}/afile"],
+     ["{d}/afile: --out: is not a folder"]),
+    ("sweep_out_a_file", ["sweep", "{good}", "seed=0,1", "--out", "{d}/afile"], ["{d}/afile: --out: is not a folder"]),
     ("run_dir_exists", ["train", "{good}", "--run-dir", "{d}"], ["{d}: already exists"]),
     # resume of things that are not resumable runs
     ("resume_missing", ["resume", "{d}/nope"], ["{d}/nope: no such folder"]),

@@ -1,5 +1,6 @@
 """skipexp compare: members on the same batches, the side-by-side table, the folder on disk."""
 import json
+import re
 
 from conftest import assert_same_numbers, cli, run_cli, write_config
 
@@ -161,7 +162,7 @@ def test_interrupting_a_group_interrupts_every_member_with_its_checkpoint(tmp_pa
 
     labels = []
     results = compare.run(members, cdir, should_stop=stop_in_epoch_two,
-                          group_reporter=lambda label: labels.append(label))
+                          group_reporter=lambda label, owners: labels.append(label))
     assert labels == ["a + b"]  # the second group never started
     assert [r.status for r in results] == ["interrupted", "interrupted"]
     for n in ("a", "b"):
@@ -171,3 +172,18 @@ def test_interrupting_a_group_interrupts_every_member_with_its_checkpoint(tmp_pa
     assert not (cdir / "runs" / "c").exists()
     s = compare.finish(cdir)
     assert [m["summary"]["status"] for m in s["members"]] == ["interrupted", "interrupted", "not started"]
+
+
+def test_the_progress_bar_shows_each_members_own_loss(tmp_path):
+    """Members stacked in one bar: its loss field is each member's mean over its seeds at the last log step,
+    the numbers of their metrics.csv, not the first model's for all."""
+    a = write_config(tmp_path / "a.yaml", {"name": "plain", "model.skip.kind": "none", "model.depth": 8})
+    b = write_config(tmp_path / "b.yaml", {"name": "skip"})
+    p = cli("compare", a, b, "seed=[0,1]", "model.depth=8", "--out", tmp_path / "runs", check=0)
+    shown = re.search(r"loss plain (\S+)  skip (\S+) ", p.stderr)
+    assert shown, p.stderr
+    (cdir,) = (tmp_path / "runs").iterdir()
+    for member, value in zip(("plain", "skip"), shown.groups()):
+        last = [runio.read_csv(cdir / "runs" / f"{member}-seed{s}" / "metrics.csv")[-1]["train_loss"] for s in (0, 1)]
+        assert value == f"{sum(last) / 2:.4f}"
+    assert shown.group(1) != shown.group(2)

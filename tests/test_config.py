@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import yaml
+from conftest import cli
 
 from skipexp.core import config, registry
 from skipexp.core.errors import SkipexpError
@@ -197,6 +199,33 @@ def test_override_creates_missing_nested_sections(tmp_path):
     assert cfg.model.skip.blocks == [0, 2] and cfg.log.eval_every == 7
     cfg = load_raw(tmp_path, {"train": None}, ["train.steps=3"])
     assert cfg.train.steps == 3
+
+
+def test_a_mapping_override_merges_key_by_key_into_the_section(tmp_path):
+    """``model={skip: {kind: none}}`` sets model.skip.kind and keeps every other key of the file's model."""
+    base = {"model": {"depth": 20, "width": 16, "activation": "tanh", "skip": {"kind": "identity", "span": 2}},
+            "train": {"lr": 0.07}}
+    cfg = load_raw(tmp_path, base, ["model={skip: {kind: none}}"])
+    assert cfg.model.skip.kind == "none" and cfg.model.skip.span == 2
+    assert (cfg.model.depth, cfg.model.width, cfg.model.activation) == (20, 16, "tanh") and cfg.train.lr == 0.07
+    # two levels deep at once, beside a list-valued key, which replaces (lists are values, as in OmegaConf)
+    cfg = load_raw(tmp_path, base, ["model={depth: 4, width: [8, 8, 8, 8], skip: {blocks: [0]}}",
+                                    "train={momentum: 0.5}"])
+    assert (cfg.model.depth, cfg.model.width, cfg.model.skip.blocks) == (4, [8, 8, 8, 8], [0])
+    assert (cfg.model.skip.kind, cfg.model.skip.span, cfg.model.activation) == ("identity", 2, "tanh")
+    assert cfg.train.momentum == 0.5 and cfg.train.lr == 0.07
+    cfg = load_raw(tmp_path, {**base, "seed": [0, 1, 2]}, ["model.skip={every: 1}", "seed=[3]"])
+    assert cfg.model.skip.span == 2 and cfg.seeds == [3]
+    # a key of the mapping is checked as any other, with its dotted name
+    assert error_of(tmp_path, base, ["model={skip: {knd: none}}"]).key == "model.skip.knd"
+
+
+def test_a_mapping_override_on_the_command_line_keeps_the_files_keys(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"depth": 20, "width": 16, "skip": {"kind": "identity"}}}))
+    p = cli("validate", path, "model={skip: {kind: none}}", check=0)
+    assert re.search(r"^  depth: 20$", p.stdout, re.M) and re.search(r"^  width: 16$", p.stdout, re.M), p.stdout
+    assert re.search(r"^    kind: none$", p.stdout, re.M), p.stdout
 
 
 @pytest.mark.parametrize("text,key", [

@@ -93,3 +93,25 @@ def test_a_trained_run_folder_is_readable_by_group_and_others(tmp_path, umask, s
     assert all(p.is_file() for p in written), [p.name for p in written if not p.is_file()]
     modes = {p.name: oct(mode(p)) for p in written}
     assert all(mode(p) & 0o044 == 0o044 for p in written), modes
+
+
+def test_a_csv_log_rolls_back_to_a_checkpoint_and_appends_after_it(tmp_path):
+    """What resume does to every CSV: the rows past the checkpoint's step go (a killed process wrote them),
+    and so does anything after a row out of order (two runs spliced by an older version)."""
+    from skipexp.rundir import runio
+
+    path = tmp_path / "m.csv"
+    path.write_text("step,x\n1,0.5\n2,0.25\n4,0.125\n6,0.0625\n8,0.03")   # the last line half-written
+    log = runio.CsvLog(path, ["step", "x"])
+    assert log.roll_back(4) == 1 and path.read_text() == "step,x\n1,0.5\n2,0.25\n4,0.125\n"
+    log.write([6, 1.5])
+    log.write([4, 9.0])   # at or below the last step on disk: never written twice
+    log.close()
+    assert path.read_text() == "step,x\n1,0.5\n2,0.25\n4,0.125\n6,1.5\n"
+
+    path.write_text("step,x\n1,0.5\n2,0.25\n4,0.125\n3,7.0\n4,7.0\n6,7.0\n")
+    log = runio.CsvLog(path, ["step", "x"])
+    assert log.roll_back(6) == 3 and path.read_text() == "step,x\n1,0.5\n2,0.25\n4,0.125\n"
+    assert log.last_step == 4
+    assert log.roll_back(0) == 3 and path.read_text() == "step,x\n"   # resumed from the start
+    log.close()

@@ -59,7 +59,8 @@ def test_landscape_of_a_comparison(comparison):
     vals = [float(t["loss_at_checkpoint"]) for t in table[2:]]
     mean, sd = sum(vals) / 2, abs(vals[0] - vals[1]) / math.sqrt(2)
     assert float(seeds[1]["loss_at_checkpoint_mean"]) == pytest.approx(mean)
-    assert float(seeds[1]["loss_at_checkpoint_ci_high"]) == pytest.approx(mean + 12.7062047362 * sd / math.sqrt(2))   # t(0.975, 1 dof)
+    t = 12.7062047362   # Student's t quantile 0.975 at 1 degree of freedom
+    assert float(seeds[1]["loss_at_checkpoint_ci_high"]) == pytest.approx(mean + t * sd / math.sqrt(2))
     assert (comparison / "plots" / "landscape.png").stat().st_size > 10_000
 
 

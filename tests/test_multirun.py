@@ -69,7 +69,8 @@ def test_comma_lists_become_axes_in_order_and_single_values_fixed():
     (["model.depth=2,4,2"], "model.depth: the value 2 is listed twice"),
     (["name=a,b"], "name: points are named from their values; name the sweep with --name instead"),
     (["name=a"], "name: points are named from their values"),
-    (["model.skip={kind: none}", "model.skip.kind=none,identity"], "model.skip: overlaps model.skip.kind"),
+    (["model.skip={kind: none}", "model.skip.kind=none,identity"], "model.skip.kind: is set twice"),
+    (["model.skip=none", "model.skip.kind=none,identity"], "model.skip: overlaps model.skip.kind"),
     (["model.depth"], "'model.depth' is not an override; expected KEY=VALUE"),
     (["Model depth=1,2"], "'Model depth' is not a dotted key"),
     (["model.width=[64,32"], "model.width: cannot parse the value '[64,32'"),
@@ -116,8 +117,11 @@ def test_overrides_on_a_sweep_file_fix_add_or_replace_axes(tmp_path):
     assert sw.grid == {"model.depth": [8, 16], "seed": [5], "model.skip.kind": ["none", "identity"],
                        "train.epochs": [1, 2]}
     assert sw.overrides == {"train.lr": 0.2}  # the command line wins; a key swept now is no longer fixed
-    with pytest.raises(SkipexpError, match="model.skip: overlaps model.skip.kind"):
+    with pytest.raises(SkipexpError, match="model.skip.kind: is set twice"):
         ov.resolve(grid, ["model.skip={kind: none}", "model.skip.kind=none,identity"])
+    # a mapping sets only the keys inside it: beside an axis of another key of its section, it merges
+    sw = ov.resolve(grid, ["model.skip={span: 1}", "model.skip.kind=none,identity"])
+    assert sw.overrides["model.skip"] == {"span": 1} and sw.grid["model.skip.kind"] == ["none", "identity"]
     grid.write_text("name: g\nbase: tiny.yaml\ngrid: {seed: [0, 1]}\noverrides: {seed: 3}\n")
     with pytest.raises(SkipexpError, match="overrides.seed: is also a grid key"):
         sweep.load(grid)

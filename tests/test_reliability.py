@@ -198,9 +198,15 @@ def test_kill_9_keeps_every_row_and_reads_as_crashed_then_resumes_exactly(tmp_pa
     assert runio.effective_status(m) == "crashed"
     assert summarize(run)["status"] == "crashed"
 
+    checkpoint = load_ckpt(run)["step"]
+    past = sum(int(r[0]) > checkpoint for name in ALL_FILES for r in csv_rows(run / f"{name}.csv")[1])
+    assert checkpoint % PER_EPOCH == 0 and past > 0
     cli("resume", run, check=0)
     assert_same_run(run, reference)
-    assert meta(run)["resumes"][0]["previous_status"] == "crashed"
+    resumed = meta(run)["resumes"][0]
+    assert resumed["previous_status"] == "crashed" and resumed["from_step"] == checkpoint
+    # every row past the checkpoint was the killed process's: rolled back, then written again
+    assert resumed["rows_rolled_back"] == past
 
 
 def test_a_run_that_died_before_its_first_checkpoint_resumes_from_the_start(tmp_path, reference):
@@ -244,6 +250,42 @@ def test_resume_is_refused_for_completed_foreign_and_running_runs(tmp_path, refe
 
 
 # --- 2. signals ----------------------------------------------------------------------------------
+
+def _seed_runs(tmp: Path, tag: str) -> tuple[Proc, list[Path]]:
+    cfg = write_config(tmp / f"{tag}.yaml", {**LONG, "name": "s"})
+    out = tmp / f"{tag}-runs"
+    proc = Proc(tmp, "train", cfg, "seed=[0,1,2]", "--out", out, tag=tag)
+    proc.wait_for(lambda: out.exists() and len([p for p in out.iterdir() if p.is_dir()]) == 3, "three folders")
+    runs = sorted(p for p in out.iterdir() if p.is_dir())
+    assert [r.name[-6:] for r in runs] == ["-seed0", "-seed1", "-seed2"]
+    proc.wait_for(lambda: all(last_step(r) >= 8 for r in runs), "rows of every seed")
+    return proc, runs
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_on_several_seeds_names_every_seeds_folder_in_one_command(tmp_path, presses):
+    """The hint is one command that resumes every seed, after one Ctrl-C (checkpoints written) and after two
+    (quit at once: every folder marked interrupted)."""
+    proc, runs = _seed_runs(tmp_path, f"p{presses}")
+    proc.p.send_signal(signal.SIGINT)
+    if presses == 2:
+        time.sleep(0.05)
+        proc.p.send_signal(signal.SIGINT)
+    assert proc.wait() == 130, proc.stderr()
+    want = "interrupted; continue with: " + " && ".join(f"skipexp resume {r}" for r in runs)
+    assert hint_lines(proc) == [want], proc.stderr()
+    assert [meta(r)["status"] for r in runs] == ["interrupted"] * 3
+    if presses == 1:   # the hint, run as it is, resumes them all (here a step apart from the end, to be quick)
+        env = {**os.environ, "PATH": f"{Path(skipexp_cmd()[0]).parent}:{os.environ['PATH']}"}
+        for r in runs:
+            (r / "config.yaml").write_text((r / "config.yaml").read_text().replace("epochs: 200", "epochs: 1"))
+            m = meta(r)
+            m["total_steps"] = PER_EPOCH
+            (r / "meta.json").write_text(json.dumps(m))
+        done = subprocess.run(want.split(": ", 1)[1], shell=True, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert [meta(r)["status"] for r in runs] == ["completed"] * 3
 
 def test_second_sigint_exits_at_once_and_corrupts_nothing(tmp_path):
     proc, run = start_run(tmp_path, {**LONG, "log.plots": True})
@@ -454,7 +496,7 @@ def test_failure_in_the_real_command_exits_1(tmp_path):
     proc.p.send_signal(signal.SIGINT)  # the stop writes a checkpoint, which now cannot be written
     assert proc.wait() == 1
     err = [line for line in proc.stderr().splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and "FileExistsError" in err[0] and "train.log" in err[0]
+    assert len(err) == 1 and "FileExistsError" in err[0] and err[0].endswith(f"(traceback in {run / 'train.log'})")
     assert "Traceback" not in proc.stderr()
     assert meta(run)["status"] == "failed"
     assert "FileExistsError" in (run / "train.log").read_text()

@@ -72,3 +72,52 @@ def test_report_refuses_other_folders(tmp_path):
     assert sorted(x.name for x in other.iterdir()) == ["a.txt"]
     p = run_cli("report", tmp_path / "missing", check=2)
     assert "no such folder" in p.stderr
+
+
+def _completed_run(tmp_path, config):
+    """TINY for 10 epochs (80 steps) with a row every step: a metrics.csv of about 5 kB."""
+    run = tmp_path / "done"
+    cli("train", config, "train.epochs=10", "log.every=1", "--run-dir", run, check=0)
+    assert (run / "metrics.csv").stat().st_size > 4000
+    return run
+
+
+def test_report_of_a_cut_csv_leaves_the_summary_and_says_what_is_missing(tmp_path, tiny_config):
+    run = _completed_run(tmp_path, tiny_config)
+    summary = (run / "summary.json").read_bytes()
+    with open(run / "metrics.csv", "r+b") as f:
+        f.truncate(3000)
+    rows = runio.read_csv(run / "metrics.csv")
+    p = cli("report", run, check=2)
+    assert p.stderr == (f"error: {run / 'metrics.csv'}: ends at step {int(rows[-1]['step'])}, but meta.json says "
+                        f"the run completed after 80 steps: the rows from step {int(rows[-1]['step']) + 1} to "
+                        "step 80 are missing; summary.json is left as it was\n"), p.stderr
+    assert (run / "summary.json").read_bytes() == summary and p.stdout == ""
+
+
+def test_report_refuses_every_kind_of_damaged_csv_naming_the_file(tmp_path, tiny_config):
+    run = _completed_run(tmp_path, tiny_config)
+    summary = (run / "summary.json").read_bytes()
+    whole = {name: (run / name).read_text() for name in ("metrics.csv", "eval.csv", "grad_norms.csv")}
+
+    def lines(name):
+        return whole[name].splitlines(keepends=True)
+
+    damage = [
+        ("metrics.csv", "".join(lines("metrics.csv")[:5] + lines("metrics.csv")[6:]), "has no row for step 5"),
+        ("metrics.csv", "".join(lines("metrics.csv")[:6] + lines("metrics.csv")[3:]),
+         "step 3 comes after step 5: rows repeated or out of order"),
+        ("metrics.csv", whole["metrics.csv"][:-5], "ends at step 79, but meta.json says the run completed after "
+         "80 steps: the row of step 80 is missing"),   # its last line cut off
+        ("eval.csv", "".join(lines("eval.csv")[:-1]), "the row of step 80 is missing"),
+        ("grad_norms.csv", "".join(lines("grad_norms.csv")[:-1]), "the row of step 80 is missing"),
+        ("metrics.csv", whole["metrics.csv"] + "81" + lines("metrics.csv")[-1][2:], "past the run's 80 steps"),
+    ]
+    for name, text, words in damage:
+        (run / name).write_text(text)
+        p = cli("report", run, check=2)
+        assert p.stderr.startswith(f"error: {run / name}: ") and words in p.stderr, p.stderr
+        assert p.stderr.count("\n") == 1 and p.stderr.endswith("; summary.json is left as it was\n")
+        assert (run / "summary.json").read_bytes() == summary
+        (run / name).write_text(whole[name])
+    cli("report", run, check=0)

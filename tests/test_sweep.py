@@ -11,6 +11,7 @@ from conftest import REPO, assert_same_numbers, cli, run_cli, skipexp_cmd, write
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments import sweep
+from skipexp.rundir import runio
 
 # the tests may themselves run under `make test`: its MAKEFLAGS and MAKELEVEL must not reach the makes below
 MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
@@ -227,3 +228,40 @@ def test_ctrl_c_interrupts_every_point_of_a_running_group_and_a_rerun_resumes_th
     assert proc.returncode == 130
     meta = json.loads((dirs[0] / "meta.json").read_text())
     assert meta["status"] == "interrupted" and meta["resumes"][0]["previous_status"] == "interrupted"
+
+
+def test_a_sweep_waits_for_points_another_process_trains_then_runs_what_it_left(tmp_path, monkeypatch):
+    """A point whose folder is held by a live process (a killed sweep's worker, still stopping) is waited
+    for, not reported as running and left: once that process is gone the point is settled and run."""
+    from skipexp.experiments.sweep import backends
+
+    monkeypatch.chdir(tmp_path)
+    sw = sweep.load(_sweep_file(tmp_path, {"seed": [0, 1]}))
+    pts = sweep.points(sw, Path("runs"))
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        held = pts[1].run_dir
+        held.mkdir(parents=True)
+        (held / "config.yaml").write_text(yaml.safe_dump(pts[1].cfg.to_dict()))
+        (held / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": "running", "heartbeat": {
+            "host": runio.host(), "pid": other.pid, "started": runio.process_start(other.pid), "time": 0}}))
+        ran, waited = [], []
+
+        def backend(groups, jobs, listener, should_stop):
+            ran.append([p.name for g in groups for p in g.points])
+            if len(ran) == 1:    # the other process lets go of its point while this sweep trains the rest
+                other.kill()
+                other.wait()
+            return [sweep.PointResult(p, "completed", 0) for g in groups for p in g.points]
+
+        class Listener(sweep.Listener):
+            def on_wait(self, points):
+                waited.append([p.name for p in points])
+
+        monkeypatch.setitem(backends.BACKENDS, "local", backend)
+        outcome = sweep.run(sw, pts, Path("runs"), 1, listener=Listener())
+    finally:
+        other.kill()
+        other.wait()
+    assert ran == [["seed=0"], ["seed=1"]] and waited == [["seed=1"]] and outcome.busy == []
+    assert sweep.point_state(held) == "stale"   # crashed before a checkpoint: its group process starts it afresh

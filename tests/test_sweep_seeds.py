@@ -132,6 +132,11 @@ def test_a_diverged_seed_is_counted_apart_and_kept_off_the_axes(seeded, tmp_path
     last[head.index("train_loss")] = "25000.0"
     stop = int(last[head.index("step")])
     (bad / files.METRICS).write_text("\n".join(metrics[:4] + [",".join(last)]) + "\n")
+    for name in (files.GRAD_NORMS, files.ACT_GRAD_NORMS, files.ACT_NORMS, files.EVAL):   # as a real stop leaves them
+        lines = (bad / name).read_text().splitlines()
+        (bad / name).write_text("\n".join(lines[:1] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= stop
+                                                        and (name != files.EVAL or int(ln.split(",")[0]) < stop)])
+                                + "\n")
     meta = json.loads((bad / files.META).read_text())
     meta.update(status="diverged", diverged_at_step=stop)
     (bad / files.META).write_text(json.dumps(meta))

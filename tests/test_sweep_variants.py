@@ -150,8 +150,10 @@ BAD = [
     ({"shortcut": {"scaled": [0.5]}}, "grid.shortcut.scaled", "a variant is a mapping of dotted keys"),
     ({"shortcut": {"scaled": {"model skip": 1}}}, "grid.shortcut.scaled", "is not a dotted key"),
     ({"shortcut": {"scaled": {"name": "x"}}}, "grid.shortcut.scaled", "name cannot be set"),
-    ({"shortcut": {"a": {"model.skip": {"kind": "none"}, "model.skip.scale": 0.5}}}, "grid.shortcut.a",
+    ({"shortcut": {"a": {"model.skip": "none", "model.skip.scale": 0.5}}}, "grid.shortcut.a",
      "sets model.skip and model.skip.scale inside it"),
+    ({"shortcut": {"a": {"model.skip": {"scale": 1.0}, "model.skip.scale": 0.5}}}, "grid.shortcut.a",
+     "sets model.skip.scale twice"),
     ({"shortcut": SHORTCUTS, "model.skip.kind": ["none"]}, "grid.shortcut.projection",
      "sets model.skip.kind, which grid.model.skip.kind sets too"),
     ({"shortcut": SHORTCUTS, "other": {"x": {"model.skip.scale": 0.5}}}, "grid.other.x",
@@ -174,10 +176,32 @@ def test_a_bad_named_axis_is_one_line_naming_file_and_key(tmp_path, grid, key, m
 
 
 def test_a_variant_key_that_overlaps_a_fixed_override_is_refused(tmp_path):
-    path = _sweep_file(tmp_path, {"shortcut": SHORTCUTS}, overrides={"model.skip": {"span": 1}})
+    path = _sweep_file(tmp_path, {"shortcut": SHORTCUTS}, overrides={"model.skip": {"kind": "identity"}})
     p = cli("sweep", path, "--out", tmp_path / "runs", check=2)
-    assert f"{path}: grid.shortcut.projection: sets model.skip.kind, which overrides.model.skip sets too" in p.stderr
+    assert (f"{path}: grid.shortcut.projection: sets model.skip.kind, which overrides.model.skip.kind sets too"
+            in p.stderr)
     assert p.stderr.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+def test_a_mapping_in_a_variant_or_a_fixed_override_merges_into_the_base(tmp_path, monkeypatch):
+    """A variant ``{model: {skip: {kind: none}}}`` sets model.skip.kind and keeps the base's depth and its other
+    skip keys; a mapping two levels deep and a list-valued key inside one merge the same way."""
+    monkeypatch.chdir(tmp_path)
+    _base(tmp_path, **{"model.depth": 4, "model.width": 8, "model.skip.span": 2, "train.lr": 0.07})
+    variants = {
+        "plain": {"model": {"skip": {"kind": "none"}}},
+        "some": {"model": {"skip": {"blocks": [1]}, "width": [8, 8, 8, 8]}},
+    }
+    path = _sweep_file(tmp_path, {"shortcut": variants, "seed": [0]},
+                       overrides={"train": {"momentum": 0.5}, "model.skip": {"every": 2}})
+    pts = {p.values["shortcut"]: p.cfg for p in sweep.points(sweep.load(path), Path("runs"))}
+    plain, some = pts["plain"], pts["some"]
+    assert plain.model.skip.kind == "none" and plain.model.depth == 4 and plain.model.width == 8
+    assert plain.model.skip.span == 2 and plain.model.skip.every == 2
+    assert some.model.skip.kind == "identity" and some.model.skip.blocks == [1] and some.model.width == [8, 8, 8, 8]
+    assert some.model.depth == 4 and some.model.skip.span == 2
+    for cfg in (plain, some):
+        assert cfg.train.momentum == 0.5 and cfg.train.lr == 0.07 and cfg.train.epochs == 1
 
 
 @pytest.mark.parametrize("where", ["base", "overrides", "variant"])

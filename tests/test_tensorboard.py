@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
+import re
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import cli, write_config
+from conftest import REPO, cli, write_config
 
 from skipexp.core import config
 from skipexp.rundir import runio
@@ -157,7 +161,8 @@ def test_a_resumed_run_appends_events_and_has_each_step_once(tmp_path):
     assert runio.read_csv(run_dir / "metrics.csv")[-1]["step"] == 10
     assert max(s for s, _ in everything(read_events(run_dir))["train/loss"]) == 10
     assert api.resume(run_dir).status == "completed"
-    assert runio.read_json(run_dir / "meta.json")["resumes"][0]["from_step"] == 8
+    resumed = runio.read_json(run_dir / "meta.json")["resumes"][0]
+    assert resumed["from_step"] == 8 and resumed["rows_rolled_back"] == 4   # step 10 of the four log files
 
     assert len(event_files(run_dir)) == 2
     ea = read_events(run_dir)
@@ -190,6 +195,22 @@ def test_tensorboard_command_exports_every_run_below_a_folder_and_replaces_old_e
     for d in runs:
         assert [f.parent for f in event_files(d)] == [d]
         assert_events_hold_the_csvs(read_events(d), d)
+
+
+@needs_tb
+def test_the_tensorboard_command_it_suggests_is_one_that_runs_here(two_runs, tmp_path):
+    """`make` puts tensorboard in .venv/bin, which is not on PATH: the hint and the docs name that one."""
+    p = cli("tensorboard", two_runs[0], check=0)
+    command = re.search(r"view with: (\S+) --logdir ", p.stderr).group(1)
+    found = shutil.which(command) or (Path(command).is_file() and os.access(command, os.X_OK))
+    assert found, f"{command} is no command here"
+    if (Path(sys.executable).parent / "tensorboard").is_file() and shutil.which("tensorboard") is None:
+        assert Path(command).resolve() == (Path(sys.executable).parent / "tensorboard").resolve()
+    assert subprocess.run([shutil.which(command) or command, "--helpfull"], capture_output=True,
+                          timeout=120).returncode == 0
+    for doc in (REPO / "README.md", REPO / "docs" / "tensorboard.md"):
+        assert not re.search(r"^tensorboard --logdir", doc.read_text(), re.M), f"{doc.name} assumes PATH"
+        assert ".venv/bin/tensorboard --logdir" in doc.read_text()
 
 
 def test_tensorboard_command_on_a_folder_without_runs_is_bad_input(tmp_path):

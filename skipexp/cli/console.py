@@ -68,7 +68,7 @@ def restore_signals() -> None:
 class StopFlag:
     def __init__(self) -> None:
         self.requested = False
-        self.run_dir: Path | None = None
+        self.run_dirs: list[Path] = []   # the folders being trained now: a second Ctrl-C marks them all
 
     def __call__(self) -> bool:
         return self.requested
@@ -83,18 +83,74 @@ class StopFlag:
             self.requested = True
             err_console.print("[yellow]stopping after this step (again to quit at once)...[/]")
             return
+        self.quit_now()
+
+    def stop_with_parent(self, parent_env: str) -> StopFlag:
+        """In a sweep's worker (``parent_env`` names the pid of the sweep that started it): stop as on the
+        first Ctrl-C (the step, a checkpoint, ``interrupted``) when that process dies, however it died, so that
+        no worker of a killed sweep trains on as an orphan in its own session.
+
+        On Linux the kernel sends SIGHUP (PR_SET_PDEATHSIG, on the end of the thread that started this
+        process, which in the sweep waits for its children); elsewhere a thread watches the parent pid.
+        SIGHUP only ever asks for the graceful stop, however often it comes (a second SIGINT or SIGTERM
+        quits at once)."""
+        value = os.environ.pop(parent_env, None)   # not handed down to anything this process starts
+        if not value or not value.isdigit():
+            return self
+        parent = int(value)
+
+        def parent_gone(signum: int, frame: object) -> None:
+            if not self.requested:
+                self.requested = True
+                err_console.print("[yellow]the sweep that started this process is gone: stopping after this "
+                                  "step...[/]")
+
+        if sys.platform.startswith("linux"):
+            _replaced.append((signal.SIGHUP, signal.signal(signal.SIGHUP, parent_gone)))
+            try:
+                import ctypes
+
+                PR_SET_PDEATHSIG = 1
+                if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGHUP), 0, 0, 0) == 0:
+                    if os.getppid() != parent:   # it died before the request was made
+                        parent_gone(signal.SIGHUP, None)
+                    return self
+            except (OSError, AttributeError):
+                pass
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            parent_gone(0, None)
+
+        threading.Thread(target=watch, name="skipexp-parent-watch", daemon=True).start()
+        return self
+
+    def quit_now(self) -> None:
         # every file in a run folder is written atomically or row by row, so leaving now corrupts nothing;
-        # last.pt is the one from the last epoch end, and resume skips the rows already on disk
-        if self.run_dir is not None:
+        # last.pt is the one from the last epoch end, and resume rolls the rows after it back
+        marked = []
+        for run_dir in self.run_dirs:
             try:
                 from skipexp.rundir import files
 
-                if files.mark_interrupted(self.run_dir):  # a finished run keeps its status
-                    sys.stderr.write(f"interrupted; continue with: skipexp resume {self.run_dir}\n")
-                    sys.stderr.flush()
+                if files.mark_interrupted(run_dir):  # a finished run keeps its status
+                    marked.append(run_dir)
             except Exception:
                 pass
+        if marked:
+            sys.stderr.write(resume_hint(marked) + "\n")
+            sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
+
+
+def resume_hint(run_dirs: list[Path]) -> str:
+    """The one line that says how to go on: one command that resumes every folder interrupted."""
+    import shlex
+
+    return "interrupted; continue with: " + " && ".join(f"skipexp resume {shlex.quote(str(d))}" for d in run_dirs)
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -104,7 +160,10 @@ def reporter_for(stop: StopFlag | None = None):
     return lambda label: make_reporter(label, stop)
 
 
-def make_reporter(label: str, stop: StopFlag | None = None):
+def make_reporter(label: str, stop: StopFlag | None = None, members: list[str] | None = None):
+    """A progress bar for one training (K >= 1 models together). With ``members`` (one name per model, as
+    compare's groups give them) its loss field shows each member's own: the mean over that member's models
+    (its seeds) at the last log step; without, the first model's."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from skipexp.training.session import Reporter
@@ -120,9 +179,13 @@ def make_reporter(label: str, stop: StopFlag | None = None):
             self.task = None
             self.started = False  # a bar that never started must not print its blank line on close
 
-        def on_start(self, run_dir, total_steps, start_step):
+        def on_runs(self, runs):
             if stop is not None:
-                stop.run_dir = run_dir
+                stop.run_dirs = [run_dir for _, run_dir in runs]
+
+        def on_start(self, run_dir, total_steps, start_step):
+            if stop is not None and not stop.run_dirs:
+                stop.run_dirs = [run_dir]
             self.progress.start()
             self.started = True
             self.task = self.progress.add_task(label, total=total_steps, completed=start_step, loss="-", rate="-")
@@ -134,6 +197,17 @@ def make_reporter(label: str, stop: StopFlag | None = None):
             step, per_s = int(row["step"]), steps_per_second(int(row["step"]), row["elapsed_s"])
             rate = "-" if per_s is None else f"{per_s:.0f}"
             self.progress.update(self.task, completed=step, loss=f"{row['train_loss']:.4f}", rate=rate)
+
+        def on_logs(self, rows):
+            if not rows:
+                return
+            self.on_log(rows[min(rows)])
+            if members:   # each member's own loss, not the first model's for all
+                losses: dict[str, list[float]] = {}
+                for k, row in sorted(rows.items()):
+                    losses.setdefault(members[k], []).append(row["train_loss"])
+                shown = "  ".join(f"{m} {sum(v) / len(v):.4f}" for m, v in losses.items())
+                self.progress.update(self.task, loss=shown)
 
         def on_eval(self, row):
             self.progress.update(self.task, completed=int(row["step"]))

@@ -50,7 +50,7 @@ def compare(
         stop = StopFlag().install()
         results = compare_mod.run(
             members, cdir, should_stop=stop, progress=download_progress(),
-            group_reporter=lambda label: make_reporter(label, stop))
+            group_reporter=lambda label, owners: make_reporter(label, stop, owners))
     summary = compare_mod.finish(cdir, html=any(m.cfg.log.html for m in members))
     print_compare(summary)
     out_console.print(str(cdir))
@@ -131,6 +131,9 @@ def sweep(
     from skipexp.experiments.sweep import overrides as sweep_overrides
 
     sw = sweep_overrides.resolve(sweep_file, list(overrides or []), name)
+    from skipexp.rundir import runio
+
+    runio.check_folder(out)   # a file given as --out: refused before anything is listed or run
     options: dict = {}
     slurm_flags = {"partition": partition, "time": time_limit, "gpus": gpus, "mem": mem, "sbatch": sbatch}
     slurm = _slurm_options(sw, backend, list_only and fmt == "sbatch", executor, slurm_flags, cpus_per_point)
@@ -188,6 +191,12 @@ def sweep(
             self.running.append(point.name)
             progress.update(task, now=self.now())
 
+        def on_wait(self, points):
+            names = ", ".join(p.name for p in points[:3]) + (f" and {len(points) - 3} more" if len(points) > 3 else "")
+            progress.console.print(f"waiting for {names}: running in another process (a killed sweep's workers "
+                                   "stop within a step)", markup=False, highlight=False)
+            progress.update(task, now=f"waiting for {len(points)} point(s) running elsewhere")
+
         def on_done(self, result):
             self.running.remove(result.point.name)
             colour = {"completed": "green", "diverged": "red"}.get(result.status, "yellow")
@@ -243,10 +252,11 @@ def _slurm_options(sw, backend: str, script: bool, executor: str, flags: dict, c
 def _sweep_group(sw, pts: list, number: int, part: Optional[str]) -> None:
     """``sweep --group N [--part i/k]``: settle and train one group's points here, in this process."""
     from skipexp.experiments.sweep import groups as groups_mod
+    from skipexp.experiments.sweep.local import PARENT_PID_ENV
     from skipexp.rundir import files
 
     g = groups_mod.select(pts, number, groups_mod.parse_part(part) if part else (1, 1))
-    stop = StopFlag().install()
+    stop = StopFlag().install().stop_with_parent(PARENT_PID_ENV)   # started by a sweep: stop when it dies
     got = groups_mod.run_group(g, reporter_for=reporter_for(stop), should_stop=stop, progress=download_progress(),
                                notify=lambda line: err_console.print(line, markup=False, highlight=False))
     for point, status in got:
@@ -271,6 +281,9 @@ def report(
 ) -> None:
     """Rewrite the summaries, plots and report.html of finished or interrupted folders; print their tables.
 
+    A run whose CSVs do not hold what its meta.json says (cut short, rows missing or repeated) is named in
+    one line and left as it was (exit 2).
+
     Example: skipexp report runs/sweep-depth --tensorboard
     """
     from skipexp.experiments import report as report_mod
@@ -292,7 +305,7 @@ def report(
         out_console.print(str(d))
         if tensorboard:
             n = len(report_mod.export_tensorboard(d))
-            err_console.print(f"{n} run(s) exported to TensorBoard; view with: tensorboard --logdir {d}",
+            err_console.print(f"{n} run(s) exported to TensorBoard; view with: {_tensorboard()} --logdir {d}",
                               markup=False, highlight=False)
 
 
@@ -306,14 +319,29 @@ def tensorboard_cmd(
     """Export runs to TensorBoard: event files in each run folder, from its CSVs; a sweep also gets its
     HParams (each point's swept values and final metrics: TensorBoard's table and parallel coordinates).
 
-    Example: skipexp tensorboard runs/sweep-depth  (then: tensorboard --logdir runs/sweep-depth)
+    Example: skipexp tensorboard runs/sweep-depth  (then: .venv/bin/tensorboard --logdir runs/sweep-depth, as it says)
     """
     from skipexp.experiments.report import export_tensorboard
 
     written = [p for d in dirs for p in export_tensorboard(d, histograms)]
     for p in written:
         out_console.print(str(p), markup=False, highlight=False)
-    err_console.print(f"{len(written)} run(s) exported; view with: tensorboard --logdir "
+    err_console.print(f"{len(written)} run(s) exported; view with: {_tensorboard()} --logdir "
                       f"{' '.join(str(d) for d in dirs)}", markup=False, highlight=False)
 
 
+
+
+def _tensorboard() -> str:
+    """The tensorboard command to tell people: the one beside this Python (a venv's, which `make` does not put
+    on PATH) where it is there and PATH finds another or none, else plain ``tensorboard``."""
+    import os
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / "tensorboard"
+    on_path = shutil.which("tensorboard")
+    if not here.is_file() or (on_path is not None and Path(on_path).resolve() == here.resolve()):
+        return "tensorboard"
+    rel = os.path.relpath(here)
+    return rel if not rel.startswith("..") else str(here)

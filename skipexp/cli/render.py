@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from skipexp.cli.console import EXIT_INTERRUPTED, err_console, out_console
+from skipexp.cli.console import EXIT_INTERRUPTED, err_console, out_console, resume_hint
 from skipexp.core.fmt import number
 
 
@@ -62,18 +62,23 @@ def print_seeds(name: str, summaries: list[dict]) -> None:
     out_console.print(t)
 
 
-def finish(result) -> None:
-    """Print the outcome of one run and exit with its code."""
-    if result.status == "interrupted":
-        # one line however narrow the terminal, so it can be copied and run
-        from skipexp.rundir import files
+def finish(*results) -> None:
+    """Print the outcome of runs (a config's seeds) and exit 130 if any was interrupted, with one line that
+    resumes every one of them."""
+    from skipexp.rundir import files
 
-        if files.last_checkpoint(result.run_dir).is_file():
-            hint = f"interrupted; continue with: skipexp resume {result.run_dir}"
-        else:
-            hint = f"interrupted; {result.run_dir} has no checkpoint (log.checkpoint: none), so it cannot be resumed"
-        err_console.print(hint, markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+    stopped = [r.run_dir for r in results if r.status == "interrupted"]
+    if not stopped:
+        return
+    # one line however narrow the terminal, so it can be copied and run
+    lost = [d for d in stopped if not files.last_checkpoint(d).is_file()]
+    if lost:
+        hint = (f"interrupted; {', '.join(map(str, lost))} {'has' if len(lost) == 1 else 'have'} no checkpoint "
+                "(log.checkpoint: none), so it cannot be resumed")
+    else:
+        hint = resume_hint(stopped)
+    err_console.print(hint, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def print_compare(summary: dict) -> None:

@@ -68,8 +68,7 @@ def train(
         print_seeds(cfg.name, [r.summary for r in results])
     for result in results:  # the folders last, one line each, as is: `tail -n 1` finds a run
         out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)
-    for result in results:
-        finish(result)
+    finish(*results)
 
 
 
@@ -125,10 +124,22 @@ def validate(
     from skipexp.core import config as config_mod
     from skipexp.core.data import input_shape
     from skipexp.core.models import SkipNet
+    from skipexp.training import memory
+    from skipexp.training.session import resolve_device
 
+    try:
+        device = resolve_device(cfg.device)
+    except SkipexpError:   # a CUDA config read where there is none: what it needs, against this machine
+        import torch
+
+        device = torch.device("cpu")
+    try:   # before the model is built: one too big for this machine is refused, not allocated
+        need = memory.check_fits([cfg.replace(seed=s) for s in cfg.seeds], device)
+    except SkipexpError as e:
+        raise e.with_file(str(config)) from None
     out_console.print(Syntax(config_mod.dump(cfg), "yaml", background_color="default"))
     model = SkipNet(cfg.model, *input_shape(cfg.data))
-    t = Table(title=f"{cfg.name}: {sum(p.numel() for p in model.parameters()):,} parameters")
+    t = Table(title=f"{cfg.name}: {need}")
     for col, just in (("layer", "left"), ("shape", "left"), ("params", "right"), ("skip", "left")):
         t.add_column(col, justify=just)
     for row in model.describe():

@@ -6,6 +6,7 @@ an object that combines a unit's input ``x`` with the unit's output ``F(x)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -179,6 +180,64 @@ class Unit:
     sources: tuple[tuple[int, ...], ...]  # per block: the boundaries h_s whose concatenation it reads
 
 
+def plan(cfg: ModelConfig) -> list[Unit]:
+    """The units of a model of ``cfg`` in forward order, with what each block reads (its sources)."""
+    kind = cfg.skip.kind
+    units: list[Unit] = []
+    run_start: int | None = None  # first boundary of the current run of dense units
+    for u, (blocks, has_skip) in enumerate(cfg.units()):
+        first = blocks[0]
+        if kind == "dense" and has_skip:
+            run_start = first if run_start is None else run_start
+            src = [tuple(range(run_start, i + 1)) for i in blocks]
+        else:
+            run_start = None
+            src = [(i,) for i in blocks]
+        skip = str(u) if has_skip and kind != "dense" else None
+        units.append(Unit(tuple(blocks), has_skip, skip, tuple(src)))
+    return units
+
+
+def block_shapes(cfg: ModelConfig, units: list[Unit] | None = None) -> list[tuple[int, int, int]]:
+    """(input width, hidden width, output width) of every block, without building the model (``units``:
+    ``plan(cfg)``, where the caller has it)."""
+    widths = cfg.widths()
+    bw = [widths[0]] + widths
+    sources = [src for unit in (units or plan(cfg)) for src in unit.sources]
+    return [(sum(bw[s] for s in sources[i]), cfg.hidden or widths[i], widths[i]) for i in range(cfg.depth)]
+
+
+def parameter_count(cfg: ModelConfig, input_dim: int, num_classes: int, units: list[Unit] | None = None) -> int:
+    """The parameters of ``SkipNet(cfg, input_dim, num_classes)``, counted without building it (a model too big
+    to build can be refused by its size). A norm's and a skip's own parameters are counted on modules of
+    their shape built on the meta device, which allocates nothing."""
+    widths = cfg.widths()
+    bw = [widths[0]] + widths
+    units = units or plan(cfg)
+
+    def linear(i: int, o: int, bias: bool = True) -> int:
+        return i * o + (o if bias else 0)
+
+    def own(make: Callable[..., nn.Module], *args: object) -> int:
+        with torch.device("meta"):
+            return sum(p.numel() for p in make(*args).parameters())
+
+    norms: dict[int, int] = {}
+    total = linear(input_dim, bw[0]) + linear(bw[-1], num_classes)
+    for d_in, hidden, d_out in block_shapes(cfg, units):
+        if hidden not in norms:
+            norms[hidden] = own(NORMS.get(cfg.norm), hidden)
+        total += linear(d_in, hidden) + norms[hidden] + linear(hidden, d_out)
+    skips: dict[tuple[int, int], int] = {}
+    for unit in units:
+        if unit.skip is not None:
+            shape = (bw[unit.blocks[0]], bw[unit.blocks[-1] + 1])
+            if shape not in skips:
+                skips[shape] = own(SKIPS.get(cfg.skip.kind), *shape, cfg.skip)
+            total += skips[shape]
+    return total
+
+
 class SkipNet(nn.Module):
     """input Linear -> blocks (in units, some bypassed by a skip) -> head Linear.
 
@@ -194,20 +253,8 @@ class SkipNet(nn.Module):
         bw = [widths[0]] + widths  # width of every boundary h0..h_depth
         self.boundary_widths = bw
         kind = cfg.skip.kind
-        self.units: list[Unit] = []
-        sources: list[tuple[int, ...]] = []
-        run_start: int | None = None  # first boundary of the current run of dense units
-        for u, (blocks, has_skip) in enumerate(cfg.units()):
-            first = blocks[0]
-            if kind == "dense" and has_skip:
-                run_start = first if run_start is None else run_start
-                src = [tuple(range(run_start, i + 1)) for i in blocks]
-            else:
-                run_start = None
-                src = [(i,) for i in blocks]
-            sources += src
-            skip = str(u) if has_skip and kind != "dense" else None
-            self.units.append(Unit(tuple(blocks), has_skip, skip, tuple(src)))
+        self.units = plan(cfg)
+        sources = [src for unit in self.units for src in unit.sources]
 
         self.input = nn.Linear(input_dim, bw[0])
         hidden = cfg.hidden

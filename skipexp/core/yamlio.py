@@ -102,6 +102,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def set_dotted(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``path`` in ``raw`` to ``value``: the one way an override (command line, sweep grid or variant,
+    Python dict) enters a config. A mapping merges key by key into the section it names, as Hydra and
+    OmegaConf merge one: ``model={skip: {kind: none}}`` sets ``model.skip.kind`` and keeps every other key
+    of ``model``. Anything else (a number, a string, a list, null) replaces what was there."""
     node = raw
     for part in path[:-1]:
         child = node.get(part)
@@ -110,7 +114,22 @@ def set_dotted(raw: dict[str, Any], path: list[str], value: Any) -> None:
         if not isinstance(child, dict):
             raise SkipexpError(f"{part!r} is a value, not a section", key=".".join(path))
         node = child
-    node[path[-1]] = value
+    last = path[-1]
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        merge_into(node[last], value)
+    else:
+        node[last] = value
+
+
+def merge_into(base: dict[str, Any], update: dict[str, Any]) -> None:
+    """Merge ``update`` into ``base`` key by key, recursively; a list or a value replaces."""
+    import copy
+
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge_into(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -115,6 +115,7 @@ class Group:
     members: list[Member]
     cfgs: list[RunConfig]   # one per model: a member's seeds in order, members in order
     dirs: list[str]         # each model's folder name in runs/
+    owners: list[str]       # each model's member (its name)
 
     @property
     def label(self) -> str:
@@ -135,25 +136,27 @@ def groups(members: list[Member]) -> list[Group]:
     out = []
     for idx in group_configs([cfg for _, cfg, _ in models]):
         owners = sorted({models[j][0] for j in idx})
-        out.append(Group([members[i] for i in owners], [models[j][1] for j in idx], [models[j][2] for j in idx]))
+        out.append(Group([members[i] for i in owners], [models[j][1] for j in idx], [models[j][2] for j in idx],
+                         [members[models[j][0]].name for j in idx]))
     return out
 
 
 def run(members: list[Member], cdir: Path, *,
-        group_reporter: Callable[[str], Any] | None = None, should_stop: Callable[[], bool] = lambda: False,
+        group_reporter: Callable[[str, list[str]], Any] | None = None, should_stop: Callable[[], bool] = lambda: False,
         progress: Any = None) -> list:
     """Train the members into ``cdir/runs``, those that can stack together in one process
     (:func:`groups`), one group after the other; stop early once a group is interrupted (then every
     model of it has checkpointed and ends ``interrupted``).
 
-    ``group_reporter(label)`` gives the reporter of a group's one progress bar, labelled with its members.
+    ``group_reporter(label, owners)`` gives the reporter of a group's one progress bar, labelled with its
+    members; ``owners`` names each model's member, so that the bar can show each member's own loss.
     A bad input found while setting up the first group (data files, device) leaves no folder behind.
     """
     from skipexp.training.api import create_run, train, train_group
 
     results: list = []
     for g in groups(members):
-        reporter = group_reporter(g.label) if group_reporter is not None else None
+        reporter = group_reporter(g.label, g.owners) if group_reporter is not None else None
         try:
             dirs = [create_run(cfg, cdir / files.RUNS, cdir / files.RUNS / name) for cfg, name in zip(g.cfgs, g.dirs)]
             if len(dirs) == 1:   # alone, as `skipexp train` trains it

@@ -42,8 +42,20 @@ def timestamp() -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+def check_folder(out: Path, key: str = "--out") -> None:
+    """Refuse ``out`` where it, or a folder above it, is a file: it could never hold run folders."""
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                where = "" if p == out else f" ({p} is a file)"
+                raise SkipexpError(f"is not a folder{where}; give a folder to put run folders in (it is made if "
+                                   "missing)", file=str(out), key=key)
+            return
+
+
 def check_writable(out: Path) -> None:
-    """Fail before training if ``out`` cannot take a run: missing parent, read-only or full."""
+    """Fail before training if ``out`` cannot take a run: a file, read-only or full."""
+    check_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".skipexp-write-test-") as f:
@@ -76,8 +88,10 @@ def create_exclusive(out: Path, base: str) -> Path:
 class CsvLog:
     """Appends rows to a CSV and flushes each one, so a killed process keeps every logged row.
 
-    Opening an existing file (resume) repairs a half-written last line and then only accepts rows
-    past the last step on disk: a resumed run neither truncates nor duplicates.
+    Opening an existing file (resume) repairs a half-written last line; :meth:`roll_back` then drops the
+    rows past the checkpoint the run continues from (a killed process wrote them after it), so the file
+    holds the rows of one run only: those up to the checkpoint and those the resumed run writes after it.
+    Rows at or below the last step on disk are never written twice.
     """
 
     def __init__(self, path: Path, columns: list[str]):
@@ -100,6 +114,36 @@ class CsvLog:
         if not data.endswith(b"\n"):
             with open(self.path, "r+b") as f:
                 f.truncate(data.rfind(b"\n") + 1)
+
+    def roll_back(self, step: int) -> int:
+        """Cut the file after its last row at or below ``step`` (the step of the checkpoint a resumed run
+        continues from): how many rows were dropped. Everything from the first row past ``step`` goes,
+        including any row that would break the order of steps."""
+        data = self.path.read_bytes()
+        head = data.find(b"\n") + 1
+        if head == 0:
+            return 0
+        cut, kept_step, dropped = len(data), -1, 0
+        at = head
+        while at < len(data):
+            end = data.find(b"\n", at)
+            end = len(data) if end < 0 else end + 1
+            try:
+                row_step = int(float(data[at:end].split(b",", 1)[0]))
+            except ValueError:
+                row_step = step + 1   # not a row of ours: nothing from here on is kept
+            if cut == len(data) and (row_step > step or row_step <= kept_step):
+                cut = at
+            if cut < len(data):
+                dropped += 1
+            else:
+                kept_step = row_step
+            at = end
+        if cut < len(data):
+            self._f.flush()
+            os.truncate(self.path, cut)
+        self.last_step = kept_step
+        return dropped
 
     def write(self, row: dict[str, Any] | Iterable[Any]) -> None:
         values = [row[c] for c in self.columns] if isinstance(row, dict) else list(row)
@@ -147,13 +191,18 @@ def host() -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not ended (a zombie, dead but not yet reaped, has ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def process_start(pid: int) -> str | None:

@@ -135,7 +135,14 @@ def summarize(run_dir: Path) -> dict:
     return s
 
 
-def write_summary(run_dir: Path) -> dict:
+def write_summary(run_dir: Path, check: bool = True) -> dict:
+    """Rebuild summary.json from the CSVs. With ``check`` (every reader's rebuild), first
+    :func:`~skipexp.rundir.integrity.check_rows`: CSVs that do not hold what meta.json says leave summary.json
+    as it was and raise a SkipexpError naming the file. The training process that just closed them skips it."""
+    if check:
+        from skipexp.rundir.integrity import check_rows
+
+        check_rows(run_dir)
     s = summarize(run_dir)
     runio.write_json(run_dir / files.SUMMARY, s)
     return s

@@ -26,7 +26,19 @@ from skipexp.rundir.summary import write_summary
 from skipexp.training.bank import make_bank
 from skipexp.training.engine import train_loop
 from skipexp.training.grouping import group_configs
-from skipexp.training.session import Reporter, Run, RunResult, create_run, finish_meta, note, setup, write_views
+from skipexp.training.memory import check_fits
+from skipexp.training.session import (
+    Reporter,
+    Run,
+    RunResult,
+    create_run,
+    finish_meta,
+    logged_in,
+    note,
+    resolve_device,
+    setup,
+    write_views,
+)
 from skipexp.training.stacked import unsupported
 
 __all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_group", "train_runs"]
@@ -132,19 +144,21 @@ def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporte
         for csv_log in run.logs.values():
             csv_log.close()
         finish_meta(run.run_dir, run, status)
-        summary = write_summary(run.run_dir)
+        summary = write_summary(run.run_dir, check=False)   # rows this process wrote and just closed
         logs[k].write(f"status {status}: {summary}\n")
         logs[k].close()
         done[k] = RunResult(run.run_dir, status, summary)
 
     try:
+        need = check_fits(cfgs, resolve_device(cfgs[0].device))   # before building anything: refused if too big
         for cfg, run_dir, log in zip(cfgs, run_dirs, logs):
             # models trained together share one copy of the data
             runs.append(setup(cfg, run_dir, resume, progress, splits=runs[0].data if runs else None))
             run = runs[-1]
             log.write(f"device {run.device}, {count_parameters(run.model)} parameters, "
-                      f"{run.total_steps} steps from step {run.step}{together}\n")
+                      f"{run.total_steps} steps from step {run.step}{together}; {need}\n")
             log.flush()
+        reporter.on_runs([(run.cfg.name, run.run_dir) for run in runs])
         train_loop(make_bank(runs), runs, reporter, should_stop, finish)
     except SkipexpError:
         for log in logs:
@@ -165,6 +179,7 @@ def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporte
             log.write(traceback.format_exc())
             log.close()
             finish_meta(run_dir, runs[k] if k < len(runs) else None, status)
+        logged_in(e, [d for k, d in enumerate(run_dirs) if k not in done])
         raise
     finally:
         for run in runs:

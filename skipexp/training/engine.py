@@ -165,15 +165,14 @@ def train_loop(bank: Lone | Stacked, runs: list[Run], reporter: Reporter, should
             log_now = step == 1 or step % log.every == 0 or step == total
             logged = arith.grads(order[:, pos * B:(pos + 1) * B], step, capture=log_now)
             if logged is not None:
-                values, lrs, now = logged.tolist(), bank.lrs(), clock()
+                values, lrs, now, rows = logged.tolist(), bank.lrs(), clock(), {}
                 for k in live:
-                    row = write_rows(runs[k], values[k], step, epoch, lrs[k], now)
+                    rows[k] = row = write_rows(runs[k], values[k], step, epoch, lrs[k], now)
                     if not (math.isfinite(row["train_loss"]) and math.isfinite(row["grad_norm_total"])):
                         mine = first_bad[k:k + 1]   # also a norm that overflowed: what the row shows
                         mine.masked_fill_(mine == 0, step)
                     runs[k].meta.beat()
-                    if k == live[0]:
-                        reporter.on_log(row)
+                reporter.on_logs(rows)
             last, epoch_end = step == total, step % per_epoch == 0
             stop = not last and should_stop()
             eval_now = (log.eval_every and step % log.eval_every == 0) or (not log.eval_every and epoch_end) or last

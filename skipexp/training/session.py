@@ -31,10 +31,20 @@ from skipexp.training.threads import choose_threads
 
 
 class Reporter:
-    """What a caller hears from a run. The CLI draws a progress bar; the default hears nothing."""
+    """What a caller hears from a run. The CLI draws a progress bar; the default hears nothing.
 
+    K models trained together are one run to it: ``on_runs`` names them (in order, K >= 1) before
+    ``on_start``; ``on_logs`` hears every live model's row of a log step, by its index, and by default hands
+    the first one's to ``on_log``."""
+
+    def on_runs(self, runs: list[tuple[str, Path]]) -> None: ...
     def on_start(self, run_dir: Path, total_steps: int, start_step: int) -> None: ...
     def on_log(self, row: dict) -> None: ...
+
+    def on_logs(self, rows: dict[int, dict]) -> None:
+        if rows:
+            self.on_log(rows[min(rows)])
+
     def on_eval(self, row: dict) -> None: ...
     def on_end(self, status: str, summary: dict) -> None: ...
 
@@ -166,14 +176,16 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
     meta = runio.Meta(run_dir / files.META, runio.read_json(run_dir / files.META))
     run = Run(cfg, run_dir, device, splits, model, opt, sched, probe, logs, meta, total, per_epoch, rng=rng_state())
     now = datetime.now().isoformat(timespec="seconds")
+    rolled_back = 0
     if resume:
-        # no checkpoint yet (killed in epoch 1): start over; training is deterministic, so the rows
-        # already on disk are the ones it would write again, and CsvLog skips them
+        # no checkpoint yet (killed in epoch 1): start over from step 0
         if files.last_checkpoint(run_dir).exists():
             load_checkpoint(run)
+        # rows a killed process wrote after that checkpoint are not this run's: the resumed run writes its own
+        rolled_back = sum(log.roll_back(run.step) for log in logs.values())
         meta.data.setdefault("resumes", []).append({
             "time": now, "from_step": run.step, "previous_status": runio.effective_status(meta.data),
-            "host": runio.host(), "pid": os.getpid()})
+            "host": runio.host(), "pid": os.getpid(), "rows_rolled_back": rolled_back})
     else:
         meta.data.update({
             "skipexp_version": skipexp.__version__, "torch_version": torch.__version__,
@@ -185,7 +197,10 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
                 pid=os.getpid(), device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
                                               else platform.processor() or platform.machine()))
     if cfg.log.tensorboard:  # imported only here: a run without it never loads tensorboard
-        from skipexp.views.tensorboard import LiveEvents
+        from skipexp.views.tensorboard import LiveEvents, export_run
+
+        if rolled_back:  # the events of the rows rolled back go with them: rewritten from the CSVs as they are now
+            export_run(run_dir)
 
         sink = LiveEvents(run_dir, meta.data)
         run.logs = {name: TeeLog(log, sink) for name, log in logs.items()}
@@ -206,6 +221,15 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def logged_in(error: BaseException, run_dirs: list[Path]) -> None:
+    """Note on ``error`` the train.log files its traceback went to (``error.train_logs``), so that the one line
+    the command prints points at them, and only where they exist."""
+    try:
+        error.train_logs = [str(d / files.TRAIN_LOG) for d in run_dirs]  # type: ignore[attr-defined]
+    except AttributeError:   # an exception type without attributes of its own
+        pass
+
+
 def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
     """What a finished run draws from its CSVs: its plots and its report.html (its TensorBoard events were
     written as it ran)."""
@@ -223,9 +247,10 @@ def write_views(cfg: RunConfig, run_dir: Path, plots: bool = True) -> None:
             from skipexp.views import html
 
             html.write_run(run_dir)
-    except Exception:  # the results are on disk and `report` can redraw them; say where it broke
+    except Exception as e:  # the results are on disk and `report` can redraw them; say where it broke
         with open(run_dir / files.TRAIN_LOG, "a") as f:
             f.write(traceback.format_exc())
+        logged_in(e, [run_dir])
         raise
 
 

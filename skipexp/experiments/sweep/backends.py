@@ -1,6 +1,7 @@
 """The sweep backends by name, and :func:`run`: every point that is not done yet, in groups, on one of them."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ from skipexp.experiments.sweep.commands import group_commands
 from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
 from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
 from skipexp.experiments.sweep.state import point_state, read_status, settle
+
+WAIT_POLL_S = 0.5   # how often a sweep looks at points that another process trains
 
 # name -> backend(groups, jobs, listener, should_stop, **options); see skipexp.experiments.sweep.local
 BACKENDS: dict[str, Backend] = {"local": run_local, "ray": ray_backend.backend, "slurm": slurm_backend.backend}
@@ -37,7 +40,9 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
         listener: Listener | None = None, should_stop: Callable[[], bool] = lambda: False,
         **backend_options: Any) -> SweepOutcome:
     """Run every point of ``pts`` (from :func:`~skipexp.experiments.sweep.spec.points`) that is not done yet,
-    each group of points that train together (:mod:`.groups`) in one process.
+    each group of points that train together (:mod:`.groups`) in one process. A point that another process
+    is training is waited for (``listener.on_wait``) and then settled like any other: kept if that process
+    finished it, resumed if it stopped it; ``outcome.busy`` is what was still running when ``should_stop``.
 
     ``jobs`` None lets the backend choose (Ray: as many as the cluster has room for). With fewer groups
     than ``jobs``, the biggest are cut into parts so that every worker has one (:func:`.groups.spread`).
@@ -46,20 +51,39 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
     listener = listener or Listener()
     write_sweep_file(sweep, out)   # the groups' commands read it
     outcome = SweepOutcome(sweep, sweep_dir(sweep, out))
-    todo = set()
-    for p in pts:
-        state = point_state(p.run_dir)
-        if state == "done":
-            settle(p.run_dir, p.cfg)  # a result of another config (an edited base) must not pass as this one
-            outcome.skipped.append(PointResult(p, read_status(p.run_dir), None))
-        elif state == "running":
-            outcome.busy.append(p)
-        else:
-            todo.add(p.name)
-    gs = groups_mod.groups(pts)
-    if jobs is not None:
-        gs = groups_mod.spread([g for g in gs if todo & {p.name for p in g.points}], jobs)
-    gs = [g.only(todo) for g in group_commands(sweep, gs, out)]
-    outcome.ran = run_groups([g for g in gs if g.points], jobs, listener, should_stop, **backend_options)
+
+    def run_todo(candidates: list[Point]) -> None:
+        """Skip the points that are done, set aside those another process trains, run the rest in groups."""
+        todo = set()
+        for p in candidates:
+            state = point_state(p.run_dir)
+            if state == "done":
+                settle(p.run_dir, p.cfg)  # a result of another config (an edited base) must not pass as this one
+                outcome.skipped.append(PointResult(p, read_status(p.run_dir), None))
+            elif state == "running":
+                outcome.busy.append(p)
+            else:
+                todo.add(p.name)
+        if not todo:
+            return
+        gs = groups_mod.groups(pts)
+        if jobs is not None:
+            gs = groups_mod.spread([g for g in gs if todo & {p.name for p in g.points}], jobs)
+        gs = [g.only(todo) for g in group_commands(sweep, gs, out)]
+        outcome.ran += run_groups([g for g in gs if g.points], jobs, listener, should_stop, **backend_options)
+
+    run_todo(pts)
+    # Points that another process trains (a sweep run beside this one, or the workers of a killed sweep, which
+    # stop within a step of losing their parent): wait until it lets go of them, then finish what it left.
+    while outcome.busy and not should_stop():
+        waiting, outcome.busy = outcome.busy, []
+        listener.on_wait(waiting)
+        while not should_stop() and all(point_state(p.run_dir) == "running" for p in waiting):
+            time.sleep(WAIT_POLL_S)
+        if should_stop():
+            outcome.busy = waiting
+            break
+        outcome.busy = [p for p in waiting if point_state(p.run_dir) == "running"]
+        run_todo([p for p in waiting if p not in outcome.busy])
     return outcome
 

@@ -49,6 +49,8 @@ class Listener:
 
     def on_start(self, point: Point) -> None: ...
     def on_done(self, result: PointResult) -> None: ...
+    def on_wait(self, points: list[Point]) -> None:
+        """The sweep waits for these points: another process is training them."""
 
 
 def command_for(argv: list[str]) -> list[str]:
@@ -58,18 +60,25 @@ def command_for(argv: list[str]) -> list[str]:
     return head + argv[1:] if argv and argv[0] == "skipexp" else list(argv)
 
 
+# Set in a group's process to the pid of the sweep that started it: the worker stops (as on a first Ctrl-C: its
+# step, a checkpoint, ``interrupted``) when that process dies, however it died (cli.console's StopFlag).
+PARENT_PID_ENV = "SKIPEXP_SWEEP_PARENT"
+
+
 def run_local(groups: list[Group], jobs: int, listener: Listener,
               should_stop: Callable[[], bool] = lambda: False) -> list[PointResult]:
     """Run groups as up to ``jobs`` subprocesses of their real command on this machine.
 
     Each child gets its own session so that a terminal's Ctrl-C reaches only this process, which then
-    sends every child one SIGINT: each finishes its step, checkpoints and ends ``interrupted``.
+    sends every child one SIGINT: each finishes its step, checkpoints and ends ``interrupted``. A child
+    whose parent dies (``kill -9`` of this process) stops the same way by itself (:data:`PARENT_PID_ENV`):
+    no worker trains on as an orphan. The children are started, and waited for, by the calling thread.
     """
     pending = list(groups)
     running: dict[subprocess.Popen, tuple[Group, float, Any]] = {}
     results: list[PointResult] = []
     stopping = False
-    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", PARENT_PID_ENV: str(os.getpid())}
     try:
         while pending or running:
             if should_stop() and not stopping:

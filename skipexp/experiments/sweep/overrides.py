@@ -38,6 +38,7 @@ from skipexp.experiments.sweep.spec import (
     check_distinct,
     check_name,
     check_variant_keys,
+    leaf_keys,
     load,
 )
 
@@ -111,7 +112,7 @@ def parse(texts: list[str]) -> Overrides:
         values = [config_mod.parse_override(f"{key}={item.strip()}")[1] for item in items]
         check_distinct(values, key=key)
         axes[key] = values
-    check_disjoint([*axes, *fixed])
+    check_disjoint([*axes, *leaf_keys(fixed)])
     return Overrides(axes, fixed, tuple(texts))
 
 
@@ -164,7 +165,7 @@ def _on_sweep_file(sweep: Sweep, ov: Overrides, name: str | None, args: tuple[st
             _refuse_variant_key(variants, k, src)
             fixed[k] = v
     variants = {axis: {label: variants[axis][label] for label in grid[axis]} for axis in variants}
-    check_disjoint([*grid, *fixed], file=src)
+    check_disjoint([*grid, *leaf_keys(fixed)], file=src)
     check_variant_keys(grid, fixed, variants, file=src)
     return dataclasses.replace(sweep, name=name or sweep.name, grid=grid, overrides=fixed, args=args,
                                variants=variants)
@@ -183,7 +184,7 @@ def _set_by_variant(variants: dict[str, dict[str, dict[str, Any]]], key: str) ->
     """The named axis whose variants set ``key`` (or a key inside it, or one it is inside), if any."""
     for axis, labels in variants.items():
         for variant in labels.values():
-            if any(k == key or k.startswith(key + ".") or key.startswith(k + ".") for k in variant):
+            if any(k == key or k.startswith(key + ".") or key.startswith(k + ".") for k in leaf_keys(variant)):
                 return axis
     return None
 

@@ -126,7 +126,7 @@ def load(path: Path) -> Sweep:
                                key="overrides.name")
         if k in clean:
             raise SkipexpError("is also a grid key; give it in one place", file=str(path), key=f"overrides.{k}")
-    check_disjoint([*clean, *fixed], file=str(path))
+    check_disjoint([*clean, *leaf_keys(fixed)], file=str(path))
     check_variant_keys(clean, {str(k): v for k, v in fixed.items()}, variants, file=str(path))
     slurm = section(from_section(raw.get("slurm"), str(path)))
     return Sweep(name, base, clean, Path(path), {str(k): v for k, v in fixed.items()}, variants=variants,
@@ -182,10 +182,12 @@ def _read_named_axis(axis: str, labels: dict, file: str) -> dict[str, dict[str, 
             if k == "name":
                 raise SkipexpError("points are named from their values; name cannot be set for them",
                                    file=file, key=where)
-        for a in variant:
-            for b in variant:
-                if b.startswith(a + "."):
-                    raise SkipexpError(f"sets {a} and {b} inside it; set one or the other", file=file, key=where)
+        leaves = [leaf for k, v in variant.items() for leaf in leaf_keys({k: v})]
+        for a in leaves:
+            for b in leaves:
+                if b.startswith(a + ".") or (a == b and leaves.count(a) > 1):
+                    raise SkipexpError(f"sets {a} and {b} inside it; set one or the other"
+                                       if a != b else f"sets {a} twice; set it once", file=file, key=where)
         out[label] = dict(variant)
     return out
 
@@ -195,11 +197,11 @@ def check_variant_keys(grid: dict[str, list], fixed: dict[str, Any],
     """A key a variant sets is set by nothing else (no grid key, fixed override or other named axis),
     and overlaps none of theirs: one would silently undo the other."""
     owners = {k: f"grid.{k}" for k in grid if k not in variants}
-    owners.update({k: f"overrides.{k}" for k in fixed})
+    owners.update({k: f"overrides.{k}" for k in leaf_keys(fixed)})
     for axis, labels in variants.items():
         mine: dict[str, str] = {}
         for label, variant in labels.items():
-            for k in variant:
+            for k in leaf_keys(variant):
                 mine.setdefault(k, f"grid.{axis}.{label}")
         for k, where in mine.items():
             for other, by in owners.items():
@@ -207,6 +209,13 @@ def check_variant_keys(grid: dict[str, list], fixed: dict[str, Any],
                     raise SkipexpError(f"sets {k}, which {by} sets too; give each key in one place",
                                        file=file, key=where)
         owners.update(mine)
+
+
+def leaf_keys(settings: dict[str, Any]) -> list[str]:
+    """The dotted keys that settings really set: a mapping value merges into its section key by key
+    (:func:`skipexp.core.yamlio.set_dotted`), so ``{model: {skip: {kind: none}}}`` sets ``model.skip.kind``
+    and nothing else of ``model``."""
+    return list(config_mod.flatten(settings))
 
 
 def check_name(name: Any, *, file: str | None = None, key: str = "name") -> None:
@@ -226,6 +235,8 @@ def check_distinct(values: list, *, file: str | None = None, key: str) -> None:
 def check_disjoint(keys: list[str], *, file: str | None = None) -> None:
     """No key inside another (``model.skip`` and ``model.skip.kind``): one would silently undo the other."""
     for a in keys:
+        if keys.count(a) > 1:
+            raise SkipexpError("is set twice (a mapping sets the keys inside it); give it once", file=file, key=a)
         for b in keys:
             if b.startswith(a + "."):
                 raise SkipexpError(f"overlaps {b}; set {a} or the keys inside it, not both", file=file, key=a)
@@ -253,8 +264,8 @@ def _display_path(p: Path) -> str:
 
 def sets_plots(sweep: Sweep, base_raw: dict[str, Any]) -> bool:
     """Whether the base, the fixed overrides or the grid (its variants too) say ``log.plots``."""
-    keys = [*sweep.overrides, *(k for k in sweep.grid if k not in sweep.variants),
-            *(k for labels in sweep.variants.values() for variant in labels.values() for k in variant)]
+    keys = [*leaf_keys(sweep.overrides), *(k for k in sweep.grid if k not in sweep.variants),
+            *(k for labels in sweep.variants.values() for variant in labels.values() for k in leaf_keys(variant))]
     return PLOTS_KEY in config_mod.flatten(base_raw) or any(
         k == PLOTS_KEY or PLOTS_KEY.startswith(k + ".") for k in keys)
 
