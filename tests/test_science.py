@@ -208,13 +208,18 @@ WIDE = 512
 TOLERANCE = 0.2  # measured / predicted within 20% at width 512 and depth 6 (seen: within ~12%)
 
 
-@pytest.mark.parametrize("init,kind,activation,scale", [
-    ("kaiming", "none", "relu", 1.0), ("default", "none", "relu", 1.0), ("xavier", "none", "tanh", 1.0),
-    ("kaiming", "identity", "relu", 1.0), ("kaiming", "identity", "relu", 0.5)])
-def test_theory_matches_measurement_on_a_wide_net(init, kind, activation, scale):
+@pytest.mark.parametrize("init,kind,activation,scale,order", [
+    ("kaiming", "none", "relu", 1.0, "post"), ("default", "none", "relu", 1.0, "post"),
+    ("xavier", "none", "tanh", 1.0, "post"), ("kaiming", "identity", "relu", 1.0, "post"),
+    ("kaiming", "identity", "relu", 0.5, "post"),
+    # the fair baselines: chi = 1 per plain block
+    ("critical", "none", "relu", 1.0, "post"), ("critical", "none", "tanh", 1.0, "post"),
+    ("orthogonal-critical", "none", "tanh", 1.0, "post"), ("looks-linear", "none", "relu", 1.0, "post"),
+    ("critical", "none", "relu", 1.0, "pre"), ("kaiming", "identity", "relu", 1.0, "pre")])
+def test_theory_matches_measurement_on_a_wide_net(init, kind, activation, scale, order):
     skip = {"kind": kind} if kind == "none" else {"kind": kind, "scale": scale}
     cfg = config.from_dict({"model": {"depth": 6, "width": WIDE, "init": init, "activation": activation,
-                                      "skip": skip}})
+                                      "order": order, "skip": skip}})
     torch.manual_seed(0)
     model = SkipNet(cfg.model, 32, 10)
     x, y = torch.randn(256, 32), torch.randint(0, 10, (256,))
@@ -223,10 +228,14 @@ def test_theory_matches_measurement_on_a_wide_net(init, kind, activation, scale)
     assert measured[0] / predicted[0] == pytest.approx(1.0, abs=TOLERANCE)
     # and the prediction itself is the closed form where there is one (ReLU: E[phi'^2] = 1/2)
     # and a shortcut scale * x adds scale^2 per unit: sqrt((scale^2 + chi)^6)
-    closed = {("kaiming", "none"): 2.0 ** 3, ("kaiming", "identity"): (scale ** 2 + 2.0) ** 3,
-              ("default", "none"): 18.0 ** -3}
-    if (init, kind) in closed:
-        assert predicted[0] == pytest.approx(closed[(init, kind)], rel=0.1)
+    closed = {("kaiming", "none", "post"): 2.0 ** 3, ("kaiming", "identity", "post"): (scale ** 2 + 2.0) ** 3,
+              ("default", "none", "post"): 18.0 ** -3,
+              # critical ReLU: sqrt 2 into the ReLU, 1 after it; pre-activation: the input's ReLU halves chi
+              # once more, which the next block's fc2 (feeding that ReLU) makes up: chi = 1 per block inside
+              ("critical", "none", "post"): 1.0, ("looks-linear", "none", "post"): 1.0,
+              ("critical", "none", "pre"): 1.0 / math.sqrt(2.0)}
+    if (init, kind, order) in closed and activation == "relu":
+        assert predicted[0] == pytest.approx(closed[(init, kind, order)], rel=0.1)
 
 
 def test_rezero_at_init_passes_gradients_unchanged():

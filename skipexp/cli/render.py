@@ -132,8 +132,10 @@ def print_theory(r) -> None:
     if r.predicted is None:
         return
     b0 = r.blocks[0]
+    block = (f"{r.activation} -> Linear -> {r.activation} -> Linear" if r.order == "pre"
+             else f"Linear -> {r.activation} -> Linear")
     out_console.print(
-        f"theory (mean field, per block Linear -> {r.activation} -> Linear, init {r.init}): "
+        f"theory (mean field, per block {block}, init {r.init}): "
         f"sigma_w^2 = {b0.sigma_w2:.3g}, sigma_b^2 = {b0.sigma_b2:.3g}, E[phi'(z)^2] = {b0.dphi2:.3g}, "
         f"chi per block = {b0.chi_branch:.4g}, per unit with its skip = {b0.chi_unit:.4g}", markup=False)
     t = Table(title=f"||dL/dh_i|| / ||dL/dh{r.depth}|| at init, on {r.examples} training examples",

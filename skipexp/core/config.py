@@ -123,6 +123,8 @@ class SkipConfig:
     gate_bias: float = opt(-2.0, "gated only: initial bias of the highway transform gate")
     project: str = opt("auto", "auto | always: the shortcut's learned Linear only where widths change, or on every "
                        "skipped unit (projection, rezero, gated)", choice("auto", "always"))
+    project_init: str = opt("init", "init | identity: the shortcut's learned Linear P drawn by model.init, or P = I "
+                            "at init (a rectangular identity where widths change)", choice("init", "identity"))
     scale: float = opt(1.0, "constant factor on the shortcut, out = F(x) + scale * x (identity, projection, "
                        "rezero, gated)", at_least(0.0))
 
@@ -144,7 +146,10 @@ class ModelConfig:
     hidden: int | None = opt(None, "width inside a block (default: the block's output width)", positive)
     activation: str = opt("relu", "relu | tanh | gelu | sigmoid | identity", one_of(registry.ACTIVATIONS))
     norm: str = opt("none", "none | layernorm | batchnorm", one_of(registry.NORMS))
-    init: str = opt("default", "default | kaiming | xavier | orthogonal", one_of(registry.INITS))
+    order: str = opt("post", "post | pre: a block is Linear -> [norm] -> act -> Linear, or pre-activation "
+                     "[norm] -> act -> Linear -> [norm] -> act -> Linear", one_of(registry.ORDERS))
+    init: str = opt("default", "default | kaiming | xavier | orthogonal | critical | orthogonal-critical | "
+                    "looks-linear", one_of(registry.INITS))
     skip: SkipConfig = opt(None, "how blocks are bypassed", factory=SkipConfig)
 
     def widths(self) -> list[int]:
@@ -160,6 +165,25 @@ class ModelConfig:
             skipped = set()
         return [(list(range(u * s.span, (u + 1) * s.span)), u in skipped) for u in range(n_units)]
 
+    def _width_in(self, blocks: list[int]) -> int:
+        w = self.widths()
+        return w[blocks[0] - 1] if blocks[0] > 0 else w[0]
+
+    def _check_init(self) -> None:
+        fits = registry.INIT_ACTIVATIONS.get(self.init)
+        if fits is not None and self.activation not in fits:
+            raise SkipexpError(f"{self.init} is defined for activations {', '.join(fits)}, not {self.activation}",
+                               key="model.init")
+        if self.init != "looks-linear":
+            return
+        if self.order != "post":
+            raise SkipexpError("looks-linear mirrors fc1's rows and fc2's columns around the block's one ReLU; "
+                               "it needs model.order: post", key="model.init")
+        odd = sorted({h for h in ([self.hidden] if self.hidden else self.widths()) if h % 2})
+        if odd:
+            raise SkipexpError(f"looks-linear pairs every hidden unit with a mirrored one: the width inside a block "
+                               f"must be even, got {odd[0]}", key="model.init")
+
     def validate(self) -> None:
         s = self.skip
         s.validate()  # again here: a ModelConfig built in code skips build()
@@ -174,6 +198,11 @@ class ModelConfig:
             bad = max(s.blocks)
             raise SkipexpError(f"unit {bad} does not exist: there are {n_units} units (0..{n_units - 1}) "
                                f"of span {s.span} in depth {self.depth}", key="model.skip.blocks")
+        self._check_init()
+        if s.project_init != "init" and s.project == "auto" and not any(
+                has and self._width_in(blocks) != self.widths()[blocks[-1]] for blocks, has in self.units()):
+            raise SkipexpError("identity has no learned P to set: with project: auto every skipped unit keeps its "
+                               "width, so P is x itself; set model.skip.project: always", key="model.skip.project_init")
         if s.kind == "identity":
             w = self.widths()
             for blocks, has_skip in self.units():

@@ -75,6 +75,7 @@ SKIPS = Registry("skip kind", {
     # none and dense have no shortcut to scale; identity's shortcut is x by definition (its projected
     # form is projection with project: always)
     "project": ("projection", "rezero", "gated"),
+    "project_init": ("projection", "rezero", "gated"),
     "scale": ("identity", "projection", "rezero", "gated"),
 })
 
@@ -97,6 +98,24 @@ INITS = Registry("init", {
     "kaiming": "normal, std = gain / sqrt(fan_in), gain of the activation; zero biases",
     "xavier": "normal, std = sqrt(2 / (fan_in + fan_out)); zero biases",
     "orthogonal": "orthogonal with the activation's gain; zero biases",
+    "critical": "normal, std = g / sqrt(fan_in), g the critical gain of what the Linear feeds (ReLU: sqrt 2 before "
+                "it, 1 after): chi = 1 per plain block; zero biases",
+    "orthogonal-critical": "orthogonal with the critical gain of what the Linear feeds (dynamical isometry, "
+                           "Pennington et al. 2017, for tanh); zero biases",
+    "looks-linear": "ReLU only: mirrored orthogonal pairs, fc1 = [W; -W], fc2 = [V, -V], so every block is the "
+                    "linear map V W at init (Balduzzi et al. 2017); zero biases",
+})
+
+# Inits that mean something only for some activations (and why), checked with the config.
+INIT_ACTIVATIONS = {
+    "critical": ("relu", "gelu", "tanh", "identity"),
+    "orthogonal-critical": ("relu", "gelu", "tanh", "identity"),
+    "looks-linear": ("relu",),
+}
+
+ORDERS = Registry("order", {
+    "post": "Linear -> (norm) -> act -> Linear (the tutorial's SimpleBlock)",
+    "pre": "(norm) -> act -> Linear -> (norm) -> act -> Linear (pre-activation, He et al. 2016b)",
 })
 
 OPTIMIZERS = Registry("optimizer", {
@@ -117,4 +136,4 @@ DATASETS = Registry("dataset", {
     "mnist1d": "MNIST-1D (Greydanus 2020), 4000/1000 sequences of 40, made locally by the mnist1d package",
 })
 
-ALL = (SKIPS, ACTIVATIONS, NORMS, INITS, OPTIMIZERS, SCHEDULES, DATASETS)
+ALL = (SKIPS, ACTIVATIONS, NORMS, ORDERS, INITS, OPTIMIZERS, SCHEDULES, DATASETS)

@@ -236,7 +236,7 @@ def _short(col: str) -> str:
     return col.replace("blocks.", "b").replace("skips.", "s")
 
 
-_BLOCK_PART = {"fc1": 0, "norm": 1, "fc2": 2}
+_BLOCK_PART = {"norm1": 0, "fc1": 1, "norm": 2, "norm2": 2, "fc2": 3}
 
 
 def layer_keys(cols: list[str]) -> list[tuple]:
