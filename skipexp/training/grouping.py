@@ -28,7 +28,7 @@ from skipexp.core.config import RunConfig, flatten
 PER_MODEL: frozenset[str] = frozenset({
     "name", "seed",                                   # its folder and its init and batch order
     "train.lr", "train.momentum", "train.weight_decay", "train.grad_clip", "train.schedule",
-    "model.init", "model.skip.gate_bias", "model.skip.scale",
+    "model.init", "model.skip.gate_bias", "model.skip.scale", "model.skip.project_init",
 })
 # With kind none the skip's placement builds nothing; the stack builds such a model as identity of scale 0.
 _JOINS_IDENTITY = "none"

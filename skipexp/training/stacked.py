@@ -15,11 +15,11 @@ from torch import nn
 
 from skipexp.core import data as data_mod
 from skipexp.core.config import RunConfig
-from skipexp.core.models import Block, ShortcutSkip, Skip, SkipNet
+from skipexp.core.models import Block, PreActBlock, ShortcutSkip, Skip, SkipNet
 
 # Modules whose forward works unchanged on (K, N, features) inputs once their weights are stacked.
 _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)
-_CONTAINERS = (SkipNet, Block, Skip, nn.ModuleList, nn.ModuleDict)
+_CONTAINERS = (SkipNet, Block, PreActBlock, Skip, nn.ModuleList, nn.ModuleDict)
 _WHY = {
     nn.BatchNorm1d: "batchnorm keeps running statistics and would normalise over the seed dimension",
 }
