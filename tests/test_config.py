@@ -139,7 +139,8 @@ def test_bad_table_covers_every_key():
 
 
 KIND_KEYS = [("data.dataset", registry.DATASETS), ("model.activation", registry.ACTIVATIONS),
-             ("model.norm", registry.NORMS), ("model.order", registry.ORDERS), ("model.init", registry.INITS), ("model.skip.kind", registry.SKIPS),
+             ("model.norm", registry.NORMS), ("model.order", registry.ORDERS), ("model.init", registry.INITS),
+             ("model.skip.kind", registry.SKIPS),
              ("train.optimizer", registry.OPTIMIZERS), ("train.schedule", registry.SCHEDULES)]
 
 

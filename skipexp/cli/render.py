@@ -17,11 +17,15 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     t.add_column(justify="right")
     fmt = number
     rows = [("steps", summary.get("steps")), ("steps/s", summary.get("steps_per_s")),
+            ("parameters", summary.get("params")),
             ("final train loss", summary.get("final_train_loss")),
             ("final train acc", fmt(summary.get("final_train_acc"), True)),
             ("final test loss", summary.get("final_test_loss")),
             ("final test acc", fmt(summary.get("final_test_acc"), True)),
             ("best test acc", fmt(summary.get("best_test_acc"), True)),
+            *([("final validation loss", summary.get("final_val_loss")),
+               ("final validation acc", fmt(summary.get("final_val_acc"), True))]
+              if summary.get("final_val_loss") is not None else []),
             ("weight-grad ratio first/last, start → end",
              f"{fmt(summary.get('grad_ratio_first_last_start'))} → {fmt(summary.get('grad_ratio_first_last_end'))}"),
             ("act-grad ratio h0/h_last, start → end",
@@ -39,6 +43,7 @@ SEED_ROWS = (("steps", "steps", False), ("steps/s", "steps_per_s", False),
              ("final train loss", "final_train_loss", False), ("final train acc", "final_train_acc", True),
              ("final test loss", "final_test_loss", False), ("final test acc", "final_test_acc", True),
              ("best test acc", "best_test_acc", True),
+             ("final validation loss", "final_val_loss", False), ("final validation acc", "final_val_acc", True),
              ("weight-grad ratio first/last, end", "grad_ratio_first_last_end", False),
              ("act-grad ratio h0/h_last, end", "act_grad_ratio_first_last_end", False))
 
@@ -56,6 +61,8 @@ def print_seeds(name: str, summaries: list[dict]) -> None:
     if agg.get("diverged_at_step") is not None:
         t.add_row("first divergence at step", str(agg["diverged_at_step"]), "")
     for label, field, pct in SEED_ROWS:
+        if field not in agg:   # a field no seed has (validation without a validation split)
+            continue
         lo_hi = agg["spread"].get(field)
         t.add_row(label, number(agg.get(field), pct),
                   "-" if lo_hi is None else f"{number(lo_hi[0], pct)} – {number(lo_hi[1], pct)}")

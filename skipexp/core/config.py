@@ -107,6 +107,9 @@ class DataConfig:
     root: str | None = opt(None, "folder with the IDX files / download cache (default ~/.cache/skipexp/<dataset>)")
     train_size: int | None = opt(None, "use only this many training examples (a seeded subset)", positive)
     test_size: int | None = opt(None, "use only this many test examples (a seeded subset)", positive)
+    val_size: int | None = opt(None, "hold this many training examples out as a validation split (seeded by "
+                               "data.seed, never trained on, never the test set), evaluated beside the test set",
+                               positive)
     seed: int = opt(0, "seed of the synthetic task and of subsets: the same for every run seed", at_least(0))
     input_dim: int = opt(32, "synthetic only: input features", positive)
     num_classes: int = opt(10, "synthetic only: classes", at_least(2))

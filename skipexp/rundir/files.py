@@ -25,8 +25,9 @@ META = "meta.json"              # status, heartbeat, who and when; rewritten on 
 CONFIG = "config.yaml"          # the resolved config the run was trained with
 SUMMARY = "summary.json"        # derived from the CSVs; rewritten by report
 # the fields of summary.json that a sweep's summary.csv and a comparison's mean over seeds carry
-SUMMARY_FIELDS = ("status", "steps", "final_train_loss", "best_train_loss", "final_train_acc", "best_train_acc",
-                  "final_test_loss", "best_test_loss", "final_test_acc", "best_test_acc",
+SUMMARY_FIELDS = ("status", "steps", "params", "final_train_loss", "best_train_loss", "final_train_acc",
+                  "best_train_acc", "final_test_loss", "best_test_loss", "final_test_acc", "best_test_acc",
+                  "final_val_loss", "best_val_loss", "final_val_acc", "best_val_acc",
                   "grad_ratio_first_last_start", "grad_ratio_first_last_end",
                   "act_grad_ratio_first_last_start", "act_grad_ratio_first_last_end",
                   "diverged_at_step", "wall_s", "steps_per_s")

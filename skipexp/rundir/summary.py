@@ -102,6 +102,14 @@ def _ratio(row: dict, first: str, last: str) -> float | None:
     return a / b if b not in (0.0,) and math.isfinite(a) and math.isfinite(b) else None
 
 
+def _evaluated(evals: list[dict], split: str) -> dict:
+    """final (the last evaluation) and best (the best one) loss and accuracy of one evaluated split."""
+    losses = [r[f"{split}_loss"] for r in evals if math.isfinite(r[f"{split}_loss"])]
+    accs = [r[f"{split}_acc"] for r in evals if math.isfinite(r[f"{split}_acc"])]
+    return {f"final_{split}_loss": evals[-1][f"{split}_loss"], f"final_{split}_acc": evals[-1][f"{split}_acc"],
+            f"best_{split}_loss": min(losses) if losses else None, f"best_{split}_acc": max(accs) if accs else None}
+
+
 def summarize(run_dir: Path) -> dict:
     meta = runio.read_json(run_dir / files.META) if (run_dir / files.META).exists() else {}
     metrics = runio.read_csv(run_dir / files.METRICS)
@@ -114,16 +122,13 @@ def summarize(run_dir: Path) -> dict:
     s["steps"] = steps_taken({**meta, "status": s["status"]}, metrics)
     s["wall_s"] = meta.get("train_seconds")
     s["steps_per_s"] = steps_per_second(s["steps"], s["wall_s"])
+    s["params"] = meta.get("params")
     if metrics:
         s["final_train_loss"], s["best_train_loss"] = final_and_best([r["train_loss"] for r in metrics], True)
         s["final_train_acc"], s["best_train_acc"] = final_and_best([r["train_acc"] for r in metrics], False)
-    if evals:
-        s["final_test_loss"] = evals[-1]["test_loss"]
-        s["final_test_acc"] = evals[-1]["test_acc"]
-        losses = [r["test_loss"] for r in evals if math.isfinite(r["test_loss"])]
-        accs = [r["test_acc"] for r in evals if math.isfinite(r["test_acc"])]
-        s["best_test_loss"] = min(losses) if losses else None
-        s["best_test_acc"] = max(accs) if accs else None
+    for split in ("test", "val"):
+        if evals and f"{split}_loss" in evals[0]:
+            s.update(_evaluated(evals, split))
     if grads:
         cols = [c for c in grads[0] if c != "step"]
         s["grad_ratio_first_last_start"] = _ratio(grads[0], cols[0], cols[-1])

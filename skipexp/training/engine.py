@@ -41,8 +41,12 @@ def write_rows(run: Run, values: list[float], step: int, epoch: int, lr: float, 
 
 
 def evaluate_run(run: Run, step: int, epoch: int) -> dict:
-    loss, acc = evaluate(run.model, run.data.x_test, run.data.y_test)
+    """One evaluation of one model: the test set, and the validation split where the run holds one out."""
+    d = run.data
+    loss, acc = evaluate(run.model, d.x_test, d.y_test)
     row = {"step": step, "epoch": epoch, "test_loss": loss, "test_acc": acc}
+    if d.y_val is not None:
+        row["val_loss"], row["val_acc"] = evaluate(run.model, d.x_val, d.y_val)
     run.logs["eval"].write(row)
     return row
 
