@@ -17,6 +17,11 @@ from skipexp.rundir.summary import describe
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
+try:
+    from scipy import stats as scipy_stats
+except ImportError:   # the CIs are checked against scipy where it is installed (tests/test_stats.py too)
+    scipy_stats = None
+
 
 def _stats(values: list[float]) -> dict:
     """The oracle: what the statistics module says of the values."""
@@ -90,9 +95,18 @@ def test_sweep_over_seeds_writes_summary_seeds_csv_its_table_and_curves(seeded):
         mine = [p for p in per_point if p["model.depth"] == r["model.depth"]]
         assert len(mine) == 3 and r["seeds"] == r["completed"] == "3" and r["diverged"] == "0"
         for field in sweep_summary.SEED_FIELDS:
-            want = _stats([float(p[field]) for p in mine])
+            if not mine[0][field]:   # validation fields, without a validation split
+                assert r[f"{field}_mean"] == r[f"{field}_n"] == ""
+                continue
+            values = [float(p[field]) for p in mine]
+            want = _stats(values)
             for st, v in want.items():
                 assert float(r[f"{field}_{st}"]) == pytest.approx(v, rel=1e-12), (field, st)
+            assert r[f"{field}_n"] == "3"
+            if scipy_stats is not None and want["std"]:
+                lo, hi = scipy_stats.t.interval(0.95, 2, loc=want["mean"], scale=scipy_stats.sem(values))
+                assert float(r[f"{field}_ci_low"]) == pytest.approx(lo, rel=1e-9)
+                assert float(r[f"{field}_ci_high"]) == pytest.approx(hi, rel=1e-9)
 
     table = _table(stdout)
     assert "2 configurations × 3 seeds" in table[0]

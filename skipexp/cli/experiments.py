@@ -179,7 +179,7 @@ def sweep(
             progress.console.print(f"{len(outcome.skipped)} point(s) already done, skipped")
         progress.update(task, advance=len(outcome.skipped))
     _, rows, plots_ = sweep_mod.finish(outcome.root)
-    print_sweep(rows, sw.grid, f"sweep {sw.name}: {len(rows)} points")
+    print_sweep(rows, sw, f"sweep {sw.name}: {len(rows)} points")
     out_console.print(str(outcome.root))
     bad = [r for r in outcome.ran if r.status not in ("completed", "diverged")]
     for p in outcome.busy:
@@ -239,7 +239,7 @@ def report(
         elif r.kind == "compare":
             print_compare(r.summary)
         else:
-            print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
+            print_sweep(r.summary, r.extra["sweep"], f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
         out_console.print(str(d))
         if tensorboard:
             from skipexp.views.tensorboard import export_tree

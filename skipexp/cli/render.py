@@ -100,14 +100,22 @@ def print_compare(summary: dict) -> None:
         out_console.print(f"  {note}", style="dim", markup=False, highlight=False)
 
 
-def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
+def print_sweep(rows: list[dict], sweep, title: str) -> None:
     """A sweep's table (:func:`skipexp.experiments.report.sweep_table`): a row per point, or per configuration
-    over its seeds, with the note that says what the cells mean."""
+    over its seeds, with the note that says what the cells mean; over seeds, the differences after it."""
+    from skipexp.experiments.report import differences_table, sweep_table
+
+    _print_table(sweep_table(rows, sweep.grid, sweep.select), title)
+    diffs = differences_table(rows, sweep)
+    if diffs is not None:
+        against = (", ".join(f"{k}={v}" for k, v in sweep.baseline.items()) if sweep.baseline
+                   else "the configuration before it")
+        _print_table(diffs, f"differences against {against}")
+
+
+def _print_table(st, title: str) -> None:
     from rich.table import Table
 
-    from skipexp.experiments.report import sweep_table
-
-    st = sweep_table(rows, grid)
     t = Table(title=f"{title} = {st.rows_are}" if st.rows_are else title, title_justify="left")
     for i, h in enumerate(st.head):
         t.add_column(h, justify="left" if i < st.keys or h in ("status", "seeds") else "right")

@@ -50,6 +50,7 @@ SHATTER_PNG = "shatter.png"
 SUMMARY_MD = "summary.md"       # comparison: the table as markdown
 SUMMARY_CSV = "summary.csv"     # sweep: one row per point
 SUMMARY_SEEDS_CSV = "summary-seeds.csv"  # sweep with several seeds: one row per configuration, over its seeds
+DIFFERENCES_CSV = "differences.csv"     # sweep with several seeds: differences between configurations, with CIs
 SWEEP_FILE = "sweep.yaml"       # sweep: the sweep, its base made absolute
 CURVES_PNG = "curves.png"       # sweep, in plots/: every configuration's training curves
 RUNS = "runs"                   # comparison: the member run folders
