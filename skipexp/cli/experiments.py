@@ -29,6 +29,9 @@ def compare(
         metavar="CONFIG... [KEY=VALUE]", show_default=False)],
     out: Annotated[Path, typer.Option(
         "--out", metavar="DIR", help="Folder that receives compare-<time>/.")] = Path("runs"),
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", metavar="NAME", help="The member the others' differences are taken against "
+        "(default: the first).")] = None,
 ) -> None:
     """Train configs on the same data, seed and batch order; print them side by side.
 
@@ -42,11 +45,12 @@ def compare(
     if len(configs) < 2:
         raise SkipexpError("needs at least two config files to compare", key="compare")
     members = compare_mod.plan(configs, overrides)
+    compare_mod.check_baseline(members, baseline)
     for m in members:
         check_device(m.cfg, Path(m.source))
     with no_folder_left_on_error(out):
         cdir = compare_mod.create_dir(out)
-        compare_mod.write_plan(cdir, members, overrides)
+        compare_mod.write_plan(cdir, members, overrides, baseline)
         stop = StopFlag().install()
         results = compare_mod.run(
             members, cdir, should_stop=stop, progress=download_progress(),
