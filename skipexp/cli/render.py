@@ -56,17 +56,20 @@ def print_seeds(name: str, summaries: list[dict]) -> None:
 
     agg = mean_summary(name, summaries)
     t = Table(title=f"{name}: {agg['status']}, mean over {agg['seeds']} seeds", title_justify="left")
-    for col, just in (("", "left"), ("mean", "right"), ("min – max", "right")):
+    for col, just in (("", "left"), ("mean", "right"), ("min – max", "right"), ("95% CI (n)", "right")):
         t.add_column(col, justify=just)
     if agg.get("diverged_at_step") is not None:
-        t.add_row("first divergence at step", str(agg["diverged_at_step"]), "")
+        t.add_row("first divergence at step", str(agg["diverged_at_step"]), "", "")
     for label, field, pct in SEED_ROWS:
         if field not in agg:   # a field no seed has (validation without a validation split)
             continue
-        lo_hi = agg["spread"].get(field)
+        lo_hi, ci = agg["spread"].get(field), agg["ci"].get(field)
         t.add_row(label, number(agg.get(field), pct),
-                  "-" if lo_hi is None else f"{number(lo_hi[0], pct)} – {number(lo_hi[1], pct)}")
+                  "-" if lo_hi is None else f"{number(lo_hi[0], pct)} – {number(lo_hi[1], pct)}",
+                  "" if ci is None else f"[{number(ci[0], pct)}, {number(ci[1], pct)}] ({agg['n'][field]})")
     out_console.print(t)
+    out_console.print("95% CI: of the mean over the seeds that did not diverge (Student t)", style="dim",
+                      markup=False, highlight=False)
 
 
 def finish(result) -> None:
