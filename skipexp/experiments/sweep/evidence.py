@@ -167,7 +167,7 @@ def differences(configs: list[tuple[dict, list[dict]]], grid: dict[str, list], b
         chosen_values = {} if select is None else {"chosen": values[select.key], "chosen_against": theirs[select.key]}
         for field in fields:
             a, b = healthy(points, field), healthy(others, field)
-            if not (a or b):   # a field neither has (validation without a validation split)
+            if not (a and b):   # a side without a value (all its seeds diverged, or no validation split)
                 continue
             w = stats.welch(a, b)
             rows.append({**arms[i], "against": against, **chosen_values, "field": field, "n": len(a),

@@ -110,7 +110,7 @@ def write_seeds_csv(root: Path, sweep: Sweep, rows: list[dict]) -> Path:
 def difference_columns(grid: dict[str, list], select: Selection | None) -> list[str]:
     keys = [k for k in grid if k != "seed" and (select is None or k != select.key)]
     return keys + ["against"] + (["chosen", "chosen_against"] if select is not None else []) + [
-        "field", "n", "n_against", "diff", "ci_low", "ci_high", "p", "params", "params_against"]
+        "field", "n", "n_against", "diff", "ci_low", "ci_high", "df", "p", "params", "params_against"]
 
 
 def write_differences_csv(root: Path, sweep: Sweep, rows: list[dict]) -> list[dict]:
