@@ -50,6 +50,8 @@ BAD = [
     ({"log": {"every": "often"}}, "log.every", ["integer"]),
     ({"log": {"tensorboard": "yes"}}, "log.tensorboard", ["true or false"]),
     ({"log": {"plots": "no"}}, "log.plots", ["true or false"]),
+    ({"log": {"plot_formats": ["png", "eps"]}}, "log.plot_formats", ["svg", "pdf", "eps"]),
+    ({"log": {"plot_formats": ["svg"]}}, "log.plot_formats", ["must include png"]),
     ({"model": {"skip": {"project": "sometimes"}}}, "model.skip.project", ["auto", "always", "sometimes"]),
     ({"model": {"skip": {"scale": -0.5}}}, "model.skip.scale", [">= 0", "-0.5"]),
     ({"model": {"skip": {"kind": "none", "scale": 0.5}}}, "model.skip.scale", ["1.0", "none", "identity"]),
@@ -72,6 +74,7 @@ BAD = [
     ({"name": "a b"}, "name", ["letters"]),
     ({"data": {"train_size": 0}}, "data.train_size", ["> 0"]),
     ({"data": {"test_size": -5}}, "data.test_size", ["> 0"]),
+    ({"data": {"val_size": 0}}, "data.val_size", ["> 0"]),
     ({"data": {"seed": -1}}, "data.seed", [">= 0"]),
     ({"data": {"input_dim": 0}}, "data.input_dim", ["> 0"]),
     ({"data": {"num_classes": 1}}, "data.num_classes", [">= 2"]),
@@ -134,7 +137,7 @@ def test_bad_table_covers_every_key():
     """Every leaf key has at least one bad value above (a key added without a check shows up here)."""
     untested = set(all_dotted_keys()) - {key for _, key, _ in BAD}
     # keys whose every value of the right type is valid: any string name is checked via `name`, free text
-    assert untested <= {"data.dataset", "model.activation", "model.norm", "model.order", "model.skip.kind",
+    assert untested <= {"data.dataset", "model.activation", "model.norm", "model.order", "model.init", "model.skip.kind",
                         "train.optimizer", "train.schedule"}, untested
 
 

@@ -175,23 +175,46 @@ def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
     fig = plots_sweep.sweep_figure(_sweep_rows(True, 2), grid, "model.depth", ["model.skip.kind"], "s", 0.1)
     ax_l, ax_a = fig.axes[:2]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert {"diverged (loss: at the top)", "one seed", "chance (10%)"} <= set(legend)
+    assert {"a diverged seed (no value; at the top)", "one seed", "chance (10%)"} <= set(legend)
     assert ax_l.get_ylim()[1] < 10  # the diverged 5e4 does not stretch the axis
-    identity = next(ln for ln in ax_l.get_lines() if ln.get_label() == "skip.kind=identity")
-    assert list(identity.get_xdata()) == [2, 4]  # nor is it joined to the healthy points
-    cross = [ln for ln in ax_l.get_lines() if ln.get_marker() == "x"]
-    assert len(cross) == 2 and all(list(c.get_xdata()) == [8] and list(c.get_ydata()) == [0.97] for c in cross)
+    identity = next(c for c in ax_l.containers if c.get_label() == "identity skip")
+    assert [round(math.log2(x)) for x in identity.lines[0].get_xdata()] == [1, 2]  # nor is it joined to the others
+    # a diverged seed is a cross at the top of both panels, never a value (no 0 % accuracy)
+    for ax in (ax_l, ax_a):
+        cross = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+        assert len(cross) == 2 and all(round(math.log2(c.get_xdata()[0])) == 3 and list(c.get_ydata()) == [0.97]
+                                       for c in cross)
+    # every seed is a dot drawn in front of its mean's marker, beside it
+    dots = [ln for ln in ax_a.get_lines() if ln.get_marker() == "."]
+    means = [c.lines[0] for c in ax_a.containers]
+    assert dots and min(d.get_zorder() for d in dots) > max(m.get_zorder() for m in means)
+    assert all(d.get_xdata()[0] not in set(m.get_xdata()) for d in dots for m in means)
     fig.canvas.draw()
     labels = [t.get_text() for t in ax_l.get_yticklabels() if t.get_text()]
     assert len(labels) >= 2 and "2" in labels, labels
-    assert ax_a.get_ylabel() == "final test accuracy"
+    assert ax_a.get_ylabel() == "final test accuracy (%)" and ax_a.get_ylim() == (0, 102)
+    assert max(max(m.get_ydata()) for m in means) == pytest.approx(90)   # accuracy 0.9 drawn as 90 %
+    assert ax_l.get_xlabel() == "depth (blocks of 2 Linear layers)"
     plt.close(fig)
 
     fig = plots_sweep.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
                                    ["model.skip.kind"], "s")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["skip.kind=none", "skip.kind=identity"]
+    assert legend == ["plain (no skip)", "identity skip"]
     plt.close(fig)
+
+
+def test_ten_lines_differ_in_colour_marker_or_line_style_and_values_read_as_words():
+    from skipexp.views import style
+
+    looks = [tuple(style.look(i).values()) for i in range(10)]
+    assert len(set(looks)) == 10 and len({m for _, m, _ in looks}) == 10
+    assert style.words({"model.skip.kind": "none"}) == "plain (no skip)"
+    assert style.words({"model.skip.kind": "identity", "model.skip.scale": 0.5}) == "scaled, λ = 0.5"
+    assert style.words({"model.skip.kind": "projection", "model.skip.project": "always",
+                        "model.skip.project_init": "identity"}) == "projection, P = I at init"
+    assert style.words({"model.skip.kind": "none", "model.init": "critical", "model.depth": 8}) == \
+        "plain (no skip), critical init, 8 blocks"
 
 
 @pytest.mark.parametrize("diverge", [False, True])

@@ -89,6 +89,18 @@ def installed(module: str, extra: str) -> Check:
     return check
 
 
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+def formats(v: Any, key: str) -> None:
+    for x in v:
+        if x not in FIGURE_FORMATS:
+            raise SkipexpError(f"must be a list of {', '.join(FIGURE_FORMATS)}, got {x!r}", key=key)
+    if "png" not in v:
+        raise SkipexpError(f"must include png (reports and the console show it; add svg or pdf beside it), "
+                           f"got {v}", key=key)
+
+
 def not_empty(v: Any, key: str) -> None:
     if isinstance(v, list) and not v:
         raise SkipexpError("must not be an empty list", key=key)
@@ -243,6 +255,9 @@ class LogConfig:
                             installed("tensorboard", "tensorboard"))
     plots: bool = opt(True, "draw the run's plots into <run>/plots/ when it ends (false: CSVs only; "
                             "`skipexp report <run>` draws them later)")
+    plot_formats: list[str] = opt(None, "png | svg | pdf: every figure in these formats, side by side (png always, "
+                                  "for the reports; svg and pdf for papers)", not_empty, unique, formats,
+                                  factory=lambda: ["png"])
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from skipexp.core import stats
-from skipexp.core.fmt import csv_cell, short_key
+from skipexp.core.fmt import csv_cell
 from skipexp.core.fmt import value as format_value
 from skipexp.experiments.sweep import evidence
 from skipexp.experiments.sweep.evidence import Selection
@@ -154,13 +154,19 @@ def finish(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict], list[Pa
         write_seeds_csv(root, sweep, rows)
     if seeds_swept(sweep.grid):
         write_differences_csv(root, sweep, rows)
+    from skipexp.views import style
+
     data, n = dataset(root, rows), len(sweep.grid.get("seed", [None]))
     about = ", ".join(x for x in (data, f"{n} seed{'s' if n > 1 else ''}") if x)
     if sweep.select is not None:
-        about += f", {short_key(sweep.select.key)} chosen per configuration on {sweep.select.by}"
+        about += (f", {style.axis_label(sweep.select.key)} chosen per configuration on "
+                  f"{style.FIELD_WORDS.get(sweep.select.by, sweep.select.by)}")
     title = f"sweep {sweep.name}"
     shown, grid = chosen_points(rows, sweep)
-    plots = plots_sweep.plot_sweep(shown, grid, root / files.PLOTS, title=f"{title} ({about})")
+    formats = style.formats_of(next((root / str(r["point"]) for r in rows if r.get("status") not in NOT_RUN), None))
+    plots = plots_sweep.plot_sweep(shown, grid, root / files.PLOTS, title=f"{title} ({about})",
+                                   variants=sweep.variants, formats=formats)
     plots.append(plots_sweep.plot_sweep_curves(configurations(shown, grid), grid, root,
-                                               root / files.PLOTS / files.CURVES_PNG, title, data))
+                                               root / files.PLOTS / files.CURVES_PNG, title, data, sweep.variants,
+                                               formats))
     return sweep, rows, plots
