@@ -137,8 +137,8 @@ def test_bad_table_covers_every_key():
     """Every leaf key has at least one bad value above (a key added without a check shows up here)."""
     untested = set(all_dotted_keys()) - {key for _, key, _ in BAD}
     # keys whose every value of the right type is valid: any string name is checked via `name`, free text
-    assert untested <= {"data.dataset", "model.activation", "model.norm", "model.order", "model.init", "model.skip.kind",
-                        "train.optimizer", "train.schedule"}, untested
+    assert untested <= {"data.dataset", "model.activation", "model.norm", "model.order", "model.init",
+                        "model.skip.kind", "train.optimizer", "train.schedule"}, untested
 
 
 KIND_KEYS = [("data.dataset", registry.DATASETS), ("model.activation", registry.ACTIVATIONS),

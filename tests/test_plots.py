@@ -85,7 +85,7 @@ def test_loss_plot_draws_raw_values_and_smooths_without_startup_bias(tmp_path):
     assert list(raw.get_ydata()) == pytest.approx(loss) and raw.get_alpha() < 0.5
     assert smoothed.get_ydata()[0] == pytest.approx(loss[0])  # starts where the loss starts, not biased
     assert smoothed.get_ydata()[-1] < 1.5 * loss[-1]           # and keeps up with it (the old EMA: 10x)
-    assert ax_a.get_ylabel() == "accuracy"
+    assert ax_a.get_ylabel() == "accuracy (%)" and ax_a.get_ylim() == (0, 102)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "chance accuracy (10%)" in legend and "chance loss (ln 10 = 2.30)" in legend
     plt.close(fig)
@@ -299,3 +299,15 @@ def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
     assert labels == ["0.001", "0.01", "0.1", "1"]  # norms 1e-3 .. 1 in the fake run
     assert layout.log_label(2e-5) == "2e-05" and layout.log_label(0.5) == "0.5" and layout.log_label(1e-8) == "10⁻⁸"
+
+
+def test_figures_come_in_every_format_the_config_asks_for(tmp_path):
+    """log.plot_formats: an SVG and a PDF beside each PNG, each a whole file of its format, no temporary left."""
+    run = fake_run(tmp_path, diverge=False)
+    cfg = config.from_dict({"model": {"depth": 3, "width": 4}, "log": {"plot_formats": ["png", "svg", "pdf"]}})
+    (run / "config.yaml").write_text(config.dump(cfg))
+    plots.plot_run(run)
+    names = sorted(p.name for p in (run / "plots").iterdir())
+    assert names == sorted(f"{n}.{x}" for n in ("loss", "grad_norms", "grad_heatmap") for x in ("png", "svg", "pdf"))
+    assert (run / "plots" / "loss.pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in (run / "plots" / "loss.svg").read_bytes()[:500]

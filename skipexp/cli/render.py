@@ -99,7 +99,7 @@ def print_compare(summary: dict) -> None:
     for label, cells in rows:
         t.add_row(label, *cells, style="yellow" if label.startswith("⚠") else None)
     out_console.print(t)
-    for note in compare_mod.NOTES:
+    for note in compare_mod.notes(summary):
         out_console.print(f"  {note}", style="dim", markup=False, highlight=False)
 
 

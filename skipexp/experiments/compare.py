@@ -382,12 +382,18 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
 
 
 # what the table's words mean, under it on the console and in summary.md
+SEEDS_NOTE = ("95% CI = the 95 % confidence interval of the mean over the seeds that did not diverge "
+              "(Student t); Δ = the member's mean minus the baseline member's, its 95 % CI and the p-value of "
+              "Welch's t-test (accuracy in percentage points).")
 NOTES = (summary_mod.FINAL_BEST, summary_mod.STEPS,
-         "With seeds: 95% CI = the 95 % confidence interval of the mean over the seeds that did not diverge "
-         "(Student t); Δ = the member's mean minus the baseline member's, its 95 % CI and the p-value of "
-         "Welch's t-test (accuracy in percentage points).",
          "A ratio far below 1 means the first layer gets a much smaller gradient than the last: "
          "the signal dies on its way back to the input.")
+
+
+def notes(s: dict) -> list[str]:
+    """What the table's words mean: :data:`NOTES`, and with seeds what its intervals and differences are."""
+    multi = any("seeds" in m for m in s.get("members", []))
+    return list(NOTES[:2]) + ([SEEDS_NOTE] if multi else []) + list(NOTES[2:])
 
 
 def markdown(s: dict) -> str:
@@ -395,7 +401,7 @@ def markdown(s: dict) -> str:
     lines = [f"# comparison ({s.get('created', '')})", "", caption, "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
-    lines += [""] + [f"- {n}" for n in NOTES] + [""]
+    lines += [""] + [f"- {n}" for n in notes(s)] + [""]
     if s.get("overrides"):
         lines.insert(3, f"overrides applied to every config: `{' '.join(s['overrides'])}`\n")
     return "\n".join(lines)

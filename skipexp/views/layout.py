@@ -16,7 +16,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.textpath import text_to_path
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
-DPI = 110
+DPI = 150   # print quality; skipexp.views.style saves every figure at it
 
 EDGE = 0.08            # free border around a figure
 TICK = 7 / 72          # a tick (3.5 pt) and the gap to its label (3.5 pt)

@@ -13,8 +13,7 @@ from typing import Any
 from skipexp.core.fmt import short_key
 from skipexp.core.fmt import value as format_value
 from skipexp.rundir import files
-
-DPI = 150    # every figure's resolution, PNG and the rasters inside a PDF (print quality starts near 150)
+from skipexp.views.layout import DPI  # every figure's resolution (print quality starts near 150)
 
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
