@@ -311,3 +311,42 @@ def test_figures_come_in_every_format_the_config_asks_for(tmp_path):
     assert names == sorted(f"{n}.{x}" for n in ("loss", "grad_norms", "grad_heatmap") for x in ("png", "svg", "pdf"))
     assert (run / "plots" / "loss.pdf").read_bytes()[:5] == b"%PDF-"
     assert b"<svg" in (run / "plots" / "loss.svg").read_bytes()[:500]
+
+
+def test_lesion_is_drawn_as_the_change_in_points_from_each_seeds_intact_model():
+    from skipexp.views import plots_science
+
+    def rows(intact, drops):
+        return [{"k": 0, "removed": "-", "test_acc": intact}] + [
+            {"k": 1, "removed": str(u), "test_acc": intact - d} for u, d in enumerate(drops)]
+
+    curves = [("residual", [rows(0.86, [0.001, 0.02]), rows(0.84, [0.003, 0.004])]),
+              ("plain", [rows(0.82, [0.7, 0.72])])]
+    fig = plots_science.lesion_figure(curves, "t", chance=0.1)
+    ax1 = fig.axes[0]
+    means = {ln.get_label(): list(ln.get_ydata()) for ln in ax1.get_lines() if not ln.get_label().startswith("_")}
+    assert means["residual (2 seeds)"] == pytest.approx([-0.2, -1.2])      # points, from each seed's own intact
+    assert means["plain"] == pytest.approx([-70, -72])
+    assert ax1.get_yscale() == "symlog" and "percentage points" in ax1.get_ylabel()
+    floors = [ln.get_ydata()[0] for ln in ax1.get_lines() if ln.get_linestyle() == ":"]
+    assert sorted(floors) == pytest.approx([-75, -72])                      # chance, from each net's intact
+    assert_laid_out(fig)
+
+
+def test_shatter_is_drawn_on_a_linear_axis_with_intervals_and_anchored_references():
+    from skipexp.views import plots_science
+
+    rows = [{"state": "init", "kind": k, "depth": d, "seed": s, "pair": 0, "correlation": c + s / 100}
+            for k, cs in (("none", (0.9, 0.4, -0.08)), ("identity", (0.95, 0.8, 0.6)))
+            for d, c in zip((1, 4, 16), cs) for s in range(3)]
+    lags = [{**r, "lag": lag, "correlation": r["correlation"] / lag} for r in rows for lag in (1, 2, 4)]
+    fig = plots_science.shatter_figure(rows, lags, "t")
+    ax, ax_lag = fig.axes[:2]
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] < -0.09    # the negative mean drawn where it is
+    bars = {c.get_label(): c for c in ax.containers}
+    assert list(bars["plain (no skip)"].lines[0].get_ydata()) == pytest.approx([0.91, 0.41, -0.07])
+    refs = {ln.get_label(): ln for ln in ax.get_lines() if ln.get_label().startswith(("2^-L", "1/√L"))}
+    two, root = (next(ln for k, ln in refs.items() if k.startswith(p)) for p in ("2^-L", "1/√L"))
+    assert two.get_ydata()[0] == pytest.approx(0.91) and root.get_ydata()[0] == pytest.approx(0.96)   # anchored
+    assert "lag" in ax_lag.get_xlabel() and len(ax_lag.get_lines()) >= 4
+    assert_laid_out(fig)

@@ -192,6 +192,12 @@ def test_shatter_cli(tmp_path, tiny_config):
     with open(folder / "shatter.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 1 * 2  # kinds x depths x seeds x pairs
+    with open(folder / "shatter-lags.csv") as f:
+        lags = list(csv.DictReader(f))
+    assert len(lags) == len(rows) * len(shatter.LAGS)
+    # lag 1 of shatter-lags.csv is shatter.csv's correlation
+    ones = [float(r["correlation"]) for r in lags if r["lag"] == "1"]
+    assert ones == pytest.approx([float(r["correlation"]) for r in rows])
     assert (folder / "plots" / "shatter.png").stat().st_size > 0
     bad = run_cli("shatter", tiny_config, "--depths", "1,x", "--out", tmp_path, check=2)
     assert bad.stderr.startswith("error:") and "--depths" in bad.stderr
@@ -273,8 +279,8 @@ def test_lesion_of_a_sweep_draws_each_net_once_over_its_seeds(tmp_path, monkeypa
     cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "runs", check=0)
     drawn = []
     real = lesion.plot
-    monkeypatch.setattr(lesion, "plot", lambda curves, out, title, chance=None: drawn.append((curves, title))
-                        or real(curves, out, title, chance))
+    monkeypatch.setattr(lesion, "plot", lambda curves, out, title, chance=None, formats=("png",):
+                        drawn.append((curves, title)) or real(curves, out, title, chance, formats))
     study = lesion.study(tmp_path / "runs" / "sweep-s")
     assert len(study.members) == 4 and study.overlay.is_file()
     curves, title = drawn[-1]  # the overlay: one line per kind, each the rows of its two seeds
@@ -282,3 +288,4 @@ def test_lesion_of_a_sweep_draws_each_net_once_over_its_seeds(tmp_path, monkeypa
     by_dir = {m.run_dir.name: m.rows for m in study.members}
     assert curves[0][1] == [by_dir["skip.kind=identity,seed=0"], by_dir["skip.kind=identity,seed=1"]]
     assert title == "sweep-s (synthetic, 2 seeds each)"
+    assert [lesion.readable(label) for label, _ in curves] == ["identity skip", "plain (no skip)"]

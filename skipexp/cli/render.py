@@ -191,7 +191,8 @@ def print_shatter(study) -> None:
     """``shatter``: a :class:`skipexp.science.shatter.ShatterStudy`."""
     from rich.table import Table
 
-    t = Table(title="lag-1 correlation of gradients along a line (mean ± s.e.)", title_justify="left")
+    t = Table(title="lag-1 correlation of gradients along a line (mean ± half-width of its 95% CI)",
+              title_justify="left")
     t.add_column("depth", justify="right")
     for state, kind in study.columns():
         t.add_column(kind if state == "init" else f"{kind} (trained)", justify="right")

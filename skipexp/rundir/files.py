@@ -45,6 +45,7 @@ LESION_CSV = "lesion.csv"
 LESION_PNG = "lesion.png"
 SHATTER_CSV = "shatter.csv"
 SHATTER_PNG = "shatter.png"
+SHATTER_LAGS_CSV = "shatter-lags.csv"   # every line's autocorrelation at lags 1, 2, 4, ... 64
 
 # --- a comparison or sweep folder -----------------------------------------------------------------
 SUMMARY_MD = "summary.md"       # comparison: the table as markdown
