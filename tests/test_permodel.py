@@ -149,8 +149,10 @@ def test_kind_none_joins_identity_of_its_shape_whatever_its_placement() -> None:
     assert grouping.group_configs(only_none) == [[0, 1]]
 
 
-def test_models_that_cannot_be_stacked_are_groups_of_their_own() -> None:
+def test_models_that_cannot_be_stacked_are_groups_of_their_own(monkeypatch) -> None:
     bn = [make("a", model__norm="batchnorm"), make("b", model__norm="batchnorm", seed=1), make("c")]
+    assert grouping.group_configs(bn) == [[0, 1], [2]]   # batch norm stacks, with statistics per model
+    monkeypatch.setitem(grouping._UNSTACKABLE, ("model.norm", "batchnorm"), "a reason")
     assert grouping.group_configs(bn) == [[0], [1], [2]]
     with pytest.raises(ValueError, match="one config is one model"):
         grouping.group_configs([make("a", seed=[0, 1])])

@@ -17,7 +17,7 @@ from torch import nn
 from skipexp.core.metrics import GradProbe, accuracy
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
 from skipexp.training.session import Run
-from skipexp.training.stacked import StackedLinear, stack_models
+from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models
 
 
 def nonfinite(loss: torch.Tensor, grads: list[torch.Tensor], one: torch.Tensor) -> torch.Tensor:
@@ -220,10 +220,12 @@ class Stacked:
 
     @torch.no_grad()
     def sync(self, k: int, state: bool = False) -> None:
-        """Copy model k's weights (and, with ``state``, its optimizer and schedule state) into its own run."""
+        """Copy model k's weights and running statistics (and, with ``state``, its optimizer and schedule state)
+        into its own run."""
         run = self.runs[k]
         for i, mine in enumerate(run.model.parameters()):
             mine.copy_(self._slice(i, self.params[i], k))
+        copy_buffers(self.model, run.model, k)   # batch norms' running statistics: evaluation reads them
         if not state:
             return
         whole = self.opt.state_dict()
