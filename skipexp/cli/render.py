@@ -18,8 +18,8 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     fmt = number
     rows = [("steps", summary.get("steps")), ("steps/s", summary.get("steps_per_s")),
             ("parameters", summary.get("params")),
-            ("final train loss", summary.get("final_train_loss")),
-            ("final train acc", fmt(summary.get("final_train_acc"), True)),
+            (f"final train loss{_train_from(summary)}", summary.get("final_train_loss")),
+            (f"final train acc{_train_from(summary)}", fmt(summary.get("final_train_acc"), True)),
             ("final test loss", summary.get("final_test_loss")),
             ("final test acc", fmt(summary.get("final_test_acc"), True)),
             ("best test acc", fmt(summary.get("best_test_acc"), True)),
@@ -36,6 +36,11 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     for k, v in rows:
         t.add_row(k, v if isinstance(v, str) else fmt(v))
     out_console.print(t)
+
+
+def _train_from(summary: dict) -> str:
+    """What a summary's train figures were measured on."""
+    return {"evaluation": " (training data)", "batches": " (logged batches)"}.get(summary.get("train_from"), "")
 
 
 # (label, summary field, as a percentage) of the table over seeds

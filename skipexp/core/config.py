@@ -250,6 +250,9 @@ class TrainConfig:
 class LogConfig:
     every: int = opt(10, "train metrics and gradient norms every N steps", positive)
     eval_every: int | None = opt(None, "test-set evaluation every N steps (default: end of each epoch)", positive)
+    train_eval_size: int | None = opt(10000, "at every evaluation, also the loss and accuracy on this many training "
+                                      "examples (a fixed sample drawn from data.seed; null: the whole training "
+                                      "split; 0: none); summaries' train figures come from it", at_least(0))
     checkpoint: str = opt("last", "none | last | every_epoch", choice("none", "last", "every_epoch"))
     tensorboard: bool = opt(False, "write TensorBoard event files into the run folder while it trains",
                             installed("tensorboard", "tensorboard"))

@@ -83,6 +83,18 @@ def _subset(s: Splits, cfg: DataConfig) -> Splits:
     return replace(s, **out)
 
 
+def train_sample(s: Splits, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training examples a run's train loss and accuracy are evaluated on: all of them (``size`` None or
+    at least the split), else a sample of ``size`` drawn from ``seed`` (the data's), the same for every run
+    of that data and every evaluation."""
+    n = len(s.y_train)
+    if size is None or size >= n:
+        return s.x_train, s.y_train
+    g = torch.Generator().manual_seed(seed + 104_729)
+    idx = torch.randperm(n, generator=g)[:size].sort().values.to(s.y_train.device)
+    return s.x_train[idx], s.y_train[idx]
+
+
 def batch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The permutation of epoch ``epoch``: a pure function of (seed, epoch), so resume needs no RNG state."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)

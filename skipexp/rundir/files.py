@@ -28,6 +28,7 @@ SUMMARY = "summary.json"        # derived from the CSVs; rewritten by report
 SUMMARY_FIELDS = ("status", "steps", "params", "final_train_loss", "best_train_loss", "final_train_acc",
                   "best_train_acc", "final_test_loss", "best_test_loss", "final_test_acc", "best_test_acc",
                   "final_val_loss", "best_val_loss", "final_val_acc", "best_val_acc",
+                  "final_batch_loss", "best_batch_loss", "final_batch_acc", "best_batch_acc", "train_from",
                   "grad_ratio_first_last_start", "grad_ratio_first_last_end",
                   "act_grad_ratio_first_last_start", "act_grad_ratio_first_last_end",
                   "diverged_at_step", "wall_s", "steps_per_s")
