@@ -102,6 +102,7 @@ BAD = [
     ({"train": {"threads": 0}}, "train.threads", ["> 0"]),
     ({"log": {"every": 0}}, "log.every", ["> 0"]),
     ({"log": {"eval_every": 0}}, "log.eval_every", ["> 0"]),
+    ({"log": {"train_eval_size": -1}}, "log.train_eval_size", [">= 0"]),
     ({"log": {"checkpoint": "al"}}, "log.checkpoint", ["none", "last", "every_epoch"]),
     # structure across keys
     ({"model": {"depth": 6, "skip": {"span": 4}}}, "model.skip.span", ["divide", "6"]),

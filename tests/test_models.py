@@ -85,7 +85,7 @@ def test_every_skip_kind_and_placement(kind, placement, order):
     check_model(model, torch.randn(N, IN))
     # a learned projection exists exactly where a skip joins different widths
     n_proj = sum(1 for n, m in model.named_modules() if n.endswith(".proj") and isinstance(m, nn.Linear))
-    if kind in ("projection", "rezero", "gated"):
+    if kind in ("projection", "rezero", "gated", "shortcut-gated"):
         bw = model.boundary_widths
         assert n_proj == sum(1 for u in model.units if u.skip is not None and bw[u.blocks[0]] != bw[u.blocks[-1] + 1])
     else:

@@ -131,17 +131,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SkipConfig:
-    kind: str = opt("identity", "none | identity | projection | rezero | gated | dense", one_of(registry.SKIPS))
+    kind: str = opt("identity", "none | identity | projection | rezero | gated | shortcut-gated | dense",
+                    one_of(registry.SKIPS))
     every: int = opt(1, "a skip around every k-th unit (units 0, k, 2k, ...)", positive)
     blocks: list[int] | None = opt(None, "explicit unit indices with a skip (wins over every)", at_least(0), unique)
     span: int = opt(1, "blocks one skip bypasses (a unit is span consecutive blocks)", positive)
-    gate_bias: float = opt(-2.0, "gated only: initial bias of the highway transform gate")
+    gate_bias: float = opt(-2.0, "gated and shortcut-gated: initial bias of the gate T")
     project: str = opt("auto", "auto | always: the shortcut's learned Linear only where widths change, or on every "
-                       "skipped unit (projection, rezero, gated)", choice("auto", "always"))
+                       "skipped unit (projection, rezero, gated, shortcut-gated)", choice("auto", "always"))
     project_init: str = opt("init", "init | identity: the shortcut's learned Linear P drawn by model.init, or P = I "
                             "at init (a rectangular identity where widths change)", choice("init", "identity"))
     scale: float = opt(1.0, "constant factor on the shortcut, out = F(x) + scale * x (identity, projection, "
-                       "rezero, gated)", at_least(0.0))
+                       "rezero, gated, shortcut-gated)", at_least(0.0))
 
     def validate(self) -> None:
         # an option the kind has no use for is an error, not ignored: the run would not be what its config says

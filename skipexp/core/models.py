@@ -155,6 +155,15 @@ class GatedSkip(ShortcutSkip):
         return t * fx + (1 - t) * self.shortcut(x)
 
 
+@SKIPS.implements("shortcut-gated")
+class ShortcutGatedSkip(GatedSkip):
+    """out = F(x) + (1 - T(x)) * scale * P(x), T = sigmoid(gate(x))"""
+
+    def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        t = torch.sigmoid(self.gate(x))
+        return fx + (1 - t) * self.shortcut(x)
+
+
 # Dense units have no combining object: their blocks read concatenated inputs (see SkipNet.plan).
 SKIPS.implements("dense")(None)
 

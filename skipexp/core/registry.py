@@ -69,14 +69,16 @@ SKIPS = Registry("skip kind", {
     "rezero": "out = scale * P(x) + alpha * F(x), alpha a learned scalar starting at 0, P as in projection "
               "(Bachlechner et al. 2020)",
     "gated": "highway gate: out = T(x) * F(x) + (1 - T(x)) * scale * P(x), P as in projection "
-             "(Srivastava et al. 2015)",
+             "(Srivastava et al. 2015; exclusive gating in He et al. 2016b)",
+    "shortcut-gated": "out = F(x) + (1 - T(x)) * scale * P(x): only the shortcut gated (shortcut-only gating, "
+                      "He et al. 2016b), T as in gated",
     "dense": "each block sees the concatenation of all earlier outputs in its run of units (DenseNet)",
 }, options={
     # none and dense have no shortcut to scale; identity's shortcut is x by definition (its projected
     # form is projection with project: always)
-    "project": ("projection", "rezero", "gated"),
-    "project_init": ("projection", "rezero", "gated"),
-    "scale": ("identity", "projection", "rezero", "gated"),
+    "project": ("projection", "rezero", "gated", "shortcut-gated"),
+    "project_init": ("projection", "rezero", "gated", "shortcut-gated"),
+    "scale": ("identity", "projection", "rezero", "gated", "shortcut-gated"),
 })
 
 ACTIVATIONS = Registry("activation", {

@@ -5,7 +5,7 @@ Removing a unit keeps what goes around it and drops what goes through it:
 - a unit with a skip loses its residual branch and keeps its shortcut: ``identity`` -> ``out = x``;
   ``projection`` -> ``out = P(x)`` (x itself where the widths agree); ``rezero`` -> ``out = x``
   (``P(x)`` where widths differ), i.e. the branch output is zeroed;
-- ``gated`` (highway) -> ``out = x`` (``P(x)`` where widths differ): the transform gate is closed, T = 0,
+- ``gated`` (highway) and ``shortcut-gated`` -> ``out = x`` (``P(x)`` where widths differ): the gate is closed, T = 0,
   as in the highway paper's own lesion experiment (Srivastava et al. 2015, Fig. 4). Merely zeroing
   F(x) would leave ``(1 - T(x)) * x``, which also shrinks the carried signal;
 - ``dense`` -> the unit's block outputs are zeroed. Later blocks of the same dense segment still read

@@ -29,7 +29,8 @@ def look(i: int) -> dict[str, Any]:
 # --- words for values ------------------------------------------------------------------------------
 
 SKIP_WORDS = {"none": "plain (no skip)", "identity": "identity skip", "projection": "projection skip",
-              "rezero": "ReZero", "gated": "gated (highway)", "dense": "dense"}
+              "rezero": "ReZero", "gated": "gated (highway)", "shortcut-gated": "shortcut-only gating",
+              "dense": "dense"}
 NORM_WORDS = {"none": "no norm", "layernorm": "layer norm", "batchnorm": "batch norm"}
 ORDER_WORDS = {"post": "post-activation", "pre": "pre-activation"}
 INIT_WORDS = {"default": "PyTorch's default init", "critical": "critical init", "orthogonal-critical":
@@ -53,6 +54,7 @@ def words(settings: dict[str, Any]) -> str:
     at P = I -> "projection, P = I at init"; other keys as ``name value``."""
     s = dict(settings)
     parts: list[str] = []
+    bias = s.pop("model.skip.gate_bias", None)
     kind = s.pop("model.skip.kind", None)
     scale = s.pop("model.skip.scale", None)
     project = s.pop("model.skip.project", None)
@@ -61,13 +63,15 @@ def words(settings: dict[str, Any]) -> str:
         if kind == "identity" and scale not in (None, 1, 1.0):
             parts.append(f"scaled, λ = {format_value(scale)}")
             scale = None
-        elif kind == "projection" or (project == "always" and kind in ("rezero", "gated")):
+        elif kind == "projection" or (project == "always" and kind in ("rezero", "gated", "shortcut-gated")):
             base = "projection" if kind == "projection" else SKIP_WORDS[kind]
             parts.append(base + (", P = I at init" if eye else (", learned P" if kind != "projection" else "")))
         else:
             parts.append(SKIP_WORDS.get(str(kind), str(kind)))
     if scale not in (None, 1, 1.0):
         parts.append(f"λ = {format_value(scale)}")
+    if bias is not None:
+        parts.append(f"gate bias {format_value(bias)}")
     for key, v in s.items():
         parts.append(word(key, v))
     return ", ".join(p for p in parts if p)
