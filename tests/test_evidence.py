@@ -111,3 +111,8 @@ def test_a_sweep_chooses_lr_per_configuration_on_validation_and_reports_it(tmp_p
     assert "differences against model.skip.kind=none" in out and "fewer than 5 seeds" in out
     assert (root / files.SWEEP_FILE).read_text().count("final_val_loss") == 1   # the folder keeps its selection
     assert cli("report", root, check=0).stdout.count("chosen on final_val_loss") == 1
+    # a lesion study of the sweep takes its chosen points only, and --where narrows them to a configuration
+    cli("lesion", root, "--where", "skip.kind=identity", check=0)
+    lesioned = sorted(d.name for d in root.iterdir() if (d / files.LESION_CSV).is_file())
+    lr = next(r["train.lr"] for r in agg if r["model.skip.kind"] == "identity" and r["selected"] == "True")
+    assert lesioned == [f"skip.kind=identity,train.lr={lr},seed={s}" for s in (0, 1)]

@@ -158,10 +158,20 @@ def write_csv(rows: list[dict], path: Path, columns: list[str] = COLUMNS) -> Non
     files.write_csv(path, columns, rows)
 
 
-def member_runs(folder: Path) -> list[Path]:
-    """The run folders of a comparison (or sweep) folder: ``folder/runs/*`` or ``folder/*``."""
+def member_runs(folder: Path, where: list[str] = ()) -> list[Path]:
+    """The run folders of a comparison (or sweep) folder: ``folder/runs/*`` or ``folder/*``; of a sweep with a
+    ``select``, its chosen configurations' points only; with ``where`` (``key=value`` words, as point folders
+    are named), the folders whose name holds every one of them."""
     inner = folder / files.RUNS if (folder / files.RUNS).is_dir() else folder
-    return sorted(p for p in inner.iterdir() if p.is_dir() and runio.is_run_dir(p))
+    dirs = sorted(p for p in inner.iterdir() if p.is_dir() and runio.is_run_dir(p))
+    from skipexp.experiments.sweep.spec import is_sweep_dir
+    from skipexp.experiments.sweep.summary import chosen_point_names
+
+    if is_sweep_dir(folder):
+        chosen = chosen_point_names(folder)
+        if chosen is not None:
+            dirs = [d for d in dirs if d.name in chosen]
+    return [d for d in dirs if all(w in d.name.split(",") for w in where)]
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -252,15 +262,16 @@ class LesionStudy:
 
 
 def study(folder: Path, drop: int = 1, samples: int = 20, seed: int = 0, progress: data_mod.Progress | None = None,
-          on_member: Callable[[MemberLesion], None] | None = None) -> LesionStudy:
+          on_member: Callable[[MemberLesion], None] | None = None, where: list[str] = ()) -> LesionStudy:
     """Lesion a run folder, or every run of a comparison or sweep folder: each gets lesion.csv and
     plots/lesion.png; a folder of several runs also gets plots/lesion.png with all of them overlaid.
     ``on_member`` hears each run as soon as it is done."""
     if not folder.is_dir():
         raise SkipexpError("no such folder", file=str(folder))
-    dirs = [folder] if runio.is_run_dir(folder) else member_runs(folder)
+    dirs = [folder] if runio.is_run_dir(folder) else member_runs(folder, where)
     if not dirs:
-        raise SkipexpError("neither a run folder nor a folder of run folders (runs/<member>/)", file=str(folder))
+        raise SkipexpError("neither a run folder nor a folder of run folders (runs/<member>/)" +
+                           (f" whose names hold {','.join(where)}" if where else ""), file=str(folder))
     members = []
     # a sweep's points share their base config's name: there a point is named by what varies, its folder
     names = [files.read_config_dict(d).get("name") for d in dirs]

@@ -120,6 +120,15 @@ def write_differences_csv(root: Path, sweep: Sweep, rows: list[dict]) -> list[di
     return diffs
 
 
+def chosen_point_names(root: Path) -> set[str] | None:
+    """The folder names of a sweep folder's chosen configurations' points (its ``select``), from their
+    summaries on disk; None for a sweep without a selection."""
+    sweep, rows = collect(root, refresh=False)
+    if sweep.select is None:
+        return None
+    return {str(p["point"]) for p in chosen_points(rows, sweep)[0]}
+
+
 def chosen_points(rows: list[dict], sweep: Sweep) -> tuple[list[dict], dict[str, list]]:
     """The points of the chosen configurations and the grid without the selected key (what the plots draw);
     without a selection, every point and the grid."""
