@@ -171,6 +171,9 @@ def _p(d: dict) -> str:
     return "-" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
+SIZE_KEYS = ("depth", "width", "hidden")   # short keys whose values set a model's size
+
+
 def differences_table(rows: list[dict], sweep: Any) -> SweepTable | None:
     """The differences of a sweep over seeds (:func:`skipexp.experiments.sweep.evidence.differences`), one row per
     configuration and what it is against: train loss and test accuracy, each Δ [95 % CI] and Welch's p; the
@@ -197,7 +200,10 @@ def differences_table(rows: list[dict], sweep: Any) -> SweepTable | None:
     for key, by_field in pairs.items():
         loss, acc = by_field.get("final_train_loss", empty), by_field.get("final_test_acc", empty)
         same = loss["params"] == loss["params_against"]
-        params = (number(loss["params"]) if same else f"⚠ {number(loss['params'])} vs {number(loss['params_against'])}")
+        # a size axis (depth, width) changes the parameter count by design: only elsewhere is it a confound
+        sized = any(w.split("=")[0] in SIZE_KEYS for w in key[-1].split(", "))
+        params = (number(loss["params"]) if same else
+                  f"{'' if sized else '⚠ '}{number(loss['params'])} vs {number(loss['params_against'])}")
         body.append(list(key) + ([f"{value(loss['chosen'])} / {value(loss['chosen_against'])}"] if chosen else []) + [
             f"{acc['n']} / {acc['n_against']}", _delta(loss, False), _p(loss), _delta(acc, True), _p(acc), params])
         resolved = any(d.get("ci_low") is not None and (d["ci_low"] > 0 or d["ci_high"] < 0) for d in (loss, acc))
