@@ -168,7 +168,7 @@ def test_a_diverged_seed_is_counted_apart_and_kept_off_the_axes(seeded, tmp_path
     ax_l = fig.axes[0]
     assert ax_l.get_yscale() == "log" and ax_l.get_ylim()[1] < 10  # the 25000 does not stretch the loss axis
     # the depth-2 mean is over the two healthy seeds; the diverged one is a thin line that stops at its step
-    line = next(ln for ln in ax_l.get_lines() if ln.get_label() == "depth=2")
+    line = next(ln for ln in ax_l.get_lines() if ln.get_label() == "2 blocks")   # the legend says it in words
     assert max(line.get_xdata()) > stop
     thin = [ln for ln in ax_l.get_lines() if ln.get_linewidth() < 1 and len(ln.get_xdata()) > 1]
     assert len(thin) == 1 and max(thin[0].get_xdata()) == stop
