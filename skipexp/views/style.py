@@ -69,7 +69,7 @@ def words(settings: dict[str, Any]) -> str:
         else:
             parts.append(SKIP_WORDS.get(str(kind), str(kind)))
     if scale not in (None, 1, 1.0):
-        parts.append(f"λ = {format_value(scale)}")
+        parts.append(f"{'scaled, ' if kind is None else ''}λ = {format_value(scale)}")
     if bias is not None:
         parts.append(f"gate bias {format_value(bias)}")
     for key, v in s.items():
