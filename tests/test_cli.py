@@ -58,7 +58,8 @@ def test_train_writes_every_file_with_its_columns(tmp_path):
 
     assert runio.csv_columns(run_dir / "metrics.csv") == \
         ["step", "epoch", "train_loss", "train_acc", "lr", "grad_norm_total", "elapsed_s"]
-    assert runio.csv_columns(run_dir / "eval.csv") == ["step", "epoch", "test_loss", "test_acc"]
+    assert runio.csv_columns(run_dir / "eval.csv") == \
+        ["step", "epoch", "test_loss", "test_acc", "train_loss", "train_acc"]
     layers = ["input", "blocks.0.fc1", "blocks.0.fc2", "blocks.1.fc1", "blocks.1.fc2", "skips.1.proj",
               "blocks.2.fc1", "blocks.2.fc2", "head"]
     assert runio.csv_columns(run_dir / "grad_norms.csv") == ["step"] + layers

@@ -2,6 +2,7 @@
 import json
 import re
 
+import pytest
 from conftest import assert_same_numbers, cli, run_cli, write_config
 
 from skipexp.experiments import compare
@@ -187,3 +188,26 @@ def test_the_progress_bar_shows_each_members_own_loss(tmp_path):
         last = [runio.read_csv(cdir / "runs" / f"{member}-seed{s}" / "metrics.csv")[-1]["train_loss"] for s in (0, 1)]
         assert value == f"{sum(last) / 2:.4f}"
     assert shown.group(1) != shown.group(2)
+def test_seeds_give_each_member_its_ci_and_its_difference_from_the_baseline(tmp_path):
+    """The comparison's statistics against scipy: a CI per member, Welch's difference from --baseline."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    plain = write_config(tmp_path / "plain.yaml", {"name": "plain", "model.skip.kind": "none", "train.epochs": 1})
+    wide = write_config(tmp_path / "wide.yaml", {"name": "wide", "model.width": 24, "train.epochs": 1})
+    out = tmp_path / "runs"
+    p = cli("compare", plain, wide, "seed=[0,1,2]", "--baseline", "wide", "--out", out, check=0)
+    s = json.loads((_only_dir(out, "compare-") / "summary.json").read_text())
+    assert s["baseline"] == "wide"
+    (pl, wd) = s["members"]
+    assert "against_baseline" not in wd
+    losses = {m["name"]: [x["final_train_loss"] for x in m["seed_summaries"]] for m in s["members"]}
+    lo, hi = scipy_stats.t.interval(0.95, 2, loc=sum(losses["plain"]) / 3, scale=scipy_stats.sem(losses["plain"]))
+    assert pl["summary"]["ci"]["final_train_loss"] == [pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9)]
+    ref = scipy_stats.ttest_ind(losses["plain"], losses["wide"], equal_var=False)
+    d = pl["against_baseline"]["final_train_loss"]
+    assert d["p"] == pytest.approx(ref.pvalue, rel=1e-9) and d["ci_high"] == pytest.approx(
+        ref.confidence_interval().high, rel=1e-9)
+    rows = " ".join(p.stdout.split())
+    assert "⚠ parameters" in rows and "differ in parameter count" in rows   # 24 wide against 16 wide
+    assert "Δ train loss vs wide" in rows and "(baseline)" in rows and "fewer than 5 seeds" in rows
+    bad = cli("compare", plain, wide, "--baseline", "wider", "--out", tmp_path / "bad", check=2)
+    assert bad.stderr.startswith("error: --baseline: 'wider' is not a member") and not (tmp_path / "bad").exists()

@@ -53,9 +53,21 @@ BAD = [
     ({"log": {"tensorboard": "yes"}}, "log.tensorboard", ["true or false"]),
     ({"log": {"plots": "no"}}, "log.plots", ["true or false"]),
     ({"log": {"html": "no"}}, "log.html", ["true or false"]),
+    ({"log": {"plot_formats": ["png", "eps"]}}, "log.plot_formats", ["svg", "pdf", "eps"]),
+    ({"log": {"plot_formats": ["svg"]}}, "log.plot_formats", ["must include png"]),
     ({"model": {"skip": {"project": "sometimes"}}}, "model.skip.project", ["auto", "always", "sometimes"]),
     ({"model": {"skip": {"scale": -0.5}}}, "model.skip.scale", [">= 0", "-0.5"]),
     ({"model": {"skip": {"kind": "none", "scale": 0.5}}}, "model.skip.scale", ["1.0", "none", "identity"]),
+    ({"model": {"skip": {"kind": "projection", "project_init": "eye"}}}, "model.skip.project_init",
+     ["init", "identity", "eye"]),
+    ({"model": {"skip": {"kind": "identity", "project_init": "identity"}}}, "model.skip.project_init",
+     ["init", "identity", "projection"]),
+    ({"model": {"skip": {"kind": "projection", "project_init": "identity"}}}, "model.skip.project_init",
+     ["project: always"]),
+    ({"model": {"activation": "sigmoid", "init": "critical"}}, "model.init", ["relu", "sigmoid"]),
+    ({"model": {"activation": "tanh", "init": "looks-linear"}}, "model.init", ["relu", "tanh"]),
+    ({"model": {"init": "looks-linear", "order": "pre"}}, "model.init", ["post"]),
+    ({"model": {"init": "looks-linear", "width": 7}}, "model.init", ["even", "7"]),
     # out of range
     ({"seed": -1}, "seed", [">= 0", "-1"]),
     ({"seed": []}, "seed", ["empty"]),
@@ -65,6 +77,7 @@ BAD = [
     ({"name": "a b"}, "name", ["letters"]),
     ({"data": {"train_size": 0}}, "data.train_size", ["> 0"]),
     ({"data": {"test_size": -5}}, "data.test_size", ["> 0"]),
+    ({"data": {"val_size": 0}}, "data.val_size", ["> 0"]),
     ({"data": {"seed": -1}}, "data.seed", [">= 0"]),
     ({"data": {"input_dim": 0}}, "data.input_dim", ["> 0"]),
     ({"data": {"num_classes": 1}}, "data.num_classes", [">= 2"]),
@@ -93,6 +106,7 @@ BAD = [
     ({"log": {"every": 0}}, "log.every", ["> 0"]),
     ({"log": {"eval_every": 0}}, "log.eval_every", ["> 0"]),
     ({"log": {"sharpness_every": 0}}, "log.sharpness_every", ["> 0"]),
+    ({"log": {"train_eval_size": -1}}, "log.train_eval_size", [">= 0"]),
     ({"log": {"checkpoint": "al"}}, "log.checkpoint", ["none", "last", "every_epoch"]),
     # structure across keys
     ({"model": {"depth": 6, "skip": {"span": 4}}}, "model.skip.span", ["divide", "6"]),
@@ -128,12 +142,13 @@ def test_bad_table_covers_every_key():
     """Every leaf key has at least one bad value above (a key added without a check shows up here)."""
     untested = set(all_dotted_keys()) - {key for _, key, _ in BAD}
     # keys whose every value of the right type is valid: any string name is checked via `name`, free text
-    assert untested <= {"data.dataset", "model.activation", "model.norm", "model.init", "model.skip.kind",
-                        "train.optimizer", "train.schedule"}, untested
+    assert untested <= {"data.dataset", "model.activation", "model.norm", "model.order", "model.init",
+                        "model.skip.kind", "train.optimizer", "train.schedule"}, untested
 
 
 KIND_KEYS = [("data.dataset", registry.DATASETS), ("model.activation", registry.ACTIVATIONS),
-             ("model.norm", registry.NORMS), ("model.init", registry.INITS), ("model.skip.kind", registry.SKIPS),
+             ("model.norm", registry.NORMS), ("model.order", registry.ORDERS), ("model.init", registry.INITS),
+             ("model.skip.kind", registry.SKIPS),
              ("train.optimizer", registry.OPTIMIZERS), ("train.schedule", registry.SCHEDULES)]
 
 

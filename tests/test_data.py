@@ -336,3 +336,20 @@ def test_batch_order_is_a_pure_function():
     assert not torch.equal(a, data.batch_order(100, seed=1, epoch=3))
     assert not torch.equal(a, data.batch_order(100, seed=2, epoch=2))
 
+
+
+def test_validation_split_is_held_out_of_training_and_never_the_test_set():
+    cfg = config.from_dict({"data": {"n_train": 600, "n_test": 100, "val_size": 150, "train_size": 300}}).data
+    whole = data.load(replace(cfg, val_size=None, train_size=None))
+    s = data.load(cfg)
+    assert len(s.y_val) == 150 and len(s.y_train) == 300
+    rows = {tuple(r.tolist()) for r in whole.x_train}
+    val, train = {tuple(r.tolist()) for r in s.x_val}, {tuple(r.tolist()) for r in s.x_train}
+    assert val <= rows and train <= rows and not val & train   # from the training split, disjoint
+    assert torch.equal(s.x_test, whole.x_test)                  # the test set untouched
+    again = data.load(cfg)
+    assert torch.equal(again.x_val, s.x_val) and torch.equal(again.x_train, s.x_train)
+    assert data.load(replace(cfg, val_size=None)).y_val is None
+    with pytest.raises(SkipexpError, match="600") as e:
+        data.load(replace(cfg, val_size=600))
+    assert e.value.key == "data.val_size"

@@ -9,8 +9,9 @@ from torch import nn
 
 from skipexp.core import config
 from skipexp.core.errors import SkipexpError
+from skipexp.core.inits import CRITICAL_GAINS
 from skipexp.core.models import GAINS, SkipNet
-from skipexp.core.registry import ACTIVATIONS, INITS, NORMS, SKIPS
+from skipexp.core.registry import ACTIVATIONS, INIT_ACTIVATIONS, INITS, NORMS, ORDERS, SKIPS
 
 IN, CLASSES, N = 6, 3, 5
 
@@ -67,23 +68,24 @@ def wake_rezero(model: SkipNet) -> None:
                 p.fill_(0.5)
 
 
+@pytest.mark.parametrize("order", ORDERS.names)
 @pytest.mark.parametrize("placement", list(PLACEMENTS))
 @pytest.mark.parametrize("kind", SKIPS.names)
-def test_every_skip_kind_and_placement(kind, placement):
+def test_every_skip_kind_and_placement(kind, placement, order):
     skip, width = PLACEMENTS[placement]
     raw_cfg = config.ModelConfig(depth=4, width=width, skip=config.SkipConfig(kind=kind, **skip))
     if kind == "identity" and widths_change_inside_a_skip(raw_cfg):
         with pytest.raises(SkipexpError, match=r"block \d"):
-            model_config(kind, skip, width)
+            model_config(kind, skip, width, order=order)
         return
-    cfg = model_config(kind, skip, width)
+    cfg = model_config(kind, skip, width, order=order, norm="layernorm")
     torch.manual_seed(0)
     model = SkipNet(cfg, IN, CLASSES)
     wake_rezero(model)
     check_model(model, torch.randn(N, IN))
     # a learned projection exists exactly where a skip joins different widths
     n_proj = sum(1 for n, m in model.named_modules() if n.endswith(".proj") and isinstance(m, nn.Linear))
-    if kind in ("projection", "rezero", "gated"):
+    if kind in ("projection", "rezero", "gated", "shortcut-gated"):
         bw = model.boundary_widths
         assert n_proj == sum(1 for u in model.units if u.skip is not None and bw[u.blocks[0]] != bw[u.blocks[-1] + 1])
     else:
@@ -92,8 +94,8 @@ def test_every_skip_kind_and_placement(kind, placement):
         assert len(model.skips) == 0
 
 
-@pytest.mark.parametrize("reg,key", [(ACTIVATIONS, "activation"), (NORMS, "norm"), (INITS, "init")],
-                         ids=["activation", "norm", "init"])
+@pytest.mark.parametrize("reg,key", [(ACTIVATIONS, "activation"), (NORMS, "norm"), (ORDERS, "order"),
+                                     (INITS, "init")], ids=["activation", "norm", "order", "init"])
 def test_every_activation_norm_init(reg, key):
     for name in reg.names:
         torch.manual_seed(0)
@@ -220,25 +222,82 @@ INIT_STD = {
     "xavier": lambda fan_in, fan_out, gain: math.sqrt(2 / (fan_in + fan_out)),
     "orthogonal": lambda fan_in, fan_out, gain: gain / math.sqrt(max(fan_in, fan_out)),
 }
+# the critical inits put on each Linear the critical gain of what it feeds: fc1 feeds the activation, fc2 nothing
+CRITICAL = {"fc1": lambda act: CRITICAL_GAINS[act], "fc2": lambda act: 1.0}
+INIT_STD.update({
+    "critical": lambda fan_in, fan_out, gain: gain / math.sqrt(fan_in),
+    "orthogonal-critical": lambda fan_in, fan_out, gain: gain / math.sqrt(max(fan_in, fan_out)),
+    "looks-linear": lambda fan_in, fan_out, gain: gain / math.sqrt(max(fan_in, fan_out)),
+})
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("init", INITS.names)
 def test_init_std_matches_definition(init, activation):
     assert set(INIT_STD) == set(INITS.names)
+    fits = INIT_ACTIVATIONS.get(init, ACTIVATIONS.names)
+    if activation not in fits:
+        return   # refused by the config (tests/test_config.py)
     torch.manual_seed(0)
     model = SkipNet(model_config("identity", depth=1, width=512, hidden=256, init=init, activation=activation),
                     IN, CLASSES)
-    gain = GAINS[activation]
-    for lin in (model.blocks[0].fc1, model.blocks[0].fc2):
+    for part in ("fc1", "fc2"):
+        lin = getattr(model.blocks[0], part)
+        gain = CRITICAL[part](activation) if init in INIT_ACTIVATIONS else GAINS[activation]
         fan_out, fan_in = lin.weight.shape
         assert lin.weight.std().item() == pytest.approx(INIT_STD[init](fan_in, fan_out, gain), rel=0.03)
         assert abs(lin.weight.mean().item()) < 0.05 * lin.weight.std().item()
         if init != "default":
             assert torch.equal(lin.bias, torch.zeros_like(lin.bias))
-    if init == "orthogonal":
-        w = model.blocks[0].fc1.weight   # (256, 512): orthonormal rows scaled by the gain
+    w = model.blocks[0].fc1.weight   # (256, 512): orthonormal rows scaled by the gain
+    if init in ("orthogonal", "orthogonal-critical"):
+        gain = CRITICAL_GAINS[activation] if init == "orthogonal-critical" else GAINS[activation]
         assert torch.allclose(w @ w.T, gain ** 2 * torch.eye(256), atol=1e-4)
+    if init == "looks-linear":   # mirrored pairs: [W; -W] and [V, -V], W and V orthogonal
+        half, v = w[:128], model.blocks[0].fc2.weight[:, :128]
+        assert torch.equal(w[128:], -half) and torch.equal(model.blocks[0].fc2.weight[:, 128:], -v)
+        assert torch.allclose(half @ half.T, 2 * torch.eye(128), atol=1e-4)
+        assert torch.allclose(v.T @ v, torch.eye(128), atol=1e-4)
+
+
+def test_pre_activation_block_as_he_et_al_write_it():
+    """norm -> ReLU -> Linear -> norm -> ReLU -> Linear, the unit adding x to it (He et al. 2016b, Fig. 4e)."""
+    torch.manual_seed(0)
+    model = SkipNet(model_config("identity", depth=2, width=8, norm="layernorm", order="pre"), IN, CLASSES)
+    x = torch.randn(N, IN)
+    _, hs = model(x, capture=True)
+    for i, blk in enumerate(model.blocks):
+        h = hs[i]
+        branch = blk.fc2(torch.relu(blk.norm2(blk.fc1(torch.relu(blk.norm1(h))))))
+        assert torch.equal(hs[i + 1], branch + h)
+    assert [n for n, _ in model.layers()][1:5] == ["blocks.0.norm1", "blocks.0.fc1", "blocks.0.norm2", "blocks.0.fc2"]
+
+
+def test_looks_linear_blocks_are_linear_at_init():
+    """Balduzzi et al.'s point: with mirrored pairs every ReLU block computes the linear map (W2 W1 / 2) x."""
+    torch.manual_seed(0)
+    model = SkipNet(model_config("none", depth=3, width=16, init="looks-linear"), IN, CLASSES)
+    x = torch.randn(N, 16)
+    for blk in model.blocks:
+        linear = x @ (blk.fc2.weight @ blk.fc1.weight).T / 2
+        assert torch.allclose(blk(x), linear, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["projection", "rezero", "gated"])
+def test_projection_at_identity(kind):
+    """project_init: identity sets P = I and leaves every other weight as model.init draws it."""
+    cfgs = [model_config(kind, {"project": "always", "project_init": p}, width=[8, 8, 12, 12], init="kaiming")
+            for p in ("init", "identity")]
+    torch.manual_seed(0)
+    drawn = SkipNet(cfgs[0], IN, CLASSES)
+    torch.manual_seed(0)
+    eye = SkipNet(cfgs[1], IN, CLASSES)
+    for (name, a), (_, b) in zip(drawn.named_parameters(), eye.named_parameters()):
+        if name.endswith("proj.weight"):
+            assert torch.equal(b, torch.eye(*b.shape)), name   # rectangular where the widths change
+            assert not torch.equal(a, b)
+        else:
+            assert torch.equal(a, b), name
 
 
 def test_layers_in_forward_order():

@@ -148,8 +148,10 @@ def test_kind_none_joins_identity_of_its_shape_whatever_its_placement() -> None:
     assert grouping.group_configs(only_none) == [[0, 1]]
 
 
-def test_models_that_cannot_be_stacked_are_groups_of_their_own() -> None:
+def test_models_that_cannot_be_stacked_are_groups_of_their_own(monkeypatch) -> None:
     bn = [make("a", model__norm="batchnorm"), make("b", model__norm="batchnorm", seed=1), make("c")]
+    assert grouping.group_configs(bn) == [[0, 1], [2]]   # batch norm stacks, with statistics per model
+    monkeypatch.setitem(grouping._UNSTACKABLE, ("model.norm", "batchnorm"), "a reason")
     assert grouping.group_configs(bn) == [[0], [1], [2]]
     with pytest.raises(ValueError, match="one config is one model"):
         grouping.group_configs([make("a", seed=[0, 1])])
@@ -202,3 +204,25 @@ def test_per_model_hyperparameters_update_each_slice_as_its_lone_optimizer_to_th
             for p, mine in zip(stacked_params, ps):
                 assert torch.equal(p[k], mine), (kind, k)
     assert sched.get_last_lr() == [s.get_last_lr()[0] for s in lone_scheds]
+
+
+def test_models_with_the_fair_inits_equal_their_lone_runs(tmp_path: Path) -> None:
+    """The critical inits and looks-linear copy their own weights into the stack, as every init does."""
+    cfgs = [make("critical", model__init="critical", model__skip__kind="none"),
+            make("orth", model__init="orthogonal-critical", seed=1),
+            make("ll", model__init="looks-linear", model__skip__kind="none", seed=2)]
+    assert_each_equals_its_lone_run(cfgs, tmp_path)
+
+
+def test_learned_projections_at_the_identity_and_drawn_equal_their_lone_runs(tmp_path: Path) -> None:
+    p = {"model__skip__kind": "projection", "model__skip__project": "always"}
+    cfgs = [make("drawn", **p), make("eye", **p, model__skip__project_init="identity"),
+            make("eye-half", **p, model__skip__project_init="identity", model__skip__scale=0.5)]
+    assert_each_equals_its_lone_run(cfgs, tmp_path)
+
+
+def test_pre_activation_models_stack_with_each_other_not_with_post(tmp_path: Path) -> None:
+    pre = {"model__order": "pre", "model__norm": "layernorm"}
+    cfgs = [make("pre", **pre), make("pre-plain", **pre, model__skip__kind="none", model__init="critical")]
+    assert_each_equals_its_lone_run(cfgs, tmp_path)
+    assert grouping.group_configs([make("pre", **pre), make("post", model__norm="layernorm")]) == [[0], [1]]

@@ -85,7 +85,7 @@ def test_loss_plot_draws_raw_values_and_smooths_without_startup_bias(tmp_path):
     assert list(raw.get_ydata()) == pytest.approx(loss) and raw.get_alpha() < 0.5
     assert smoothed.get_ydata()[0] == pytest.approx(loss[0])  # starts where the loss starts, not biased
     assert smoothed.get_ydata()[-1] < 1.5 * loss[-1]           # and keeps up with it (the old EMA: 10x)
-    assert ax_a.get_ylabel() == "accuracy"
+    assert ax_a.get_ylabel() == "accuracy (%)" and ax_a.get_ylim() == (0, 102)
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "chance accuracy (10%)" in legend and "chance loss (ln 10 = 2.30)" in legend
     plt.close(fig)
@@ -175,23 +175,46 @@ def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
     fig = plots_sweep.sweep_figure(_sweep_rows(True, 2), grid, "model.depth", ["model.skip.kind"], "s", 0.1)
     ax_l, ax_a = fig.axes[:2]
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert {"diverged (loss: at the top)", "one seed", "chance (10%)"} <= set(legend)
+    assert {"a diverged seed (no value; at the top)", "one seed", "chance (10%)"} <= set(legend)
     assert ax_l.get_ylim()[1] < 10  # the diverged 5e4 does not stretch the axis
-    identity = next(ln for ln in ax_l.get_lines() if ln.get_label() == "skip.kind=identity")
-    assert list(identity.get_xdata()) == [2, 4]  # nor is it joined to the healthy points
-    cross = [ln for ln in ax_l.get_lines() if ln.get_marker() == "x"]
-    assert len(cross) == 2 and all(list(c.get_xdata()) == [8] and list(c.get_ydata()) == [0.97] for c in cross)
+    identity = next(c for c in ax_l.containers if c.get_label() == "identity skip")
+    assert [round(math.log2(x)) for x in identity.lines[0].get_xdata()] == [1, 2]  # nor is it joined to the others
+    # a diverged seed is a cross at the top of both panels, never a value (no 0 % accuracy)
+    for ax in (ax_l, ax_a):
+        cross = [ln for ln in ax.get_lines() if ln.get_marker() == "x"]
+        assert len(cross) == 2 and all(round(math.log2(c.get_xdata()[0])) == 3 and list(c.get_ydata()) == [0.97]
+                                       for c in cross)
+    # every seed is a dot drawn in front of its mean's marker, beside it
+    dots = [ln for ln in ax_a.get_lines() if ln.get_marker() == "."]
+    means = [c.lines[0] for c in ax_a.containers]
+    assert dots and min(d.get_zorder() for d in dots) > max(m.get_zorder() for m in means)
+    assert all(d.get_xdata()[0] not in set(m.get_xdata()) for d in dots for m in means)
     fig.canvas.draw()
     labels = [t.get_text() for t in ax_l.get_yticklabels() if t.get_text()]
     assert len(labels) >= 2 and "2" in labels, labels
-    assert ax_a.get_ylabel() == "final test accuracy"
+    assert ax_a.get_ylabel() == "final test accuracy (%)" and ax_a.get_ylim() == (0, 102)
+    assert max(max(m.get_ydata()) for m in means) == pytest.approx(90)   # accuracy 0.9 drawn as 90 %
+    assert ax_l.get_xlabel() == "depth (blocks of 2 Linear layers)"
     plt.close(fig)
 
     fig = plots_sweep.sweep_figure(_sweep_rows(False, 1), {**grid, "seed": [0]}, "model.depth",
                                    ["model.skip.kind"], "s")
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == ["skip.kind=none", "skip.kind=identity"]
+    assert legend == ["plain (no skip)", "identity skip"]
     plt.close(fig)
+
+
+def test_ten_lines_differ_in_colour_marker_or_line_style_and_values_read_as_words():
+    from skipexp.views import style
+
+    looks = [tuple(style.look(i).values()) for i in range(10)]
+    assert len(set(looks)) == 10 and len({m for _, m, _ in looks}) == 10
+    assert style.words({"model.skip.kind": "none"}) == "plain (no skip)"
+    assert style.words({"model.skip.kind": "identity", "model.skip.scale": 0.5}) == "scaled, λ = 0.5"
+    assert style.words({"model.skip.kind": "projection", "model.skip.project": "always",
+                        "model.skip.project_init": "identity"}) == "projection, P = I at init"
+    assert style.words({"model.skip.kind": "none", "model.init": "critical", "model.depth": 8}) == \
+        "plain (no skip), critical init, 8 blocks"
 
 
 @pytest.mark.parametrize("diverge", [False, True])
@@ -276,3 +299,54 @@ def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
     assert labels == ["0.001", "0.01", "0.1", "1"]  # norms 1e-3 .. 1 in the fake run
     assert layout.log_label(2e-5) == "2e-05" and layout.log_label(0.5) == "0.5" and layout.log_label(1e-8) == "10⁻⁸"
+
+
+def test_figures_come_in_every_format_the_config_asks_for(tmp_path):
+    """log.plot_formats: an SVG and a PDF beside each PNG, each a whole file of its format, no temporary left."""
+    run = fake_run(tmp_path, diverge=False)
+    cfg = config.from_dict({"model": {"depth": 3, "width": 4}, "log": {"plot_formats": ["png", "svg", "pdf"]}})
+    (run / "config.yaml").write_text(config.dump(cfg))
+    plots.plot_run(run)
+    names = sorted(p.name for p in (run / "plots").iterdir())
+    assert names == sorted(f"{n}.{x}" for n in ("loss", "grad_norms", "grad_heatmap") for x in ("png", "svg", "pdf"))
+    assert (run / "plots" / "loss.pdf").read_bytes()[:5] == b"%PDF-"
+    assert b"<svg" in (run / "plots" / "loss.svg").read_bytes()[:500]
+
+
+def test_lesion_is_drawn_as_the_change_in_points_from_each_seeds_intact_model():
+    from skipexp.views import plots_science
+
+    def rows(intact, drops):
+        return [{"k": 0, "removed": "-", "test_acc": intact}] + [
+            {"k": 1, "removed": str(u), "test_acc": intact - d} for u, d in enumerate(drops)]
+
+    curves = [("residual", [rows(0.86, [0.001, 0.02]), rows(0.84, [0.003, 0.004])]),
+              ("plain", [rows(0.82, [0.7, 0.72])])]
+    fig = plots_science.lesion_figure(curves, "t", chance=0.1)
+    ax1 = fig.axes[0]
+    means = {ln.get_label(): list(ln.get_ydata()) for ln in ax1.get_lines() if not ln.get_label().startswith("_")}
+    assert means["residual (2 seeds)"] == pytest.approx([-0.2, -1.2])      # points, from each seed's own intact
+    assert means["plain"] == pytest.approx([-70, -72])
+    assert ax1.get_yscale() == "symlog" and "percentage points" in ax1.get_ylabel()
+    floors = [ln.get_ydata()[0] for ln in ax1.get_lines() if ln.get_linestyle() == ":"]
+    assert sorted(floors) == pytest.approx([-75, -72])                      # chance, from each net's intact
+    assert_laid_out(fig)
+
+
+def test_shatter_is_drawn_on_a_linear_axis_with_intervals_and_anchored_references():
+    from skipexp.views import plots_science
+
+    rows = [{"state": "init", "kind": k, "depth": d, "seed": s, "pair": 0, "correlation": c + s / 100}
+            for k, cs in (("none", (0.9, 0.4, -0.08)), ("identity", (0.95, 0.8, 0.6)))
+            for d, c in zip((1, 4, 16), cs) for s in range(3)]
+    lags = [{**r, "lag": lag, "correlation": r["correlation"] / lag} for r in rows for lag in (1, 2, 4)]
+    fig = plots_science.shatter_figure(rows, lags, "t")
+    ax, ax_lag = fig.axes[:2]
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] < -0.09    # the negative mean drawn where it is
+    bars = {c.get_label(): c for c in ax.containers}
+    assert list(bars["plain (no skip)"].lines[0].get_ydata()) == pytest.approx([0.91, 0.41, -0.07])
+    refs = {ln.get_label(): ln for ln in ax.get_lines() if ln.get_label().startswith(("2^-L", "1/√L"))}
+    two, root = (next(ln for k, ln in refs.items() if k.startswith(p)) for p in ("2^-L", "1/√L"))
+    assert two.get_ydata()[0] == pytest.approx(0.91) and root.get_ydata()[0] == pytest.approx(0.96)   # anchored
+    assert "lag" in ax_lag.get_xlabel() and len(ax_lag.get_lines()) >= 4
+    assert_laid_out(fig)

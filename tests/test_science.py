@@ -192,6 +192,12 @@ def test_shatter_cli(tmp_path, tiny_config):
     with open(folder / "shatter.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 2 * 1 * 2  # kinds x depths x seeds x pairs
+    with open(folder / "shatter-lags.csv") as f:
+        lags = list(csv.DictReader(f))
+    assert len(lags) == len(rows) * len(shatter.LAGS)
+    # lag 1 of shatter-lags.csv is shatter.csv's correlation
+    ones = [float(r["correlation"]) for r in lags if r["lag"] == "1"]
+    assert ones == pytest.approx([float(r["correlation"]) for r in rows])
     assert (folder / "plots" / "shatter.png").stat().st_size > 0
     bad = run_cli("shatter", tiny_config, "--depths", "1,x", "--out", tmp_path, check=2)
     assert bad.stderr.startswith("error:") and "--depths" in bad.stderr
@@ -228,13 +234,18 @@ WIDE = 512
 TOLERANCE = 0.2  # measured / predicted within 20% at width 512 and depth 6 (seen: within ~12%)
 
 
-@pytest.mark.parametrize("init,kind,activation,scale", [
-    ("kaiming", "none", "relu", 1.0), ("default", "none", "relu", 1.0), ("xavier", "none", "tanh", 1.0),
-    ("kaiming", "identity", "relu", 1.0), ("kaiming", "identity", "relu", 0.5)])
-def test_theory_matches_measurement_on_a_wide_net(init, kind, activation, scale):
+@pytest.mark.parametrize("init,kind,activation,scale,order", [
+    ("kaiming", "none", "relu", 1.0, "post"), ("default", "none", "relu", 1.0, "post"),
+    ("xavier", "none", "tanh", 1.0, "post"), ("kaiming", "identity", "relu", 1.0, "post"),
+    ("kaiming", "identity", "relu", 0.5, "post"),
+    # the fair baselines: chi = 1 per plain block
+    ("critical", "none", "relu", 1.0, "post"), ("critical", "none", "tanh", 1.0, "post"),
+    ("orthogonal-critical", "none", "tanh", 1.0, "post"), ("looks-linear", "none", "relu", 1.0, "post"),
+    ("critical", "none", "relu", 1.0, "pre"), ("kaiming", "identity", "relu", 1.0, "pre")])
+def test_theory_matches_measurement_on_a_wide_net(init, kind, activation, scale, order):
     skip = {"kind": kind} if kind == "none" else {"kind": kind, "scale": scale}
     cfg = config.from_dict({"model": {"depth": 6, "width": WIDE, "init": init, "activation": activation,
-                                      "skip": skip}})
+                                      "order": order, "skip": skip}})
     torch.manual_seed(0)
     model = SkipNet(cfg.model, 32, 10)
     x, y = torch.randn(256, 32), torch.randint(0, 10, (256,))
@@ -243,10 +254,14 @@ def test_theory_matches_measurement_on_a_wide_net(init, kind, activation, scale)
     assert measured[0] / predicted[0] == pytest.approx(1.0, abs=TOLERANCE)
     # and the prediction itself is the closed form where there is one (ReLU: E[phi'^2] = 1/2)
     # and a shortcut scale * x adds scale^2 per unit: sqrt((scale^2 + chi)^6)
-    closed = {("kaiming", "none"): 2.0 ** 3, ("kaiming", "identity"): (scale ** 2 + 2.0) ** 3,
-              ("default", "none"): 18.0 ** -3}
-    if (init, kind) in closed:
-        assert predicted[0] == pytest.approx(closed[(init, kind)], rel=0.1)
+    closed = {("kaiming", "none", "post"): 2.0 ** 3, ("kaiming", "identity", "post"): (scale ** 2 + 2.0) ** 3,
+              ("default", "none", "post"): 18.0 ** -3,
+              # critical ReLU: sqrt 2 into the ReLU, 1 after it; pre-activation: the input's ReLU halves chi
+              # once more, which the next block's fc2 (feeding that ReLU) makes up: chi = 1 per block inside
+              ("critical", "none", "post"): 1.0, ("looks-linear", "none", "post"): 1.0,
+              ("critical", "none", "pre"): 1.0 / math.sqrt(2.0)}
+    if (init, kind, order) in closed and activation == "relu":
+        assert predicted[0] == pytest.approx(closed[(init, kind, order)], rel=0.1)
 
 
 def test_rezero_at_init_passes_gradients_unchanged():
@@ -284,8 +299,8 @@ def test_lesion_of_a_sweep_draws_each_net_once_over_its_seeds(tmp_path, monkeypa
     cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "runs", check=0)
     drawn = []
     real = lesion.plot
-    monkeypatch.setattr(lesion, "plot", lambda curves, out, title, chance=None: drawn.append((curves, title))
-                        or real(curves, out, title, chance))
+    monkeypatch.setattr(lesion, "plot", lambda curves, out, title, chance=None, formats=("png",):
+                        drawn.append((curves, title)) or real(curves, out, title, chance, formats))
     study = lesion.study(tmp_path / "runs" / "sweep-s")
     assert len(study.members) == 4 and study.overlay.is_file()
     curves, title = drawn[-1]  # the overlay: one line per kind, each the rows of its two seeds
@@ -293,3 +308,4 @@ def test_lesion_of_a_sweep_draws_each_net_once_over_its_seeds(tmp_path, monkeypa
     by_dir = {m.run_dir.name: m.rows for m in study.members}
     assert curves[0][1] == [by_dir["skip.kind=identity,seed=0"], by_dir["skip.kind=identity,seed=1"]]
     assert title == "sweep-s (synthetic, 2 seeds each)"
+    assert [lesion.readable(label) for label, _ in curves] == ["identity skip", "plain (no skip)"]

@@ -19,7 +19,7 @@ def test_train_writes_complete_run_folder(tiny_run):
               "checkpoints/last.pt", "train.log"]:
         assert (run_dir / f).is_file(), f
     assert runio.csv_columns(run_dir / "metrics.csv") == runio.METRICS_COLUMNS
-    assert runio.csv_columns(run_dir / "eval.csv") == runio.EVAL_COLUMNS
+    assert runio.csv_columns(run_dir / "eval.csv") == runio.EVAL_COLUMNS + runio.TRAIN_COLUMNS
     assert runio.csv_columns(run_dir / "grad_norms.csv") == (
         ["step", "input"] + [f"blocks.{i}.fc{j}" for i in range(4) for j in (1, 2)] + ["head"])
     assert runio.csv_columns(run_dir / "act_grad_norms.csv") == ["step"] + [f"h{i}" for i in range(5)]
@@ -44,3 +44,18 @@ def test_cli_in_this_process_puts_the_process_back(tmp_path, tiny_config):
     after = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM), torch.get_num_threads(),
              dict(os.environ), list(sys.argv), os.getcwd())
     assert after == before
+
+
+def test_a_validation_split_is_evaluated_beside_the_test_set(tmp_path):
+    from conftest import write_config
+
+    cfg = write_config(tmp_path / "val.yaml", {"data.val_size": 128})
+    p = cli("train", cfg, "--out", tmp_path / "runs", check=0)
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert runio.csv_columns(run_dir / "eval.csv") == runio.EVAL_COLUMNS + ["val_loss", "val_acc"] + \
+        runio.TRAIN_COLUMNS
+    s = json.loads((run_dir / "summary.json").read_text())
+    last = runio.read_csv(run_dir / "eval.csv")[-1]
+    assert s["final_val_loss"] == last["val_loss"] and s["final_val_acc"] == last["val_acc"]
+    assert json.loads((run_dir / "meta.json").read_text())["steps_per_epoch"] == (512 - 128) // 64
+    assert "final validation acc" in p.stdout

@@ -77,13 +77,15 @@ def _check_invariants(run):
     s = runio.read_json(run / "summary.json")
     m, e = runio.read_csv(run / "metrics.csv"), runio.read_csv(run / "eval.csv")
     width = max(1, len(m) // 10)
-    # the definitions, from the CSVs directly
-    assert s["final_train_loss"] == pytest.approx(sum(r["train_loss"] for r in m[-width:]) / width)
-    assert s["final_train_acc"] == pytest.approx(sum(r["train_acc"] for r in m[-width:]) / width)
-    assert s["final_test_loss"] == e[-1]["test_loss"] and s["final_test_acc"] == e[-1]["test_acc"]
-    assert s["best_test_loss"] == min(r["test_loss"] for r in e)
-    assert s["best_test_acc"] == max(r["test_acc"] for r in e)
+    # the definitions, from the CSVs directly: batch figures from the logged batches, the others evaluated
+    assert s["final_batch_loss"] == pytest.approx(sum(r["train_loss"] for r in m[-width:]) / width)
+    assert s["final_batch_acc"] == pytest.approx(sum(r["train_acc"] for r in m[-width:]) / width)
+    for split in ("test", "train"):
+        assert s[f"final_{split}_loss"] == e[-1][f"{split}_loss"] and s[f"final_{split}_acc"] == e[-1][f"{split}_acc"]
+        assert s[f"best_{split}_loss"] == min(r[f"{split}_loss"] for r in e)
+        assert s[f"best_{split}_acc"] == max(r[f"{split}_acc"] for r in e)
     # the invariant
+    assert s["best_batch_loss"] <= s["final_batch_loss"] and s["best_batch_acc"] >= s["final_batch_acc"]
     assert s["best_train_loss"] <= s["final_train_loss"] and s["best_train_acc"] >= s["final_train_acc"]
     assert s["best_test_loss"] <= s["final_test_loss"] and s["best_test_acc"] >= s["final_test_acc"]
     return s, m
@@ -120,3 +122,36 @@ def test_steps_of_an_interrupted_and_a_crashed_run():
     assert summary.steps_taken({"status": "crashed", "steps_done": 100}, logged) == 560
     assert summary.steps_taken({}, []) == 0
     assert summary.steps_per_second(100, 4.0) == 25.0 and summary.steps_per_second(100, None) is None
+
+
+@pytest.mark.parametrize("size", [None, 100])
+def test_train_figures_are_the_training_data_evaluated_at_the_end(tmp_path, size):
+    """The oracle: the final checkpoint evaluated by hand on the training split (or its fixed sample) gives
+    eval.csv's last train row and summary.json's final train loss and accuracy."""
+    import torch
+
+    from skipexp.core import config, data
+    from skipexp.core.metrics import evaluate
+    from skipexp.core.models import SkipNet
+
+    run = train_in_process(tmp_path, "t", {"log.train_eval_size": size, "train.epochs": 1})
+    cfg = config.load(run / "config.yaml")
+    splits = data.load(cfg.data)
+    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    model.load_state_dict(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"])
+    x, y = data.train_sample(splits, size, cfg.data.seed)
+    assert len(y) == (512 if size is None else 100)
+    loss, acc = evaluate(model, x, y)
+    last = runio.read_csv(run / "eval.csv")[-1]
+    assert last["train_loss"] == pytest.approx(loss, rel=1e-6) and last["train_acc"] == acc
+    s = runio.read_json(run / "summary.json")
+    assert (s["final_train_loss"], s["final_train_acc"], s["train_from"]) == (last["train_loss"], acc, "evaluation")
+    batches = [r["train_loss"] for r in runio.read_csv(run / "metrics.csv")]
+    assert s["final_batch_loss"] == summary.final_and_best(batches, True)[0]   # the logged batches, kept apart
+
+
+def test_without_evaluated_training_data_train_figures_are_the_logged_batches(tmp_path):
+    run = train_in_process(tmp_path, "b", {"log.train_eval_size": 0, "train.epochs": 1})
+    assert runio.csv_columns(run / "eval.csv") == runio.EVAL_COLUMNS
+    s = runio.read_json(run / "summary.json")
+    assert s["train_from"] == "batches" and s["final_train_loss"] == s["final_batch_loss"]

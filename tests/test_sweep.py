@@ -51,7 +51,7 @@ def test_a_bad_point_fails_before_anything_runs(tmp_path, grid, message):
     (tmp_path / "typo.yaml").write_text("name: t\nbase: tiny.yaml\ngird: {seed: [0]}\n")
     p = run_cli("sweep", tmp_path / "typo.yaml", "--out", tmp_path / "runs", check=2)
     assert p.stderr.strip() == (f'error: {tmp_path / "typo.yaml"}: gird: unknown key (did you mean "grid"?); '
-                                "a sweep file has name, base, grid, overrides, slurm")
+                                "a sweep file has name, base, grid, overrides, select, baseline, slurm")
     assert not (tmp_path / "runs").exists()
 
 

@@ -17,6 +17,11 @@ from skipexp.rundir.summary import describe
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
+try:
+    from scipy import stats as scipy_stats
+except ImportError:   # the CIs are checked against scipy where it is installed (tests/test_stats.py too)
+    scipy_stats = None
+
 
 def _stats(values: list[float]) -> dict:
     """The oracle: what the statistics module says of the values."""
@@ -90,9 +95,18 @@ def test_sweep_over_seeds_writes_summary_seeds_csv_its_table_and_curves(seeded):
         mine = [p for p in per_point if p["model.depth"] == r["model.depth"]]
         assert len(mine) == 3 and r["seeds"] == r["completed"] == "3" and r["diverged"] == "0"
         for field in sweep_summary.SEED_FIELDS:
-            want = _stats([float(p[field]) for p in mine])
+            if not mine[0][field]:   # validation fields, without a validation split
+                assert r[f"{field}_mean"] == r[f"{field}_n"] == ""
+                continue
+            values = [float(p[field]) for p in mine]
+            want = _stats(values)
             for st, v in want.items():
                 assert float(r[f"{field}_{st}"]) == pytest.approx(v, rel=1e-12), (field, st)
+            assert r[f"{field}_n"] == "3"
+            if scipy_stats is not None and want["std"]:
+                lo, hi = scipy_stats.t.interval(0.95, 2, loc=want["mean"], scale=scipy_stats.sem(values))
+                assert float(r[f"{field}_ci_low"]) == pytest.approx(lo, rel=1e-9)
+                assert float(r[f"{field}_ci_high"]) == pytest.approx(hi, rel=1e-9)
 
     table = _table(stdout)
     assert "2 configurations × 3 seeds" in table[0]
@@ -159,7 +173,7 @@ def test_a_diverged_seed_is_counted_apart_and_kept_off_the_axes(seeded, tmp_path
     ax_l = fig.axes[0]
     assert ax_l.get_yscale() == "log" and ax_l.get_ylim()[1] < 10  # the 25000 does not stretch the loss axis
     # the depth-2 mean is over the two healthy seeds; the diverged one is a thin line that stops at its step
-    line = next(ln for ln in ax_l.get_lines() if ln.get_label() == "depth=2")
+    line = next(ln for ln in ax_l.get_lines() if ln.get_label() == "2 blocks")   # the legend says it in words
     assert max(line.get_xdata()) > stop
     thin = [ln for ln in ax_l.get_lines() if ln.get_linewidth() < 1 and len(ln.get_xdata()) > 1]
     assert len(thin) == 1 and max(thin[0].get_xdata()) == stop

@@ -110,7 +110,8 @@ def test_tags_fold_into_a_few_sections(two_runs):
     tags = everything(read_events(run_dir))
     layers = runio.csv_columns(run_dir / "grad_norms.csv")[1:]
     boundaries = runio.csv_columns(run_dir / "act_norms.csv")[1:]
-    assert len(tags) == 4 + 2 + len(layers) + 2 * len(boundaries) + 2 + 1  # ... 2 histograms, config
+    # train/* (and the evaluated training data: eval_loss, eval_acc), test/*, per layer and boundary, histograms, config
+    assert len(tags) == 4 + 2 + 2 + len(layers) + 2 * len(boundaries) + 2 + 1
     assert {t.split("/")[0] for t in tags} == SECTIONS
 
 

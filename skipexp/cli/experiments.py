@@ -29,6 +29,9 @@ def compare(
         metavar="CONFIG... [KEY=VALUE]", show_default=False)],
     out: Annotated[Path, typer.Option(
         "--out", metavar="DIR", help="Folder that receives compare-<time>/.")] = Path("runs"),
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", metavar="NAME", help="The member the others' differences are taken against "
+        "(default: the first).")] = None,
 ) -> None:
     """Train configs on the same data, seed and batch order; print them side by side.
 
@@ -42,11 +45,12 @@ def compare(
     if len(configs) < 2:
         raise SkipexpError("needs at least two config files to compare", key="compare")
     members = compare_mod.plan(configs, overrides)
+    compare_mod.check_baseline(members, baseline)
     for m in members:
         check_device(m.cfg, Path(m.source))
     with no_folder_left_on_error(out):
         cdir = compare_mod.create_dir(out)
-        compare_mod.write_plan(cdir, members, overrides)
+        compare_mod.write_plan(cdir, members, overrides, baseline)
         stop = StopFlag().install()
         results = compare_mod.run(
             members, cdir, should_stop=stop, progress=download_progress(),
@@ -213,7 +217,7 @@ def sweep(
             progress.console.print(f"{len(outcome.skipped)} point(s) already done, skipped")
         progress.update(task, advance=len(outcome.skipped))
     _, rows, plots_ = sweep_mod.finish(outcome.root, html=any(p.cfg.log.html for p in pts))
-    print_sweep(rows, sw.grid, f"sweep {sw.name}: {len(rows)} points")
+    print_sweep(rows, sw, f"sweep {sw.name}: {len(rows)} points")
     out_console.print(str(outcome.root))
     bad = [r for r in outcome.ran if r.status not in ("completed", "diverged")]
     for p in outcome.busy:
@@ -301,7 +305,7 @@ def report(
         elif r.kind == "compare":
             print_compare(r.summary)
         else:
-            print_sweep(r.summary, r.extra["sweep"].grid, f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
+            print_sweep(r.summary, r.extra["sweep"], f"sweep {r.extra['sweep'].name}: {len(r.summary)} points")
         out_console.print(str(d))
         if tensorboard:
             n = len(report_mod.export_tensorboard(d))

@@ -17,11 +17,15 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     t.add_column(justify="right")
     fmt = number
     rows = [("steps", summary.get("steps")), ("steps/s", summary.get("steps_per_s")),
-            ("final train loss", summary.get("final_train_loss")),
-            ("final train acc", fmt(summary.get("final_train_acc"), True)),
+            ("parameters", summary.get("params")),
+            (f"final train loss{_train_from(summary)}", summary.get("final_train_loss")),
+            (f"final train acc{_train_from(summary)}", fmt(summary.get("final_train_acc"), True)),
             ("final test loss", summary.get("final_test_loss")),
             ("final test acc", fmt(summary.get("final_test_acc"), True)),
             ("best test acc", fmt(summary.get("best_test_acc"), True)),
+            *([("final validation loss", summary.get("final_val_loss")),
+               ("final validation acc", fmt(summary.get("final_val_acc"), True))]
+              if summary.get("final_val_loss") is not None else []),
             ("weight-grad ratio first/last, start → end",
              f"{fmt(summary.get('grad_ratio_first_last_start'))} → {fmt(summary.get('grad_ratio_first_last_end'))}"),
             ("act-grad ratio h0/h_last, start → end",
@@ -34,11 +38,17 @@ def print_summary(summary: dict, run_dir: Path) -> None:
     out_console.print(t)
 
 
+def _train_from(summary: dict) -> str:
+    """What a summary's train figures were measured on."""
+    return {"evaluation": " (training data)", "batches": " (logged batches)"}.get(summary.get("train_from"), "")
+
+
 # (label, summary field, as a percentage) of the table over seeds
 SEED_ROWS = (("steps", "steps", False), ("steps/s", "steps_per_s", False),
              ("final train loss", "final_train_loss", False), ("final train acc", "final_train_acc", True),
              ("final test loss", "final_test_loss", False), ("final test acc", "final_test_acc", True),
              ("best test acc", "best_test_acc", True),
+             ("final validation loss", "final_val_loss", False), ("final validation acc", "final_val_acc", True),
              ("weight-grad ratio first/last, end", "grad_ratio_first_last_end", False),
              ("act-grad ratio h0/h_last, end", "act_grad_ratio_first_last_end", False))
 
@@ -51,15 +61,20 @@ def print_seeds(name: str, summaries: list[dict]) -> None:
 
     agg = mean_summary(name, summaries)
     t = Table(title=f"{name}: {agg['status']}, mean over {agg['seeds']} seeds", title_justify="left")
-    for col, just in (("", "left"), ("mean", "right"), ("min – max", "right")):
+    for col, just in (("", "left"), ("mean", "right"), ("min – max", "right"), ("95% CI (n)", "right")):
         t.add_column(col, justify=just)
     if agg.get("diverged_at_step") is not None:
-        t.add_row("first divergence at step", str(agg["diverged_at_step"]), "")
+        t.add_row("first divergence at step", str(agg["diverged_at_step"]), "", "")
     for label, field, pct in SEED_ROWS:
-        lo_hi = agg["spread"].get(field)
+        if field not in agg:   # a field no seed has (validation without a validation split)
+            continue
+        lo_hi, ci = agg["spread"].get(field), agg["ci"].get(field)
         t.add_row(label, number(agg.get(field), pct),
-                  "-" if lo_hi is None else f"{number(lo_hi[0], pct)} – {number(lo_hi[1], pct)}")
+                  "-" if lo_hi is None else f"{number(lo_hi[0], pct)} – {number(lo_hi[1], pct)}",
+                  "" if ci is None else f"[{number(ci[0], pct)}, {number(ci[1], pct)}] ({agg['n'][field]})")
     out_console.print(t)
+    out_console.print("95% CI: of the mean over the seeds that did not diverge (Student t)", style="dim",
+                      markup=False, highlight=False)
 
 
 def finish(*results) -> None:
@@ -94,18 +109,26 @@ def print_compare(summary: dict) -> None:
     for label, cells in rows:
         t.add_row(label, *cells, style="yellow" if label.startswith("⚠") else None)
     out_console.print(t)
-    for note in compare_mod.NOTES:
+    for note in compare_mod.notes(summary):
         out_console.print(f"  {note}", style="dim", markup=False, highlight=False)
 
 
-def print_sweep(rows: list[dict], grid: dict, title: str) -> None:
+def print_sweep(rows: list[dict], sweep, title: str) -> None:
     """A sweep's table (:func:`skipexp.experiments.report.sweep_table`): a row per point, or per configuration
-    over its seeds, with the note that says what the cells mean."""
+    over its seeds, with the note that says what the cells mean; over seeds, the differences after it."""
+    from skipexp.experiments.report import differences_table, sweep_table
+
+    _print_table(sweep_table(rows, sweep.grid, sweep.select), title)
+    diffs = differences_table(rows, sweep)
+    if diffs is not None:
+        against = (", ".join(f"{k}={v}" for k, v in sweep.baseline.items()) if sweep.baseline
+                   else "the configuration before it")
+        _print_table(diffs, f"differences against {against}")
+
+
+def _print_table(st, title: str) -> None:
     from rich.table import Table
 
-    from skipexp.experiments.report import sweep_table
-
-    st = sweep_table(rows, grid)
     t = Table(title=f"{title} = {st.rows_are}" if st.rows_are else title, title_justify="left")
     for i, h in enumerate(st.head):
         t.add_column(h, justify="left" if i < st.keys or h in ("status", "seeds") else "right")
@@ -138,8 +161,10 @@ def print_theory(r) -> None:
         print_theory_jacobian(r)
         return
     b0 = r.blocks[0]
+    block = (f"{r.activation} -> Linear -> {r.activation} -> Linear" if r.order == "pre"
+             else f"Linear -> {r.activation} -> Linear")
     out_console.print(
-        f"theory (mean field, per block Linear -> {r.activation} -> Linear, init {r.init}): "
+        f"theory (mean field, per block {block}, init {r.init}): "
         f"sigma_w^2 = {b0.sigma_w2:.3g}, sigma_b^2 = {b0.sigma_b2:.3g}, E[phi'(z)^2] = {b0.dphi2:.3g}, "
         f"chi per block = {b0.chi_branch:.4g}, per unit with its skip = {b0.chi_unit:.4g}", markup=False)
     t = Table(title=f"||dL/dh_i|| / ||dL/dh{r.depth}|| at init, on {r.examples} training examples",
@@ -200,7 +225,8 @@ def print_shatter(study) -> None:
     """``shatter``: a :class:`skipexp.science.shatter.ShatterStudy`."""
     from rich.table import Table
 
-    t = Table(title="lag-1 correlation of gradients along a line (mean ± s.e.)", title_justify="left")
+    t = Table(title="lag-1 correlation of gradients along a line (mean ± half-width of its 95% CI)",
+              title_justify="left")
     t.add_column("depth", justify="right")
     for state, kind in study.columns():
         t.add_column(kind if state == "init" else f"{kind} (trained)", justify="right")

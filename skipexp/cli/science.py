@@ -10,6 +10,7 @@ from skipexp.cli.app import app
 from skipexp.cli.args import ConfigArg, OutOpt, OverridesArg, at_least_one, int_list, load_config
 from skipexp.cli.console import download_progress, out_console
 from skipexp.cli.render import print_lesion, print_shatter
+from skipexp.core.errors import SkipexpError
 
 
 @app.command(short_help="Remove units of a trained model; measure test accuracy.")
@@ -20,19 +21,27 @@ def lesion(
     drop: Annotated[int, typer.Option("--drop", metavar="K", help="Also remove random sets of 2..K units.")] = 1,
     samples: Annotated[int, typer.Option("--samples", metavar="N", help="Random sets per K.")] = 20,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the random sets.")] = 0,
+    where: Annotated[Optional[str], typer.Option(
+        "--where", metavar="KEY=VALUE,...", help="Of a folder of runs, only those whose folder names hold every "
+        "KEY=VALUE (as sweep points are named), e.g. depth=50,net=highway.")] = None,
 ) -> None:
     """Remove units of a trained model at test time and measure test accuracy (lesion study).
 
     Each unit in turn loses its residual branch where it has a skip, or is removed whole where it has none;
     --drop K adds random sets of 2..K units. Writes lesion.csv and plots/lesion.png into the run folder.
+    Of a sweep that chooses an axis per configuration (select), only the chosen configurations' points.
 
     Example: skipexp lesion runs/20260101-120000-skip --drop 4
     """
     from skipexp.science import lesion as lesion_mod
 
     at_least_one(drop=drop, samples=samples)
+    words = [w.strip() for w in (where or "").split(",") if w.strip()]
+    bad = [w for w in words if "=" not in w]
+    if bad:
+        raise SkipexpError(f"expects KEY=VALUE words separated by commas, got {bad[0]!r}", key="--where")
     study = lesion_mod.study(run_dir, drop=drop, samples=samples, seed=seed, progress=download_progress(),
-                             on_member=print_lesion)
+                             on_member=print_lesion, where=words)
     if study.overlay is not None:
         out_console.print(str(study.overlay), soft_wrap=True)
 

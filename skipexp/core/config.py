@@ -89,6 +89,18 @@ def installed(module: str, extra: str) -> Check:
     return check
 
 
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+def formats(v: Any, key: str) -> None:
+    for x in v:
+        if x not in FIGURE_FORMATS:
+            raise SkipexpError(f"must be a list of {', '.join(FIGURE_FORMATS)}, got {x!r}", key=key)
+    if "png" not in v:
+        raise SkipexpError(f"must include png (reports and the console show it; add svg or pdf beside it), "
+                           f"got {v}", key=key)
+
+
 def not_empty(v: Any, key: str) -> None:
     if isinstance(v, list) and not v:
         raise SkipexpError("must not be an empty list", key=key)
@@ -107,6 +119,9 @@ class DataConfig:
     root: str | None = opt(None, "folder with the IDX files / download cache (default ~/.cache/skipexp/<dataset>)")
     train_size: int | None = opt(None, "use only this many training examples (a seeded subset)", positive)
     test_size: int | None = opt(None, "use only this many test examples (a seeded subset)", positive)
+    val_size: int | None = opt(None, "hold this many training examples out as a validation split (seeded by "
+                               "data.seed, never trained on, never the test set), evaluated beside the test set",
+                               positive)
     seed: int = opt(0, "seed of the synthetic task and of subsets: the same for every run seed", at_least(0))
     input_dim: int = opt(32, "synthetic only: input features", positive)
     num_classes: int = opt(10, "synthetic only: classes", at_least(2))
@@ -116,15 +131,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SkipConfig:
-    kind: str = opt("identity", "none | identity | projection | rezero | gated | dense", one_of(registry.SKIPS))
+    kind: str = opt("identity", "none | identity | projection | rezero | gated | shortcut-gated | dense",
+                    one_of(registry.SKIPS))
     every: int = opt(1, "a skip around every k-th unit (units 0, k, 2k, ...)", positive)
     blocks: list[int] | None = opt(None, "explicit unit indices with a skip (wins over every)", at_least(0), unique)
     span: int = opt(1, "blocks one skip bypasses (a unit is span consecutive blocks)", positive)
-    gate_bias: float = opt(-2.0, "gated only: initial bias of the highway transform gate")
+    gate_bias: float = opt(-2.0, "gated and shortcut-gated: initial bias of the gate T")
     project: str = opt("auto", "auto | always: the shortcut's learned Linear only where widths change, or on every "
-                       "skipped unit (projection, rezero, gated)", choice("auto", "always"))
+                       "skipped unit (projection, rezero, gated, shortcut-gated)", choice("auto", "always"))
+    project_init: str = opt("init", "init | identity: the shortcut's learned Linear P drawn by model.init, or P = I "
+                            "at init (a rectangular identity where widths change)", choice("init", "identity"))
     scale: float = opt(1.0, "constant factor on the shortcut, out = F(x) + scale * x (identity, projection, "
-                       "rezero, gated)", at_least(0.0))
+                       "rezero, gated, shortcut-gated)", at_least(0.0))
 
     def validate(self) -> None:
         # an option the kind has no use for is an error, not ignored: the run would not be what its config says
@@ -144,7 +162,10 @@ class ModelConfig:
     hidden: int | None = opt(None, "width inside a block (default: the block's output width)", positive)
     activation: str = opt("relu", "relu | tanh | gelu | sigmoid | identity", one_of(registry.ACTIVATIONS))
     norm: str = opt("none", "none | layernorm | batchnorm", one_of(registry.NORMS))
-    init: str = opt("default", "default | kaiming | xavier | orthogonal", one_of(registry.INITS))
+    order: str = opt("post", "post | pre: a block is Linear -> [norm] -> act -> Linear, or pre-activation "
+                     "[norm] -> act -> Linear -> [norm] -> act -> Linear", one_of(registry.ORDERS))
+    init: str = opt("default", "default | kaiming | xavier | orthogonal | critical | orthogonal-critical | "
+                    "looks-linear", one_of(registry.INITS))
     skip: SkipConfig = opt(None, "how blocks are bypassed", factory=SkipConfig)
 
     def widths(self) -> list[int]:
@@ -160,6 +181,25 @@ class ModelConfig:
             skipped = set()
         return [(list(range(u * s.span, (u + 1) * s.span)), u in skipped) for u in range(n_units)]
 
+    def _width_in(self, blocks: list[int]) -> int:
+        w = self.widths()
+        return w[blocks[0] - 1] if blocks[0] > 0 else w[0]
+
+    def _check_init(self) -> None:
+        fits = registry.INIT_ACTIVATIONS.get(self.init)
+        if fits is not None and self.activation not in fits:
+            raise SkipexpError(f"{self.init} is defined for activations {', '.join(fits)}, not {self.activation}",
+                               key="model.init")
+        if self.init != "looks-linear":
+            return
+        if self.order != "post":
+            raise SkipexpError("looks-linear mirrors fc1's rows and fc2's columns around the block's one ReLU; "
+                               "it needs model.order: post", key="model.init")
+        odd = sorted({h for h in ([self.hidden] if self.hidden else self.widths()) if h % 2})
+        if odd:
+            raise SkipexpError(f"looks-linear pairs every hidden unit with a mirrored one: the width inside a block "
+                               f"must be even, got {odd[0]}", key="model.init")
+
     def validate(self) -> None:
         s = self.skip
         s.validate()  # again here: a ModelConfig built in code skips build()
@@ -174,6 +214,11 @@ class ModelConfig:
             bad = max(s.blocks)
             raise SkipexpError(f"unit {bad} does not exist: there are {n_units} units (0..{n_units - 1}) "
                                f"of span {s.span} in depth {self.depth}", key="model.skip.blocks")
+        self._check_init()
+        if s.project_init != "init" and s.project == "auto" and not any(
+                has and self._width_in(blocks) != self.widths()[blocks[-1]] for blocks, has in self.units()):
+            raise SkipexpError("identity has no learned P to set: with project: auto every skipped unit keeps its "
+                               "width, so P is x itself; set model.skip.project: always", key="model.skip.project_init")
         if s.kind == "identity":
             w = self.widths()
             for blocks, has_skip in self.units():
@@ -206,6 +251,9 @@ class TrainConfig:
 class LogConfig:
     every: int = opt(10, "train metrics and gradient norms every N steps", positive)
     eval_every: int | None = opt(None, "test-set evaluation every N steps (default: end of each epoch)", positive)
+    train_eval_size: int | None = opt(10000, "at every evaluation, also the loss and accuracy on this many training "
+                                      "examples (a fixed sample drawn from data.seed; null: the whole training "
+                                      "split; 0: none); summaries' train figures come from it", at_least(0))
     checkpoint: str = opt("last", "none | last | every_epoch", choice("none", "last", "every_epoch"))
     tensorboard: bool = opt(False, "write TensorBoard event files into the run folder while it trains",
                             installed("tensorboard", "tensorboard"))
@@ -218,6 +266,9 @@ class LogConfig:
                                             "training examples) at the first evaluation after every N steps and at "
                                             "the end, into sharpness.csv (default: never; 16-30 Hessian-vector "
                                             "products each, ~100 training steps' time)", positive)
+    plot_formats: list[str] = opt(None, "png | svg | pdf: every figure in these formats, side by side (png always, "
+                                  "for the reports; svg and pdf for papers)", not_empty, unique, formats,
+                                  factory=lambda: ["png"])
 
 
 @dataclass(frozen=True)

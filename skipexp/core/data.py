@@ -36,18 +36,35 @@ class Splits:
     y_test: torch.Tensor
     num_classes: int
     source: str = ""        # where the data came from, for meta.json
+    x_val: torch.Tensor | None = None   # held out of the training split (data.val_size); None without one
+    y_val: torch.Tensor | None = None
 
     @property
     def input_dim(self) -> int:
         return self.x_train.shape[1]
 
     def to(self, device: torch.device) -> Splits:
-        return replace(self, **{k: getattr(self, k).to(device) for k in ("x_train", "y_train", "x_test", "y_test")})
+        names = ("x_train", "y_train", "x_test", "y_test") + (("x_val", "y_val") if self.y_val is not None else ())
+        return replace(self, **{k: getattr(self, k).to(device) for k in names})
 
 
 def load(cfg: DataConfig, progress: Progress | None = None) -> Splits:
     splits = DATASETS.get(cfg.dataset, "data.dataset")(cfg, progress)
-    return _subset(splits, cfg)
+    return _subset(_hold_out(splits, cfg), cfg)
+
+
+def _hold_out(s: Splits, cfg: DataConfig) -> Splits:
+    """The validation split: ``val_size`` examples of the training split, drawn from ``data.seed`` and never
+    trained on (``train_size`` then subsets what is left). The test split is never touched."""
+    if not cfg.val_size:
+        return s
+    n = len(s.y_train)
+    if cfg.val_size >= n:
+        raise SkipexpError(f"holds out {cfg.val_size} examples for validation but {cfg.dataset} has {n} in its "
+                           f"training split, and training needs some", key="data.val_size")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 7_919))
+    val, train = perm[:cfg.val_size].sort().values, perm[cfg.val_size:].sort().values
+    return replace(s, x_train=s.x_train[train], y_train=s.y_train[train], x_val=s.x_train[val], y_val=s.y_train[val])
 
 
 def _subset(s: Splits, cfg: DataConfig) -> Splits:
@@ -64,6 +81,18 @@ def _subset(s: Splits, cfg: DataConfig) -> Splits:
             x, y = x[idx], y[idx]
         out[f"x_{split}"], out[f"y_{split}"] = x, y
     return replace(s, **out)
+
+
+def train_sample(s: Splits, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training examples a run's train loss and accuracy are evaluated on: all of them (``size`` None or
+    at least the split), else a sample of ``size`` drawn from ``seed`` (the data's), the same for every run
+    of that data and every evaluation."""
+    n = len(s.y_train)
+    if size is None or size >= n:
+        return s.x_train, s.y_train
+    g = torch.Generator().manual_seed(seed + 104_729)
+    idx = torch.randperm(n, generator=g)[:size].sort().values.to(s.y_train.device)
+    return s.x_train[idx], s.y_train[idx]
 
 
 def batch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

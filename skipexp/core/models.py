@@ -5,7 +5,6 @@ an object that combines a unit's input ``x`` with the unit's output ``F(x)``.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,9 +12,10 @@ import torch
 from torch import nn
 
 from skipexp.core.config import ModelConfig, SkipConfig
-from skipexp.core.registry import ACTIVATIONS, INITS, NORMS, SKIPS
+from skipexp.core.inits import CRITICAL_GAINS, GAINS, Site
+from skipexp.core.registry import ACTIVATIONS, INITS, NORMS, ORDERS, SKIPS
 
-# --- activations, norms, inits -------------------------------------------------------------------
+# --- activations and norms (the inits: skipexp.core.inits) --------------------------------------
 
 ACTIVATIONS.implements("relu")(nn.ReLU)
 ACTIVATIONS.implements("tanh")(nn.Tanh)
@@ -23,46 +23,18 @@ ACTIVATIONS.implements("gelu")(nn.GELU)
 ACTIVATIONS.implements("sigmoid")(nn.Sigmoid)
 ACTIVATIONS.implements("identity")(nn.Identity)
 
-# The variance-preserving gain of each activation (PyTorch's calculate_gain, plus GELU's ~ReLU).
-GAINS = {"relu": math.sqrt(2.0), "tanh": 5.0 / 3.0, "gelu": math.sqrt(2.0), "sigmoid": 1.0, "identity": 1.0}
-
 NORMS.implements("none")(lambda width: nn.Identity())
 NORMS.implements("layernorm")(nn.LayerNorm)
 NORMS.implements("batchnorm")(nn.BatchNorm1d)
 
 
-@INITS.implements("default")
-def init_default(linear: nn.Linear, gain: float) -> None:
-    """Keep what nn.Linear drew when it was built."""
-
-
-@INITS.implements("kaiming")
-def init_kaiming(linear: nn.Linear, gain: float) -> None:
-    nn.init.normal_(linear.weight, std=gain / math.sqrt(linear.in_features))
-    _zero_bias(linear)
-
-
-@INITS.implements("xavier")
-def init_xavier(linear: nn.Linear, gain: float) -> None:
-    nn.init.normal_(linear.weight, std=math.sqrt(2.0 / (linear.in_features + linear.out_features)))
-    _zero_bias(linear)
-
-
-@INITS.implements("orthogonal")
-def init_orthogonal(linear: nn.Linear, gain: float) -> None:
-    nn.init.orthogonal_(linear.weight, gain=gain)
-    _zero_bias(linear)
-
-
-def _zero_bias(linear: nn.Linear) -> None:
-    if linear.bias is not None:
-        nn.init.zeros_(linear.bias)
-
-
 # --- the block -----------------------------------------------------------------------------------
 
+@ORDERS.implements("post")
 class Block(nn.Module):
     """The seed tutorial's SimpleBlock: fc1 -> (norm) -> act -> fc2."""
+
+    reads_act = False   # its input goes into a Linear first (what the Linear before it feeds, for the inits)
 
     def __init__(self, d_in: int, hidden: int, d_out: int, activation: str = "relu", norm: str = "none"):
         super().__init__()
@@ -73,6 +45,24 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.norm(self.fc1(x))))
+
+
+@ORDERS.implements("pre")
+class PreActBlock(nn.Module):
+    """Pre-activation (He et al. 2016b, "Identity mappings"): (norm1) -> act -> fc1 -> (norm2) -> act -> fc2."""
+
+    reads_act = True
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, activation: str = "relu", norm: str = "none"):
+        super().__init__()
+        self.norm1 = NORMS.get(norm)(d_in)
+        self.act = ACTIVATIONS.get(activation)()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.norm2 = NORMS.get(norm)(hidden)
+        self.fc2 = nn.Linear(hidden, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.norm2(self.fc1(self.act(self.norm1(x))))))
 
 
 # --- skips: combine a unit's input x with its output fx ------------------------------------------
@@ -164,6 +154,15 @@ class GatedSkip(ShortcutSkip):
     def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
         t = torch.sigmoid(self.gate(x))
         return t * fx + (1 - t) * self.shortcut(x)
+
+
+@SKIPS.implements("shortcut-gated")
+class ShortcutGatedSkip(GatedSkip):
+    """out = F(x) + (1 - T(x)) * scale * P(x), T = sigmoid(gate(x))"""
+
+    def forward(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        t = torch.sigmoid(self.gate(x))
+        return fx + (1 - t) * self.shortcut(x)
 
 
 # Dense units have no combining object: their blocks read concatenated inputs (see SkipNet.plan).
@@ -258,8 +257,9 @@ class SkipNet(nn.Module):
 
         self.input = nn.Linear(input_dim, bw[0])
         hidden = cfg.hidden
+        block = ORDERS.get(cfg.order)
         self.blocks = nn.ModuleList(
-            Block(sum(bw[s] for s in sources[i]), hidden or widths[i], widths[i], cfg.activation, cfg.norm)
+            block(sum(bw[s] for s in sources[i]), hidden or widths[i], widths[i], cfg.activation, cfg.norm)
             for i in range(cfg.depth)
         )
         skip_cls = SKIPS.get(kind)
@@ -272,13 +272,34 @@ class SkipNet(nn.Module):
 
     def _init_weights(self) -> None:
         init = INITS.get(self.cfg.init)
-        gain = GAINS[self.cfg.activation]
+        sites = self.sites()
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                init(module, gain)
+                init(module, sites.get(module, sites[None]))
         for skip in self.skips.values():
             if isinstance(skip, GatedSkip):
                 nn.init.constant_(skip.gate.bias, skip.gate_bias)
+            if isinstance(getattr(skip, "proj", None), nn.Linear) and self.cfg.skip.project_init == "identity":
+                nn.init.eye_(skip.proj.weight)   # after the draws above: every other weight is what init draws
+
+    def sites(self) -> dict:
+        """Where each block Linear sits (:class:`~skipexp.core.inits.Site`); key None: every other Linear
+        (input layer, head, projections, gates), whose output goes into the next block or the head."""
+        gain = GAINS[self.cfg.activation]
+        crit = CRITICAL_GAINS.get(self.cfg.activation, gain)
+        into_block = crit if type(self.blocks[0]).reads_act else 1.0   # a block's input: a Linear, or an act
+        sites = {None: Site(gain, into_block)}
+        for i, blk in enumerate(self.blocks):
+            sites[blk.fc1] = Site(gain, crit, "rows")
+            sites[blk.fc2] = Site(gain, into_block if i + 1 < len(self.blocks) else 1.0, "cols")
+        last = self.units[-1].skip if self.units else None
+        for name, skip in self.skips.items():
+            if isinstance(getattr(skip, "proj", None), nn.Linear) and name == last:
+                sites[skip.proj] = Site(gain)   # into the head
+            if isinstance(skip, GatedSkip):
+                sites[skip.gate] = Site(gain)   # into the gate's sigmoid, which has no critical gain
+        sites[self.head] = Site(gain)
+        return sites
 
     def forward(self, x: torch.Tensor, capture: bool = False):
         """Logits (N, classes); with ``capture``, also the list of boundaries h0..h_depth."""

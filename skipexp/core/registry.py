@@ -69,13 +69,16 @@ SKIPS = Registry("skip kind", {
     "rezero": "out = scale * P(x) + alpha * F(x), alpha a learned scalar starting at 0, P as in projection "
               "(Bachlechner et al. 2020)",
     "gated": "highway gate: out = T(x) * F(x) + (1 - T(x)) * scale * P(x), P as in projection "
-             "(Srivastava et al. 2015)",
+             "(Srivastava et al. 2015; exclusive gating in He et al. 2016b)",
+    "shortcut-gated": "out = F(x) + (1 - T(x)) * scale * P(x): only the shortcut gated (shortcut-only gating, "
+                      "He et al. 2016b), T as in gated",
     "dense": "each block sees the concatenation of all earlier outputs in its run of units (DenseNet)",
 }, options={
     # none and dense have no shortcut to scale; identity's shortcut is x by definition (its projected
     # form is projection with project: always)
-    "project": ("projection", "rezero", "gated"),
-    "scale": ("identity", "projection", "rezero", "gated"),
+    "project": ("projection", "rezero", "gated", "shortcut-gated"),
+    "project_init": ("projection", "rezero", "gated", "shortcut-gated"),
+    "scale": ("identity", "projection", "rezero", "gated", "shortcut-gated"),
 })
 
 ACTIVATIONS = Registry("activation", {
@@ -97,6 +100,24 @@ INITS = Registry("init", {
     "kaiming": "normal, std = gain / sqrt(fan_in), gain of the activation; zero biases",
     "xavier": "normal, std = sqrt(2 / (fan_in + fan_out)); zero biases",
     "orthogonal": "orthogonal with the activation's gain; zero biases",
+    "critical": "normal, std = g / sqrt(fan_in), g the critical gain of what the Linear feeds (ReLU: sqrt 2 before "
+                "it, 1 after): chi = 1 per plain block; zero biases",
+    "orthogonal-critical": "orthogonal with the critical gain of what the Linear feeds (dynamical isometry, "
+                           "Pennington et al. 2017, for tanh); zero biases",
+    "looks-linear": "ReLU only: mirrored orthogonal pairs, fc1 = [W; -W], fc2 = [V, -V], so every block is the "
+                    "linear map V W at init (Balduzzi et al. 2017); zero biases",
+})
+
+# Inits that mean something only for some activations (and why), checked with the config.
+INIT_ACTIVATIONS = {
+    "critical": ("relu", "gelu", "tanh", "identity"),
+    "orthogonal-critical": ("relu", "gelu", "tanh", "identity"),
+    "looks-linear": ("relu",),
+}
+
+ORDERS = Registry("order", {
+    "post": "Linear -> (norm) -> act -> Linear (the tutorial's SimpleBlock)",
+    "pre": "(norm) -> act -> Linear -> (norm) -> act -> Linear (pre-activation, He et al. 2016b)",
 })
 
 OPTIMIZERS = Registry("optimizer", {
@@ -117,4 +138,4 @@ DATASETS = Registry("dataset", {
     "mnist1d": "MNIST-1D (Greydanus 2020), 4000/1000 sequences of 40, made locally by the mnist1d package",
 })
 
-ALL = (SKIPS, ACTIVATIONS, NORMS, INITS, OPTIMIZERS, SCHEDULES, DATASETS)
+ALL = (SKIPS, ACTIVATIONS, NORMS, ORDERS, INITS, OPTIMIZERS, SCHEDULES, DATASETS)

@@ -31,9 +31,12 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number
+from skipexp.experiments.seeds import CI_FIELDS, MEAN_FIELDS, against_baseline, healthy, mean_summary  # noqa: F401
 from skipexp.experiments.sweep.state import config_differences, flatten
 from skipexp.rundir import files, runio
 from skipexp.rundir import summary as summary_mod
+
+SMALL_N = 5   # fewer seeds than this: the caption warns that intervals are wide
 
 # Keys that may differ between members without making the comparison unfair.
 NEUTRAL = ("name", "train.threads")
@@ -92,12 +95,19 @@ def member_runs(m: dict) -> list[str]:
     return list(m["runs"]) if "runs" in m else [m["run"]]
 
 
-def write_plan(cdir: Path, members: list[Member], overrides: list[str]) -> None:
+def write_plan(cdir: Path, members: list[Member], overrides: list[str], baseline: str | None = None) -> None:
     files.write_json(cdir / files.SUMMARY, {
         "tool": "skipexp", "kind": "compare", "created": datetime.now().isoformat(timespec="seconds"),
-        "overrides": list(overrides),
+        "overrides": list(overrides), "baseline": baseline or members[0].name,
         "members": [_plan_entry(m) for m in members],
     })
+
+
+def check_baseline(members: list[Member], baseline: str | None) -> None:
+    """``--baseline`` names a member (its config's name, as the table heads it)."""
+    names = [m.name for m in members]
+    if baseline is not None and baseline not in names:
+        raise SkipexpError(f"{baseline!r} is not a member; the members are {', '.join(names)}", key="--baseline")
 
 
 def member_configs(m: Member) -> list[tuple[RunConfig, str]]:
@@ -207,6 +217,7 @@ def finish(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
             m["summary"] = per_seed[0]
     s["differences"] = differences(configs)
     s["unfair"] = sorted(k for k in s["differences"] if not k.startswith("model."))
+    against_baseline(s)
     files.write_json(cdir / files.SUMMARY, s)
     files.atomic_write(cdir / files.SUMMARY_MD, markdown(s))
     member_dirs = [(m["name"], [cdir / r for r in member_runs(m) if runio.is_run_dir(cdir / r)])
@@ -219,34 +230,6 @@ def finish(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
 
         write_compare(cdir, s, table(s)[2], NOTES, [cdir / r for m in s["members"] for r in member_runs(m)])
     return s
-
-
-# Summary fields averaged over seeds; each also gets its [min, max] in ``spread``.
-MEAN_FIELDS = tuple(f for f in files.SUMMARY_FIELDS if f not in ("status", "diverged_at_step"))
-
-
-def mean_summary(name: str, per_seed: list[dict]) -> dict:
-    """A member's summary over its seeds: the mean of every numeric field, its min-max in ``spread``.
-
-    A field is averaged over the seeds that have it as a number (a diverged seed's nan poisons the mean,
-    on purpose: the table should not hide it). ``status`` is the common status, else a count per status.
-    """
-    statuses = [x.get("status", "unknown") for x in per_seed]
-    counts = {st: statuses.count(st) for st in dict.fromkeys(statuses)}
-    out: dict = {"name": name, "seeds": len(per_seed),
-                 "status": statuses[0] if len(counts) == 1 else ", ".join(f"{n} {st}" for st, n in counts.items())}
-    diverged = [x["diverged_at_step"] for x in per_seed if x.get("diverged_at_step") is not None]
-    if diverged:
-        out["diverged_at_step"] = min(diverged)
-    spread: dict[str, list[float]] = {}
-    for f in MEAN_FIELDS:
-        vals = summary_mod.numbers(per_seed, f)
-        if vals:
-            d = summary_mod.describe(vals)
-            out[f] = d["mean"]
-            spread[f] = [d["min"], d["max"]]
-    out["spread"] = spread
-    return out
 
 
 def differences(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
@@ -279,7 +262,10 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
     for k in sorted(diffs, key=lambda k: (not k.startswith("model."), k)):
         mark = "" if k.startswith("model.") else "⚠ "
         rows.append((f"{mark}{k}", [number(diffs[k].get(m["name"])) for m in members]))
+    params = [int(p) if isinstance(p, float) and p.is_integer() else p for p in (x.get("params") for x in sums)]
+    mismatch = len({p for p in params if p is not None}) > 1
     rows += [
+        (("⚠ " if mismatch else "") + "parameters", [number(p) for p in params]),
         ("steps", [number(x.get("steps")) for x in sums]),
         ("train loss final / best", [_pair(x, "final_train_loss", "best_train_loss") for x in sums]),
         ("train acc final / best", [_pair(x, "final_train_acc", "best_train_acc", pct=True) for x in sums]),
@@ -298,21 +284,58 @@ def table(s: dict) -> tuple[list[str], list[tuple[str, list[str]]], str]:
             lo_hi = x.get("spread", {}).get(f)
             return f"{number(lo_hi[0], **kw)} – {number(lo_hi[1], **kw)}" if lo_hi else "-"
 
+        def ci(x: dict, f: str, **kw: bool) -> str:
+            lo_hi = x.get("ci", {}).get(f)
+            return f"[{number(lo_hi[0], **kw)}, {number(lo_hi[1], **kw)}]" if lo_hi else "-"
+
+        base = s.get("baseline")
+
+        def delta(m: dict, f: str, pct: bool = False) -> str:
+            d = m.get("against_baseline", {}).get(f)
+            if m.get("name") == base:
+                return "(baseline)"
+            if not d or d.get("diff") is None:
+                return "-"
+            k, unit = (100.0, " pp") if pct else (1.0, "")
+            interval = "" if d["ci_low"] is None else f" [{d['ci_low'] * k:+.3g}, {d['ci_high'] * k:+.3g}]"
+            p = "" if d["p"] is None else (", p < 0.001" if d["p"] < 0.001 else f", p = {d['p']:.3f}")
+            return f"{d['diff'] * k:+.3g}{interval}{unit}{p}"
+
         at = next(i for i, (label, _) in enumerate(rows) if label == "steps/s")
         rows[at:at] = [("train loss final, seed min – max", [span(x, "final_train_loss") for x in sums]),
-                       ("test acc final, seed min – max", [span(x, "final_test_acc", pct=True) for x in sums])]
+                       ("train loss final, 95% CI", [ci(x, "final_train_loss") for x in sums]),
+                       ("test acc final, seed min – max", [span(x, "final_test_acc", pct=True) for x in sums]),
+                       ("test acc final, 95% CI", [ci(x, "final_test_acc", pct=True) for x in sums]),
+                       (f"Δ train loss vs {base} [95% CI], Welch p",
+                        [delta(m, "final_train_loss") for m in members]),
+                       (f"Δ test acc vs {base} [95% CI], Welch p",
+                        [delta(m, "final_test_acc", pct=True) for m in members])]
     unfair = s.get("unfair", [])
     caption = ("same data, seed and batch order; only the model differs" if not unfair else
                f"⚠ the configs also differ in {', '.join(unfair)}: not only the model changes")
+    if mismatch:
+        caption += "; ⚠ the members differ in parameter count"
     if multi:
         caption += "; every figure is the mean over the member's seeds (seed i of every member: same batches)"
+        n = [x.get("n", {}).get("final_test_acc", 0) for x in sums]
+        if any(0 < k < SMALL_N for k in n):
+            caption += f"; ⚠ fewer than {SMALL_N} seeds: wide intervals, rough p-values"
     return [m["name"] for m in members], rows, caption
 
 
 # what the table's words mean, under it on the console and in summary.md
+SEEDS_NOTE = ("95% CI = the 95 % confidence interval of the mean over the seeds that did not diverge "
+              "(Student t); Δ = the member's mean minus the baseline member's, its 95 % CI and the p-value of "
+              "Welch's t-test (accuracy in percentage points).")
 NOTES = (summary_mod.FINAL_BEST, summary_mod.STEPS,
          "A ratio far below 1 means the first layer gets a much smaller gradient than the last: "
          "the signal dies on its way back to the input.")
+
+
+def notes(s: dict) -> list[str]:
+    """What the table's words mean: :data:`NOTES`, and with seeds what its intervals and differences are."""
+    multi = any("seeds" in m for m in s.get("members", []))
+    return list(NOTES[:2]) + ([SEEDS_NOTE] if multi else []) + list(NOTES[2:])
 
 
 def markdown(s: dict) -> str:
@@ -320,7 +343,7 @@ def markdown(s: dict) -> str:
     lines = [f"# comparison ({s.get('created', '')})", "", caption, "",
              "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows]
-    lines += [""] + [f"- {n}" for n in NOTES] + [""]
+    lines += [""] + [f"- {n}" for n in notes(s)] + [""]
     if s.get("overrides"):
         lines.insert(3, f"overrides applied to every config: `{' '.join(s['overrides'])}`\n")
     return "\n".join(lines)

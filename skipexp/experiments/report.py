@@ -114,18 +114,24 @@ class SweepTable:
 
 
 # what the table over seeds shows, printed under it
-SEEDS_NOTE = ("mean ± sample standard deviation over the seeds that did not diverge; summary.csv has a row per "
-              "seed, summary-seeds.csv the mean, sd, min and max of every configuration")
+SEEDS_NOTE = ("mean ± sample standard deviation over the seeds that did not diverge, and the 95 % confidence "
+              "interval of the mean (Student t, n - 1 degrees of freedom); summary.csv has a row per seed, "
+              "summary-seeds.csv the mean, sd, n, 95 % CI, min and max of every configuration")
+DIFFERENCES_NOTE = ("Δ = mean of the row's configuration - mean of the one it is against, over the seeds that did not "
+                    "diverge; [95 % CI] of the difference and p of Welch's t-test (unequal variances); accuracy in "
+                    "percentage points; differences.csv has every field")
 
 
-def sweep_table(rows: list[dict], grid: dict[str, list]) -> SweepTable:
+def sweep_table(rows: list[dict], grid: dict[str, list], select: Any = None) -> SweepTable:
     """A sweep's table: one row per point, or, where ``seed`` is swept over several values, one row per
-    configuration with its mean ± sd over seeds (:func:`skipexp.experiments.sweep.summary.aggregate_seeds`)."""
+    configuration with its mean ± sd and 95 % CI over seeds (:func:`skipexp.experiments.sweep.summary
+    .aggregate_seeds`); with a selection (``select``), only the chosen configurations."""
     from skipexp.experiments.sweep.summary import aggregate_seeds, seeds_swept
 
     if seeds_swept(grid):
-        return _seeds_table(aggregate_seeds(rows, grid), grid)
-    head = [short_key(k) for k in grid] + ["status", "train loss", "test acc", "w-grad first/last end", "train s"]
+        return _seeds_table(aggregate_seeds(rows, grid, select), grid, select)
+    head = [short_key(k) for k in grid] + ["status", "params", "train loss", "test acc", "w-grad first/last end",
+                                           "train s"]
     body, states = [], []
     for r in rows:
         status = r.get("status", "-")
@@ -133,7 +139,8 @@ def sweep_table(rows: list[dict], grid: dict[str, list]) -> SweepTable:
             status += f" @{r['diverged_at_step']}"
         ratio = r.get("grad_ratio_first_last_end")
         body.append([value(r.get(k)) for k in grid] + [
-            status, number(r.get("final_train_loss")), number(r.get("final_test_acc"), pct=True),
+            status, number(r.get("params")), number(r.get("final_train_loss")),
+            number(r.get("final_test_acc"), pct=True),
             number(ratio, sci=True) if isinstance(ratio, float) else "-", number(r.get("wall_s"))])
         states.append(r.get("status", "-"))
     return SweepTable(head, body, states, len(grid))
@@ -157,16 +164,91 @@ def seeds_cell(row: dict, total: int) -> str:
     return f"{shown} ({odd})" if odd else shown
 
 
-def _seeds_table(agg: list[dict], grid: dict[str, list]) -> SweepTable:
+def _ci(row: dict, field: str, pct: bool = False) -> str:
+    """``[0.31, 0.42]``: the 95 % confidence interval of the mean; ``-`` with fewer than two seeds."""
+    lo, hi = row.get(f"{field}_ci_low"), row.get(f"{field}_ci_high")
+    return "-" if lo is None or hi is None else f"[{number(lo, pct)}, {number(hi, pct)}]"
+
+
+def _seeds_table(agg: list[dict], grid: dict[str, list], select: Any = None) -> SweepTable:
+    from skipexp.experiments.sweep.evidence import SMALL_NOTE, small
+
     keys = [k for k in grid if k != "seed"]
-    head = [short_key(k) for k in keys] + ["seeds", "train loss", "test acc", "w-grad first/last end"]
+    total = len(agg)
+    if select is not None:   # the chosen configurations: the selected key's column says what was chosen
+        agg = [r for r in agg if r.get("selected")]
+    head = ([short_key(k) + (f" (chosen on {select.by})" if select is not None and k == select.key else "")
+             for k in keys] + ["seeds", "params", "train loss", "95% CI", "test acc", "95% CI",
+                               "w-grad first/last end"])
     body, states = [], []
     for r in agg:
         body.append([value(r.get(k)) for k in keys] + [
-            seeds_cell(r, len(grid["seed"])), _mean_sd(r, "final_train_loss"),
-            _mean_sd(r, "final_test_acc", pct=True), number(r.get("grad_ratio_first_last_end_mean"), sci=True)])
+            seeds_cell(r, len(grid["seed"])), number(r.get("params")), _mean_sd(r, "final_train_loss"),
+            _ci(r, "final_train_loss"), _mean_sd(r, "final_test_acc", pct=True), _ci(r, "final_test_acc", pct=True),
+            number(r.get("grad_ratio_first_last_end_mean"), sci=True)])
         counts = r.get("statuses", {})
         states.append("completed" if set(counts) == {"completed"} else
                       "diverged" if set(counts) == {"diverged"} else "mixed")
-    return SweepTable(head, body, states, len(keys), f"{len(body)} configurations × {len(grid['seed'])} seeds",
-                      SEEDS_NOTE)
+    note = SEEDS_NOTE + ("\n" + SMALL_NOTE if small([r.get("final_test_acc_n") or 0 for r in agg]) else "")
+    rows_are = f"{len(body)} configurations × {len(grid['seed'])} seeds"
+    if select is not None:
+        rows_are = f"{len(body)} chosen of {total} configurations × {len(grid['seed'])} seeds"
+    return SweepTable(head, body, states, len(keys), rows_are, note)
+
+
+def _delta(d: dict, pct: bool) -> str:
+    """``+1.2 [0.4, 2.0] pp`` or ``-0.031 [-0.05, -0.01]``; ``-`` where there is no interval."""
+    if d.get("diff") is None:
+        return "-"
+    scale, unit = (100.0, " pp") if pct else (1.0, "")
+    ci = "" if d.get("ci_low") is None else f" [{d['ci_low'] * scale:+.3g}, {d['ci_high'] * scale:+.3g}]"
+    return f"{d['diff'] * scale:+.3g}{ci}{unit}"
+
+
+def _p(d: dict) -> str:
+    p = d.get("p")
+    return "-" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+SIZE_KEYS = ("depth", "width", "hidden")   # short keys whose values set a model's size
+
+
+def differences_table(rows: list[dict], sweep: Any) -> SweepTable | None:
+    """The differences of a sweep over seeds (:func:`skipexp.experiments.sweep.evidence.differences`), one row per
+    configuration and what it is against: train loss and test accuracy, each Δ [95 % CI] and Welch's p; the
+    parameter counts of both, ⚠ where they differ. None where the sweep has no seeds or no pairs."""
+    from skipexp.experiments.sweep import evidence
+    from skipexp.experiments.sweep.summary import configurations, seeds_swept
+
+    if not seeds_swept(sweep.grid):
+        return None
+    diffs = evidence.differences(configurations(rows, sweep.grid), sweep.grid, sweep.baseline, sweep.select,
+                                 ("final_train_loss", "final_test_acc"))
+    if not diffs:
+        return None
+    keys = [k for k in sweep.grid if k != "seed" and (sweep.select is None or k != sweep.select.key)]
+    pairs: dict[tuple, dict[str, dict]] = {}
+    for d in diffs:
+        pairs.setdefault(tuple(value(d[k]) for k in keys) + (d["against"],), {})[d["field"]] = d
+    chosen = sweep.select is not None
+    head = [short_key(k) for k in keys] + ["against"] + (["chosen / against"] if chosen else []) + [
+        "seeds", "Δ train loss [95% CI]", "p", "Δ test acc [95% CI]", "p", "params"]
+    body, states, ns = [], [], []
+    empty = {"diff": None, "n": 0, "n_against": 0, "params": None, "params_against": None, "chosen": None,
+             "chosen_against": None}
+    for key, by_field in pairs.items():
+        loss, acc = by_field.get("final_train_loss", empty), by_field.get("final_test_acc", empty)
+        same = loss["params"] == loss["params_against"]
+        # a size axis (depth, width) changes the parameter count by design: only elsewhere is it a confound
+        sized = any(w.split("=")[0] in SIZE_KEYS for w in key[-1].split(", "))
+        params = (number(loss["params"]) if same else
+                  f"{'' if sized else '⚠ '}{number(loss['params'])} vs {number(loss['params_against'])}")
+        body.append(list(key) + ([f"{value(loss['chosen'])} / {value(loss['chosen_against'])}"] if chosen else []) + [
+            f"{acc['n']} / {acc['n_against']}", _delta(loss, False), _p(loss), _delta(acc, True), _p(acc), params])
+        resolved = any(d.get("ci_low") is not None and (d["ci_low"] > 0 or d["ci_high"] < 0) for d in (loss, acc))
+        states.append("completed" if resolved else "mixed")
+        ns += [acc["n"], acc["n_against"]]
+    note = DIFFERENCES_NOTE + ("\n" + evidence.SMALL_NOTE if evidence.small(ns) else "")
+    if any(b[-1].startswith("⚠") for b in body):
+        note += "\n⚠ params: the two configurations differ in parameter count, a confound beside the one compared"
+    return SweepTable(head, body, states, len(keys) + 1, None, note)

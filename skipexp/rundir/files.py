@@ -25,8 +25,10 @@ META = "meta.json"              # status, heartbeat, who and when; rewritten on 
 CONFIG = "config.yaml"          # the resolved config the run was trained with
 SUMMARY = "summary.json"        # derived from the CSVs; rewritten by report
 # the fields of summary.json that a sweep's summary.csv and a comparison's mean over seeds carry
-SUMMARY_FIELDS = ("status", "steps", "final_train_loss", "best_train_loss", "final_train_acc", "best_train_acc",
-                  "final_test_loss", "best_test_loss", "final_test_acc", "best_test_acc",
+SUMMARY_FIELDS = ("status", "steps", "params", "final_train_loss", "best_train_loss", "final_train_acc",
+                  "best_train_acc", "final_test_loss", "best_test_loss", "final_test_acc", "best_test_acc",
+                  "final_val_loss", "best_val_loss", "final_val_acc", "best_val_acc",
+                  "final_batch_loss", "best_batch_loss", "final_batch_acc", "best_batch_acc", "train_from",
                   "grad_ratio_first_last_start", "grad_ratio_first_last_end",
                   "act_grad_ratio_first_last_start", "act_grad_ratio_first_last_end",
                   "diverged_at_step", "wall_s", "steps_per_s")
@@ -62,11 +64,13 @@ JACOBIAN_PNG = "jacobian.png"
 PATHS_CSV = "paths.csv"                  # gradient per path length (Veit et al. 2016)
 PATHS_JSON = "paths.json"
 PATHS_PNG = "paths.png"
+SHATTER_LAGS_CSV = "shatter-lags.csv"   # every line's autocorrelation at lags 1, 2, 4, ... 64
 
 # --- a comparison or sweep folder -----------------------------------------------------------------
 SUMMARY_MD = "summary.md"       # comparison: the table as markdown
 SUMMARY_CSV = "summary.csv"     # sweep: one row per point
 SUMMARY_SEEDS_CSV = "summary-seeds.csv"  # sweep with several seeds: one row per configuration, over its seeds
+DIFFERENCES_CSV = "differences.csv"     # sweep with several seeds: differences between configurations, with CIs
 SWEEP_FILE = "sweep.yaml"       # sweep: the sweep, its base made absolute
 CURVES_PNG = "curves.png"       # sweep, in plots/: every configuration's training curves
 RUNS = "runs"                   # comparison: the member run folders

@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 
 METRICS_COLUMNS = ["step", "epoch", "train_loss", "train_acc", "lr", "grad_norm_total", "elapsed_s"]
 EVAL_COLUMNS = ["step", "epoch", "test_loss", "test_acc"]
+VAL_COLUMNS = ["val_loss", "val_acc"]   # with a validation split (data.val_size)
+TRAIN_COLUMNS = ["train_loss", "train_acc"]   # on the training split, or a fixed sample of it (log.train_eval_size)
+
+
+def eval_columns(val: bool, train: bool = False) -> list[str]:
+    """eval.csv's columns: the test set's, the validation split's where the run holds one out, and the
+    training data's where the run evaluates it."""
+    return EVAL_COLUMNS + (VAL_COLUMNS if val else []) + (TRAIN_COLUMNS if train else [])
 
 # A run whose heartbeat is older than this, and whose process cannot be seen, has crashed.
 STALE_AFTER_S = 120.0

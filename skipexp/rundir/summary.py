@@ -7,9 +7,11 @@ from pathlib import Path
 from skipexp.rundir import files, runio
 
 # What "final" and "best" mean, quoted by the README and the comparison table's footnote.
-FINAL_BEST = ("train: final = mean over the last tenth of the logged training batches, best = the lowest "
-              "loss (highest accuracy) of such a mean anywhere in the run; test: final = the last "
-              "evaluation on the test set, best = the best one. So best is never worse than final.")
+FINAL_BEST = ("train, test and validation: final = the last evaluation (train: on the training split, or a "
+              "fixed sample of log.train_eval_size examples of it, in eval mode), best = the best evaluation; "
+              "batch (and train, for a run that evaluates no training data): final = mean over the last tenth of "
+              "the logged training batches, best = the lowest loss (highest accuracy) of such a mean anywhere in "
+              "the run. So best is never worse than final.")
 
 # What "steps" and "steps/s" mean: the steps taken (updates applied), over the training clock.
 STEPS = ("steps = optimizer steps taken (a diverged run stops before its bad step's update); steps/s = steps "
@@ -102,6 +104,14 @@ def _ratio(row: dict, first: str, last: str) -> float | None:
     return a / b if b not in (0.0,) and math.isfinite(a) and math.isfinite(b) else None
 
 
+def _evaluated(evals: list[dict], split: str) -> dict:
+    """final (the last evaluation) and best (the best one) loss and accuracy of one evaluated split."""
+    losses = [r[f"{split}_loss"] for r in evals if math.isfinite(r[f"{split}_loss"])]
+    accs = [r[f"{split}_acc"] for r in evals if math.isfinite(r[f"{split}_acc"])]
+    return {f"final_{split}_loss": evals[-1][f"{split}_loss"], f"final_{split}_acc": evals[-1][f"{split}_acc"],
+            f"best_{split}_loss": min(losses) if losses else None, f"best_{split}_acc": max(accs) if accs else None}
+
+
 def summarize(run_dir: Path) -> dict:
     meta = runio.read_json(run_dir / files.META) if (run_dir / files.META).exists() else {}
     metrics = runio.read_csv(run_dir / files.METRICS)
@@ -114,16 +124,20 @@ def summarize(run_dir: Path) -> dict:
     s["steps"] = steps_taken({**meta, "status": s["status"]}, metrics)
     s["wall_s"] = meta.get("train_seconds")
     s["steps_per_s"] = steps_per_second(s["steps"], s["wall_s"])
+    s["params"] = meta.get("params")
     if metrics:
-        s["final_train_loss"], s["best_train_loss"] = final_and_best([r["train_loss"] for r in metrics], True)
-        s["final_train_acc"], s["best_train_acc"] = final_and_best([r["train_acc"] for r in metrics], False)
-    if evals:
-        s["final_test_loss"] = evals[-1]["test_loss"]
-        s["final_test_acc"] = evals[-1]["test_acc"]
-        losses = [r["test_loss"] for r in evals if math.isfinite(r["test_loss"])]
-        accs = [r["test_acc"] for r in evals if math.isfinite(r["test_acc"])]
-        s["best_test_loss"] = min(losses) if losses else None
-        s["best_test_acc"] = max(accs) if accs else None
+        s["final_batch_loss"], s["best_batch_loss"] = final_and_best([r["train_loss"] for r in metrics], True)
+        s["final_batch_acc"], s["best_batch_acc"] = final_and_best([r["train_acc"] for r in metrics], False)
+    # train: evaluated on the training data where the run did (eval.csv), else the logged batches' window
+    s["train_from"] = "batches" if metrics else None
+    for field in ("final_train_loss", "best_train_loss", "final_train_acc", "best_train_acc"):
+        if metrics:
+            s[field] = s[field.replace("train", "batch")]
+    for split in ("test", "val", "train"):
+        if evals and f"{split}_loss" in evals[0]:
+            s.update(_evaluated(evals, split))
+            if split == "train":
+                s["train_from"] = "evaluation"
     if grads:
         cols = [c for c in grads[0] if c != "step"]
         s["grad_ratio_first_last_start"] = _ratio(grads[0], cols[0], cols[-1])

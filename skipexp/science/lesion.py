@@ -5,7 +5,7 @@ Removing a unit keeps what goes around it and drops what goes through it:
 - a unit with a skip loses its residual branch and keeps its shortcut: ``identity`` -> ``out = x``;
   ``projection`` -> ``out = P(x)`` (x itself where the widths agree); ``rezero`` -> ``out = x``
   (``P(x)`` where widths differ), i.e. the branch output is zeroed;
-- ``gated`` (highway) -> ``out = x`` (``P(x)`` where widths differ): the transform gate is closed, T = 0,
+- ``gated`` (highway) and ``shortcut-gated`` -> ``out = x`` (``P(x)`` where widths differ): the gate is closed, T = 0,
   as in the highway paper's own lesion experiment (Srivastava et al. 2015, Fig. 4). Merely zeroing
   F(x) would leave ``(1 - T(x)) * x``, which also shrinks the carried signal;
 - ``dense`` -> the unit's block outputs are zeroed. Later blocks of the same dense segment still read
@@ -35,6 +35,7 @@ from skipexp.core.errors import SkipexpError
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files, runio
 from skipexp.training.threads import choose_threads
+from skipexp.views.style import formats_of
 
 COLUMNS = ["k", "removed", "how", "test_loss", "test_acc"]
 
@@ -157,10 +158,20 @@ def write_csv(rows: list[dict], path: Path, columns: list[str] = COLUMNS) -> Non
     files.write_csv(path, columns, rows)
 
 
-def member_runs(folder: Path) -> list[Path]:
-    """The run folders of a comparison (or sweep) folder: ``folder/runs/*`` or ``folder/*``."""
+def member_runs(folder: Path, where: list[str] = ()) -> list[Path]:
+    """The run folders of a comparison (or sweep) folder: ``folder/runs/*`` or ``folder/*``; of a sweep with a
+    ``select``, its chosen configurations' points only; with ``where`` (``key=value`` words, as point folders
+    are named), the folders whose name holds every one of them."""
     inner = folder / files.RUNS if (folder / files.RUNS).is_dir() else folder
-    return sorted(p for p in inner.iterdir() if p.is_dir() and runio.is_run_dir(p))
+    dirs = sorted(p for p in inner.iterdir() if p.is_dir() and runio.is_run_dir(p))
+    from skipexp.experiments.sweep.spec import is_sweep_dir
+    from skipexp.experiments.sweep.summary import chosen_point_names
+
+    if is_sweep_dir(folder):
+        chosen = chosen_point_names(folder)
+        if chosen is not None:
+            dirs = [d for d in dirs if d.name in chosen]
+    return [d for d in dirs if all(w in d.name.split(",") for w in where)]
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -171,72 +182,42 @@ def read_csv(path: Path) -> list[dict]:
                 for r in csv.DictReader(f)]
 
 
-def _acc(rows: list[dict], k: int) -> list[float]:
-    return [r["test_acc"] for r in rows if r["k"] == k and math.isfinite(r["test_acc"])]
+def plot(curves: list[tuple[str, list[list[dict]]]], out: Path, title: str, chance: float | None = None,
+         formats: list[str] | tuple[str, ...] = ("png",)) -> Path:
+    """The change in test accuracy (points) against the removed unit and the number removed, one line per net:
+    ``curves`` holds (label, the lesion.csv rows of each of its seeds); labels are put into words
+    (:func:`readable`). See :func:`skipexp.views.plots_science.lesion_figure`."""
+    from skipexp.views.plots_science import plot_lesion
+
+    return plot_lesion([(readable(label), seeds) for label, seeds in curves], out, title, chance, formats)
 
 
-def _band(ax, xs: list, per_seed: list[list[float]], color: str, fmt: str, label: str, **kw) -> None:
-    """The mean over seeds (or sets) at each x, with the min-max band where there are several."""
-    ax.plot(xs, [sum(v) / len(v) for v in per_seed], fmt, color=color, label=label, **kw)
-    if any(len(v) > 1 for v in per_seed):
-        ax.fill_between(xs, [min(v) for v in per_seed], [max(v) for v in per_seed], color=color, alpha=0.2)
+_MODEL_KEYS = ("depth", "width", "hidden", "activation", "norm", "order", "init", "skip")
 
 
-def plot(curves: list[tuple[str, list[list[dict]]]], out: Path, title: str, chance: float | None = None) -> Path:
-    """Test accuracy against the removed unit (left) and against the number removed (right), one line
-    per net: ``curves`` holds (label, the lesion.csv rows of each of its seeds). Several seeds are drawn
-    as their mean with a min-max band; the intact model's (mean) accuracy is the dashed line of the
-    same colour."""
-    import matplotlib
+def readable(label: str) -> str:
+    """A member's label in words: ``skip.kind=none`` -> "plain (no skip)", ``net=residual (skip: identity)``
+    -> "residual (identity skip)"; a name that is no ``key=value`` list keeps its name."""
+    import yaml
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from skipexp.views.style import SKIP_WORDS, words
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for i, (label, seeds) in enumerate(curves):
-        color = f"C{i}"
-        n = f" ({len(seeds)} seeds)" if len(seeds) > 1 else ""
-        intact = [next(r["test_acc"] for r in rows if r["k"] == 0) for rows in seeds]
-        units = sorted({int(r["removed"]) for rows in seeds for r in rows if r["k"] == 1})
-        singles = [[r["test_acc"] for rows in seeds for r in rows
-                    if r["k"] == 1 and int(r["removed"]) == u and math.isfinite(r["test_acc"])] for u in units]
-        units, singles = [u for u, v in zip(units, singles) if v], [v for v in singles if v]
-        if units:
-            _band(ax1, units, singles, color, "o-", label + n, ms=3)
-        ax1.axhline(sum(intact) / len(intact), color=color, ls="--", lw=1)
-        # each k: every random set of every seed (k = 1: every unit)
-        ks = sorted({r["k"] for rows in seeds for r in rows})
-        accs = [[a for rows in seeds for a in _acc(rows, k)] for k in ks]
-        ks, accs = [k for k, a in zip(ks, accs) if a], [a for a in accs if a]
-        _band(ax2, ks, accs, color, "o-", f"{label}{n} (mean)")
-    for ax in (ax1, ax2):
-        if chance is not None:
-            ax.axhline(chance, color="grey", ls=":", lw=1, label=f"chance ({chance:.0%})")
-        ax.set_ylabel("test accuracy")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    several = any(len(seeds) > 1 for _, seeds in curves)
-    ax1.set_xlabel("removed unit (one at a time)")
-    ax1.set_title("remove one unit (dashed: intact" + ("; band: min-max over seeds)" if several else ")"),
-                  fontsize=10)
-    ax2.set_xlabel("number of units removed (0 = intact)")
-    ax2.set_title("remove k random units (band: min-max" + (" over sets and seeds)" if several else ")"),
-                  fontsize=10)
-    fig.suptitle(title, fontsize=11)
-    # below the axes: inside, the legend of a comparison covers the curves it names
-    long = max((len(label) for label, _ in curves), default=0) > 28  # two such columns overrun the panel
-    for ax in (ax1, ax2):
-        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1 if long else 2,
-                  frameon=False)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    head, _, kind = label.partition(" (skip: ")
+    kind_words = SKIP_WORDS.get(kind.rstrip(")"), kind.rstrip(")")) if kind else ""
+    parts = [x.split("=", 1) for x in head.split(",")]
+    if "=" not in head or any(len(x) != 2 for x in parts):
+        return kind_words if head in kind_words else (f"{head} ({kind_words})" if kind_words else head)
+    named, settings = [], {}
+    for k, raw in parts:
+        v = yaml.safe_load(raw)
+        if k.split(".")[0] in _MODEL_KEYS:
+            settings[f"model.{k}"] = v
+        elif "." in k or k == "seed":
+            settings[k] = v
+        else:            # a named axis: its label is already a word
+            named.append(v)
+    text = ", ".join(named + ([words(settings)] if settings else []))
+    return text if not kind_words or kind_words in text else f"{text} ({kind_words})"
 
 
 _SEED = re.compile(r"(^|,)seed=\d+(?=[, ]|$)|-seed\d+(?=[, ]|$)")
@@ -281,15 +262,16 @@ class LesionStudy:
 
 
 def study(folder: Path, drop: int = 1, samples: int = 20, seed: int = 0, progress: data_mod.Progress | None = None,
-          on_member: Callable[[MemberLesion], None] | None = None) -> LesionStudy:
+          on_member: Callable[[MemberLesion], None] | None = None, where: list[str] = ()) -> LesionStudy:
     """Lesion a run folder, or every run of a comparison or sweep folder: each gets lesion.csv and
     plots/lesion.png; a folder of several runs also gets plots/lesion.png with all of them overlaid.
     ``on_member`` hears each run as soon as it is done."""
     if not folder.is_dir():
         raise SkipexpError("no such folder", file=str(folder))
-    dirs = [folder] if runio.is_run_dir(folder) else member_runs(folder)
+    dirs = [folder] if runio.is_run_dir(folder) else member_runs(folder, where)
     if not dirs:
-        raise SkipexpError("neither a run folder nor a folder of run folders (runs/<member>/)", file=str(folder))
+        raise SkipexpError("neither a run folder nor a folder of run folders (runs/<member>/)" +
+                           (f" whose names hold {','.join(where)}" if where else ""), file=str(folder))
     members = []
     # a sweep's points share their base config's name: there a point is named by what varies, its folder
     names = [files.read_config_dict(d).get("name") for d in dirs]
@@ -303,7 +285,8 @@ def study(folder: Path, drop: int = 1, samples: int = 20, seed: int = 0, progres
         label = name if kind in name else f"{name} (skip: {kind})"
         chance = 1.0 / run.splits.num_classes
         dataset = run.cfg.data.dataset
-        plot([(label, [rows])], run_dir / files.PLOTS / files.LESION_PNG, f"{name} ({dataset})", chance)
+        plot([(label, [rows])], run_dir / files.PLOTS / files.LESION_PNG, f"{name} ({dataset})", chance,
+             formats_of(run_dir))
         member = MemberLesion(run_dir, name, kind, label, rows, run_dir / files.LESION_CSV, chance)
         members.append(member)
         if on_member is not None:
@@ -317,5 +300,6 @@ def study(folder: Path, drop: int = 1, samples: int = 20, seed: int = 0, progres
         seeds = {len(v) for v in nets.values()}
         n = f", {seeds.pop()} seeds each" if len(seeds) == 1 and max(len(v) for v in nets.values()) > 1 else ""
         title = f"{folder.name} ({run.cfg.data.dataset}{n})"
-        overlay = plot(list(nets.items()), folder / files.PLOTS / files.LESION_PNG, title, members[-1].chance)
+        overlay = plot(list(nets.items()), folder / files.PLOTS / files.LESION_PNG, title, members[-1].chance,
+                       formats_of(members[0].run_dir))
     return LesionStudy(members, overlay)

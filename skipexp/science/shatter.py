@@ -37,11 +37,13 @@ import torch
 
 from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
+from skipexp.core import stats
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files, runio
 from skipexp.training.threads import choose_threads
 
 COLUMNS = ["state", "kind", "depth", "seed", "pair", "correlation"]
+LAG_COLUMNS = ["state", "kind", "depth", "seed", "pair", "lag", "correlation"]
 POINTS = 256
 
 
@@ -54,11 +56,14 @@ def line_gradients(model: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, poi
     return grad @ (b - a)
 
 
-def neighbour_correlation(g: torch.Tensor) -> float:
-    """Lag-1 autocorrelation: Pearson correlation of g[:-1] with g[1:] (nan for a constant sequence)."""
-    u, v = g[:-1] - g[:-1].mean(), g[1:] - g[1:].mean()
+def neighbour_correlation(g: torch.Tensor, lag: int = 1) -> float:
+    """Lag-``lag`` autocorrelation: the Pearson correlation of g[:-lag] with g[lag:] (nan for a constant one)."""
+    u, v = g[:-lag] - g[:-lag].mean(), g[lag:] - g[lag:].mean()
     denom = (u.square().sum() * v.square().sum()).sqrt()
     return float((u * v).sum() / denom) if denom > 0 else math.nan
+
+
+LAGS = (1, 2, 4, 8, 16, 32, 64)   # the lags of shatter-lags.csv: how fast the correlation falls along the line
 
 
 def pairs(x_test: torch.Tensor, n: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -68,14 +73,31 @@ def pairs(x_test: torch.Tensor, n: int, seed: int) -> list[tuple[torch.Tensor, t
     return [(x_test[i].double(), x_test[j].double()) for i, j in idx.tolist()]
 
 
-def correlations(model: SkipNet, ends: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+def gradients(model: SkipNet, ends: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
     model = model.double().train()  # batch norm normalises over the line's points, as in the paper
-    return [neighbour_correlation(line_gradients(model, a, b)) for a, b in ends]
+    return [line_gradients(model, a, b) for a, b in ends]
+
+
+def correlations(model: SkipNet, ends: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+    return [neighbour_correlation(g) for g in gradients(model, ends)]
+
+
+def _rows(gs: list[torch.Tensor], key: dict, lags: list[dict] | None) -> list[dict]:
+    """shatter.csv's rows of one network's lines (lag 1), and its lines' rows of shatter-lags.csv into ``lags``."""
+    out = []
+    for p, g in enumerate(gs):
+        out.append({**key, "pair": p, "correlation": neighbour_correlation(g)})
+        if lags is not None:
+            lags += [{**key, "pair": p, "lag": k, "correlation": neighbour_correlation(g, k)} for k in LAGS
+                     if k < len(g) - 2]
+    return out
 
 
 def probe(cfg: config_mod.RunConfig, depths: list[int], kinds: list[str], seeds: int, n_pairs: int,
-          splits: data_mod.Splits, on_row: Callable[[dict], None] | None = None) -> list[dict]:
-    """Rows of shatter.csv at initialisation: every kind x depth x seed x pair."""
+          splits: data_mod.Splits, on_row: Callable[[dict], None] | None = None,
+          lags: list[dict] | None = None) -> list[dict]:
+    """Rows of shatter.csv at initialisation: every kind x depth x seed x pair (and, into ``lags``, the
+    rows of shatter-lags.csv: each line's autocorrelation at every lag of :data:`LAGS`)."""
     rows = []
     for kind in kinds:
         for depth in depths:
@@ -84,19 +106,19 @@ def probe(cfg: config_mod.RunConfig, depths: list[int], kinds: list[str], seeds:
             for seed in range(seeds):
                 torch.manual_seed(seed)
                 model = SkipNet(model_cfg, splits.input_dim, splits.num_classes)
-                for p, c in enumerate(correlations(model, pairs(splits.x_test, n_pairs, seed))):
-                    row = {"state": "init", "kind": kind, "depth": depth, "seed": seed, "pair": p, "correlation": c}
+                key = {"state": "init", "kind": kind, "depth": depth, "seed": seed}
+                for row in _rows(gradients(model, pairs(splits.x_test, n_pairs, seed)), key, lags):
                     rows.append(row)
                     if on_row is not None:
                         on_row(row)
     return rows
 
 
-def probe_trained(model: SkipNet, cfg: config_mod.RunConfig, splits: data_mod.Splits, n_pairs: int) -> list[dict]:
+def probe_trained(model: SkipNet, cfg: config_mod.RunConfig, splits: data_mod.Splits, n_pairs: int,
+                  lags: list[dict] | None = None) -> list[dict]:
     """Rows for a trained checkpoint (state 'trained'), on the same kind of lines."""
-    return [{"state": "trained", "kind": cfg.model.skip.kind, "depth": cfg.model.depth, "seed": cfg.seeds[0],
-             "pair": p, "correlation": c}
-            for p, c in enumerate(correlations(model, pairs(splits.x_test, n_pairs, 0)))]
+    key = {"state": "trained", "kind": cfg.model.skip.kind, "depth": cfg.model.depth, "seed": cfg.seeds[0]}
+    return _rows(gradients(model, pairs(splits.x_test, n_pairs, 0)), key, lags)
 
 
 def _width(model_cfg: config_mod.ModelConfig) -> int | list[int]:
@@ -105,7 +127,8 @@ def _width(model_cfg: config_mod.ModelConfig) -> int | list[int]:
 
 
 def summarise(rows: list[dict]) -> dict[tuple[str, str], list[tuple[int, float, float, int]]]:
-    """(state, kind) -> [(depth, mean, standard error, n)] over seeds and pairs, nan rows left out."""
+    """(state, kind) -> [(depth, mean, half-width of the 95 % CI of the mean, n)] over seeds and pairs (every
+    line one value, Student t), nan rows left out; the half-width is nan with one value."""
     groups: dict[tuple[str, str], dict[int, list[float]]] = {}
     for r in rows:
         if math.isfinite(r["correlation"]):
@@ -114,51 +137,10 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str], list[tuple[int, float, 
     for key, by_depth in groups.items():
         line = []
         for d in sorted(by_depth):
-            v = by_depth[d]
-            mean = sum(v) / len(v)
-            sd = math.sqrt(sum((x - mean) ** 2 for x in v) / max(1, len(v) - 1))
-            line.append((d, mean, sd / math.sqrt(len(v)), len(v)))
+            got = stats.summarize(by_depth[d])
+            half = got["ci_high"] - got["mean"] if got["ci_high"] is not None else math.nan
+            line.append((d, got["mean"], half, got["n"]))
         out[key] = line
-    return out
-
-
-def plot(rows: list[dict], out: Path, title: str) -> Path:
-    """Correlation against depth (log y), one line per kind, with 2^-L for reference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    floor = 1e-3  # a log axis cannot show correlations at or below zero; they sit on the floor, hollow
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    summary = summarise(rows)
-    depths = sorted({int(r["depth"]) for r in rows})
-    for i, ((state, kind), line) in enumerate(sorted(summary.items(), key=lambda kv: kv[0][0] != "init")):
-        d = [x[0] for x in line]
-        m = [max(x[1], floor) for x in line]
-        err = [x[2] for x in line]
-        if state == "init":
-            ax.errorbar(d, m, yerr=err, fmt="o-", capsize=3, label=f"{kind} (init)")
-            low = [x[0] for x in line if x[1] <= floor]
-            if low:
-                ax.plot(low, [floor] * len(low), "o", mfc="white", color=f"C{i}", ms=9,
-                        label=f"{kind}: mean <= {floor:g}, drawn at {floor:g}")
-        else:
-            ax.plot(d, m, "*", ms=14, label=f"{kind} (trained)")
-    ref = [d for d in range(1, max(depths) + 1)]
-    ax.plot(ref, [2.0 ** -d for d in ref], "--", color="grey", label="2^-L (Balduzzi et al.)")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_ylim(floor / 1.5, 1.5)
-    ax.set_xlabel("depth L (blocks, one ReLU each)")
-    ax.set_ylabel("lag-1 correlation of gradients along a line")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
     return out
 
 
@@ -176,7 +158,7 @@ class ShatterStudy:
         return sorted(self.summary, key=lambda k: k[0] != "init")
 
     def grid(self) -> list[tuple[int, list[tuple[float, float] | None]]]:
-        """One row per depth: (depth, (mean, standard error) per column, None where not measured)."""
+        """One row per depth: (depth, (mean, 95 % CI half-width) per column, None where not measured)."""
         depths = sorted({d for line in self.summary.values() for d, *_ in line})
         out = []
         for d in depths:
@@ -199,10 +181,17 @@ def study(cfg: config_mod.RunConfig, depths: list[int], kinds: list[str], seeds:
     splits = data_mod.load(cfg.data, progress)
     folder = runio.create_run_dir(out, f"shatter-{cfg.name}")
     files.write_config_text(folder, config_mod.dump(cfg))
-    rows = probe(cfg, depths, kinds, seeds, n_pairs, splits)
+    lags: list[dict] = []
+    rows = probe(cfg, depths, kinds, seeds, n_pairs, splits, lags=lags)
     if trained is not None:
-        rows += probe_trained(trained.model, trained.cfg, trained.splits, n_pairs)
+        rows += probe_trained(trained.model, trained.cfg, trained.splits, n_pairs, lags)
     write_csv(rows, folder / files.SHATTER_CSV, COLUMNS)
-    path = plot(rows, folder / files.PLOTS / files.SHATTER_PNG, f"{cfg.name}: {cfg.model.activation}, norm "
-                f"{cfg.model.norm}, init {cfg.model.init}, width {cfg.model.width}")
+    write_csv(lags, folder / files.SHATTER_LAGS_CSV, LAG_COLUMNS)
+    from skipexp.views.plots_science import plot_shatter
+    from skipexp.views.style import NORM_WORDS, formats_of
+
+    m = cfg.model
+    title = (f"shattered gradients at init: {m.activation}, {NORM_WORDS.get(m.norm, m.norm)}, {m.init} init, width "
+             f"{m.width}; {seeds} networks × {n_pairs} lines ({cfg.data.dataset})")
+    path = plot_shatter(rows, lags, folder / files.PLOTS / files.SHATTER_PNG, title, formats_of(folder))
     return ShatterStudy(folder, rows, path, summarise(rows))

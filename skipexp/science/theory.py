@@ -15,10 +15,16 @@ P gives ``d_in v_P + chi_F``, ReZero ``1 + alpha^2 chi_F`` (alpha = 0 at init: e
 
     ||dL/dh_0|| / ||dL/dh_depth|| = sqrt(prod over units of chi_unit).
 
+A pre-activation block (``model.order: pre``: act -> fc1 -> act -> fc2) has an activation at its input
+too, so its chi_F gains a factor E[phi'(x)^2] at the block input's q. With ``init: looks-linear`` a ReLU block
+is the linear map M = W2 W1 / 2 at init (mirrored pairs), and chi_F = ||M||_F^2 / d_out exactly for an
+isotropic signal.
+
 Examples (ReLU, E[phi'^2] = 1/2 whatever q is): PyTorch's default init draws U(-1/sqrt(fan_in), ...) so
 sigma_w^2 = 1/3 and chi_F = 1/3 * 1/2 * 1/3 = 1/18 (gradients vanish ~4.2x per block); ``kaiming`` puts the
 ReLU gain on both Linears, sigma_w^2 = 2, so chi_F = 2 * 1/2 * 2 = 2 (they grow sqrt 2 per block); ``xavier``
-on square layers gives sigma_w^2 = 1 and chi_F = 1/2. Identity skips with kaiming: sqrt(3) per block.
+on square layers gives sigma_w^2 = 1 and chi_F = 1/2; ``critical`` puts sqrt 2 on fc1 (it feeds the ReLU) and 1
+on fc2 (it feeds none), so chi_F = 2 * 1/2 * 1 = 1. Identity skips with kaiming: sqrt(3) per block.
 
 The weight moments are read from the model as drawn, so every registered init is covered; the theory
 assumes wide layers, Gaussian pre-activations and weights independent of the backward signal. It says
@@ -73,10 +79,36 @@ def _shortcut_gain(skip: nn.Module) -> float:
 class BlockTheory:
     sigma_w2: float       # fan_in * mean W^2 of fc1
     sigma_b2: float       # mean b^2 of fc1
-    q_in: float           # mean square of the block's input coordinate
-    dphi2: float          # E[phi'(z)^2]
+    q_in: float           # mean square of fc1's output coordinate (the pre-activation)
+    dphi2: float          # E[phi'(z)^2] at fc1's output (times that at the block's input, pre-activation order)
     chi_branch: float     # chi_F
     chi_unit: float       # chi of the unit this block ends (1 for blocks inside a unit)
+    q_out: float = 0.0    # mean square of the block's output coordinate
+
+
+# Inits under which a ReLU block is the linear map x -> (W2 W1 / 2) x at init (mirrored pairs).
+LINEAR_AT_INIT = ("looks-linear",)
+
+
+def block_theory(blk: nn.Module, q: float, linear: bool = False) -> BlockTheory:
+    """One block at input mean square ``q``: the mean-field recursion of the module doc, in the block's order.
+
+    Post order (fc1 -> act -> fc2): chi_F = sigma_w1^2 E[phi'(z1)^2] sigma_w2^2. Pre-activation order
+    (act -> fc1 -> act -> fc2) has an activation at the input too: chi_F = E[phi'(x)^2] sigma_w1^2 E[phi'(z1)^2]
+    sigma_w2^2, and fc1 reads phi(x). ``linear`` (looks-linear): the block is M = W2 W1 / 2 exactly, so
+    chi_F = ||M||_F^2 / d_out and q_out = ||M||_F^2 q / d_out for an isotropic signal.
+    """
+    s_w1, s_b1 = _moments(blk.fc1)
+    s_w2, s_b2 = _moments(blk.fc2)
+    if linear:
+        m = (blk.fc2.weight.detach().double() @ blk.fc1.weight.detach().double()) / 2
+        fro = float(m.square().sum())
+        return BlockTheory(s_w1, s_b1, s_w1 * q + s_b1, 0.5, fro / m.shape[0], 1.0, fro / m.shape[0] * q)
+    phi_in, dphi_in = gaussian_moments(blk.act, q) if getattr(blk, "reads_act", False) else (q, 1.0)
+    q_z = s_w1 * phi_in + s_b1
+    phi2, dphi2 = gaussian_moments(blk.act, q_z)
+    chi_f = dphi_in * s_w1 * dphi2 * s_w2
+    return BlockTheory(s_w1, s_b1, q_z, dphi_in * dphi2, chi_f, 1.0, s_w2 * phi2 + s_b2)
 
 
 def why_not(model: SkipNet) -> str | None:
@@ -104,15 +136,11 @@ def predict(model: SkipNet, q0: float) -> tuple[list[float], list[BlockTheory]]:
         q_start, chi_branch = q, 1.0
         for i in unit.blocks:
             blk = model.blocks[i]
-            s_w1, s_b1 = _moments(blk.fc1)
-            s_w2, s_b2 = _moments(blk.fc2)
-            q_z = s_w1 * q + s_b1
-            phi2, dphi2 = gaussian_moments(blk.act, q_z)
-            chi_f = s_w1 * dphi2 * s_w2
-            chi_branch *= chi_f
-            q = s_w2 * phi2 + s_b2
-            blocks.append(BlockTheory(s_w1, s_b1, q_z, dphi2, chi_f, 1.0))
-            chis.append(chi_f)
+            theory = block_theory(blk, q, model.cfg.init in LINEAR_AT_INIT)
+            chi_branch *= theory.chi_branch
+            q = theory.q_out
+            blocks.append(theory)
+            chis.append(theory.chi_branch)
         skip = model.skips[unit.skip] if unit.skip is not None else None
         if isinstance(skip, (IdentitySkip, ProjectionSkip, ReZeroSkip)):
             scale = float(skip.alpha.detach()) ** 2 if isinstance(skip, ReZeroSkip) else 1.0
@@ -158,8 +186,9 @@ class TheoryReport:
     predicted: list[float] | None    # the same, predicted; None where the theory says nothing
     blocks: list[BlockTheory]        # per block; empty without a prediction
     reason: str | None               # why there is no prediction
-    activation: str = ""             # the config's activation and init, named in the report
+    activation: str = ""             # the config's activation, init and block order, named in the report
     init: str = ""
+    order: str = "post"
     jacobian: list[dict] = field(default_factory=list)   # per boundary i >= 1: singular values of dh_i/dh_0
     jacobian_examples: int = 0
 
@@ -190,4 +219,4 @@ def report(cfg: RunConfig, batch: int = 512, progress: object = None) -> TheoryR
         return TheoryReport(cfg.model.depth, len(y), measured, None, [], reason, **extra)
     predicted, blocks = predict(model, input_mean_square(model, x))
     return TheoryReport(cfg.model.depth, len(y), measured, predicted, blocks, None, cfg.model.activation,
-                        cfg.model.init, **extra)
+                        cfg.model.init, cfg.model.order, **extra)

@@ -8,7 +8,7 @@ each operation computes model k from model k's own elements the same way whateve
 numbers are those of its lone run to the bit (on the CPU; on CUDA within rounding, as cuBLAS picks
 kernels by shape). Stacked models may each have their own optimizer hyperparameters, schedule and
 gradient clip (see :mod:`skipexp.training.grouping` for what may differ). ``Lone`` trains a model that
-cannot be stacked (batch norm) through its own SkipNet, optimizer and schedule.
+cannot be stacked through its own SkipNet, optimizer and schedule.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from torch import nn
 from skipexp.core.metrics import GradProbe, accuracy
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
 from skipexp.training.session import Run
-from skipexp.training.stacked import StackedLinear, stack_models, unsupported_model
+from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models, unsupported_model
 
 
 def nonfinite(loss: torch.Tensor, grads: list[torch.Tensor], one: torch.Tensor) -> torch.Tensor:
@@ -249,10 +249,12 @@ class Stacked:
 
     @torch.no_grad()
     def sync(self, k: int, state: bool = False) -> None:
-        """Copy model k's weights (and, with ``state``, its optimizer and schedule state) into its own run."""
+        """Copy model k's weights and running statistics (and, with ``state``, its optimizer and schedule state)
+        into its own run."""
         run = self.runs[k]
         for i, mine in enumerate(run.model.parameters()):
             mine.copy_(self._slice(i, self.params[i], k))
+        copy_buffers(self.model, run.model, k)   # batch norms' running statistics: evaluation reads them
         if not state:
             return
         whole = self.opt.state_dict()
@@ -286,7 +288,8 @@ class Stacked:
 
 def make_bank(runs: list[Run]) -> Lone | Stacked:
     """Every model that can be stacked trains stacked, alone (K = 1) too: one arithmetic whatever K, so a
-    model's numbers do not depend on which models share its process. The others (batch norm) train alone."""
+    model's numbers do not depend on which models share its process. A model with a module that has no stacked
+    form (:func:`~skipexp.training.stacked.unsupported_model`; none of skipexp's own) trains alone."""
     if len(runs) == 1 and unsupported_model(runs[0].model) is not None:
         return Lone(runs[0])
     return Stacked(runs)

@@ -42,8 +42,17 @@ def write_rows(run: Run, values: list[float], step: int, epoch: int, lr: float, 
 
 
 def evaluate_run(run: Run, step: int, epoch: int) -> dict:
-    loss, acc = evaluate(run.model, run.data.x_test, run.data.y_test)
+    """One evaluation of one model: the test set, the validation split where the run holds one out, and the
+    training data (its whole split, or a fixed sample: ``log.train_eval_size``) in eval mode, which is what a
+    summary's train loss and accuracy are."""
+    d = run.data
+    loss, acc = evaluate(run.model, d.x_test, d.y_test)
     row = {"step": step, "epoch": epoch, "test_loss": loss, "test_acc": acc}
+    if d.y_val is not None:
+        row["val_loss"], row["val_acc"] = evaluate(run.model, d.x_val, d.y_val)
+    if run.cfg.log.train_eval_size != 0:
+        x, y = data_mod.train_sample(d, run.cfg.log.train_eval_size, run.cfg.data.seed)
+        row["train_loss"], row["train_acc"] = evaluate(run.model, x, y)
     run.logs["eval"].write(row)
     sharpness.at_evaluation(run, step)   # log.sharpness_every; nothing when off (the default)
     return row

@@ -12,7 +12,8 @@ Contract, for whoever groups sweep points or compare members:
 - ``model.skip.kind`` ``none`` also joins ``identity``: a unit without a skip is an identity skip of scale
   0, exactly (``fx + 0 * x``), and neither kind has parameters of its own, so both write the same columns.
   A ``none`` config's placement keys (``every``, ``blocks``) mean nothing and are ignored; its span counts.
-- A config whose model cannot be stacked at all (:func:`unstackable`: batchnorm) is a group of its own.
+- A config whose model cannot be stacked at all (:func:`unstackable`; no config value at present) is a group
+  of its own.
 - Groups keep the input order: each group lists indices ascending, groups ordered by their first index.
   Every index is in exactly one group. Training a group (``skipexp.training.api.train_group``) writes each
   member's own ordinary run folder, equal to its lone run (to the bit on the CPU).
@@ -28,7 +29,7 @@ from skipexp.core.config import RunConfig, flatten
 PER_MODEL: frozenset[str] = frozenset({
     "name", "seed",                                   # its folder and its init and batch order
     "train.lr", "train.momentum", "train.weight_decay", "train.grad_clip", "train.schedule",
-    "model.init", "model.skip.gate_bias", "model.skip.scale",
+    "model.init", "model.skip.gate_bias", "model.skip.scale", "model.skip.project_init",
 })
 # With kind none the skip's placement builds nothing; the stack builds such a model as identity of scale 0.
 _JOINS_IDENTITY = "none"
@@ -36,8 +37,7 @@ _PLACEMENT = ("model.skip.every", "model.skip.blocks")
 
 # Config values whose model has no stacked form, and why (the model-level check is
 # skipexp.training.stacked.unsupported_model; a test keeps the two in agreement).
-_UNSTACKABLE = {("model.norm", "batchnorm"): "batchnorm keeps running statistics and would normalise over "
-                                             "the model dimension"}
+_UNSTACKABLE: dict[tuple[str, object], str] = {}   # none at present: batch norm stacks with per-model statistics
 
 
 def unstackable(cfg: RunConfig) -> str | None:

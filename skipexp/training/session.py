@@ -168,7 +168,8 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
     boundaries = model.boundary_names()
     logs = {
         "metrics": runio.CsvLog(run_dir / files.METRICS, runio.METRICS_COLUMNS),
-        "eval": runio.CsvLog(run_dir / files.EVAL, runio.EVAL_COLUMNS),
+        "eval": runio.CsvLog(run_dir / files.EVAL, runio.eval_columns(splits.y_val is not None,
+                                                                      cfg.log.train_eval_size != 0)),
         "grad": runio.CsvLog(run_dir / files.GRAD_NORMS, ["step"] + probe.layer_names),
         "act_grad": runio.CsvLog(run_dir / files.ACT_GRAD_NORMS, ["step"] + boundaries),
         "act": runio.CsvLog(run_dir / files.ACT_NORMS, ["step"] + boundaries),

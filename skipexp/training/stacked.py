@@ -1,6 +1,7 @@
 """Stacked models: K SkipNets of one shape as one module whose every weight has a leading K dimension.
 
-Linear layers become ``torch.baddbmm`` over that dimension: one batched matmul instead of K small ones.
+Linear layers become ``torch.baddbmm`` over that dimension: one batched matmul instead of K small ones; a
+batch norm normalises each model's features over that model's own batch, with running statistics of its own.
 Models the stacked form cannot express exactly are named by :func:`unsupported`. Models may differ in
 values that leave the shapes alone: their initial weights (seed, init, gate bias) are copied in, and a
 skip's constant scale becomes one per model, 0 for a model without that skip (``none`` in a stack of
@@ -15,14 +16,12 @@ from torch import nn
 
 from skipexp.core import data as data_mod
 from skipexp.core.config import RunConfig
-from skipexp.core.models import Block, ShortcutSkip, Skip, SkipNet
+from skipexp.core.models import Block, PreActBlock, ShortcutSkip, Skip, SkipNet
 
 # Modules whose forward works unchanged on (K, N, features) inputs once their weights are stacked.
 _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)
-_CONTAINERS = (SkipNet, Block, Skip, nn.ModuleList, nn.ModuleDict)
-_WHY = {
-    nn.BatchNorm1d: "batchnorm keeps running statistics and would normalise over the seed dimension",
-}
+_CONTAINERS = (SkipNet, Block, PreActBlock, Skip, nn.ModuleList, nn.ModuleDict)
+_WHY: dict[type, str] = {}   # module types with no stacked form, and why (none at present)
 
 
 class StackedLinear(nn.Module):
@@ -55,6 +54,31 @@ class StackedLayerNorm(nn.Module):
         return torch.addcmul(self.bias.unsqueeze(1), h, self.weight.unsqueeze(1))
 
 
+class StackedBatchNorm(nn.Module):
+    """K BatchNorm1d layers: model k's features normalised over model k's batch, with its own scale, shift and
+    running statistics. The (K, N, H) input is read as N rows of K*H channels, so that one batch_norm call
+    takes every channel of every model over its own N rows, as a lone BatchNorm1d takes its H over N."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
+                 running_var: torch.Tensor, num_batches_tracked: torch.Tensor, eps: float, momentum: float):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)                 # (K, H)
+        self.register_buffer("running_mean", running_mean)                                # (K, H)
+        self.register_buffer("running_var", running_var)                                  # (K, H)
+        self.register_buffer("num_batches_tracked", num_batches_tracked)                  # ()
+        self.eps, self.momentum = eps, momentum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, n, h = x.shape[0], x.shape[1], x.shape[2]   # indexed, not unpacked: torch.fx traces this forward
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        rows = x.transpose(0, 1).reshape(n, k * h)                                          # (N, K*H)
+        out = nn.functional.batch_norm(rows, self.running_mean.view(-1), self.running_var.view(-1),
+                                       self.weight.view(-1), self.bias.view(-1), self.training, self.momentum,
+                                       self.eps)
+        return out.view(n, k, h).transpose(0, 1)                                            # (K, N, H)
+
+
 def unsupported_model(model: nn.Module) -> str | None:
     """Why ``model`` cannot be stacked over seeds, or None where it can."""
     for name, m in model.named_modules():
@@ -63,6 +87,10 @@ def unsupported_model(model: nn.Module) -> str | None:
         if isinstance(m, nn.LayerNorm):
             if not m.elementwise_affine or len(m.normalized_shape) != 1:
                 return f"{name}: only a LayerNorm over the last dimension with weight and bias is stacked"
+            continue
+        if isinstance(m, nn.BatchNorm1d):
+            if not (m.affine and m.track_running_stats) or m.momentum is None:
+                return f"{name}: only a BatchNorm1d with weight, bias, running statistics and a momentum is stacked"
             continue
         if isinstance(m, _CONTAINERS):
             # a module's own parameters (ReZero's alpha) are stacked only where they are scalars
@@ -81,6 +109,18 @@ def unsupported(cfg: RunConfig) -> str | None:
     if len(cfg.seeds) < 2:
         return "a single seed"
     return unsupported_model(SkipNet(cfg.model, *data_mod.input_shape(cfg.data)))
+
+
+@torch.no_grad()
+def copy_buffers(stack: nn.Module, model: nn.Module, k: int) -> None:
+    """Model k's running statistics from the stack into its own model (what evaluation and checkpoints read)."""
+    mine = dict(model.named_modules())
+    for name, m in stack.named_modules():
+        if isinstance(m, StackedBatchNorm):
+            own = mine[name]
+            own.running_mean.copy_(m.running_mean[k])
+            own.running_var.copy_(m.running_var[k])
+            own.num_batches_tracked.copy_(m.num_batches_tracked)
 
 
 def stack_models(models: list[SkipNet]) -> SkipNet:
@@ -105,6 +145,10 @@ def stack_models(models: list[SkipNet]) -> SkipNet:
         elif isinstance(m, nn.LayerNorm):
             new = StackedLayerNorm(torch.stack([s.weight.detach() for s in same]),
                                    torch.stack([s.bias.detach() for s in same]), m.eps)
+        elif isinstance(m, nn.BatchNorm1d):
+            new = StackedBatchNorm(*(torch.stack([getattr(s, a).detach() for s in same])
+                                     for a in ("weight", "bias", "running_mean", "running_var")),
+                                   m.num_batches_tracked.detach().clone(), m.eps, m.momentum)
         else:
             for pname, _ in list(m.named_parameters(recurse=False)):  # scalars: (K, 1, 1) broadcasts on (K, N, H)
                 stacked = torch.stack([getattr(s, pname).detach() for s in same]).view(k, 1, 1)

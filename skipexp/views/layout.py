@@ -18,7 +18,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 
 from skipexp.views.ticks import SUPERSCRIPT, log_label, log_ticks  # noqa: F401  (their home before ticks.py)
 
-DPI = 110
+DPI = 150   # print quality; skipexp.views.style saves every figure at it
 
 EDGE = 0.08            # free border around a figure
 TICK = 7 / 72          # a tick (3.5 pt) and the gap to its label (3.5 pt)

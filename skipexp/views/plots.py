@@ -21,7 +21,6 @@ from skipexp.rundir.summary import smooth  # noqa: E402
 from skipexp.views.layout import (  # noqa: E402
     BAR_PAD,
     BAR_WIDTH,
-    DPI,
     EDGE,
     TITLES,
     figure_legend,
@@ -35,6 +34,7 @@ from skipexp.views.layout import (  # noqa: E402
     side_legend,
     suptitle,
 )
+from skipexp.views.style import formats_of, save  # noqa: E402
 from skipexp.views.ticks import layer_keys  # noqa: E402,F401  (plots.layer_keys: its name before ticks.py)
 
 # Lines coloured by step run dark (early) to light (late); viridis's yellow end is invisible on white.
@@ -118,23 +118,21 @@ def num_classes(run_dir: Path) -> int | None:
 
 
 def draw_chance(ax_loss: Any, ax_acc: Any, k: int) -> None:
-    """A uniform guess over k classes: loss ln k, accuracy 1/k. A run stuck there has learned nothing."""
+    """A uniform guess over k classes: loss ln k, accuracy 1/k (drawn in %). A run stuck there has learned
+    nothing."""
     if ax_loss is not None:
         ax_loss.axhline(math.log(k), **CHANCE, label=f"chance loss (ln {k} = {math.log(k):.2f})")
     if ax_acc is not None:
-        ax_acc.axhline(1 / k, **CHANCE, label=f"chance accuracy ({1 / k:.0%})")
+        ax_acc.axhline(100 / k, **CHANCE, label=f"chance accuracy ({1 / k:.0%})")
 
 
-# zlib's fastest level: a plot's PNG is compressed about 1.4x faster than at the default 6, and is ~10% bigger
-PNG_OPTIONS = {"compress_level": 1}
+def _percent(a: Any) -> np.ndarray:
+    """Accuracies (fractions) as percentages, the unit every accuracy axis shows."""
+    return 100.0 * np.asarray(a, dtype=float)
 
 
-def _save(fig: Figure, out: Path) -> None:
-    fig.savefig(out, dpi=DPI, pil_kwargs=PNG_OPTIONS)
-    if fig.canvas.manager is not None:  # made through pyplot, which holds on to it until closed
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+def _save(fig: Figure, out: Path, formats: list[str] | tuple[str, ...] = ("png",)) -> None:
+    save(fig, out, formats)
 
 
 def loss_figure(run_dir: Path) -> Figure:
@@ -146,12 +144,12 @@ def loss_figure(run_dir: Path) -> Figure:
     ax_l, ax_a = fig.subplots(1, 2)
     if m:
         steps = [r["step"] for r in m]
-        for ax, key, f in ((ax_l, "train_loss", _positive), (ax_a, "train_acc", np.asarray)):
+        for ax, key, f in ((ax_l, "train_loss", _positive), (ax_a, "train_acc", _percent)):
             raw = [r[key] for r in m]
             ax.plot(steps, f(raw), color="tab:blue", alpha=0.3, lw=1.0, label="train, each logged batch")
             ax.plot(steps, f(smooth(raw)), color="tab:blue", lw=1.8, label="train, smoothed")
     if e:
-        for ax, key, f in ((ax_l, "test_loss", _positive), (ax_a, "test_acc", np.asarray)):
+        for ax, key, f in ((ax_l, "test_loss", _positive), (ax_a, "test_acc", _percent)):
             ax.plot([r["step"] for r in e], f([r[key] for r in e]), "o-", color="tab:orange", ms=3, lw=1.5,
                     label="test")
     k = num_classes(run_dir)
@@ -159,12 +157,13 @@ def loss_figure(run_dir: Path) -> Figure:
         draw_chance(ax_l, ax_a, k)
     for ax in (ax_l, ax_a):
         _mark_divergence(ax, meta)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step (optimizer updates)")
         ax.grid(alpha=0.3)
-    set_loss_axis(ax_l, [r["train_loss"] for r in m] + [r["test_loss"] for r in e] + ([math.log(k)] if k else []))
+    set_loss_axis(ax_l, [r["train_loss"] for r in m] + [r["test_loss"] for r in e] + ([math.log(k)] if k else []),
+                  "cross-entropy loss")
     set_title(ax_l, "loss")
-    ax_a.set_ylabel("accuracy")
-    ax_a.set_ylim(0, 1.02)
+    ax_a.set_ylabel("accuracy (%)")
+    ax_a.set_ylim(0, 102)
     set_title(ax_a, "accuracy")
     legend = figure_legend(fig, [ax_l, ax_a], ncol=3)
     final = f", final test accuracy {e[-1]['test_acc']:.1%}" if e and math.isfinite(e[-1]["test_acc"]) else ""
@@ -200,7 +199,7 @@ def grad_norms_figure(run_dir: Path) -> Figure:
         ax.set_yscale("log")
         label_log_axis(ax.yaxis)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("L2 norm (log scale)")
+        ax.set_ylabel("gradient L2 norm (log scale)")
         set_title(ax, title)
         ticks = _ticks(len(cols))
         ax.set_xticks(ticks)
@@ -250,7 +249,7 @@ def heatmap(ax: Any, steps: np.ndarray, cols: list[str], mat: np.ndarray, extent
     ticks = _ticks(len(cols), 10)
     ax.set_yticks(ticks)
     ax.set_yticklabels([_short(cols[t]) for t in ticks], fontsize=7)
-    ax.set_xlabel("step")
+    ax.set_xlabel("step (optimizer updates)")
     return im, bool(zero.any()), bool((~np.isfinite(mat)).any())
 
 
@@ -306,8 +305,9 @@ def plot_run(run_dir: Path) -> list[Path]:
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     paths = [out / "loss.png", out / "grad_norms.png", out / "grad_heatmap.png"]
-    for fn, path in zip((plot_loss, plot_grad_norms, plot_heatmap), paths):
+    formats = formats_of(run_dir)
+    for fn, path in zip((loss_figure, grad_norms_figure, heatmap_figure), paths):
         tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix tells savefig the format
-        fn(run_dir, tmp)
+        save(fn(run_dir), tmp, formats)
         os.replace(tmp, path)  # a process killed while drawing leaves the old plot, not half a PNG
     return paths

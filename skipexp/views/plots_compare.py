@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # for whoever imports pyplot after this; these plots never need it
 import numpy as np  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
@@ -45,8 +44,9 @@ from skipexp.views.plots import (  # noqa: E402
     set_loss_axis,
     zero_handle,
 )
+from skipexp.views.style import OKABE_ITO, formats_of, save  # noqa: E402
 
-COLORS = colormaps["tab10"].colors
+COLORS = OKABE_ITO   # colour-blind safe (skipexp.views.style)
 
 
 def _label(name: str, meta: dict) -> str:
@@ -75,13 +75,14 @@ def _band(curves: list[tuple[Any, Any]]) -> tuple[np.ndarray, np.ndarray, np.nda
 
 
 def _draw(ax: Any, curves: list[tuple[Any, Any]], fmt: str, c: Any, positive: bool = False,
-          **kw: Any) -> tuple[np.ndarray, np.ndarray] | None:
+          scale: float = 1.0, **kw: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """One seed: the curve as is. Several: their mean, with the min-max band shaded in the same colour.
-    Returns the (x, y) drawn, before a log axis drops its zeros."""
+    ``scale`` multiplies what is drawn (100: accuracy in %). Returns the (x, y) drawn, before a log axis
+    drops its zeros."""
     if not curves:
         return None
     x, mean, lo, hi = _band(curves)
-    f = _positive if positive else (lambda a: a)
+    f = _positive if positive else (lambda a: a * scale)
     ax.plot(x, f(mean), fmt, color=c, **kw)
     if len(curves) > 1:
         ax.fill_between(x, f(lo), f(hi), color=c, alpha=0.18, lw=0)
@@ -89,13 +90,14 @@ def _draw(ax: Any, curves: list[tuple[Any, Any]], fmt: str, c: Any, positive: bo
 
 
 def plot_compare(runs: list, out: Path) -> list[Path]:
-    """Overlaid plots of a comparison; ``runs`` pairs each member with its run folder, or its seeds' folders."""
+    """Overlaid plots of a comparison; ``runs`` pairs each member with its run folder, or its seeds' folders.
+    Each figure in the formats the first member's config asks for (``log.plot_formats``)."""
     runs = _seeds(runs)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "loss.png", out / "grad_norms.png", out / "grad_heatmap.png"]
-    compare_loss(runs, paths[0])
-    compare_grad_profile(runs, paths[1])
-    compare_heatmaps(runs, paths[2])
+    formats = formats_of(runs[0][1][0]) if runs else ["png"]
+    for figure, path in zip((loss_figure, grad_profile_figure, heatmaps_figure), paths):
+        save(figure(runs), path, formats)
     return paths
 
 
@@ -137,9 +139,9 @@ def loss_figure(runs: list) -> Figure:
         for ax, raw, train, test, pos in ((ax_l, raw_l, train_l, test_l, True), (ax_a, raw_a, train_a, test_a, False)):
             if raw:  # faint, without the band: it is there to show what the smoothing hides
                 x, mean, _, _ = _band(raw)
-                ax.plot(x, _positive(mean) if pos else mean, "-", color=c, alpha=0.22, lw=0.8)
-            _draw(ax, train, "-", c, positive=pos, lw=2)
-            _draw(ax, test, "o--", c, positive=pos, ms=3.5, lw=1.2)
+                ax.plot(x, _positive(mean) if pos else 100 * mean, "-", color=c, alpha=0.22, lw=0.8)
+            _draw(ax, train, "-", c, positive=pos, scale=100.0, lw=2)
+            _draw(ax, test, "o--", c, positive=pos, scale=100.0, ms=3.5, lw=1.2)
         for run_dir in dirs:
             meta = files.meta_or_empty(run_dir)
             if meta.get("diverged_at_step") is not None:
@@ -150,11 +152,11 @@ def loss_figure(runs: list) -> Figure:
         draw_chance(ax_l, ax_a, k)
     set_loss_axis(ax_l, [float(y) for ln in ax_l.get_lines() for y in ln.get_ydata()])
     set_title(ax_l, "loss")
-    ax_a.set_ylim(0, 1.02)
-    ax_a.set_ylabel("accuracy")
+    ax_a.set_ylim(0, 102)
+    ax_a.set_ylabel("accuracy (%)")
     set_title(ax_a, "accuracy")
     for ax in (ax_l, ax_a):
-        ax.set_xlabel("step")
+        ax.set_xlabel("step (optimizer updates)")
         ax.grid(alpha=0.3, which="both")
     styles = [style_handle("train, smoothed", lw=2), style_handle("train, each logged batch", lw=0.8, alpha=0.4),
               style_handle("test", ls="--", marker="o", ms=3.5, lw=1.2)]
@@ -218,7 +220,7 @@ def grad_profile_figure(runs: list) -> Figure:
         ax.set_yscale("log")
         label_log_axis(ax.yaxis)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("L2 norm (log scale)")
+        ax.set_ylabel("gradient L2 norm (log scale)")
         set_title(ax, title, fontsize=10)
         if order:
             ticks = _ticks(len(order))

@@ -39,7 +39,8 @@ OLD_SUBDIR = "tensorboard"  # where exports used to put a run's events
 FIXED = {
     files.METRICS: {"train_loss": "train/loss", "train_acc": "train/acc", "lr": "train/lr",
                     "grad_norm_total": "train/grad_norm_total"},
-    files.EVAL: {"test_loss": "test/loss", "test_acc": "test/acc"},
+    files.EVAL: {"test_loss": "test/loss", "test_acc": "test/acc", "val_loss": "val/loss", "val_acc": "val/acc",
+                 "train_loss": "train/eval_loss", "train_acc": "train/eval_acc"},
 }
 # CSV file with a column per layer or boundary -> tag group; each column but `step` becomes <group>/<column>
 PER_LAYER = {files.GRAD_NORMS: "grad_norm", files.ACT_GRAD_NORMS: "act_grad_norm", files.ACT_NORMS: "act_rms"}
@@ -63,7 +64,8 @@ def row_events(log: str, row: Mapping[str, float], histograms: bool = True) -> I
     ``("histogram", tag, values)``. The one definition both the live writer and the export use."""
     if log in FIXED:
         for col, tag in FIXED[log].items():
-            yield "scalar", tag, float(row[col])
+            if col in row:   # validation and training-data columns exist only where the run evaluates them
+                yield "scalar", tag, float(row[col])
         return
     values = {k: float(v) for k, v in row.items() if k != "step"}
     for col, v in values.items():

@@ -11,6 +11,8 @@ A sweep file names a base config and a grid of dotted keys::
 
     overrides:                  # optional: fixed values for every point (not in the point names)
       train.epochs: 2
+    select: {key: train.lr, by: final_val_loss}   # optional: choose lr per configuration (.evidence)
+    baseline: {model.skip.kind: none}             # optional: what differences are taken against
 
 A grid entry may instead be a *named axis*: a mapping of labels to variants, each variant a mapping of
 dotted keys to one value (``{}``: the base as is), for variants that set several keys at once::
@@ -50,11 +52,12 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key, value
+from skipexp.experiments.sweep.evidence import Selection, read_baseline, read_select
 from skipexp.experiments.sweep.slurm_options import from_section, section
 from skipexp.experiments.sweep.state import NEUTRAL_KEYS, config_differences, point_state
 from skipexp.rundir import files, runio
 
-SWEEP_KEYS = ("name", "base", "grid", "overrides", "slurm")
+SWEEP_KEYS = ("name", "base", "grid", "overrides", "select", "baseline", "slurm")
 NAME = re.compile(r"[\w.+-]+")  # a sweep name is a folder name: sweep-<name>
 AXIS_NAME = re.compile(r"[A-Za-z_][\w-]*")  # a named axis: a plain word, so it reads as no dotted key
 PLOTS_KEY = "log.plots"
@@ -73,6 +76,8 @@ class Sweep:
     variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # named axis -> label ->
     #   {dotted key: value}; its labels are grid[axis], in the same order
     slurm: dict[str, Any] = field(default_factory=dict)  # the slurm: section (.slurm_options), for --backend slurm
+    select: Selection | None = None    # the axis chosen per configuration on held-out data (.evidence)
+    baseline: dict[str, Any] | None = None   # what differences are taken against (.evidence)
 
     def settings(self, values: dict[str, Any]) -> dict[str, Any]:
         """A point's dotted keys and values: a named axis's label gives its variant's keys."""
@@ -128,9 +133,11 @@ def load(path: Path) -> Sweep:
             raise SkipexpError("is also a grid key; give it in one place", file=str(path), key=f"overrides.{k}")
     check_disjoint([*clean, *leaf_keys(fixed)], file=str(path))
     check_variant_keys(clean, {str(k): v for k, v in fixed.items()}, variants, file=str(path))
+    select = read_select(raw.get("select"), clean, file=str(path))
+    baseline = read_baseline(raw.get("baseline"), clean, select, file=str(path))
     slurm = section(from_section(raw.get("slurm"), str(path)))
     return Sweep(name, base, clean, Path(path), {str(k): v for k, v in fixed.items()}, variants=variants,
-                 slurm=slurm)
+                 select=select, baseline=baseline, slurm=slurm)
 
 
 def read_grid(grid: Any, *, file: str) -> tuple[dict[str, list], dict[str, dict[str, dict[str, Any]]]]:
@@ -344,6 +351,10 @@ def write_sweep_file(sweep: Sweep, out: Path) -> Path:
         data["overrides"] = sweep.overrides
     if sweep.slurm:
         data["slurm"] = sweep.slurm
+    if sweep.select is not None:
+        data["select"] = {"key": sweep.select.key, "by": sweep.select.by}
+    if sweep.baseline is not None:
+        data["baseline"] = sweep.baseline
     text = yaml.safe_dump(data, sort_keys=False)
     files.atomic_write(root / files.SWEEP_FILE, f"# written by {shlex.join(sweep.command())}\n" + text)
     return root / files.SWEEP_FILE
@@ -361,9 +372,12 @@ def load_folder(path: Path) -> Sweep:
         raise SkipexpError("not a skipexp sweep file (needs name and grid)", file=str(path / files.SWEEP_FILE))
     clean, variants = read_grid(grid, file=str(path / files.SWEEP_FILE))
     fixed = raw.get("overrides") if isinstance(raw.get("overrides"), dict) else {}
-    slurm = section(from_section(raw.get("slurm"), str(path / files.SWEEP_FILE)))
+    where = str(path / files.SWEEP_FILE)
+    select = read_select(raw.get("select"), clean, file=where)
+    baseline = read_baseline(raw.get("baseline"), clean, select, file=where)
+    slurm = section(from_section(raw.get("slurm"), where))
     return Sweep(raw["name"], Path(str(raw.get("base", ""))), clean, path / files.SWEEP_FILE, fixed,
-                 variants=variants, slurm=slurm)
+                 variants=variants, select=select, baseline=baseline, slurm=slurm)
 
 
 def folder_points(path: Path) -> list[tuple[str, dict[str, Any], Path]]:

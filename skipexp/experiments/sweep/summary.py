@@ -2,21 +2,23 @@
 ``report`` redoes."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
+from skipexp.core import stats
 from skipexp.core.fmt import csv_cell
 from skipexp.core.fmt import value as format_value
+from skipexp.experiments.sweep import evidence
+from skipexp.experiments.sweep.evidence import Selection
 from skipexp.experiments.sweep.spec import Sweep, folder_points, load_folder
 from skipexp.rundir import files, runio
 from skipexp.rundir.files import SUMMARY_FIELDS
-from skipexp.rundir.summary import describe, numbers
+from skipexp.rundir.summary import describe
 
-# the fields of summary-seeds.csv: each gets its _mean, _std, _min and _max over the seeds
+# the fields of summary-seeds.csv: each gets its _mean, _std, _n, _ci_low, _ci_high, _min and _max over the seeds
 SEED_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
-               "grad_ratio_first_last_end")
-STATS = ("mean", "std", "min", "max")
+               "final_val_loss", "final_val_acc", "best_val_acc", "grad_ratio_first_last_end")
+STATS = ("mean", "std", "n", "ci_low", "ci_high", "min", "max")
 NOT_RUN = ("missing", "not started")  # a grid point without a run folder
 
 
@@ -63,37 +65,78 @@ def over_seeds(values: dict[str, Any], points: list[dict]) -> dict[str, Any]:
     """One configuration's row of summary-seeds.csv from its points' rows of summary.csv.
 
     ``seeds`` counts the points that exist (have a run folder), ``completed`` and ``diverged`` those that
-    ended so; every field of :data:`SEED_FIELDS` gets its mean, sample sd (None with one value), min and max
-    over the seeds that did not diverge and have a finite value (None where none has). ``statuses`` counts
-    the points by status, missing ones included.
+    ended so; ``params`` is the models' parameter count; every field of :data:`SEED_FIELDS` gets its mean,
+    sample sd (None with one value), n, the 95 % confidence interval of the mean (Student t, None with one
+    value), min and max over the seeds that did not diverge and have a finite value (None where none has).
+    ``statuses`` counts the points by status, missing ones included.
     """
     statuses = [p.get("status") or "unknown" for p in points]
     row: dict[str, Any] = dict(values)
     row["seeds"] = sum(st not in NOT_RUN for st in statuses)
     row["completed"] = statuses.count("completed")
     row["diverged"] = statuses.count("diverged")
+    row["params"] = evidence.params(points)
     row["statuses"] = {st: statuses.count(st) for st in dict.fromkeys(statuses)}
-    healthy = [p for p in points if p.get("status") not in ("diverged", *NOT_RUN)]
     for f in SEED_FIELDS:
-        got = describe(vals) if (vals := [v for v in numbers(healthy, f) if math.isfinite(v)]) else {}
+        vals = evidence.healthy(points, f)
+        got = {**describe(vals), **stats.summarize(vals)} if vals else {}
+        got["std"] = got.get("sd")
         row.update({f"{f}_{st}": got.get(st) for st in STATS})
     return row
 
 
-def aggregate_seeds(rows: list[dict], grid: dict[str, list]) -> list[dict]:
-    """summary-seeds.csv's rows: one per configuration (:func:`configurations`), :func:`over_seeds` each."""
-    return [over_seeds(values, points) for values, points in configurations(rows, grid)]
+def aggregate_seeds(rows: list[dict], grid: dict[str, list], select: Selection | None = None) -> list[dict]:
+    """summary-seeds.csv's rows: one per configuration (:func:`configurations`), :func:`over_seeds` each; with a
+    selection, ``selected`` says whether the configuration is its arm's chosen one."""
+    configs = configurations(rows, grid)
+    out = [over_seeds(values, points) for values, points in configs]
+    if select is not None:
+        for row, chosen in zip(out, evidence.choose(configs, select)):
+            row["selected"] = chosen
+    return out
 
 
-def seed_columns(grid: dict[str, list]) -> list[str]:
-    return ([k for k in grid if k != "seed"] + ["seeds", "completed", "diverged"]
-            + [f"{f}_{st}" for f in SEED_FIELDS for st in STATS])
+def seed_columns(grid: dict[str, list], select: Selection | None = None) -> list[str]:
+    return ([k for k in grid if k != "seed"] + (["selected"] if select is not None else [])
+            + ["seeds", "completed", "diverged", "params"] + [f"{f}_{st}" for f in SEED_FIELDS for st in STATS])
 
 
 def write_seeds_csv(root: Path, sweep: Sweep, rows: list[dict]) -> Path:
-    files.write_csv(root / files.SUMMARY_SEEDS_CSV, seed_columns(sweep.grid), aggregate_seeds(rows, sweep.grid),
-                    csv_cell)
+    files.write_csv(root / files.SUMMARY_SEEDS_CSV, seed_columns(sweep.grid, sweep.select),
+                    aggregate_seeds(rows, sweep.grid, sweep.select), csv_cell)
     return root / files.SUMMARY_SEEDS_CSV
+
+
+def difference_columns(grid: dict[str, list], select: Selection | None) -> list[str]:
+    keys = [k for k in grid if k != "seed" and (select is None or k != select.key)]
+    return keys + ["against"] + (["chosen", "chosen_against"] if select is not None else []) + [
+        "field", "n", "n_against", "diff", "ci_low", "ci_high", "df", "p", "params", "params_against"]
+
+
+def write_differences_csv(root: Path, sweep: Sweep, rows: list[dict]) -> list[dict]:
+    """differences.csv (:func:`skipexp.experiments.sweep.evidence.differences`); its rows."""
+    diffs = evidence.differences(configurations(rows, sweep.grid), sweep.grid, sweep.baseline, sweep.select)
+    files.write_csv(root / files.DIFFERENCES_CSV, difference_columns(sweep.grid, sweep.select), diffs, csv_cell)
+    return diffs
+
+
+def chosen_point_names(root: Path) -> set[str] | None:
+    """The folder names of a sweep folder's chosen configurations' points (its ``select``), from their
+    summaries on disk; None for a sweep without a selection."""
+    sweep, rows = collect(root, refresh=False)
+    if sweep.select is None:
+        return None
+    return {str(p["point"]) for p in chosen_points(rows, sweep)[0]}
+
+
+def chosen_points(rows: list[dict], sweep: Sweep) -> tuple[list[dict], dict[str, list]]:
+    """The points of the chosen configurations and the grid without the selected key (what the plots draw);
+    without a selection, every point and the grid."""
+    if sweep.select is None:
+        return rows, sweep.grid
+    configs = configurations(rows, sweep.grid)
+    kept = [p for (_, points), c in zip(configs, evidence.choose(configs, sweep.select)) if c for p in points]
+    return kept, {k: v for k, v in sweep.grid.items() if k != sweep.select.key}
 
 
 def dataset(root: Path, rows: list[dict]) -> str | None:
@@ -116,14 +159,25 @@ def finish(root: Path, refresh: bool = True, html: bool = True) -> tuple[Sweep, 
 
     sweep, rows = collect(root, refresh)
     write_summary_csv(root, sweep, rows)
-    if seeds_swept(sweep.grid):
+    if seeds_swept(sweep.grid) or sweep.select is not None:
         write_seeds_csv(root, sweep, rows)
+    if seeds_swept(sweep.grid):
+        write_differences_csv(root, sweep, rows)
+    from skipexp.views import style
+
     data, n = dataset(root, rows), len(sweep.grid.get("seed", [None]))
     about = ", ".join(x for x in (data, f"{n} seed{'s' if n > 1 else ''}") if x)
+    if sweep.select is not None:
+        about += (f", {style.axis_label(sweep.select.key)} chosen per configuration on "
+                  f"{style.FIELD_WORDS.get(sweep.select.by, sweep.select.by)}")
     title = f"sweep {sweep.name}"
-    plots = plots_sweep.plot_sweep(rows, sweep.grid, root / files.PLOTS, title=f"{title} ({about})")
-    plots.append(plots_sweep.plot_sweep_curves(configurations(rows, sweep.grid), sweep.grid, root,
-                                               root / files.PLOTS / files.CURVES_PNG, title, data))
+    shown, grid = chosen_points(rows, sweep)
+    formats = style.formats_of(next((root / str(r["point"]) for r in rows if r.get("status") not in NOT_RUN), None))
+    plots = plots_sweep.plot_sweep(shown, grid, root / files.PLOTS, title=f"{title} ({about})",
+                                   variants=sweep.variants, formats=formats)
+    plots.append(plots_sweep.plot_sweep_curves(configurations(shown, grid), grid, root,
+                                               root / files.PLOTS / files.CURVES_PNG, title, data, sweep.variants,
+                                               formats))
     from skipexp.views.tensorboard import event_files, write_hparams
 
     folders = folder_points(root)
