@@ -12,8 +12,8 @@ parameter shapes (plain and identity skips) get the same Gaussian draws, each sc
 The loss is the mean cross-entropy on a fixed training sample, in eval mode.
 
 Grid points are evaluated together: a chunk of points is one stacked model
-(:func:`skipexp.training.stacked.stack_models`, a batched matmul per layer); models without a stacked
-form (batch norm) are evaluated one point at a time.
+(:func:`skipexp.training.stacked.stack_models`, a batched matmul per layer; batch norm with each point's
+copy of the checkpoint's running statistics); a model without a stacked form is evaluated one point at a time.
 """
 from __future__ import annotations
 
