@@ -51,13 +51,18 @@ class StackedLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
-        return torch.addcmul(self.bias.unsqueeze(1), h, self.weight.unsqueeze(1))
+        return h * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)   # not addcmul: see StackedBatchNorm
 
 
 class StackedBatchNorm(nn.Module):
     """K BatchNorm1d layers: model k's features normalised over model k's batch, with its own scale, shift and
-    running statistics. The (K, N, H) input is read as N rows of K*H channels, so that one batch_norm call
-    takes every channel of every model over its own N rows, as a lone BatchNorm1d takes its H over N."""
+    running statistics; in training mode the running variance takes the unbiased batch variance, as
+    BatchNorm1d's does.
+
+    Written out from means along the batch dimension and single-rounding elementwise ops (no fused kernel):
+    torch's batch_norm kernel rounds a channel differently depending on how many channels it is given, so
+    model k's numbers would depend on K. These ops compute model k's rows the same way whatever K is; they
+    agree with BatchNorm1d within float rounding."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, running_mean: torch.Tensor,
                  running_var: torch.Tensor, num_batches_tracked: torch.Tensor, eps: float, momentum: float):
@@ -68,15 +73,20 @@ class StackedBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", num_batches_tracked)                  # ()
         self.eps, self.momentum = eps, momentum
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, n, h = x.shape[0], x.shape[1], x.shape[2]   # indexed, not unpacked: torch.fx traces this forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:                                    # (K, N, H)
         if self.training:
-            self.num_batches_tracked.add_(1)
-        rows = x.transpose(0, 1).reshape(n, k * h)                                          # (N, K*H)
-        out = nn.functional.batch_norm(rows, self.running_mean.view(-1), self.running_var.view(-1),
-                                       self.weight.view(-1), self.bias.view(-1), self.training, self.momentum,
-                                       self.eps)
-        return out.view(n, k, h).transpose(0, 1)                                            # (K, N, H)
+            n = x.shape[1]
+            mean = x.mean(1, keepdim=True)                                                  # (K, 1, H)
+            centred = x - mean
+            var = centred.square().mean(1, keepdim=True)                                    # biased, to normalise
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum
+                self.running_mean.mul_(1 - m).add_(mean.squeeze(1) * m)
+                self.running_var.mul_(1 - m).add_(var.squeeze(1) * (n / (n - 1)) * m)
+        else:
+            centred, var = x - self.running_mean.unsqueeze(1), self.running_var.unsqueeze(1)
+        return centred / torch.sqrt(var + self.eps) * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
 
 
 def unsupported_model(model: nn.Module) -> str | None:
