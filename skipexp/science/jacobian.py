@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -105,16 +104,8 @@ def numbers(rows: list[dict]) -> dict:
     return {f"{k}_{state}": last[state][k] for state in ("init", "trained") for k in ("mean_s2", "spread")}
 
 
-@dataclass
-class Result:
-    folder: members_mod.Folder
-    rows: list[dict]
-    tables: list[Path]
-    plots: list[Path]
-
-
 def study(path: Path, samples: int = 32, progress: data_mod.Progress | None = None,
-          on_member: Callable[[members_mod.Member, dict], None] | None = None) -> Result:
+          on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder; each gets jacobian.csv, jacobian-spectrum.csv and
     jacobian.json; the folder its tables and the figures."""
     from skipexp.science import figures
@@ -137,4 +128,4 @@ def study(path: Path, samples: int = 32, progress: data_mod.Progress | None = No
             on_member(m, nums)
     rows = members_mod.member_rows(f, per_run)
     tables, plots = figures.finish(f, figures.MEASURES["jacobian"], rows)
-    return Result(f, rows, tables, plots)
+    return members_mod.Result(f, rows, tables, plots)

@@ -203,16 +203,8 @@ def numbers(grid: list[dict], interp: list[dict], s: Settings) -> dict:
 
 # --- the study ``skipexp landscape`` runs --------------------------------------------------------------
 
-@dataclass
-class Result:
-    folder: members_mod.Folder
-    rows: list[dict]          # a row per run: label, seed, swept values, numbers
-    tables: list[Path]        # the folder's landscape.csv / landscape-seeds.csv
-    plots: list[Path]
-
-
 def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
-          on_member: Callable[[members_mod.Member, dict], None] | None = None) -> Result:
+          on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder with the same directions' seed and sample,
     write each run's files, the folder's tables and the figures."""
     from skipexp.science import figures
@@ -236,4 +228,4 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
             on_member(m, nums)
     rows = members_mod.member_rows(f, numbers_per_run)
     tables, plots = figures.finish(f, figures.MEASURES["landscape"], rows)
-    return Result(f, rows, tables, plots)
+    return members_mod.Result(f, rows, tables, plots)

@@ -69,6 +69,15 @@ class Folder:
         return any(n > 1 for n in nets.values())
 
 
+@dataclass
+class Result:
+    """What a measurement of a folder returns: the folder, a row per run, the tables and figures it wrote."""
+    folder: Folder
+    rows: list[dict]          # a row per run: label, seed, swept values, numbers
+    tables: list[Path]        # the folder's <measure>.csv and <measure>-seeds.csv
+    plots: list[Path]
+
+
 def folder(path: Path) -> Folder:
     """The runs of a run, comparison or sweep folder with a checkpoint to measure; an error names what is
     missing. A sweep's points without a run folder are left out."""

@@ -182,16 +182,8 @@ class Settings:
     seed: int = 0        # of the sampled paths
 
 
-@dataclass
-class Result:
-    folder: members_mod.Folder
-    rows: list[dict]
-    tables: list[Path]
-    plots: list[Path]
-
-
 def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
-          on_member: Callable[[members_mod.Member, dict], None] | None = None) -> Result:
+          on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder, trained and as initialised; write paths.csv and
     paths.json into each, the folder's tables and the figures."""
     from skipexp.science import figures
@@ -220,4 +212,4 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
             on_member(m, nums)
     rows = members_mod.member_rows(f, per_run)
     tables, plots = figures.finish(f, figures.MEASURES["paths"], rows)
-    return Result(f, rows, tables, plots)
+    return members_mod.Result(f, rows, tables, plots)

@@ -43,16 +43,8 @@ def numbers(rows: list[dict]) -> dict:
             "loss_trained": by["trained"]["loss"]}
 
 
-@dataclass
-class Result:
-    folder: members_mod.Folder
-    rows: list[dict]
-    tables: list[Path]
-    plots: list[Path]
-
-
 def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
-          on_member: Callable[[members_mod.Member, dict], None] | None = None) -> Result:
+          on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder; write hessian.csv and hessian.json into each,
     the folder's tables and the figures."""
     from skipexp.science import figures
@@ -73,4 +65,4 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
             on_member(m, nums)
     rows = members_mod.member_rows(f, per_run)
     tables, plots = figures.finish(f, figures.MEASURES["sharpness"], rows)
-    return Result(f, rows, tables, plots)
+    return members_mod.Result(f, rows, tables, plots)
