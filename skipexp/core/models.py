@@ -303,7 +303,13 @@ class SkipNet(nn.Module):
 
     def forward(self, x: torch.Tensor, capture: bool = False):
         """Logits (N, classes); with ``capture``, also the list of boundaries h0..h_depth."""
-        hs = [self.input(x)]                                   # (N, width)
+        hs = self.boundaries(self.input(x))
+        logits = self.head(hs[-1])
+        return (logits, hs) if capture else logits
+
+    def boundaries(self, h0: torch.Tensor) -> list[torch.Tensor]:
+        """The boundaries h0..h_depth from h0 (N, width), the input layer's output."""
+        hs = [h0]
         for unit in self.units:
             start = hs[-1]
             for i, src in zip(unit.blocks, unit.sources):
@@ -311,8 +317,7 @@ class SkipNet(nn.Module):
                 hs.append(self.blocks[i](inp))
             if unit.skip is not None:
                 hs[-1] = self.skips[unit.skip](start, hs[-1])
-        logits = self.head(hs[-1])
-        return (logits, hs) if capture else logits
+        return hs
 
     def layers(self) -> list[tuple[str, list[nn.Parameter]]]:
         """Parameterised layers in forward order, named by module path (``input``, ``blocks.0.fc1``, ...)."""

@@ -34,15 +34,7 @@ COLUMNS = ["state", "boundary", "mean_s2", "spread", "s_max", "s_min", "examples
 
 def boundaries_from(model: SkipNet, h0: torch.Tensor) -> list[torch.Tensor]:
     """h_1 .. h_depth from h_0, as ``SkipNet.forward`` computes them."""
-    hs = [h0]
-    for unit in model.units:
-        start = hs[-1]
-        for i, src in zip(unit.blocks, unit.sources):
-            inp = hs[src[0]] if len(src) == 1 else torch.cat([hs[s] for s in src], dim=-1)
-            hs.append(model.blocks[i](inp))
-        if unit.skip is not None:
-            hs[-1] = model.skips[unit.skip](start, hs[-1])
-    return hs[1:]
+    return model.boundaries(h0)[1:]
 
 
 def jacobians(model: SkipNet, x: torch.Tensor) -> list[torch.Tensor]:
