@@ -38,6 +38,9 @@ def _compare(root: Path, configs: list[Path], overrides: list[str]) -> Path:
     return cdir
 
 
+pytestmark = pytest.mark.xdist_group("api")   # one worker trains the module fixture once
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")

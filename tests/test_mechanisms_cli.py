@@ -20,6 +20,9 @@ def rows(path):
         return list(csv.DictReader(f))
 
 
+pytestmark = pytest.mark.xdist_group("mechanisms-cli")   # one worker trains the module fixture once
+
+
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
     """Plain against identity skips, two seeds each: runs/<member>-seed<N>/."""

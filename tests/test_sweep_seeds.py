@@ -36,6 +36,9 @@ def _sweep(tmp: Path, grid: dict) -> tuple[Path, str]:
     return tmp / "runs" / "sweep-s", r.stdout
 
 
+pytestmark = pytest.mark.xdist_group("sweep-seeds")   # one worker trains the module fixture once
+
+
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
     """A finished sweep of depth [1, 2] x seed [0, 1, 2]: its folder and what ``sweep`` printed."""
