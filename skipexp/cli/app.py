@@ -13,8 +13,12 @@ class PlainArgument(TyperArgument):
         return None
 
     def _usage_display_name(self) -> str:
-        name = self.display_name_raw.removesuffix("...")
+        name = (self.metavar or self.name.upper()).removesuffix("...")
         return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+    def get_usage_pieces(self, ctx) -> list[str]:
+        """The usage line's piece, the same on every typer version (older ones print a metavar bare)."""
+        return [self._usage_display_name()]
 
 
 def readable_metavar(param) -> str:
