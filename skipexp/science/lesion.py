@@ -100,20 +100,14 @@ class LoadedRun:
 
 def load_run(run_dir: Path, progress: data_mod.Progress | None = None) -> LoadedRun:
     """The run's resolved config, its model with the last checkpoint's weights (on the CPU), its data."""
-    from skipexp.training.checkpoint import load_checkpoint_file
+    from skipexp.training.checkpoint import load_trained
 
-    runio.require_run_dir(run_dir)
-    cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
-    ckpt = files.last_checkpoint(run_dir)
-    if not ckpt.is_file():
-        raise SkipexpError("no checkpoints/last.pt to load (trained with log.checkpoint: none, or stopped "
-                           "before its first checkpoint)", file=str(run_dir))
-    state = load_checkpoint_file(ckpt, "cpu")
-    torch.set_num_threads(choose_threads(cfg))
-    splits = data_mod.load(cfg.data, progress)
-    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
-    model.load_state_dict(state["model"])
-    return LoadedRun(cfg, model.eval(), splits)
+    def splits_for(cfg: config_mod.RunConfig) -> data_mod.Splits:
+        torch.set_num_threads(choose_threads(cfg))
+        return data_mod.load(cfg.data, progress)
+
+    cfg, model, splits, _ = load_trained(run_dir, splits_for)
+    return LoadedRun(cfg, model, splits)
 
 
 def lesion(run: LoadedRun, drop: int = 1, samples: int = 20, seed: int = 0,

@@ -174,30 +174,19 @@ class Loaded:
 def load(run_dir: Path, cache: dict | None = None, progress: data_mod.Progress | None = None) -> Loaded:
     """A run's config, its last checkpoint's model (CPU, eval mode) and its data; ``cache`` keeps the data
     that several runs share, loaded once."""
-    from skipexp.core import config as config_mod
     from skipexp.core import data as data_mod
-    from skipexp.core.models import SkipNet
-    from skipexp.training.checkpoint import load_checkpoint_file
+    from skipexp.training.checkpoint import load_trained
 
-    runio.require_run_dir(run_dir)
-    cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
-    ckpt = files.last_checkpoint(run_dir)
-    if not ckpt.is_file():
-        raise SkipexpError("no checkpoints/last.pt to measure (trained with log.checkpoint: none, or stopped "
-                           "before its first checkpoint)", file=str(run_dir))
-    state = load_checkpoint_file(ckpt, "cpu")
     cache = {} if cache is None else cache
-    key = repr(cfg.data)
-    if key not in cache:
-        cache[key] = data_mod.load(cfg.data, progress)
-    splits = cache[key]
-    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as e:   # config.yaml edited since, or not our checkpoint
-        raise SkipexpError(f"checkpoints/last.pt does not fit the run's config.yaml ({str(e).splitlines()[0]})",
-                           file=str(run_dir)) from None
-    return Loaded(cfg, model.eval(), splits, int(state.get("step", 0)))
+
+    def splits_for(cfg: RunConfig) -> data_mod.Splits:
+        key = repr(cfg.data)
+        if key not in cache:
+            cache[key] = data_mod.load(cfg.data, progress)
+        return cache[key]
+
+    cfg, model, splits, step = load_trained(run_dir, splits_for, "measure")
+    return Loaded(cfg, model, splits, step)
 
 
 def set_threads(cfg: RunConfig, rows: int) -> int:

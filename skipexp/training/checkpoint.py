@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,9 @@ from skipexp.core.errors import SkipexpError
 from skipexp.rundir import files
 
 if TYPE_CHECKING:
+    from skipexp.core.config import RunConfig
+    from skipexp.core.data import Splits
+    from skipexp.core.models import SkipNet
     from skipexp.training.session import Run
 
 
@@ -77,3 +81,28 @@ def load_checkpoint(run: Run) -> None:
     run.rng = rng_state()
     run.step, run.elapsed = int(state["step"]), float(state["elapsed"])
 
+
+
+def load_trained(run_dir: Path, splits_for: Callable[[RunConfig], Splits],
+                 purpose: str = "load") -> tuple[RunConfig, SkipNet, Splits, int]:
+    """A run's resolved config, its model with the last checkpoint's weights (on the CPU, in eval mode), its data
+    (``splits_for(cfg)``) and the checkpoint's step: what the commands that measure a trained run start from."""
+    from skipexp.core import config as config_mod
+    from skipexp.core.models import SkipNet
+    from skipexp.rundir import runio
+
+    runio.require_run_dir(run_dir)
+    cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
+    ckpt = files.last_checkpoint(run_dir)
+    if not ckpt.is_file():
+        raise SkipexpError(f"no checkpoints/last.pt to {purpose} (trained with log.checkpoint: none, or stopped "
+                           "before its first checkpoint)", file=str(run_dir))
+    state = load_checkpoint_file(ckpt, "cpu")
+    splits = splits_for(cfg)
+    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as e:   # config.yaml edited since, or not our checkpoint
+        raise SkipexpError(f"checkpoints/last.pt does not fit the run's config.yaml ({str(e).splitlines()[0]})",
+                           file=str(run_dir)) from None
+    return cfg, model.eval(), splits, int(state.get("step", 0))
