@@ -41,6 +41,17 @@ def test_choose_picks_the_best_mean_and_never_a_configuration_that_lost_seeds():
     assert evidence.choose(configs(pts, grid), acc) == [False, True, False]   # an accuracy: the highest
 
 
+def test_a_staged_choice_is_made_on_the_deciding_seeds_alone():
+    grid = {"train.lr": [0.01, 0.1], "seed": [0, 1, 2]}
+    # lr 0.1 is better on seed 0; lr 0.01 has its other seeds, which are excellent, but they must not decide
+    pts = [{"train.lr": 0.01, "seed": s, "status": "completed", "final_val_loss": 0.5 if s == 0 else 0.01}
+           for s in (0, 1, 2)]
+    pts += [{"train.lr": 0.1, "seed": 0, "status": "completed", "final_val_loss": 0.4}]
+    staged = evidence.Selection("train.lr", "final_val_loss", seeds=(0,))
+    assert evidence.choose(configs(pts, grid), staged) == [False, True]
+    assert evidence.choose(configs(pts, grid), evidence.Selection("train.lr", "final_val_loss")) == [True, False]
+
+
 def test_differences_match_welch_from_scipy():
     scipy_stats = pytest.importorskip("scipy.stats")
     pts = []
@@ -79,6 +90,9 @@ def test_categories_without_a_baseline_are_against_the_first():
     ({"select": {"key": "train.lr", "by": "final_val_loss"}}, "select.key", ["model.depth"]),
     ({"select": {"key": "model.depth", "by": "final_test_acc"}}, "select.by", ["never the test set"]),
     ({"select": "model.depth"}, "select", ["key", "by"]),
+    ({"select": {"key": "model.depth", "by": "final_val_loss", "seeds": [7]}}, "select.seeds", ["not a swept seed"]),
+    ({"select": {"key": "model.depth", "by": "final_val_loss", "seeds": [0, 1, 2]}}, "select.seeds", ["not all"]),
+    ({"select": {"key": "model.depth", "by": "final_val_loss", "seeds": 0}}, "select.seeds", ["a list"]),
     ({"baseline": {"model.skip.kind": "dense"}}, "baseline.model.skip.kind", ["none, identity"]),
     ({"baseline": {"seed": 0}}, "baseline.seed", ["seed"]),
 ])
@@ -116,3 +130,35 @@ def test_a_sweep_chooses_lr_per_configuration_on_validation_and_reports_it(tmp_p
     lesioned = sorted(d.name for d in root.iterdir() if (d / files.LESION_CSV).is_file())
     lr = next(r["train.lr"] for r in agg if r["model.skip.kind"] == "identity" and r["selected"] == "True")
     assert lesioned == [f"skip.kind=identity,seed={s},train.lr={lr}" for s in (0, 1)]   # the file sorted its keys
+
+
+def test_a_staged_selection_trains_the_other_seeds_at_the_chosen_values_only(tmp_path):
+    write_config(tmp_path / "tiny.yaml", {"train.epochs": 1, "data.val_size": 128})
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "name": "s", "base": "tiny.yaml",
+        "grid": {"model.skip.kind": ["none", "identity"], "train.lr": [0.01, 0.2], "seed": [0, 1, 2]},
+        "select": {"key": "train.lr", "by": "final_val_loss", "seeds": [0]}}))
+    root = tmp_path / "runs" / "sweep-s"
+    # one group holds every point; run alone before the choice is made, it trains the deciding seed's only
+    first = cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "runs", "--group", "1", check=0)
+    assert "8 point(s) not trained now" in first.stderr
+    assert sorted(d.name for d in root.iterdir() if (d / files.SUMMARY).is_file()) == sorted(
+        f"skip.kind={k},seed=0,train.lr={lr}" for k in ("none", "identity") for lr in (0.01, 0.2))
+    listed = cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "runs", "--list", check=0).stdout
+    assert "(8 points)" in listed and listed.count("seed=1") == listed.count("seed=2") == 2   # the chosen lr's
+    cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "runs", check=0)
+    with open(root / files.SUMMARY_CSV) as f:
+        rows = list(csv.DictReader(f))
+    with open(root / files.SUMMARY_SEEDS_CSV) as f:
+        agg = list(csv.DictReader(f))
+    for kind in ("none", "identity"):
+        seed0 = {r["train.lr"]: float(r["final_val_loss"]) for r in rows
+                 if r["model.skip.kind"] == kind and r["seed"] == "0"}
+        lr = min(seed0, key=seed0.get)   # the choice is the seed-0 winner
+        for r in rows:
+            if r["model.skip.kind"] == kind and r["seed"] != "0":
+                assert r["status"] == ("completed" if r["train.lr"] == lr else "not chosen"), r
+        assert {(r["train.lr"], r["selected"], r["seeds"]) for r in agg if r["model.skip.kind"] == kind} == {
+            (lr, "True", "3"), ({"0.01", "0.2"}.difference({lr}).pop(), "False", "1")}
+    cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "runs", check=0)   # again: nothing left to train
+    assert len([d for d in root.iterdir() if (d / files.SUMMARY).is_file()]) == 8

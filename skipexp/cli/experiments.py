@@ -257,9 +257,16 @@ def _sweep_group(sw, pts: list, number: int, part: Optional[str]) -> None:
     """``sweep --group N [--part i/k]``: settle and train one group's points here, in this process."""
     from skipexp.experiments.sweep import groups as groups_mod
     from skipexp.experiments.sweep.local import PARENT_PID_ENV
+    from skipexp.experiments.sweep.summary import runnable
     from skipexp.rundir import files
 
     g = groups_mod.select(pts, number, groups_mod.parse_part(part) if part else (1, 1))
+    now = g.only({p.name for p in runnable(sw, pts)})   # a staged selection: the chosen points once they are known
+    if len(now.points) < len(g.points):
+        err_console.print(f"{g.title}: {len(g.points) - len(now.points)} point(s) not trained now: the selection "
+                          f"on seeds {', '.join(map(str, sw.select.seeds))} leaves them out, or has not been made yet "
+                          "(run this again once those seeds' points have finished)", markup=False, highlight=False)
+    g = now
     stop = StopFlag().install().stop_with_parent(PARENT_PID_ENV)   # started by a sweep: stop when it dies
     got = groups_mod.run_group(g, reporter_for=reporter_for(stop), should_stop=stop, progress=download_progress(),
                                notify=lambda line: err_console.print(line, markup=False, highlight=False))

@@ -159,7 +159,7 @@ def seeds_cell(row: dict, total: int) -> str:
     did not complete (interrupted, ...) are counted and named: ``3 (1 interrupted)``."""
     counts = row.get("statuses", {})
     odd = ", ".join(f"{n} {st}" for st, n in counts.items() if st != "completed")
-    used = sum(n for st, n in counts.items() if st not in ("diverged", "missing", "not started"))
+    used = sum(n for st, n in counts.items() if st not in ("diverged", *files_mod.NOT_RUN))
     shown = str(used) if used == total else f"{used}/{total}"
     return f"{shown} ({odd})" if odd else shown
 

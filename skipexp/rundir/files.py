@@ -19,6 +19,8 @@ from skipexp.core.errors import SkipexpError
 
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed", "crashed")
 FINISHED = ("completed", "diverged")  # a result: a sweep does not run these again
+# a sweep's grid point without a run: never started, a compare member not started, left out by a staged selection
+NOT_RUN = ("missing", "not started", "not chosen")
 
 # --- a run folder ---------------------------------------------------------------------------------
 META = "meta.json"              # status, heartbeat, who and when; rewritten on every change

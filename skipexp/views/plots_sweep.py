@@ -135,7 +135,7 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
             xs, means, lo, hi = [], [], [], []
             for v in xs_all:
                 at = [r for r in members if format_value(r.get(xkey)) == format_value(v)
-                      and r.get("status") not in ("missing", "not started")]
+                      and r.get("status") not in files.NOT_RUN]
                 x = shifted(pos[format_value(v)], shift)
                 if ax is ax_l:
                     diverged += [x for r in at if r.get("status") == "diverged"]

@@ -14,6 +14,7 @@ from skipexp.experiments.sweep.commands import group_commands
 from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
 from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
 from skipexp.experiments.sweep.state import point_state, read_status, settle
+from skipexp.experiments.sweep.summary import runnable
 
 WAIT_POLL_S = 0.5   # how often a sweep looks at points that another process trains
 
@@ -72,18 +73,29 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
         gs = [g.only(todo) for g in group_commands(sweep, gs, out)]
         outcome.ran += run_groups([g for g in gs if g.points], jobs, listener, should_stop, **backend_options)
 
-    run_todo(pts)
-    # Points that another process trains (a sweep run beside this one, or the workers of a killed sweep, which
-    # stop within a step of losing their parent): wait until it lets go of them, then finish what it left.
-    while outcome.busy and not should_stop():
-        waiting, outcome.busy = outcome.busy, []
-        listener.on_wait(waiting)
-        while not should_stop() and all(point_state(p.run_dir) == "running" for p in waiting):
-            time.sleep(WAIT_POLL_S)
-        if should_stop():
-            outcome.busy = waiting
+    def drain(candidates: list[Point]) -> None:
+        """Run ``candidates`` (:func:`run_todo`), then, as another process lets go of its points, those too."""
+        run_todo(candidates)
+        # Points that another process trains (a sweep run beside this one, or the workers of a killed sweep,
+        # which stop within a step of losing their parent): wait until it lets go of them, then finish them.
+        while outcome.busy and not should_stop():
+            waiting, outcome.busy = outcome.busy, []
+            listener.on_wait(waiting)
+            while not should_stop() and all(point_state(p.run_dir) == "running" for p in waiting):
+                time.sleep(WAIT_POLL_S)
+            if should_stop():
+                outcome.busy = waiting
+                break
+            outcome.busy = [p for p in waiting if point_state(p.run_dir) == "running"]
+            run_todo([p for p in waiting if p not in outcome.busy])
+
+    # every point at once; with a staged selection, the deciding seeds' points and then the chosen ones' others
+    seen: set[str] = set()
+    while not should_stop() and not outcome.busy:
+        todo = [p for p in runnable(sweep, pts) if p.name not in seen]
+        if not todo:
             break
-        outcome.busy = [p for p in waiting if point_state(p.run_dir) == "running"]
-        run_todo([p for p in waiting if p not in outcome.busy])
+        seen |= {p.name for p in todo}
+        drain(todo)
     return outcome
 

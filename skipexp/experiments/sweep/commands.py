@@ -8,6 +8,7 @@ from pathlib import Path
 from skipexp.experiments.sweep import groups as groups_mod
 from skipexp.experiments.sweep.spec import Point, Sweep, _display_path, sweep_dir
 from skipexp.experiments.sweep.state import point_state, settle
+from skipexp.experiments.sweep.summary import runnable
 from skipexp.rundir import files
 
 
@@ -23,9 +24,22 @@ def group_commands(sweep: Sweep, gs: list[groups_mod.Group], out: Path) -> list[
     return [groups_mod.with_argv(g, sweep_file, None if str(out) == "runs" else str(out)) for g in gs]
 
 
+def runnable_groups(sweep: Sweep, pts: list[Point]) -> list[groups_mod.Group]:
+    """The groups with a point to train now (:func:`.summary.runnable`: with a staged selection, the chosen
+    configurations' other seeds only once the deciding seeds have finished), numbered as in the whole grid."""
+    names = {p.name for p in runnable(sweep, pts)}
+    return [g for g in groups_mod.groups(pts) if names & {p.name for p in g.points}]
+
+
+def _only_runnable(sweep: Sweep, pts: list[Point], gs: list[groups_mod.Group]) -> list[groups_mod.Group]:
+    names = {p.name for p in runnable(sweep, pts)}
+    return [g.only(names) for g in gs if names & {p.name for p in g.points}]
+
+
 def listed_groups(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> list[groups_mod.Group]:
-    """The groups (or parts, where fewer groups than ``jobs``: :func:`.groups.spread`) that ``--list`` shows."""
-    return group_commands(sweep, groups_mod.spread(groups_mod.groups(pts), jobs), out)
+    """The groups (or parts, where fewer groups than ``jobs``: :func:`.groups.spread`) that ``--list`` shows:
+    those with points to train now, each with only those points."""
+    return _only_runnable(sweep, pts, group_commands(sweep, groups_mod.spread(runnable_groups(sweep, pts), jobs), out))
 
 
 def list_lines(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
@@ -60,7 +74,8 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
         lines.append(f"P{i} := {p.run_dir if p.run_dir.is_absolute() else _display_path(p.run_dir)}")
     gs = listed_groups(sweep, pts, out, jobs)
     heads = [f"$(P{index[g.points[0].name]})/{files.SUMMARY}" for g in gs]
-    targets = [f"$(P{i})/{files.SUMMARY}" for i in range(len(pts))]
+    live = {p.name for p in runnable(sweep, pts)}   # a staged selection's left-out points have no target
+    targets = [f"$(P{i})/{files.SUMMARY}" for i, p in enumerate(pts) if p.name in live]
     out_opt = f" --out {shlex.quote(str(out))}" if str(out) != "runs" else ""
     lines += ["", "all: points", f"\t$(SKIPEXP) {again} --jobs {jobs}{out_opt}", "",
               "points: " + " ".join(targets), "",
@@ -89,7 +104,7 @@ def sbatch_file(sweep: Sweep, pts: list[Point], out: Path, options, jobs: int | 
     from skipexp.experiments.sweep.local import command_for
     from skipexp.experiments.sweep.slurm_options import sbatch_script
 
-    gs = group_commands(sweep, groups_mod.groups(pts), out)
+    gs = group_commands(sweep, runnable_groups(sweep, pts), out)
     root = sweep_dir(sweep, out).absolute()
     skipexp = " ".join(command_for(["skipexp"]))
     return sbatch_script(sweep.name, [g.argv for g in gs], skipexp, os.getcwd(), str(root / "slurm"),

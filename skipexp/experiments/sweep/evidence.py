@@ -6,6 +6,7 @@ A sweep file may say::
     select:                    # choose one axis per configuration on the validation split (never the test set)
       key: train.lr            # the axis chosen: every other combination of values gets its best value of it
       by: final_val_loss       # the mean over seeds of this summary field decides (_loss: lowest, _acc: highest)
+      seeds: [0]               # optional: only these seeds decide, and the others train only the chosen values
     baseline:                  # what differences are taken against
       model.skip.kind: none
 
@@ -14,6 +15,11 @@ the selected key (with ``select``, each arm keeps only its chosen configuration)
 arm with its partner: the arm that has the baseline's values at the baseline's keys and the arm's own
 values elsewhere; without a baseline, the arm one step back along the first numeric axis (depth 4 against
 depth 2, at the same kind); without a numeric axis, the arm at the first value of the first axis.
+
+With ``select.seeds`` the sweep runs in two stages: first every configuration at the deciding seeds, then
+the other seeds at each arm's chosen value only (:func:`runnable`); a point that the choice leaves out is
+``not chosen``, never trained. The choice is made on the deciding seeds alone, so every configuration of an
+arm is judged on the same seeds; the chosen one's statistics are over all its seeds.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from skipexp.core import stats
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key
 from skipexp.core.fmt import value as format_value
+from skipexp.rundir import files
 
 # Summary fields a selection may be made on: measured on the validation split, or on the training data (for an
 # optimisation claim), never on the test set that the comparison then reports.
@@ -33,13 +40,23 @@ SELECT_BY = ("final_val_loss", "best_val_loss", "final_val_acc", "best_val_acc",
 # Fields whose differences sweep tables and differences.csv give.
 DIFF_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc")
 SMALL_N = 5   # fewer seeds than this: the intervals are wide and the p-values rough; tables say so
-NOT_RUN = ("missing", "not started")
+NOT_RUN = files.NOT_RUN     # grid points without a result: never trained
+NOT_CHOSEN = "not chosen"   # a point a staged selection leaves out (select.seeds)
 
 
 @dataclass(frozen=True)
 class Selection:
     key: str   # the grid key chosen per configuration
     by: str    # the summary field that decides (one of SELECT_BY)
+    seeds: tuple | None = None   # only these seeds decide; the others train only the chosen values (None: all)
+
+    def decides(self, seed: Any) -> bool:
+        """Whether a point of this seed takes part in the choice (and so trains at every value)."""
+        return self.seeds is None or format_value(seed) in {format_value(s) for s in self.seeds}
+
+    def to_dict(self) -> dict:
+        """The sweep file's ``select``, as read."""
+        return {"key": self.key, "by": self.by, **({"seeds": list(self.seeds)} if self.seeds is not None else {})}
 
     @property
     def lower_is_better(self) -> bool:
@@ -50,9 +67,10 @@ def read_select(raw: Any, grid: dict[str, list], *, file: str | None) -> Selecti
     """A sweep file's ``select``, checked against its grid."""
     if raw is None:
         return None
-    if not isinstance(raw, dict) or set(raw) != {"key", "by"}:
-        raise SkipexpError("must be a mapping with key (the grid key to choose) and by (the field that decides), "
-                           "e.g. {key: train.lr, by: final_val_loss}", file=file, key="select")
+    if not isinstance(raw, dict) or not {"key", "by"} <= set(raw) <= {"key", "by", "seeds"}:
+        raise SkipexpError("must be a mapping with key (the grid key to choose), by (the field that decides) and "
+                           "optionally seeds (those that decide), e.g. {key: train.lr, by: final_val_loss}",
+                           file=file, key="select")
     key, by = raw["key"], raw["by"]
     if key == "seed" or key not in grid:
         choices = ", ".join(k for k in grid if k != "seed")
@@ -60,7 +78,25 @@ def read_select(raw: Any, grid: dict[str, list], *, file: str | None) -> Selecti
     if by not in SELECT_BY:
         raise SkipexpError(f"{by!r} cannot decide: choose on the validation split or the training data, never the "
                            f"test set: one of {', '.join(SELECT_BY)}", file=file, key="select.by")
-    return Selection(key, by)
+    return Selection(key, by, _deciding_seeds(raw.get("seeds"), grid, file))
+
+
+def _deciding_seeds(raw: Any, grid: dict[str, list], file: str | None) -> tuple | None:
+    """``select.seeds``: a non-empty list of swept seeds, fewer than all of them (all of them is the default)."""
+    if raw is None:
+        return None
+    swept = [format_value(s) for s in grid.get("seed", [])]
+    if len(swept) < 2:
+        raise SkipexpError("needs seeds swept in the grid (seed: [0, 1, 2, ...]): the other seeds train only the "
+                           "chosen values", file=file, key="select.seeds")
+    if not isinstance(raw, list) or not raw or len(raw) >= len(swept):
+        raise SkipexpError(f"must be a list of some of the swept seeds ({', '.join(swept)}), not all of them",
+                           file=file, key="select.seeds")
+    for s in raw:
+        if format_value(s) not in swept:
+            raise SkipexpError(f"{format_value(s)} is not a swept seed ({', '.join(swept)})", file=file,
+                               key="select.seeds")
+    return tuple(raw)
 
 
 def read_baseline(raw: Any, grid: dict[str, list], select: Selection | None, *, file: str | None) -> dict | None:
@@ -94,14 +130,15 @@ def healthy(points: list[dict], field: str) -> list[float]:
 
 def choose(configs: list[tuple[dict, list[dict]]], select: Selection | None) -> list[bool]:
     """Which configurations are chosen: per combination of the other values, the one whose mean of
-    ``select.by`` over its seeds is best; a configuration with fewer diverged seeds always wins (a diverged
-    seed has no value, and the mean of the rest would flatter it); ties go to the first in grid order.
-    Without a selection every configuration is chosen."""
+    ``select.by`` over its deciding seeds (all, or ``select.seeds``) is best; a configuration with fewer diverged
+    seeds always wins (a diverged seed has no value, and the mean of the rest would flatter it); ties go to the
+    first in grid order. Without a selection every configuration is chosen."""
     if select is None:
         return [True] * len(configs)
     best: dict[tuple, tuple[tuple, int]] = {}
     for i, (values, points) in enumerate(configs):
         arm = tuple(format_value(v) for k, v in values.items() if k != select.key)
+        points = [p for p in points if select.decides(p.get("seed"))]
         vals = healthy(points, select.by)
         mean = math.fsum(vals) / len(vals) if vals else math.inf
         lost = sum(p.get("status") == "diverged" for p in points) + (not vals)

@@ -352,7 +352,7 @@ def write_sweep_file(sweep: Sweep, out: Path) -> Path:
     if sweep.slurm:
         data["slurm"] = sweep.slurm
     if sweep.select is not None:
-        data["select"] = {"key": sweep.select.key, "by": sweep.select.by}
+        data["select"] = sweep.select.to_dict()
     if sweep.baseline is not None:
         data["baseline"] = sweep.baseline
     text = yaml.safe_dump(data, sort_keys=False)

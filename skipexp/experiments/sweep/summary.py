@@ -10,7 +10,7 @@ from skipexp.core.fmt import csv_cell
 from skipexp.core.fmt import value as format_value
 from skipexp.experiments.sweep import evidence
 from skipexp.experiments.sweep.evidence import Selection
-from skipexp.experiments.sweep.spec import Sweep, folder_points, load_folder
+from skipexp.experiments.sweep.spec import Point, Sweep, folder_points, load_folder
 from skipexp.rundir import files, runio
 from skipexp.rundir.files import SUMMARY_FIELDS
 from skipexp.rundir.summary import describe
@@ -19,7 +19,7 @@ from skipexp.rundir.summary import describe
 SEED_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
                "final_val_loss", "final_val_acc", "best_val_acc", "grad_ratio_first_last_end")
 STATS = ("mean", "std", "n", "ci_low", "ci_high", "min", "max")
-NOT_RUN = ("missing", "not started")  # a grid point without a run folder
+NOT_RUN = evidence.NOT_RUN  # a grid point without a result
 
 
 def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
@@ -38,7 +38,50 @@ def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
         else:
             row["status"] = "missing"
         rows.append(row)
+    chosen = chosen_configurations(rows, sweep)
+    for row in rows:   # the points a staged selection has left out are not missing: they are not to be trained
+        if chosen is not None and row["status"] == "missing" and _config_of(row, sweep.grid) not in chosen:
+            row["status"] = evidence.NOT_CHOSEN
     return sweep, rows
+
+
+def _config_of(values: dict, grid: dict[str, list]) -> tuple:
+    return tuple(format_value(values.get(k)) for k in grid if k != "seed")
+
+
+def chosen_configurations(rows: list[dict], sweep: Sweep) -> set[tuple] | None:
+    """With a staged selection (``select.seeds``) whose deciding points have all finished, the configurations
+    chosen on them (as :func:`_config_of` tuples); None while the choice is not made, or without stages."""
+    sel = sweep.select
+    if sel is None or sel.seeds is None:
+        return None
+    deciders = [r for r in rows if sel.decides(r.get("seed"))]
+    if any(r.get("status") not in files.FINISHED for r in deciders):
+        return None
+    configs = configurations(deciders, sweep.grid)
+    return {_config_of(values, sweep.grid) for (values, _), c in zip(configs, evidence.choose(configs, sel)) if c}
+
+
+def runnable(sweep: Sweep, pts: list[Point]) -> list[Point]:
+    """The points of ``pts`` the sweep trains now: every one, or with a staged selection (``select.seeds``) the
+    deciding seeds' points until they have all finished, then those and the other seeds' points of the chosen
+    configurations (:mod:`.evidence`)."""
+    from skipexp.experiments.sweep.state import read_status
+    from skipexp.rundir.summary import summarize
+
+    sel = sweep.select
+    if sel is None or sel.seeds is None:
+        return pts
+    first = [p for p in pts if sel.decides(p.values.get("seed"))]
+    rows = []
+    for p in first:
+        status = read_status(p.run_dir)
+        if status not in files.FINISHED:
+            return first
+        got = summarize(p.run_dir)
+        rows.append({**p.values, **{k: got.get(k) for k in SUMMARY_FIELDS}, "status": status})
+    chosen = chosen_configurations(rows, sweep) or set()
+    return [p for p in pts if sel.decides(p.values.get("seed")) or _config_of(p.values, sweep.grid) in chosen]
 
 
 def write_summary_csv(root: Path, sweep: Sweep, rows: list[dict]) -> Path:

@@ -28,7 +28,7 @@ header{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:baseline;justify-con
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;
 border:1px solid currentColor}
 .completed{color:var(--ok)}.diverged,.failed,.crashed,.missing{color:var(--bad)}
-.interrupted,.running,.mixed,.not-started{color:var(--warn)}
+.interrupted,.running,.mixed,.not-started{color:var(--warn)}.not-chosen{color:var(--muted,#777)}
 button{font:inherit;color:inherit;background:var(--panel);border:1px solid var(--line);border-radius:6px;
 padding:2px 9px;cursor:pointer}
 .bar{position:sticky;top:0;z-index:5;background:var(--bg);border-bottom:1px solid var(--line);

@@ -17,6 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from skipexp.rundir import files
 from skipexp.views.html import assets
 from skipexp.views.html.svg import colour_class
 
@@ -78,7 +79,7 @@ def status_class(status: str | None) -> str:
     """The CSS class of a status word (``2 completed, 1 diverged`` is mixed)."""
     word = (status or "").strip()
     return word.replace(" ", "-") if word in ("completed", "diverged", "interrupted", "failed", "crashed",
-                                             "running", "missing", "not started") else "mixed"
+                                             "running", *files.NOT_RUN) else "mixed"
 
 
 def attr(name: str, text: str | None) -> str:

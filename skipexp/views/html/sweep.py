@@ -16,7 +16,7 @@ from skipexp.views.html.curves import Member, accuracy_chart, loss_chart, read_r
 from skipexp.views.html.run import config_table, figures, run_facts
 from skipexp.views.html.svg import Chart, Series, render
 
-NOT_RUN = ("missing", "not started")
+NOT_RUN = files.NOT_RUN
 
 
 @dataclass
