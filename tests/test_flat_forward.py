@@ -161,3 +161,21 @@ def test_short_runs_never_trace() -> None:
     assert fast.fn is None
     fast(torch.randn(4, 16))
     assert isinstance(fast.fn, torch.fx.GraphModule)
+
+
+def test_flat_forward_of_stacked_batchnorm_runs_its_own_forward_and_moves_its_statistics() -> None:
+    """Traced through, a batch norm's ``if self.training`` is fixed at trace time and its running statistics
+    stopped moving once steps went through the trace: evaluation, which reads them, fell to chance."""
+    stacked = stack_models([model_of(norm="batchnorm"), model_of(norm="batchnorm", width=16)])
+    twin = copy.deepcopy(stacked)
+    flat = flat_forward(twin)
+    assert isinstance(flat, torch.fx.GraphModule)
+    x = torch.randn(2, 32, 16)
+    for _ in range(3):
+        assert torch.equal(flat(x), stacked(x))
+    for (name, mine), (_, theirs) in zip(twin.named_buffers(), stacked.named_buffers()):
+        assert torch.equal(mine, theirs), name
+    assert int(twin.get_submodule("blocks.0.norm").num_batches_tracked) == 3
+    stacked.eval()
+    twin.eval()
+    assert torch.equal(flat(x), stacked(x))   # eval mode reaches the traced forward: running statistics

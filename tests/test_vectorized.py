@@ -1,6 +1,7 @@
 """Seeds trained together: each folder must equal a lone run of its seed (the oracle), for every model kind."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -94,6 +95,29 @@ def test_batchnorm_seeds_train_together_each_over_its_own_batch(tmp_path: Path) 
                         for d in (result.run_dir, alone))
         for key in ("blocks.0.norm.running_mean", "blocks.3.norm.running_var", "blocks.1.norm.num_batches_tracked"):
             assert torch.equal(mine[key], theirs[key]), key
+
+
+def test_batchnorm_running_statistics_move_every_step_of_a_long_run(tmp_path: Path) -> None:
+    """Past the steps after which the engine traces its forward (``_Fast.TRACE_AFTER``), every step still
+    updates the running statistics, and the test evaluation (eval mode: running statistics) agrees with the
+    checkpoint's model: a run whose statistics froze evaluated at chance while it trained well."""
+    from skipexp.core import data as data_mod
+    from skipexp.training.bank import _Fast
+    from skipexp.training.checkpoint import load_trained
+
+    steps = _Fast.TRACE_AFTER + 16
+    raw = yaml.safe_load(write_config(tmp_path / "bn.yaml", {
+        "model.norm": "batchnorm", "train.steps": steps, "log.every": steps, "log.eval_every": steps,
+        "log.checkpoint": "last"}).read_text())
+    run_dir = lone_run(raw, 0, tmp_path / "runs")
+    _, model, splits, step = load_trained(run_dir, lambda c: data_mod.load(c.data))
+    assert step == steps
+    assert int(model.get_submodule("blocks.0.norm").num_batches_tracked) == steps
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(splits.x_test), splits.y_test).item()
+    with open(run_dir / "eval.csv") as f:
+        logged = float(list(csv.DictReader(f))[-1]["test_loss"])
+    assert loss == pytest.approx(logged, rel=1e-5)
 
 
 @pytest.mark.parametrize("h", [16, 12])

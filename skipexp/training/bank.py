@@ -36,6 +36,15 @@ def nonfinite(loss: torch.Tensor, grads: list[torch.Tensor], one: torch.Tensor) 
     return found > 0
 
 
+class _StatefulLeaves(torch.fx.Tracer):
+    """fx's tracer, with every module that holds buffers of its own (a batch norm and its running statistics)
+    kept as one call: traced through, its ``if self.training`` would be fixed at trace time and its in-place
+    updates of the running statistics would not run as they do in its own forward."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return super().is_leaf_module(m, qualname) or any(True for _ in m.buffers(recurse=False))
+
+
 def flat_forward(model: nn.Module) -> nn.Module:
     """``model``'s forward without capture as one traced graph, or ``model`` where it cannot be traced.
 
@@ -47,10 +56,10 @@ def flat_forward(model: nn.Module) -> nn.Module:
     and copies into the model reach it.
     """
     try:
-        graph_module = torch.fx.symbolic_trace(model, concrete_args={"capture": False})
+        graph = _StatefulLeaves().trace(model, concrete_args={"capture": False})
     except Exception:   # noqa: BLE001 - any model fx cannot trace trains through its own forward
         return model
-    graph = graph_module.graph
+    graph_module = torch.fx.GraphModule(model, graph, model.__class__.__name__)
     for node in list(graph.nodes):
         if node.op == "call_module" and isinstance(graph_module.get_submodule(node.target), nn.Identity):
             node.replace_all_uses_with(node.args[0])
