@@ -178,7 +178,9 @@ def sweep(
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    n_points = len(pts)
+    from skipexp.experiments.sweep.summary import planned
+
+    n_points = planned(sw, pts)   # with a staged selection, the points it leaves out are not to be trained
     progress = Progress(TextColumn("[bold]sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[now]}"), TimeElapsedColumn(), console=err_console.console)
 

@@ -62,6 +62,18 @@ def chosen_configurations(rows: list[dict], sweep: Sweep) -> set[tuple] | None:
     return {_config_of(values, sweep.grid) for (values, _), c in zip(configs, evidence.choose(configs, sel)) if c}
 
 
+def planned(sweep: Sweep, pts: list[Point]) -> int:
+    """How many of ``pts`` the sweep trains in all: every one, or with a staged selection the deciding seeds'
+    points and, per arm, the other seeds at its chosen value (known in number before the choice is made)."""
+    sel = sweep.select
+    if sel is None or sel.seeds is None:
+        return len(pts)
+    first = [p for p in pts if sel.decides(p.values.get("seed"))]
+    arms = {tuple(format_value(v) for k, v in p.values.items() if k not in ("seed", sel.key)) for p in pts}
+    others = {format_value(p.values.get("seed")) for p in pts if not sel.decides(p.values.get("seed"))}
+    return len(first) + len(arms) * len(others)
+
+
 def runnable(sweep: Sweep, pts: list[Point]) -> list[Point]:
     """The points of ``pts`` the sweep trains now: every one, or with a staged selection (``select.seeds``) the
     deciding seeds' points until they have all finished, then those and the other seeds' points of the chosen
