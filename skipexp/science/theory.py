@@ -205,11 +205,12 @@ def report(cfg: RunConfig, batch: int = 512, progress: object = None) -> TheoryR
     """Predicted against measured activation-gradient ratios at init, on ``batch`` training examples of the
     config's data, for the model its first seed draws."""
     from skipexp.core import data as data_mod
+    from skipexp.core import nets
 
     torch.set_num_threads(choose_threads(cfg))
     splits = data_mod.load(cfg.data, progress)
     torch.manual_seed(cfg.seeds[0])
-    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    model = nets.build(cfg, splits.input_dim, splits.num_classes)
     x, y = splits.x_train[:batch], splits.y_train[:batch]
     measured = measure(model, x, y)
     jac, _ = jacobian_mod.spectrum_rows(jacobian_mod.jacobians(model, x[:JACOBIAN_EXAMPLES]), "init")
