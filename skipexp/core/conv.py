@@ -10,6 +10,7 @@ convolutions) and keeps this forward. A net reads its input as the flat rows eve
 from __future__ import annotations
 
 import torch
+import torch.fx  # imported by torch itself already
 from torch import nn
 from torch.nn import functional as F
 
@@ -26,13 +27,35 @@ CONV_NORMS = {
 }
 
 
+class _PerModel(torch.autograd.Function):
+    """a[k] * model k's channels of t (N, K*C, H, W); a's gradient summed over each model's own elements, copied
+    out contiguous, so that model k's sum is the same whatever K (a broadcast multiply's backward reduces
+    over the batch and the pixels of all models at once, in an order that depends on K)."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, t)
+        n, k = t.shape[0], a.shape[0]
+        return (t.view(n, k, -1) * a.view(1, k, 1)).view(t.shape)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, t = ctx.saved_tensors
+        n, k = t.shape[0], a.shape[0]
+        g, tv = grad.reshape(n, k, -1), t.view(n, k, -1)
+        grad_t = (g * a.view(1, k, 1)).view(t.shape) if ctx.needs_input_grad[1] else None
+        grad_a = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.stack([(g[:, j].contiguous() * tv[:, j].contiguous()).sum() for j in range(k)])
+        return grad_a, grad_t
+
+
 def times(a: torch.Tensor | float, t: torch.Tensor) -> torch.Tensor:
     """``a * t`` where ``a`` is one number per model: a float or a () tensor (one model), or a (K,) tensor that
     scales model k's channels of ``t`` (N, K*C, H, W)."""
     if not torch.is_tensor(a) or a.dim() == 0:
         return a * t
-    n, k = t.shape[0], a.shape[0]
-    return (t.view(n, k, -1) * a.view(1, k, 1)).view(t.shape)
+    return _PerModel.apply(a, t)
 
 
 # --- blocks --------------------------------------------------------------------------------------
@@ -214,6 +237,8 @@ class Augment(nn.Module):
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:                      # (N, K*C, H, W)
+        if isinstance(x, torch.fx.Proxy):   # a trace (skipexp.training.bank.flat_forward) must not count a draw
+            raise torch.fx.proxy.TraceError("augmentation draws on the host, once per step: not traced")
         n, kc, h, w = x.shape
         k, p = len(self.seeds), self.padding
         draw = int(self.draws)
@@ -342,7 +367,7 @@ class ConvNet(nn.Module):
         hs = self.boundaries(self.input(self.images(x)))
         pooled = self.final(hs[-1]).mean((2, 3))                                  # (N, K*C)
         if self.stacked:
-            pooled = pooled.view(pooled.shape[0], -1, self.boundary_widths[-1]).transpose(0, 1)   # (K, N, C)
+            pooled = pooled.view(pooled.shape[0], -1, self.boundary_widths[-1]).transpose(0, 1).contiguous()
         logits = self.head(pooled)
         return (logits, hs) if capture else logits
 
