@@ -51,7 +51,7 @@ def test_a_stacked_conv_model_is_its_lone_run(tmp_path, case):
     assert first[0]["train_loss"] != first[-1]["train_loss"]       # it trained
     if "data.augment" in CASES[case]:   # the draws are in the checkpoint: a resumed run draws on
         state = torch.load(alone / "checkpoints" / "last.pt", weights_only=True)["model"]
-        assert int(state["augment.draws"]) == 96
+        assert int(state["input.augment.draws"]) == 96
 
 
 def test_plain_beside_identity_stacks_as_scale_zero(tmp_path):

@@ -3,8 +3,8 @@ blocks (two 3x3 convs), the channels doubling and the resolution halving at each
 global average pool and a Linear head.
 
 Inside, every activation is laid out (N, K*C, H, W): K models' channels side by side, K = 1 for a model of its
-own. :mod:`skipexp.training.stacked_conv` stacks K models by swapping their layers for K-model ones (grouped
-convolutions) and keeps this forward. A net reads its input as the flat rows every dataset here is stored as,
+own. :mod:`skipexp.training.stacked_conv` stacks K models by swapping their layers for K-model ones and keeps
+this forward. A net reads its input as the flat rows every dataset here is stored as,
 (N, C*H*W), each one its (C, H, W) image (row-major: the same memory).
 """
 from __future__ import annotations
@@ -264,32 +264,51 @@ class Augment(nn.Module):
 
 # --- the network -----------------------------------------------------------------------------------
 
-class Stem(nn.Module):
-    """The input layer: a 3x3 conv to the first stage's channels; post order adds norm and act (pre-activation
-    blocks normalise their own input)."""
+class Input(nn.Module):
+    """The input layer, ``model.input``: flat rows (N, C*H*W), or a stack's (K, N, C*H*W), viewed as images
+    (N, K*C, H, W), augmented in training, then a 3x3 conv to the first stage's channels; post order adds norm
+    and act (pre-activation blocks normalise their own input)."""
 
-    def __init__(self, c_in: int, c_out: int, activation: str, norm: str, order: str):
+    def __init__(self, image: tuple[int, int, int], width: int, activation: str, norm: str, order: str,
+                 augment: Augment | None):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=norm == "none")
+        self.image, self.stacked = tuple(image), False   # a stack (skipexp.training.stacked_conv) sets stacked
+        self.augment = augment
+        self.conv = nn.Conv2d(image[0], width, 3, 1, 1, bias=norm == "none")
         post = order == "post"
-        self.norm = CONV_NORMS[norm](c_out) if post else nn.Identity()
+        self.norm = CONV_NORMS[norm](width) if post else nn.Identity()
         self.act = ACTIVATIONS.get(activation)() if post else nn.Identity()
 
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        c, h, w = self.image
+        if self.stacked:
+            k, n = x.shape[:2]
+            return x.view(k, n, c, h, w).transpose(0, 1).reshape(n, k * c, h, w)
+        return x.view(-1, c, h, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.images(x)
+        if self.augment is not None and self.training:
+            x = self.augment(x)
         return self.act(self.norm(self.conv(x)))
 
 
-class Final(nn.Module):
-    """Pre-activation nets' norm and act before the pool (He et al. 2016b); nothing in post order."""
+class Head(nn.Module):
+    """``model.head``: (pre-activation nets: norm and act, He et al. 2016b), global average pool, Linear."""
 
-    def __init__(self, c: int, activation: str, norm: str, order: str):
+    def __init__(self, c: int, num_classes: int, activation: str, norm: str, order: str):
         super().__init__()
+        self.stacked, self.channels = False, c
         pre = order == "pre"
         self.norm = CONV_NORMS[norm](c) if pre else nn.Identity()
         self.act = ACTIVATIONS.get(activation)() if pre else nn.Identity()
+        self.fc = nn.Linear(c, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(x))
+    def forward(self, h: torch.Tensor) -> torch.Tensor:                     # (N, K*C, H, W)
+        pooled = self.act(self.norm(h)).mean((2, 3))                         # (N, K*C)
+        if self.stacked:                                                     # (K, N, C): each model's own rows
+            pooled = pooled.view(pooled.shape[0], -1, self.channels).transpose(0, 1).contiguous()
+        return self.fc(pooled)
 
 
 class _AsLinear:
@@ -302,7 +321,8 @@ class _AsLinear:
 
 
 class ConvNet(nn.Module):
-    """stem conv -> blocks (in units, some bypassed by a skip; stages of depth / stages blocks) -> pool -> head.
+    """input (stem conv) -> blocks (in units, some bypassed by a skip; stages of depth / stages blocks) -> head
+    (pool, Linear): ``model.input(x)`` is h0 and ``model.head(h_last)`` the logits, as in a SkipNet.
 
     Boundaries ``h0 .. h<depth>`` are the activations between blocks, (N, C_i, H_i, W_i): ``h0`` the stem's
     output, ``h<i+1>`` the output of block ``i`` (after its skip and, in post order, its act).
@@ -313,14 +333,13 @@ class ConvNet(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg, self.image = cfg, tuple(image)
-        self.stacked = False   # a stack of K models (skipexp.training.stacked_conv) sets it
         per = cfg.depth // cfg.stages
         chans = [cfg.width * 2 ** (i // per) for i in range(cfg.depth)]
         strides = [2 if i % per == 0 and i > 0 else 1 for i in range(cfg.depth)]
         bc = [cfg.width] + chans   # channels of every boundary h0..h_depth
         self.boundary_widths = bc
-        self.augment = Augment(list(augment), crop_padding, [seed]) if augment else None
-        self.input = Stem(image[0], cfg.width, cfg.activation, cfg.norm, cfg.order)
+        aug = Augment(list(augment), crop_padding, [seed]) if augment else None
+        self.input = Input(image, cfg.width, cfg.activation, cfg.norm, cfg.order, aug)
         self.units = plan(cfg)
         block = CONV_ORDERS[cfg.order]
         self.blocks = nn.ModuleList(block(bc[i], chans[i], strides[i], cfg.activation, cfg.norm)
@@ -330,8 +349,7 @@ class ConvNet(nn.Module):
             u.skip: skip(cfg.skip.kind, bc[u.blocks[0]], bc[u.blocks[-1] + 1], strides[u.blocks[0]], cfg.skip,
                          cfg.norm)
             for u in self.units if u.skip is not None})
-        self.final = Final(bc[-1], cfg.activation, cfg.norm, cfg.order)
-        self.head = nn.Linear(bc[-1], num_classes)
+        self.head = Head(bc[-1], num_classes, cfg.activation, cfg.norm, cfg.order)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -343,7 +361,7 @@ class ConvNet(nn.Module):
             if isinstance(module, nn.Conv2d):
                 # every conv's output goes into an act (after a norm or a sum); a gate's into its sigmoid
                 init(_AsLinear(module), Site(gain) if module in gates else Site(gain, crit))
-        init(self.head, Site(gain))
+        init(self.head.fc, Site(gain))
         for skip in self.skips.values():
             if isinstance(skip, ConvGatedSkip):
                 nn.init.constant_(skip.gate.bias, skip.gate_bias)
@@ -352,23 +370,10 @@ class ConvNet(nn.Module):
                     skip.proj.conv.weight.zero_()
                     nn.init.eye_(skip.proj.conv.weight[:, :, 0, 0])
 
-    def images(self, x: torch.Tensor) -> torch.Tensor:
-        """Flat rows (N, C*H*W), or a stack's (K, N, C*H*W), as images (N, K*C, H, W), augmented in training."""
-        c, h, w = self.image
-        if self.stacked:
-            k, n = x.shape[:2]
-            x = x.view(k, n, c, h, w).transpose(0, 1).reshape(n, k * c, h, w)
-        else:
-            x = x.view(-1, c, h, w)
-        return self.augment(x) if self.augment is not None and self.training else x
-
     def forward(self, x: torch.Tensor, capture: bool = False):
         """Logits (N, classes), a stack's (K, N, classes); with ``capture``, also the boundaries h0..h_depth."""
-        hs = self.boundaries(self.input(self.images(x)))
-        pooled = self.final(hs[-1]).mean((2, 3))                                  # (N, K*C)
-        if self.stacked:
-            pooled = pooled.view(pooled.shape[0], -1, self.boundary_widths[-1]).transpose(0, 1).contiguous()
-        logits = self.head(pooled)
+        hs = self.boundaries(self.input(x))
+        logits = self.head(hs[-1])
         return (logits, hs) if capture else logits
 
     def boundaries(self, h0: torch.Tensor) -> list[torch.Tensor]:
@@ -384,13 +389,14 @@ class ConvNet(nn.Module):
         return hs
 
     def layers(self) -> list[tuple[str, list[nn.Parameter]]]:
-        """Parameterised layers in forward order, named by module path (``input.conv``, ``blocks.0.conv1``, ...)."""
+        """Parameterised layers in forward order, named by module path (``input.conv``, ``blocks.0.conv1``, ...,
+        ``head.fc``)."""
         order: list[nn.Module] = [self.input]
         for unit in self.units:
             order += [self.blocks[i] for i in unit.blocks]
             if unit.skip is not None:
                 order.append(self.skips[unit.skip])
-        order += [self.final, self.head]
+        order.append(self.head)
         path = {m: name for name, m in self.named_modules()}
         out = []
         for top in order:

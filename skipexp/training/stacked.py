@@ -19,7 +19,7 @@ from skipexp.core import nets
 from skipexp.core.config import RunConfig
 from skipexp.core.conv import ConvNet
 from skipexp.core.models import Block, PreActBlock, ShortcutSkip, Skip, SkipNet
-from skipexp.training.stacked_conv import unsupported_conv
+from skipexp.training.stacked_conv import stack_conv_models, unsupported_conv
 
 # Modules whose forward works unchanged on (K, N, features) inputs once their weights are stacked.
 _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)
@@ -142,8 +142,11 @@ def stack_models(models: list[SkipNet]) -> SkipNet:
     """One SkipNet whose every weight has a leading model dimension; parameters stay in the same order.
 
     The stack is built like the model with the most skips; a model without one of them (kind none) must
-    then have no parameters there, and gets a scale of 0 on that skip's shortcut.
+    then have no parameters there, and gets a scale of 0 on that skip's shortcut. Conv nets are stacked by
+    :func:`~skipexp.training.stacked_conv.stack_conv_models`.
     """
+    if isinstance(models[0], ConvNet):
+        return stack_conv_models(models)
     template = max(models, key=lambda m: len(m.skips))
     net = copy.deepcopy(template)
     k = len(models)

@@ -124,7 +124,7 @@ def stack_conv_models(models: list[ConvNet]) -> ConvNet:
     skips, and a model without one of them (kind none beside identity) gets a shortcut scale of 0 there."""
     template = max(models, key=lambda m: len(m.skips))
     net = copy.deepcopy(template)
-    net.stacked = True
+    net.input.stacked = net.head.stacked = True
     per_model = [dict(m.named_modules()) for m in models]
     for name, m in list(net.named_modules()):
         same = [mods.get(name) for mods in per_model]
