@@ -44,5 +44,23 @@ def data_footprint(cfg: RunConfig) -> tuple[int, int]:
     return input_shape(cfg.data)
 
 
+def conv_median_flops(cfg: RunConfig) -> int:
+    """FLOPs of the median conv of a conv net's blocks in one forward pass (2 x batch x output pixels x 9 x
+    in x out channels): the size of one job threads share, as a Linear's matmul is for an MLP."""
+    c, h, w = cfg.data.image_shape()
+    per = cfg.model.depth // cfg.model.stages
+    sizes, c_in, side = [], cfg.model.width, h * w
+    for i in range(cfg.model.depth):
+        c_out = cfg.model.width * 2 ** (i // per)
+        if i and i % per == 0:
+            side = max(1, side // 4)
+        sizes += [2 * cfg.train.batch_size * side * 9 * c_in * c_out, 2 * cfg.train.batch_size * side * 9 * c_out ** 2]
+        c_in = c_out
+    sizes.sort()
+    return sizes[len(sizes) // 2]
+
+
 # Block kinds whose memory estimate is their own (skipexp.training.memory counts the MLP's from its shapes).
 FOOTPRINTS = {"conv": conv_footprint}
+# Block kinds whose thread choice weighs their own layers (skipexp.training.threads: the MLP's matmuls).
+MEDIAN_FLOPS = {"conv": conv_median_flops}
