@@ -1,5 +1,6 @@
 """What skipexp measures, on conv nets: compare, report, diff, sweep, the Python API, lesion, shattering,
-theory, landscape, sharpness, Jacobian, paths and TensorBoard, through the CLI on a tiny comparison."""
+theory, landscape, sharpness, Jacobian and paths, through the CLI on a tiny comparison (TensorBoard reads
+only the CSVs, the same for every model)."""
 from __future__ import annotations
 
 import copy
@@ -74,7 +75,7 @@ def test_lesion_removes_branches_as_the_model_would(comparison):
     assert {g["how"] for g in got} >= {"intact", "branch"}
 
 
-def test_shatter_theory_and_tensorboard(comparison, tmp_path):
+def test_shatter_and_theory(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", base=BASE)
     r = cli("shatter", cfg, "--depths", "3", "--kinds", "none,identity", "--seeds", 1, "--pairs", 2,
             "--out", tmp_path / "sh", check=0)
@@ -84,9 +85,6 @@ def test_shatter_theory_and_tensorboard(comparison, tmp_path):
     assert "singular values s of dh_i/dh_0" in r.stdout
     r = cli("validate", cfg, "--theory", "data.image_size=48", check=0)   # h0 too big for a Jacobian
     assert "measured" in r.stdout and "singular values" not in r.stdout
-    pytest.importorskip("tensorboard")
-    cli("tensorboard", comparison / "runs" / "skip", check=0)
-    assert list((comparison / "runs" / "skip").glob("**/events.out.tfevents.*"))
 
 
 def test_mechanisms(comparison):
@@ -104,13 +102,13 @@ def test_mechanisms(comparison):
 
 def test_sweep_stacks_conv_points_and_the_api_trains_them(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", base=BASE)
-    cli("sweep", cfg, "model.skip.kind=none,identity", "seed=0,1", "train.epochs=1", "--out", tmp_path / "sw",
+    cli("sweep", cfg, "model.skip.kind=none,identity", "seed=0,1", "train.steps=2", "--out", tmp_path / "sw",
         check=0)
     (sweep,) = (tmp_path / "sw").iterdir()
     summary = rows(sweep / "summary.csv")
     assert len(summary) == 4 and {s["status"] for s in summary} == {"completed"}
     meta = yaml.safe_load((sweep / "skip.kind=none,seed=1" / "meta.json").read_text())
     assert meta["vectorized"] is True and len(meta["trained_with"]) == 4
-    runs = skipexp.train(cfg, {"train.epochs": 1, "seed": [0, 1]}, out=tmp_path / "api", plots=False)
+    runs = skipexp.train(cfg, {"train.steps": 2, "seed": [0, 1]}, out=tmp_path / "api", plots=False)
     assert [r.status for r in runs] == ["completed", "completed"]
     assert runs[0].summary["params"] > 0
