@@ -36,10 +36,12 @@ class StackedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, i = self.weight.shape[0], self.weight.shape[2]
-        outs = [_ContiguousGrad.apply(F.conv2d(x[:, j * i:(j + 1) * i].contiguous(), self.weight[j],
-                                               None if self.bias is None else self.bias[j], self.stride,
-                                               self.padding))
-                for j in range(k)]
+        # split and unbind, not indexing: their backward is one cat / stack, where K index backwards would
+        # each write a zero tensor of the whole stack's size
+        xs, ws = x.split(i, dim=1), self.weight.unbind(0)
+        bs = self.bias.unbind(0) if self.bias is not None else [None] * k
+        outs = [_ContiguousGrad.apply(F.conv2d(xj.contiguous(), wj, bj, self.stride, self.padding))
+                for xj, wj, bj in zip(xs, ws, bs)]
         return outs[0] if k == 1 else torch.cat(outs, dim=1)
 
 
