@@ -3,7 +3,8 @@
 The configs run long enough, at a learning rate high enough, for a difference in the last bit to grow into a
 visible one (a grouped-convolution stack, whose backward rounds by K, differed from step 3 here), and cover
 what has per-model arithmetic of its own: batch norm's statistics, GroupNorm, ReZero's alpha, the
-augmentation draws, and a plain net stacked beside an identity-skip one (a shortcut of scale 0).
+augmentation draws, and a plain net stacked beside an identity-skip one (a shortcut of scale 0); and an
+augmented run stopped mid-epoch and resumed equals its uninterrupted self.
 """
 from __future__ import annotations
 
@@ -63,3 +64,17 @@ def test_plain_beside_identity_stacks_as_scale_zero(tmp_path):
     assert runio.read_json(results[1].run_dir / "meta.json")["vectorized"] is True
     alone = lone_run(with_keys(raw, {"model.skip.kind": "none", "name": "none"}), 0, tmp_path / "alone")
     assert_same_numbers(alone, results[1].run_dir)
+
+
+def test_an_interrupted_augmented_run_resumes_to_the_same_numbers(tmp_path):
+    """The augmentation draws and batch norm's statistics are in the checkpoint: stopped mid-epoch and resumed,
+    a run equals its uninterrupted self."""
+    raw = with_keys(CHAOTIC, {"train.epochs": 6, "model.norm": "batchnorm", "data.augment": ["crop", "flip"],
+                              "data.crop_padding": 2})
+    whole = lone_run(raw, 0, tmp_path / "whole")
+    cfg = config.from_dict({**raw, "seed": 0})
+    run_dir = api.create_run(cfg, tmp_path / "stopped")
+    calls = iter(range(10**6))
+    assert api.train(cfg, run_dir, should_stop=lambda: next(calls) >= 9, plots=False).status == "interrupted"
+    assert api.resume(run_dir).status == "completed"
+    assert_same_numbers(whole, run_dir)
