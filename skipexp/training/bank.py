@@ -21,7 +21,7 @@ from skipexp.core.metrics import GradProbe, accuracy
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
 from skipexp.training.session import Run
 from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models, unsupported_model
-from skipexp.training.stacked_conv import copy_conv_buffers, stack_conv_models
+from skipexp.training.stacked_conv import copy_conv_buffers
 
 
 def nonfinite(loss: torch.Tensor, grads: list[torch.Tensor], one: torch.Tensor) -> torch.Tensor:
@@ -142,11 +142,9 @@ class Lone:
 class Stacked:
     """K models as one stacked model and optimizer, and how to copy model k's slice back into its own run."""
 
-    stack = staticmethod(stack_models)   # conv nets: skipexp.training.stacked_conv
-
     def __init__(self, runs: list[Run]):
         self.runs, self.k = runs, len(runs)
-        self.model = self.stack([r.model for r in runs])
+        self.model = stack_models([r.model for r in runs])
         lead = runs[0]
         trains = [r.cfg.train for r in runs]
         self.opt = build_stacked_optimizer(self.model.parameters(), trains)
@@ -291,10 +289,8 @@ class Stacked:
 
 
 class StackedConv(Stacked):
-    """:class:`~skipexp.training.bank.Stacked` for conv nets: the stack is built by :func:`stack_conv_models`,
-    and its boundaries are (N, K*C, H, W), so the logged values are read per model from that layout."""
-
-    stack = staticmethod(stack_conv_models)
+    """:class:`Stacked` for conv nets (stacked by :func:`~skipexp.training.stacked_conv.stack_conv_models`):
+    their boundaries are (N, K*C, H, W), so the logged values are read per model from that layout."""
 
     def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
                hs: list[torch.Tensor]) -> torch.Tensor:
