@@ -82,6 +82,9 @@ def test_projection_is_option_b_and_always_is_option_c():
     assert model.skips["1"].proj.conv.kernel_size == (1, 1) and model.skips["1"].proj.conv.stride == (2, 2)
     model = nets.build(conv_cfg(skip={"kind": "projection", "project": "always"}), 128, 10)
     assert all(list(s.parameters()) for s in model.skips.values())
+    # P = I at init where a stage starts: the first channels carried over, as option A does, but learned
+    model = nets.build(conv_cfg(skip={"kind": "projection", "project_init": "identity"}), 128, 10)
+    assert torch.equal(model.skips["1"].proj.conv.weight[:, :, 0, 0], torch.eye(8, 4))
 
 
 @pytest.mark.parametrize("order, mlp", [("post", Block), ("pre", PreActBlock)])

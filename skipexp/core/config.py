@@ -212,6 +212,12 @@ class ModelConfig:
             skipped = set()
         return [(list(range(u * s.span, (u + 1) * s.span)), u in skipped) for u in range(n_units)]
 
+    def _shape_changes(self, blocks: list[int]) -> bool:
+        """Whether a unit's output has another shape than its input: other widths, or (conv) a stage's start."""
+        if self.block == "conv":
+            return blocks[0] > 0 and blocks[0] % (self.depth // self.stages) == 0
+        return self._width_in(blocks) != self.widths()[blocks[-1]]
+
     def _width_in(self, blocks: list[int]) -> int:
         w = self.widths()
         return w[blocks[0] - 1] if blocks[0] > 0 else w[0]
@@ -274,7 +280,7 @@ class ModelConfig:
                                f"of span {s.span} in depth {self.depth}", key="model.skip.blocks")
         self._check_init()
         if s.project_init != "init" and s.project == "auto" and not any(
-                has and self._width_in(blocks) != self.widths()[blocks[-1]] for blocks, has in self.units()):
+                has and self._shape_changes(blocks) for blocks, has in self.units()):
             raise SkipexpError("identity has no learned P to set: with project: auto every skipped unit keeps its "
                                "width, so P is x itself; set model.skip.project: always", key="model.skip.project_init")
         if s.kind == "identity":
