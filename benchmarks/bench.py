@@ -9,6 +9,7 @@ benchmarks/results/<time>.json and latest.json.
 
     python benchmarks/bench.py [--reps 5] [--quick]
     python benchmarks/bench.py --device cuda     # the CUDA rows alone, at the demo's 8 epochs
+    python benchmarks/bench.py --conv --reps 2   # the ResNet-20 rows alone (about 4 minutes on 2 shared cores)
 """
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ SWEEP_BASE = {
     "train": {"steps": 300, "batch_size": 128, "lr": 0.05, "momentum": 0.9}, "log": {"every": 8},
 }
 SWEEP_GRID = {"model.skip.kind": ["none", "identity"], "train.lr": [0.05, 0.1], "seed": [0, 1, 2]}
+
+
+# ResNet-20 (16 channels, batch norm, option A) on Fashion-MNIST: one epoch of 16 steps at batch 32, a test
+# evaluation at its end (both sides); short, as the machine is shared. benchmarks/baselines/conv_hand_loop.py
+# is the same model and loop by hand.
+CONV_STEPS, CONV_BATCH, CONV_TEST = 16, 32, 512
+CONV_BASE = {
+    "name": "bench-resnet20", "seed": 0,
+    "data": {"dataset": "fashion-mnist", "train_size": CONV_STEPS * CONV_BATCH, "test_size": CONV_TEST},
+    "model": {"block": "conv", "depth": 9, "width": 16, "norm": "batchnorm", "skip": {"kind": "identity"}},
+    "train": {"steps": CONV_STEPS, "batch_size": CONV_BATCH, "lr": 0.05, "momentum": 0.9},
+    "log": {"every": 8, "train_eval_size": 0, "plots": False, "html": False},
+}
 
 
 def user_env() -> dict[str, str]:
@@ -81,6 +95,25 @@ def baseline(script: str, epochs: int, device: str = "cpu") -> float | str:
     _, p = run([sys.executable, str(BASELINES / script), "--epochs", str(epochs), "--device", device], BASELINES)
     out = json.loads(checked(p, script).stdout.strip().splitlines()[-1])
     return out.get("na") or out["steps_per_s"]
+
+
+def skipexp_conv(tmp: Path, seeds: str = "0") -> float:
+    """Model-steps/s of ``skipexp train`` on CONV_BASE with ``seed=[seeds]``: every seed's steps over the loop's
+    own seconds (seeds trained together share them)."""
+    d = tmp / f"conv-{time.monotonic_ns()}"
+    d.mkdir()
+    (d / "resnet20.yaml").write_text(json.dumps(CONV_BASE))
+    _, p = run(SKIPEXP + ["train", str(d / "resnet20.yaml"), f"seed=[{seeds}]", "--out", str(d / "runs")])
+    checked(p, "skipexp train (ResNet-20)")
+    metas = [json.loads(m.read_text()) for m in (d / "runs").glob("*/meta.json")]
+    return sum(m["steps_done"] for m in metas) / max(m["train_seconds"] for m in metas)
+
+
+def conv_baseline() -> float:
+    _, p = run([sys.executable, str(BASELINES / "conv_hand_loop.py"), "--steps", str(CONV_STEPS), "--batch-size",
+                str(CONV_BATCH), "--train-size", str(CONV_STEPS * CONV_BATCH), "--test-size", str(CONV_TEST)],
+               BASELINES)
+    return json.loads(checked(p, "conv_hand_loop.py").stdout.strip().splitlines()[-1])["steps_per_s"]
 
 
 def one_step_wall(tmp: Path) -> float:
@@ -158,6 +191,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, help="repetitions of every measurement (default 5; --quick: 2)")
     ap.add_argument("--quick", action="store_true", help="1 epoch instead of 3, 2 repetitions, no --jobs 1 sweep")
+    ap.add_argument("--conv", action="store_true", help="the ResNet-20 rows alone")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="cpu: every row (and the CUDA rows where CUDA is there); cuda: the CUDA rows alone")
     args = ap.parse_args()
@@ -181,7 +215,13 @@ def main() -> None:
     sweep1 = Row("12-point sweep, `skipexp sweep --jobs 1`, wall", "-", "s", None)
     one = Row("1-step `skipexp train`, wall", "<= 2.5 s", "s", le(2.5))
     helps = Row("`skipexp --help`, wall", "<= 0.2 s", "s", le(0.2))
-    rows = [] if cuda_only else [hand, examples, lightning, sweep2, sweep1, one, helps]
+    conv_hand = Row("ResNet-20 (16 ch) on Fashion-MNIST, `skipexp train` vs hand loop (steps/s)", ">= 1.0x", "x",
+                    ge(1.0))
+    conv_stack = Row("ResNet-20: 3 seeds together vs the same 3 seeds in turn (model-steps/s)", ">= 1.5x", "x",
+                     ge(1.5))
+    conv_rows = [conv_hand, conv_stack]
+    rows = [] if cuda_only else conv_rows if args.conv else [hand, examples, lightning, sweep2, sweep1, one, helps,
+                                                             *conv_rows]
     gpu = cuda_only or cuda_available()
     gpu_epochs = 8   # configs/skip.yaml's own: the demo's run
     if gpu:
@@ -204,9 +244,27 @@ def main() -> None:
                 row.add(mine / theirs, skipexp=mine, baseline=theirs)
         return go
 
+    def conv_vs_hand() -> None:
+        first, second = (conv_baseline, lambda: skipexp_conv(tmp)) if len(conv_hand.values) % 2 else \
+            (lambda: skipexp_conv(tmp), conv_baseline)
+        a, b = first(), second()
+        mine, theirs = (b, a) if len(conv_hand.values) % 2 else (a, b)
+        conv_hand.add(mine / theirs, skipexp=mine, baseline=theirs)
+
+    def conv_stacked() -> None:
+        def in_turn() -> float:   # model-steps over the three runs' loop seconds
+            rates = [skipexp_conv(tmp, str(s)) for s in range(3)]
+            return 3 / sum(1 / r for r in rates)
+        sides = [lambda: skipexp_conv(tmp, "0,1,2"), in_turn][::-1 if len(conv_stack.values) % 2 else 1]
+        got = [f() for f in sides][::-1 if len(conv_stack.values) % 2 else 1]
+        conv_stack.add(got[0] / got[1], together=got[0], in_turn=got[1])
+
     for rep in range(reps):
         # one pass over every row per repetition
         if not cuda_only:
+            attempt(conv_hand, conv_vs_hand)
+            attempt(conv_stack, conv_stacked)
+        if not cuda_only and not args.conv:
             attempt(hand, vs(hand, "hand_loop.py"))
             attempt(examples, vs(examples, "examples_loop.py"))
             attempt(lightning, vs(lightning, "lightning_loop.py"))

@@ -108,7 +108,24 @@ BAD = [
     ({"log": {"sharpness_every": 0}}, "log.sharpness_every", ["> 0"]),
     ({"log": {"train_eval_size": -1}}, "log.train_eval_size", [">= 0"]),
     ({"log": {"checkpoint": "al"}}, "log.checkpoint", ["none", "last", "every_epoch"]),
+    ({"data": {"image_size": 3}}, "data.image_size", [">= 4"]),
+    ({"data": {"channels": 0}}, "data.channels", ["> 0"]),
+    ({"data": {"augment": ["crop", "crop"]}}, "data.augment", ["repeat"]),
+    ({"data": {"augment": ["flop"]}}, "data.augment", ["flip", "crop"]),
+    ({"data": {"crop_padding": 0}}, "data.crop_padding", ["> 0"]),
+    ({"model": {"block": "cnn"}}, "model.block", ["mlp", "conv"]),
+    ({"model": {"stages": 0}}, "model.stages", ["> 0"]),
     # structure across keys
+    ({"data": {"crop_padding": 2}}, "data.crop_padding", ["crop"]),
+    ({"model": {"block": "conv", "depth": 9}, "data": {"augment": ["crop"], "crop_padding": 16}},
+     "data.crop_padding", ["smaller", "16"]),
+    ({"model": {"stages": 2}}, "model.stages", ["mlp"]),
+    ({"model": {"block": "conv", "depth": 8}}, "model.depth", ["3 equal stages", "depth 9"]),
+    ({"model": {"block": "conv", "depth": 12, "skip": {"span": 3}}}, "model.skip.span", ["stage"]),
+    ({"model": {"block": "conv", "depth": 3, "hidden": 4}}, "model.hidden", ["conv"]),
+    ({"model": {"block": "conv", "depth": 3, "skip": {"kind": "dense"}}}, "model.skip.kind", ["conv form"]),
+    ({"model": {"block": "conv", "depth": 3}, "data": {"dataset": "mnist1d"}}, "data.dataset", ["images"]),
+    ({"data": {"augment": ["flip"]}}, "data.augment", ["conv"]),
     ({"model": {"depth": 6, "skip": {"span": 4}}}, "model.skip.span", ["divide", "6"]),
     ({"model": {"depth": 4, "skip": {"blocks": [4]}}}, "model.skip.blocks", ["unit 4", "0..3"]),
     ({"model": {"depth": 4, "skip": {"span": 2, "blocks": [2]}}}, "model.skip.blocks", ["unit 2", "0..1"]),
@@ -147,6 +164,7 @@ def test_bad_table_covers_every_key():
 
 
 KIND_KEYS = [("data.dataset", registry.DATASETS), ("model.activation", registry.ACTIVATIONS),
+             ("model.block", registry.BLOCKS),
              ("model.norm", registry.NORMS), ("model.order", registry.ORDERS), ("model.init", registry.INITS),
              ("model.skip.kind", registry.SKIPS),
              ("train.optimizer", registry.OPTIMIZERS), ("train.schedule", registry.SCHEDULES)]
@@ -161,7 +179,7 @@ def test_unknown_kind_lists_valid_names(tmp_path, key, reg):
         assert name in e.message
     # and each registered name is accepted
     for name in reg.names:
-        raw = {"model": {"depth": 2, "width": 8}}
+        raw = {"model": {"depth": 3, "width": 8}}   # depth 3: also three conv stages of one block
         cfg = load_raw(tmp_path, raw, [f"{key}={name}"])
         section, *rest = key.split(".")
         node = getattr(cfg, section)

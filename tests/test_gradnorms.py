@@ -18,12 +18,13 @@ import pytest
 import torch
 from torch import nn
 
-from skipexp.core import config, data
+from skipexp.core import config, data, nets
 from skipexp.core.models import SkipNet
 from skipexp.rundir import runio
 from skipexp.training import api as train
 
 STEPS, BATCH, N_TRAIN = 6, 16, 64  # 4 steps per epoch: the replay crosses an epoch boundary
+IMAGES = {"dataset": "synthetic-images", "image_size": 6, "channels": 2}
 
 CASES = {
     "identity": {"model": {"depth": 4, "width": 12, "skip": {"kind": "identity"}}},
@@ -31,13 +32,20 @@ CASES = {
     "rezero-widths": {"model": {"depth": 4, "width": [12, 10, 10, 8], "skip": {"kind": "rezero", "every": 2}}},
     "gated-span2": {"model": {"depth": 4, "width": [12, 12, 9, 9], "skip": {"kind": "gated", "span": 2}}},
     "dense-clip": {"model": {"depth": 3, "width": 8, "skip": {"kind": "dense"}}, "train": {"grad_clip": 0.5}},
+    # conv nets: boundaries of three shapes, option A and B shortcuts, a ReZero alpha, a GroupNorm
+    "conv-identity": {"model": {"block": "conv", "depth": 3, "width": 3}, "data": IMAGES},
+    "conv-pre-rezero": {"model": {"block": "conv", "depth": 3, "width": 3, "order": "pre", "norm": "layernorm",
+                                  "skip": {"kind": "rezero"}}, "data": IMAGES},
+    "conv-plain-projection": {"model": {"block": "conv", "depth": 4, "width": 3, "stages": 2,
+                                        "skip": {"kind": "projection", "every": 2}}, "data": IMAGES},
 }
 
 
 def make_config(case: dict) -> config.RunConfig:
     raw = {
         "name": "oracle", "seed": 3, "device": "cpu",
-        "data": {"dataset": "synthetic", "n_train": N_TRAIN, "n_test": 32, "input_dim": 10, "num_classes": 4},
+        "data": {"dataset": "synthetic", "n_train": N_TRAIN, "n_test": 32, "input_dim": 10, "num_classes": 4,
+                 **case.get("data", {})},
         "train": {"steps": STEPS, "batch_size": BATCH, "lr": 0.1, "momentum": 0.9, "threads": 1,
                   **case.get("train", {})},
         "log": {"every": 1, "checkpoint": "none"},
@@ -61,7 +69,7 @@ def per_example_act_grads(model: SkipNet, x: torch.Tensor, y: torch.Tensor) -> l
 def replay(cfg: config.RunConfig) -> list[dict[str, dict[str, float]]]:
     splits = data.load(cfg.data)
     torch.manual_seed(cfg.seeds[0])
-    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    model = nets.build(cfg, splits.input_dim, splits.num_classes)
     t = cfg.train
     opt = torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum)
     per_epoch = N_TRAIN // BATCH

@@ -122,8 +122,8 @@ def validate(
     from rich.table import Table
 
     from skipexp.core import config as config_mod
+    from skipexp.core import nets
     from skipexp.core.data import input_shape
-    from skipexp.core.models import SkipNet
     from skipexp.training import memory
     from skipexp.training.session import resolve_device
 
@@ -138,7 +138,7 @@ def validate(
     except SkipexpError as e:
         raise e.with_file(str(config)) from None
     out_console.print(Syntax(config_mod.dump(cfg), "yaml", background_color="default"))
-    model = SkipNet(cfg.model, *input_shape(cfg.data))
+    model = nets.build(cfg, *input_shape(cfg.data))
     t = Table(title=f"{cfg.name}: {need}")
     for col, just in (("layer", "left"), ("shape", "left"), ("params", "right"), ("skip", "left")):
         t.add_column(col, justify=just)

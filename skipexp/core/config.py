@@ -62,6 +62,13 @@ def one_of(reg: registry.Registry) -> Check:
     return check
 
 
+def each_of(reg: registry.Registry) -> Check:
+    def check(v: Any, key: str) -> None:
+        for x in v:
+            reg.check(x, key)
+    return check
+
+
 def choice(*allowed: str) -> Check:
     def check(v: Any, key: str) -> None:
         if v not in allowed:
@@ -115,7 +122,9 @@ def unique(v: Any, key: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = opt("synthetic", "synthetic | mnist | fashion-mnist | mnist1d", one_of(registry.DATASETS))
+    dataset: str = opt("synthetic", "synthetic | mnist | fashion-mnist | mnist1d | synthetic-images (the default "
+                       "with model.block: conv)",
+                       one_of(registry.DATASETS))
     root: str | None = opt(None, "folder with the IDX files / download cache (default ~/.cache/skipexp/<dataset>)")
     train_size: int | None = opt(None, "use only this many training examples (a seeded subset)", positive)
     test_size: int | None = opt(None, "use only this many test examples (a seeded subset)", positive)
@@ -127,6 +136,23 @@ class DataConfig:
     num_classes: int = opt(10, "synthetic only: classes", at_least(2))
     n_train: int = opt(8192, "synthetic only: training examples", positive)
     n_test: int = opt(2048, "synthetic only: test examples", positive)
+    image_size: int = opt(16, "synthetic-images only: height and width of its images", at_least(4))
+    channels: int = opt(3, "synthetic-images only: channels of its images", positive)
+    augment: list[str] = opt(None, "crop | flip: augmentations of the training images (model.block: conv), drawn "
+                             "anew at every step from the run's seed", unique, each_of(registry.AUGMENTS),
+                             factory=list)
+    crop_padding: int = opt(4, "crop: zero pixels added on every side before the random crop", positive)
+
+    def validate(self) -> None:
+        if self.crop_padding != 4 and "crop" not in self.augment:
+            raise SkipexpError(f"must be 4 without crop in data.augment, got {self.crop_padding}",
+                               key="data.crop_padding")
+
+    def image_shape(self) -> tuple[int, int, int] | None:
+        """(channels, height, width) of the dataset's examples where they are images, else None."""
+        if self.dataset not in registry.IMAGE_SHAPES:
+            return None
+        return registry.IMAGE_SHAPES[self.dataset] or (self.channels, self.image_size, self.image_size)
 
 
 @dataclass(frozen=True)
@@ -156,9 +182,14 @@ class SkipConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    depth: int = opt(32, "number of stacked blocks", positive)
-    width: int | list[int] = opt(64, "width between blocks, or a list with one output width per block",
-                                 positive, not_empty)
+    block: str = opt("mlp", "mlp | conv: Linear blocks on flat features, or a residual conv net on images "
+                     "(He et al. 2016's basic blocks, in model.stages stages)", one_of(registry.BLOCKS))
+    depth: int = opt(32, "number of stacked blocks (conv: residual blocks in all, 2 * depth + 2 layers: ResNet-20 "
+                     "is depth 9)", positive)
+    width: int | list[int] = opt(64, "width between blocks, or a list with one output width per block (conv: the "
+                                 "first stage's channels, doubling at each stage)", positive, not_empty)
+    stages: int = opt(3, "conv only: stages of depth / stages blocks; each stage after the first starts with a "
+                      "stride-2 block that doubles the channels", positive)
     hidden: int | None = opt(None, "width inside a block (default: the block's output width)", positive)
     activation: str = opt("relu", "relu | tanh | gelu | sigmoid | identity", one_of(registry.ACTIVATIONS))
     norm: str = opt("none", "none | layernorm | batchnorm", one_of(registry.NORMS))
@@ -181,6 +212,12 @@ class ModelConfig:
             skipped = set()
         return [(list(range(u * s.span, (u + 1) * s.span)), u in skipped) for u in range(n_units)]
 
+    def _shape_changes(self, blocks: list[int]) -> bool:
+        """Whether a unit's output has another shape than its input: other widths, or (conv) a stage's start."""
+        if self.block == "conv":
+            return blocks[0] > 0 and blocks[0] % (self.depth // self.stages) == 0
+        return self._width_in(blocks) != self.widths()[blocks[-1]]
+
     def _width_in(self, blocks: list[int]) -> int:
         w = self.widths()
         return w[blocks[0] - 1] if blocks[0] > 0 else w[0]
@@ -200,9 +237,36 @@ class ModelConfig:
             raise SkipexpError(f"looks-linear pairs every hidden unit with a mirrored one: the width inside a block "
                                f"must be even, got {odd[0]}", key="model.init")
 
+    def _check_conv(self) -> None:
+        """What a conv net needs of the model keys (skipexp.core.conv builds it)."""
+        if self.block != "conv":
+            if self.stages != 3:
+                raise SkipexpError(f"must be 3 with model.block: mlp, got {self.stages}; stages are conv's",
+                                   key="model.stages")
+            return
+        why = registry.CONV_REFUSES.get(self.skip.kind)
+        if why:
+            raise SkipexpError(f"{self.skip.kind} has no conv form: {why}", key="model.skip.kind")
+        if isinstance(self.width, list):
+            raise SkipexpError(f"a conv net takes one width, the first stage's channels (doubled at each stage), "
+                               f"got a list {self.width}", key="model.width")
+        if self.hidden is not None:
+            raise SkipexpError(f"must be null with model.block: conv (a basic block's convs keep its stage's "
+                               f"channels), got {self.hidden}", key="model.hidden")
+        if self.depth % self.stages:
+            raise SkipexpError(f"{self.depth} blocks do not split into {self.stages} equal stages; ResNet-20/32/44/"
+                               f"56/110 are depth 9/15/21/27/54 with 3 stages", key="model.depth")
+        if (self.depth // self.stages) % self.skip.span:
+            raise SkipexpError(f"{self.skip.span} must divide the {self.depth // self.stages} blocks of a stage "
+                               f"(a unit must not cross a stage)", key="model.skip.span")
+        if self.init == "looks-linear":
+            raise SkipexpError("looks-linear mirrors a Linear's rows; it has no conv form (use critical)",
+                               key="model.init")
+
     def validate(self) -> None:
         s = self.skip
         s.validate()  # again here: a ModelConfig built in code skips build()
+        self._check_conv()
         if isinstance(self.width, list) and len(self.width) != self.depth:
             raise SkipexpError(f"a list of widths needs one per block: got {len(self.width)} for depth {self.depth}",
                                key="model.width")
@@ -216,7 +280,7 @@ class ModelConfig:
                                f"of span {s.span} in depth {self.depth}", key="model.skip.blocks")
         self._check_init()
         if s.project_init != "init" and s.project == "auto" and not any(
-                has and self._width_in(blocks) != self.widths()[blocks[-1]] for blocks, has in self.units()):
+                has and self._shape_changes(blocks) for blocks, has in self.units()):
             raise SkipexpError("identity has no learned P to set: with project: auto every skipped unit keeps its "
                                "width, so P is x itself; set model.skip.project: always", key="model.skip.project_init")
         if s.kind == "identity":
@@ -285,6 +349,21 @@ class RunConfig:
     @property
     def seeds(self) -> list[int]:
         return list(self.seed) if isinstance(self.seed, list) else [self.seed]
+
+    def validate(self) -> None:
+        """What one section asks of another: a conv net reads images, and only a conv net is augmented."""
+        conv = self.model.block == "conv"
+        if conv and self.data.image_shape() is None:
+            images = ", ".join(registry.IMAGE_SHAPES)
+            raise SkipexpError(f"model.block: conv needs images, and {self.data.dataset} is not; use one of "
+                               f"{images}", key="data.dataset")
+        if self.data.augment and not conv:
+            raise SkipexpError(f"augments images for model.block: conv, got {self.data.augment} with "
+                               f"model.block: {self.model.block}", key="data.augment")
+        shape = self.data.image_shape()
+        if conv and shape and self.data.crop_padding >= shape[1] and "crop" in self.data.augment:
+            raise SkipexpError(f"must be smaller than the image ({shape[1]}), got {self.data.crop_padding}",
+                               key="data.crop_padding")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -389,8 +468,22 @@ def build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
 
 # --- loading ------------------------------------------------------------------------------------
 
+def _default_dataset(raw: dict[str, Any]) -> dict[str, Any]:
+    """A conv net's data defaults to synthetic-images (the MLP's synthetic default is not images); the
+    resolved config then names it, as it names every default."""
+    model, data = raw.get("model"), raw.get("data")
+    if not (isinstance(model, dict) and model.get("block") == "conv"):
+        return raw
+    if data is None:
+        data = {}
+    if not isinstance(data, dict) or "dataset" in data:
+        return raw
+    return {**raw, "data": {**data, "dataset": "synthetic-images"}}
+
+
 def from_dict(raw: dict[str, Any], *, file: str | None = None, default_name: str = "run") -> RunConfig:
     try:
+        raw = _default_dataset(raw)
         cfg = build(RunConfig, raw)
         if cfg.name is None:
             cfg = cfg.replace(name=default_name)

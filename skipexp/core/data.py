@@ -125,6 +125,35 @@ def synthetic(cfg: DataConfig, progress: Progress | None = None) -> Splits:
     return Splits(x[:t], y[:t], x[t:], y[t:], k, source=f"synthetic(seed={cfg.seed})")
 
 
+@DATASETS.implements("synthetic-images")
+def synthetic_images(cfg: DataConfig, progress: Progress | None = None) -> Splits:
+    """Small images for conv nets: each class has four smooth random patterns (C, S, S); an example is one of
+    its class's patterns shifted by up to S/4 pixels in each direction (circularly), plus noise.
+
+    Where the pattern sits varies, what it looks like does not: a task for translation-equivariant convs and
+    a pooled head. Stored flat, row-major (N, C*S*S), like every dataset here: a conv net reads each row as
+    its (C, S, S) image. Drawn on the CPU from ``data.seed`` alone.
+    """
+    g = torch.Generator().manual_seed(20_011 + cfg.seed)
+    c, s, k, per_class = cfg.channels, cfg.image_size, cfg.num_classes, 4
+    n = cfg.n_train + cfg.n_test
+    raw = torch.randn(k * per_class, c, s, s, generator=g)
+    blur = torch.ones(c, 1, 3, 3) / 9.0                       # smooth: neighbouring pixels correlate, as in photos
+    patterns = torch.nn.functional.conv2d(raw, blur, padding=1, groups=c)
+    patterns = patterns / patterns.flatten(1).std(1).view(-1, 1, 1, 1)
+    cluster = torch.randint(0, k * per_class, (n,), generator=g)
+    shift = torch.randint(-(s // 4), s // 4 + 1, (n, 2), generator=g)
+    rows = (torch.arange(s).view(1, s) - shift[:, :1]) % s                          # (n, S)
+    cols = (torch.arange(s).view(1, s) - shift[:, 1:]) % s                          # (n, S)
+    x = patterns[cluster[:, None, None, None], torch.arange(c).view(1, c, 1, 1),
+                 rows[:, None, :, None], cols[:, None, None, :]]                    # (n, C, S, S)
+    x = x + 0.8 * torch.randn(n, c, s, s, generator=g)
+    x = ((x - x.mean()) / x.std()).reshape(n, -1).contiguous()
+    y = cluster % k
+    t = cfg.n_train
+    return Splits(x[:t], y[:t], x[t:], y[t:], k, source=f"synthetic-images(seed={cfg.seed})")
+
+
 # --- MNIST and Fashion-MNIST: the same IDX format, different files ---------------------------------
 
 @dataclass(frozen=True)
@@ -359,4 +388,7 @@ def input_shape(cfg: DataConfig) -> tuple[int, int]:
     """(input features, classes) of a dataset, known without loading it."""
     if cfg.dataset == "synthetic":
         return cfg.input_dim, cfg.num_classes
+    if cfg.dataset == "synthetic-images":
+        c, h, w = cfg.image_shape()
+        return c * h * w, cfg.num_classes
     return {"mnist": 784, "fashion-mnist": 784, "mnist1d": 40}[cfg.dataset], 10

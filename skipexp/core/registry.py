@@ -116,8 +116,30 @@ INIT_ACTIVATIONS = {
 }
 
 ORDERS = Registry("order", {
-    "post": "Linear -> (norm) -> act -> Linear (the tutorial's SimpleBlock)",
-    "pre": "(norm) -> act -> Linear -> (norm) -> act -> Linear (pre-activation, He et al. 2016b)",
+    "post": "Linear -> (norm) -> act -> Linear (the tutorial's SimpleBlock); conv: conv -> (norm) -> act -> conv "
+            "-> (norm), the skip, then act (He et al. 2016)",
+    "pre": "(norm) -> act -> Linear -> (norm) -> act -> Linear (pre-activation, He et al. 2016b); conv: the same "
+           "with 3x3 convs, nothing after the skip",
+})
+
+BLOCKS = Registry("block", {
+    "mlp": "input Linear, blocks of Linear layers on flat features, a Linear head (the tutorial's net)",
+    "conv": "a residual conv net on images (He et al. 2016): stem 3x3 conv, basic blocks of two 3x3 convs in "
+            "model.stages stages, channels doubling and resolution halving at each stage's first block, "
+            "global average pool, Linear head",
+})
+
+# Skip kinds with no conv form, and why (skipexp.core.conv builds the others).
+CONV_REFUSES = {
+    "dense": "dense concatenates every earlier block output along the features, but a conv net's stages change "
+             "the resolution and channels between blocks (DenseNet needs transition layers skipexp does not "
+             "build); use none, identity, projection, rezero, gated or shortcut-gated",
+}
+
+AUGMENTS = Registry("augmentation", {
+    "crop": "random crop with zero padding: pad every side by data.crop_padding, cut the image's size at a random "
+            "offset (He et al. 2016: 4 pixels on 32x32)",
+    "flip": "random horizontal flip, each training image with probability 1/2",
 })
 
 OPTIMIZERS = Registry("optimizer", {
@@ -136,6 +158,11 @@ DATASETS = Registry("dataset", {
     "mnist": "handwritten digits, 60k/10k 28x28 (IDX files, downloaded if absent)",
     "fashion-mnist": "Zalando clothing images, 60k/10k 28x28 (IDX files; Debian's dataset-fashion-mnist)",
     "mnist1d": "MNIST-1D (Greydanus 2020), 4000/1000 sequences of 40, made locally by the mnist1d package",
+    "synthetic-images": "small images, data.channels x data.image_size^2, each class a few random smooth "
+                        "patterns at random shifts plus noise; made from data.seed, no files (conv's default)",
 })
 
-ALL = (SKIPS, ACTIVATIONS, NORMS, ORDERS, INITS, OPTIMIZERS, SCHEDULES, DATASETS)
+# Datasets that are images, with their (channels, height, width); synthetic-images reads its config.
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "synthetic-images": None}
+
+ALL = (SKIPS, ACTIVATIONS, NORMS, ORDERS, BLOCKS, INITS, OPTIMIZERS, SCHEDULES, DATASETS, AUGMENTS)

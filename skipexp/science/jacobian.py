@@ -25,6 +25,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from skipexp.core import data as data_mod
+from skipexp.core.errors import SkipexpError
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files
 from skipexp.science import members as members_mod
@@ -37,16 +38,36 @@ def boundaries_from(model: SkipNet, h0: torch.Tensor) -> list[torch.Tensor]:
     return model.boundaries(h0)[1:]
 
 
+# A conv net's h_0 has C*H*W coordinates, each a forward pass of every example: beyond this many, refused.
+MAX_COORDINATES = 4096
+
+
+def h0_size(model: SkipNet) -> int:
+    """Coordinates of h_0: the MLP's width, a conv net's channels x pixels."""
+    image = getattr(model.input, "image", None)
+    return model.boundary_widths[0] * (image[1] * image[2] if image else 1)
+
+
+def check(model: SkipNet) -> None:
+    if h0_size(model) > MAX_COORDINATES:
+        raise SkipexpError(f"h_0 has {h0_size(model)} coordinates (a conv net's channels x pixels), more than the "
+                           f"{MAX_COORDINATES} whose full Jacobian is measured here; use smaller images "
+                           f"(data.image_size) or fewer channels (model.width)", key="model")
+
+
 def jacobians(model: SkipNet, x: torch.Tensor) -> list[torch.Tensor]:
-    """``d h_i / d h_0`` for i = 1..depth at every example: a list of (examples, width_i, width_0), float64."""
+    """``d h_i / d h_0`` for i = 1..depth at every example: a list of (examples, width_i, width_0), float64 (a conv
+    net's boundaries flattened: width = C*H*W)."""
+    check(model)
     m = copy.deepcopy(model).double().eval().requires_grad_(False)
     with torch.no_grad():
-        h0 = m.input(x.double())                                                 # (S, w0)
-    n, w0 = h0.shape
+        h0 = m.input(x.double())                                                 # (S, w0) or (S, C, H, W)
+    n, shape = h0.shape[0], h0.shape[1:]
+    w0 = shape.numel()
     # every example w0 times, each copy with one coordinate of h_0 as its tangent: one forward-mode pass
     # gives every column of every example's Jacobian (eval mode: examples do not interact)
-    rows = h0.repeat_interleave(w0, dim=0)                                       # (S * w0, w0)
-    tangents = torch.eye(w0, dtype=torch.float64).repeat(n, 1)                  # (S * w0, w0)
+    rows = h0.repeat_interleave(w0, dim=0)                                       # (S * w0, *shape)
+    tangents = torch.eye(w0, dtype=torch.float64).repeat(n, 1).view(n * w0, *shape)
     with warnings.catch_warnings(), fwAD.dual_level():
         # torch scripts its forward-mode decompositions on first use, through a deprecated torch.jit.script
         warnings.filterwarnings("ignore", message=".*torch.jit.script.*deprecated", category=DeprecationWarning)
@@ -107,7 +128,11 @@ def study(path: Path, samples: int = 32, progress: data_mod.Progress | None = No
     per_run = []
     for m in f.members:
         run = members_mod.load(m.run_dir, cache, progress)
-        members_mod.set_threads(run.cfg, samples * run.cfg.model.widths()[0])
+        try:
+            check(run.trained)
+        except SkipexpError as e:
+            raise e.with_file(str(m.run_dir)) from None
+        members_mod.set_threads(run.cfg, samples * h0_size(run.trained))
         rows, spectrum = measure(run, samples)
         files.write_csv(m.run_dir / files.JACOBIAN_CSV, COLUMNS, rows)
         files.write_csv(m.run_dir / files.JACOBIAN_SPECTRUM_CSV, ["state", "example", "index", "s"], spectrum)

@@ -57,24 +57,30 @@ def _shortcut(model: SkipNet, u: int, x: torch.Tensor) -> torch.Tensor:
     return model.skips[model.units[u].skip].shortcut(x)  # scale * P(x); P is x itself where there is none
 
 
+def _finish(model: SkipNet, i: int, h: torch.Tensor) -> torch.Tensor:
+    """What block i applies after its skip: a post-order conv block's act (He et al. 2016); nothing in an MLP."""
+    finish = getattr(model.blocks[i], "finish", None)
+    return h if finish is None else finish(h)
+
+
 def forward_lesioned(model: SkipNet, x: torch.Tensor, removed: set[int]) -> torch.Tensor:
     """Logits of ``model`` with the units in ``removed`` taken out (see the module doc)."""
-    hs = [model.input(x)]                                    # (N, width)
+    hs = [model.input(x)]                                    # (N, width), a conv net's (N, C, H, W)
     for u, unit in enumerate(model.units):
         start = hs[-1]
         how = removal(model, u) if u in removed else None
         if u in removed and how is None:
             raise ValueError(f"unit {u} changes width and has no skip: it cannot be removed")
         if how in ("branch", "whole"):
-            out = _shortcut(model, u, start) if how == "branch" else start
+            out = _finish(model, unit.blocks[-1], _shortcut(model, u, start)) if how == "branch" else start
             hs += [out] * len(unit.blocks)  # the unit's inner boundaries are read by nothing else
             continue
         for i, src in zip(unit.blocks, unit.sources):
             inp = hs[src[0]] if len(src) == 1 else torch.cat([hs[s] for s in src], dim=-1)
             out = model.blocks[i](inp)
-            hs.append(torch.zeros_like(out) if how == "zero" else out)
-        if unit.skip is not None:
-            hs[-1] = model.skips[unit.skip](start, hs[-1])
+            if unit.skip is not None and i == unit.blocks[-1]:
+                out = model.skips[unit.skip](start, out)
+            hs.append(torch.zeros_like(out) if how == "zero" else _finish(model, i, out))
     return model.head(hs[-1])
 
 

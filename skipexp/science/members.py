@@ -159,11 +159,11 @@ class Loaded:
         (skipexp.training.session.setup), without touching the process's random state."""
         import torch
 
-        from skipexp.core.models import SkipNet
+        from skipexp.core import nets
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.cfg.seeds[0])
-            return SkipNet(self.cfg.model, self.splits.input_dim, self.splits.num_classes).eval()
+            return nets.build(self.cfg, self.splits.input_dim, self.splits.num_classes).eval()
 
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` training examples (all of them where there are fewer): the same for every run of

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from skipexp.core import data as data_mod
+from skipexp.core.conv import ConvReZeroSkip
 from skipexp.core.errors import SkipexpError
 from skipexp.core.models import ReZeroSkip, SkipNet
 from skipexp.rundir import files
@@ -41,6 +42,10 @@ CHUNK = 64   # paths pushed back together (rows: CHUNK * examples)
 
 
 def check(model: SkipNet) -> None:
+    if getattr(model.blocks[0], "finish", None) is not None and model.cfg.order == "post":
+        raise SkipexpError("a post-order conv block applies its act after the sum, act(s(x) + F(x)), which does not "
+                           "split into paths; paths need model.order: pre (He et al. 2016b's blocks)",
+                           key="model.order")
     kind = model.cfg.skip.kind
     if kind not in ADDITIVE:
         raise SkipexpError(f"paths need units whose output is shortcut + branch (skip kinds identity, projection, "
@@ -57,7 +62,7 @@ def _branch(model: SkipNet, u: int, x: torch.Tensor) -> torch.Tensor:
     for i in unit.blocks:
         x = model.blocks[i](x)
     skip = model.skips[unit.skip] if unit.skip is not None else None
-    return skip.alpha * x if isinstance(skip, ReZeroSkip) else x
+    return skip.alpha * x if isinstance(skip, (ReZeroSkip, ConvReZeroSkip)) else x
 
 
 def _shortcut(model: SkipNet, u: int, x: torch.Tensor) -> torch.Tensor:
@@ -68,10 +73,10 @@ def _vjp(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, g: torch.T
     """g (P, B, w_out) pulled back through ``fn`` at x (B, w_in), for each of the P cotangents: fn runs on x
     repeated P times (every example is its own row in eval mode), and one backward pass does them all."""
     p, b = g.shape[:2]
-    rows = x.detach().repeat(p, 1).requires_grad_(True)                       # (P * B, w_in)
+    rows = x.detach().repeat(p, *[1] * (x.dim() - 1)).requires_grad_(True)    # (P * B, w_in) or (P * B, C, H, W)
     with torch.enable_grad():
-        (out,) = torch.autograd.grad(fn(rows), rows, grad_outputs=g.reshape(p * b, -1))
-    return out.reshape(p, b, -1)
+        (out,) = torch.autograd.grad(fn(rows), rows, grad_outputs=g.reshape(p * b, *g.shape[2:]))
+    return out.reshape(p, b, *x.shape[1:])
 
 
 def path_gradients(model: SkipNet, x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -101,7 +106,7 @@ def path_gradients(model: SkipNet, x: torch.Tensor, y: torch.Tensor, keep: torch
                 grad = _vjp(branch, x_u, grad)
                 continue
             through = k[:, column[u]]
-            new = torch.empty(len(k), g.shape[0], x_u.shape[1], dtype=g.dtype)
+            new = torch.empty(len(k), *x_u.shape, dtype=g.dtype)
             if through.any():
                 new[through] = _vjp(branch, x_u, grad[through])
             if (~through).any():
@@ -138,7 +143,7 @@ def measure_model(model: SkipNet, x: torch.Tensor, y: torch.Tensor, sets: int, s
     for i, s in enumerate(chosen):
         keep[i, list(s)] = True
     grads = path_gradients(model, x, y, keep)                                   # (P, B, w0)
-    size = grads.norm(dim=2).mean(dim=1).double()                               # (P,): mean over examples
+    size = grads.flatten(2).norm(dim=2).mean(dim=1).double()                    # (P,): mean over examples
     rows = []
     for k in range(n + 1):
         mine = size[keep.sum(1) == k]

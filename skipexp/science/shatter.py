@@ -37,7 +37,7 @@ import torch
 
 from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
-from skipexp.core import stats
+from skipexp.core import nets, stats
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files, runio
 from skipexp.training.threads import choose_threads
@@ -105,7 +105,7 @@ def probe(cfg: config_mod.RunConfig, depths: list[int], kinds: list[str], seeds:
                                             skip=dataclasses.replace(cfg.model.skip, kind=kind))
             for seed in range(seeds):
                 torch.manual_seed(seed)
-                model = SkipNet(model_cfg, splits.input_dim, splits.num_classes)
+                model = nets.build(cfg.replace(model=model_cfg), splits.input_dim, splits.num_classes)
                 key = {"state": "init", "kind": kind, "depth": depth, "seed": seed}
                 for row in _rows(gradients(model, pairs(splits.x_test, n_pairs, seed)), key, lags):
                     rows.append(row)

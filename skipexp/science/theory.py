@@ -114,6 +114,9 @@ def block_theory(blk: nn.Module, q: float, linear: bool = False) -> BlockTheory:
 def why_not(model: SkipNet) -> str | None:
     """Why there is no prediction for this model, or None where the theory applies."""
     cfg = model.cfg
+    if cfg.block != "mlp":
+        return (f"the mean-field theory here is for blocks of Linear layers; a {cfg.block} block's chi depends on "
+                f"its convolutions' spatial structure, so only the measurement is shown")
     if cfg.norm != "none":
         return f"norm {cfg.norm} rescales every block; this theory covers norm: none"
     if any(u.bypassed for u in model.units) and cfg.skip.kind not in ("none", "identity", "projection", "rezero"):
@@ -205,15 +208,18 @@ def report(cfg: RunConfig, batch: int = 512, progress: object = None) -> TheoryR
     """Predicted against measured activation-gradient ratios at init, on ``batch`` training examples of the
     config's data, for the model its first seed draws."""
     from skipexp.core import data as data_mod
+    from skipexp.core import nets
 
     torch.set_num_threads(choose_threads(cfg))
     splits = data_mod.load(cfg.data, progress)
     torch.manual_seed(cfg.seeds[0])
-    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    model = nets.build(cfg, splits.input_dim, splits.num_classes)
     x, y = splits.x_train[:batch], splits.y_train[:batch]
     measured = measure(model, x, y)
-    jac, _ = jacobian_mod.spectrum_rows(jacobian_mod.jacobians(model, x[:JACOBIAN_EXAMPLES]), "init")
-    extra = {"jacobian": jac, "jacobian_examples": min(JACOBIAN_EXAMPLES, len(y))}
+    jac = []   # none where h_0 is too big for a full Jacobian (a conv net on large images)
+    if jacobian_mod.h0_size(model) <= jacobian_mod.MAX_COORDINATES:
+        jac, _ = jacobian_mod.spectrum_rows(jacobian_mod.jacobians(model, x[:JACOBIAN_EXAMPLES]), "init")
+    extra = {"jacobian": jac, "jacobian_examples": min(JACOBIAN_EXAMPLES, len(y)) if jac else 0}
     reason = why_not(model)
     if reason is not None:
         return TheoryReport(cfg.model.depth, len(y), measured, None, [], reason, **extra)

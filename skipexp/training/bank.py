@@ -16,10 +16,12 @@ import torch
 import torch.fx  # imported by torch itself already; it does not pull in torch._dynamo
 from torch import nn
 
+from skipexp.core.conv import ConvNet
 from skipexp.core.metrics import GradProbe, accuracy
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
 from skipexp.training.session import Run
 from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models, unsupported_model
+from skipexp.training.stacked_conv import copy_conv_buffers
 
 
 def nonfinite(loss: torch.Tensor, grads: list[torch.Tensor], one: torch.Tensor) -> torch.Tensor:
@@ -295,10 +297,40 @@ class Stacked:
                     v[k].zero_()
 
 
+class StackedConv(Stacked):
+    """:class:`Stacked` for conv nets (stacked by :func:`~skipexp.training.stacked_conv.stack_conv_models`):
+    their boundaries are (N, K*C, H, W), so the logged values are read per model from that layout."""
+
+    def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
+               hs: list[torch.Tensor]) -> torch.Tensor:
+        """(K, values) in :meth:`Lone.record`'s order. Model k's boundary is made contiguous, (K, N, C*H*W),
+        before any reduction, so that every reduction runs over model k's own elements the same way whatever K."""
+        k, n = self.k, y.shape[1]
+
+        def per_model(t: torch.Tensor) -> torch.Tensor:                    # (N, K*C, H, W) -> (K, N, C*H*W)
+            return t.reshape(n, k, -1).transpose(0, 1).contiguous()
+
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.probe_params]
+        sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads], dim=1)                  # (K, params)
+        w = torch.zeros(k, len(self.layer_names), dtype=sq.dtype, device=sq.device).index_add_(
+            1, self.segment, sq)                                                                    # (K, layers)
+        total = w.sum(1).sqrt()
+        acc = (logits.argmax(2) == y).float().mean(1)
+        act_grad = torch.stack([per_model(h.grad).norm(dim=2).mean(1) for h in hs], dim=1) * n     # (K, bounds)
+        act = torch.stack([per_model(h.detach()).reshape(k, -1).square().mean(1).sqrt() for h in hs], dim=1)
+        return torch.cat([torch.stack([losses.detach(), acc, total], dim=1), w.sqrt(), act_grad, act], dim=1)
+
+    @torch.no_grad()
+    def sync(self, k: int, state: bool = False) -> None:
+        super().sync(k, state)
+        copy_conv_buffers(self.model, self.runs[k].model, k)
+
+
 def make_bank(runs: list[Run]) -> Lone | Stacked:
     """Every model that can be stacked trains stacked, alone (K = 1) too: one arithmetic whatever K, so a
     model's numbers do not depend on which models share its process. A model with a module that has no stacked
     form (:func:`~skipexp.training.stacked.unsupported_model`; none of skipexp's own) trains alone."""
+    conv = isinstance(runs[0].model, ConvNet)
     if len(runs) == 1 and unsupported_model(runs[0].model) is not None:
         return Lone(runs[0])
-    return Stacked(runs)
+    return StackedConv(runs) if conv else Stacked(runs)

@@ -88,7 +88,7 @@ def load_trained(run_dir: Path, splits_for: Callable[[RunConfig], Splits],
     """A run's resolved config, its model with the last checkpoint's weights (on the CPU, in eval mode), its data
     (``splits_for(cfg)``) and the checkpoint's step: what the commands that measure a trained run start from."""
     from skipexp.core import config as config_mod
-    from skipexp.core.models import SkipNet
+    from skipexp.core import nets
     from skipexp.rundir import runio
 
     runio.require_run_dir(run_dir)
@@ -99,7 +99,7 @@ def load_trained(run_dir: Path, splits_for: Callable[[RunConfig], Splits],
                            "before its first checkpoint)", file=str(run_dir))
     state = load_checkpoint_file(ckpt, "cpu")
     splits = splits_for(cfg)
-    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes)
+    model = nets.build(cfg, splits.input_dim, splits.num_classes)
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as e:   # config.yaml edited since, or not our checkpoint

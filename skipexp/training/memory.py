@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from skipexp.core import nets
 from skipexp.core.config import RunConfig, TrainConfig
 from skipexp.core.data import input_shape
 from skipexp.core.errors import SkipexpError
@@ -61,11 +62,15 @@ def estimate(cfgs: list[RunConfig]) -> Estimate:
     process's size at depth 20 (maxrss, 20 steps)."""
     cfg = cfgs[0]
     inputs, classes = input_shape(cfg.data)
-    units = plan(cfg.model)
-    params = parameter_count(cfg.model, inputs, classes, units)
+    own = nets.FOOTPRINTS.get(cfg.model.block)
+    if own is not None:
+        params, per_example = own(cfg)
+    else:
+        units = plan(cfg.model)
+        params = parameter_count(cfg.model, inputs, classes, units)
+        per_example = inputs + classes + sum(d_in + 2 * hidden + d_out for d_in, hidden, d_out in
+                                             block_shapes(cfg.model, units))
     state = STATE_PER_PARAMETER[cfg.train.optimizer](cfg.train)
-    per_example = inputs + classes + sum(d_in + 2 * hidden + d_out for d_in, hidden, d_out in
-                                         block_shapes(cfg.model, units))
     one = FLOAT * (params * (2 + 1 + state) + cfg.train.batch_size * per_example)
     return Estimate(params, len(cfgs), one * len(cfgs))
 

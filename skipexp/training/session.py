@@ -20,6 +20,7 @@ import torch
 import skipexp
 from skipexp.core import config as config_mod
 from skipexp.core import data as data_mod
+from skipexp.core import nets
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.metrics import GradProbe
@@ -133,7 +134,7 @@ class Run:
     run_dir: Path
     device: torch.device
     data: data_mod.Splits
-    model: SkipNet
+    model: SkipNet   # or a ConvNet (skipexp.core.nets builds either)
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     probe: GradProbe
@@ -159,7 +160,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
     splits = (splits or data_mod.load(cfg.data, progress)).to(device)
     torch.manual_seed(seed)
     random.seed(seed)
-    model = SkipNet(cfg.model, splits.input_dim, splits.num_classes).to(device)
+    model = nets.build(cfg, splits.input_dim, splits.num_classes).to(device)
     opt = build_optimizer(model.parameters(), cfg.train)
     per_epoch = max(1, len(splits.y_train) // cfg.train.batch_size)
     total = cfg.train.steps or cfg.train.epochs * per_epoch

@@ -15,8 +15,11 @@ import torch
 from torch import nn
 
 from skipexp.core import data as data_mod
+from skipexp.core import nets
 from skipexp.core.config import RunConfig
+from skipexp.core.conv import ConvNet
 from skipexp.core.models import Block, PreActBlock, ShortcutSkip, Skip, SkipNet
+from skipexp.training.stacked_conv import stack_conv_models, unsupported_conv
 
 # Modules whose forward works unchanged on (K, N, features) inputs once their weights are stacked.
 _ELEMENTWISE = (nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)
@@ -91,6 +94,8 @@ class StackedBatchNorm(nn.Module):
 
 def unsupported_model(model: nn.Module) -> str | None:
     """Why ``model`` cannot be stacked over seeds, or None where it can."""
+    if isinstance(model, ConvNet):
+        return unsupported_conv(model)
     for name, m in model.named_modules():
         if isinstance(m, (nn.Linear, *_ELEMENTWISE)):
             continue
@@ -118,7 +123,7 @@ def unsupported(cfg: RunConfig) -> str | None:
     """Why the seeds of ``cfg`` cannot train together (checked on a CPU model; nothing is trained)."""
     if len(cfg.seeds) < 2:
         return "a single seed"
-    return unsupported_model(SkipNet(cfg.model, *data_mod.input_shape(cfg.data)))
+    return unsupported_model(nets.build(cfg, *data_mod.input_shape(cfg.data)))
 
 
 @torch.no_grad()
@@ -137,8 +142,11 @@ def stack_models(models: list[SkipNet]) -> SkipNet:
     """One SkipNet whose every weight has a leading model dimension; parameters stay in the same order.
 
     The stack is built like the model with the most skips; a model without one of them (kind none) must
-    then have no parameters there, and gets a scale of 0 on that skip's shortcut.
+    then have no parameters there, and gets a scale of 0 on that skip's shortcut. Conv nets are stacked by
+    :func:`~skipexp.training.stacked_conv.stack_conv_models`.
     """
+    if isinstance(models[0], ConvNet):
+        return stack_conv_models(models)
     template = max(models, key=lambda m: len(m.skips))
     net = copy.deepcopy(template)
     k = len(models)

@@ -41,6 +41,7 @@ wait for, so the demo configs run at the idle 1-thread speed whatever the policy
 """
 from __future__ import annotations
 
+from skipexp.core import nets
 from skipexp.core.config import RunConfig
 from skipexp.core.machine import available_cores
 
@@ -54,6 +55,9 @@ def block_matmul_flops(cfg: RunConfig) -> int:
     The median, not the sum: a thread's cost is paid per matmul, so depth adds as many fork/joins as it
     adds work and does not change whether a second thread pays.
     """
+    own = nets.MEDIAN_FLOPS.get(cfg.model.block)
+    if own is not None:   # a conv net: its median conv, an implicit matmul of the same sharing cost
+        return own(cfg)
     m, batch = cfg.model, cfg.train.batch_size
     widths = m.widths()
     sizes = []
