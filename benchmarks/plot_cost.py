@@ -37,7 +37,7 @@ kind = report.kind_of(folder)
 if kind == "run":
     from skipexp.core import config
     from skipexp.rundir import files
-    from skipexp.training.session import write_views  # imports torch, as a training process has
+    from skipexp.training.setup import write_views  # imports torch, as a training process has
     cfg = config.load(folder / files.CONFIG, ["log.plots=true"])
     draw = lambda: write_views(cfg, folder)
 else:

@@ -239,21 +239,21 @@ def _same_float(x: float, y: float) -> bool:
 def lone_run(raw: dict, seed: int, out: Path) -> Path:
     """``raw`` (a config dict) trained alone with ``seed``, in this process; its folder."""
     from skipexp.core import config
-    from skipexp.training import api
+    from skipexp.training import fit
 
     raw = copy.deepcopy(raw)
     raw["seed"] = seed
     cfg = config.from_dict(raw)
-    run_dir = api.create_run(cfg, out)
-    api.train(cfg, run_dir, plots=False)
+    run_dir = fit.create_run(cfg, out)
+    fit.train(cfg, run_dir, plots=False)
     return run_dir
 
 
 def together(raw: dict, seeds: list[int], out: Path) -> list:
     from skipexp.core import config
-    from skipexp.training import api
+    from skipexp.training import fit
 
     cfg = config.from_dict({**raw, "seed": seeds})
     cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in seeds]
-    dirs = [api.create_run(c, out) for c in cfgs]
-    return api.train_group(cfgs, dirs, plots=False)
+    dirs = [fit.create_run(c, out) for c in cfgs]
+    return fit.train_group(cfgs, dirs, plots=False)

@@ -14,8 +14,8 @@ from conftest import TINY, assert_same_numbers, lone_run, together
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.training import api, bank
-from skipexp.training.session import Reporter
+from skipexp.training import fit, modelstack
+from skipexp.training.setup import Reporter
 
 
 def tiny(**changes: dict) -> dict:
@@ -54,8 +54,8 @@ def poison_gradient(monkeypatch: pytest.MonkeyPatch, seed: int, step: int) -> No
                     grad = next(self.model.parameters()).grad
                     (grad[k] if len(runs) > 1 else grad).view(-1)[0] = float("nan")
         return poisoned
-    monkeypatch.setattr(bank.Lone, "backward", wrap(bank.Lone.backward))
-    monkeypatch.setattr(bank.Stacked, "backward", wrap(bank.Stacked.backward))
+    monkeypatch.setattr(modelstack.Lone, "backward", wrap(modelstack.Lone.backward))
+    monkeypatch.setattr(modelstack.Stacked, "backward", wrap(modelstack.Stacked.backward))
 
 
 def test_a_gradient_that_is_not_finite_retires_its_model_at_that_step(tmp_path: Path, monkeypatch) -> None:
@@ -106,20 +106,20 @@ class StopsInSeed(Reporter):
 
 @pytest.mark.parametrize("how", ["stop-flag-at-once", "ctrl-c-in-second-seed"])
 def test_sequential_fallback_stopped_early_leaves_no_stray_folder(tmp_path: Path, how: str, monkeypatch) -> None:
-    monkeypatch.setattr(api, "unsupported", lambda cfg: "a module with no stacked form")   # every model stacks today
+    monkeypatch.setattr(fit, "unsupported", lambda cfg: "a module with no stacked form")   # every model stacks today
     raw = tiny(train={"steps": 3}, log={"checkpoint": "last"})
     raw["train"].pop("epochs")
     cfg = config.from_dict({**raw, "seed": [0, 1, 2]})
     cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in [0, 1, 2]]
     out = tmp_path / "runs"
-    dirs = [api.create_run(c, out) for c in cfgs]
+    dirs = [fit.create_run(c, out) for c in cfgs]
     if how == "stop-flag-at-once":
-        results = api.train_group(cfgs, dirs, should_stop=lambda: True, plots=False)
+        results = fit.train_group(cfgs, dirs, should_stop=lambda: True, plots=False)
         assert [r.status for r in results] == ["interrupted"]
         kept = dirs[:1]
     else:
         with pytest.raises(KeyboardInterrupt):
-            api.train_group(cfgs, dirs, reporter=StopsInSeed(2), plots=False)
+            fit.train_group(cfgs, dirs, reporter=StopsInSeed(2), plots=False)
         kept = dirs[:2]
     assert sorted(out.iterdir()) == sorted(kept)   # the folders of seeds that never started are gone
     for d in kept:
@@ -175,9 +175,9 @@ def test_training_does_not_import_torch_dynamo(tmp_path: Path) -> None:
     import yaml
 
     code = ("import sys, yaml; from pathlib import Path; from skipexp.core import config; "
-            "from skipexp.training import api; "
+            "from skipexp.training import fit; "
             f"cfg = config.from_dict(yaml.safe_load(Path({str(tmp_path / 'c.yaml')!r}).read_text())); "
-            f"api.train(cfg, api.create_run(cfg, Path({str(tmp_path)!r})), plots=False); "
+            f"fit.train(cfg, fit.create_run(cfg, Path({str(tmp_path)!r})), plots=False); "
             "print('torch._dynamo' in sys.modules)")
     for kind in ("sgd", "adam"):
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny(train={"optimizer": kind, "steps": 2, "grad_clip": 1.0})))
@@ -189,14 +189,14 @@ def test_models_trained_together_must_differ_only_in_per_model_values(tmp_path: 
     cfg = config.from_dict(tiny())
     cfgs = [cfg.replace(seed=1, name="a"), cfg.replace(seed=2, name="b", device="cuda")]
     with pytest.raises(ValueError, match="but for per-model values"):
-        api.train_runs(cfgs, [tmp_path / "a", tmp_path / "b"])
+        fit.train_runs(cfgs, [tmp_path / "a", tmp_path / "b"])
 
 
 def test_train_config_makes_a_folder_per_seed_trained_together(tmp_path: Path) -> None:
     cfg = config.from_dict(tiny(train={"steps": 2}, log={"checkpoint": "none"})).replace(seed=[4, 7])
-    results = api.train_config(cfg, tmp_path / "runs", plots=False)
+    results = fit.train_config(cfg, tmp_path / "runs", plots=False)
     assert [r.run_dir.name.rsplit("-", 1)[-1] for r in results] == ["seed4", "seed7"]
     assert [r.status for r in results] == ["completed", "completed"]
     assert [runio.read_json(r.run_dir / "meta.json")["seeds_together"] for r in results] == [[4, 7], [4, 7]]
-    single = api.train_config(cfg.replace(seed=4, name="one"), tmp_path / "one", plots=False)
+    single = fit.train_config(cfg.replace(seed=4, name="one"), tmp_path / "one", plots=False)
     assert [r.status for r in single] == ["completed"] and single[0].run_dir.parent == tmp_path / "one"

@@ -21,7 +21,7 @@ from torch import nn
 from skipexp.core import config, data
 from skipexp.core.models import SkipNet
 from skipexp.rundir import runio
-from skipexp.training import api as train
+from skipexp.training import fit as train
 
 STEPS, BATCH, N_TRAIN = 6, 16, 64  # 4 steps per epoch: the replay crosses an epoch boundary
 

@@ -26,7 +26,7 @@ from skipexp.core import config
 from skipexp.core.errors import SkipexpError
 from skipexp.rundir import runio
 from skipexp.rundir.summary import summarize
-from skipexp.training import api as train_mod
+from skipexp.training import fit as train_mod
 from skipexp.training.checkpoint import load_checkpoint_file
 
 # 96 steps per epoch, logged every 4: long enough to be stopped mid-epoch, short enough to finish fast

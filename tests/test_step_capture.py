@@ -19,7 +19,7 @@ from conftest import TINY, assert_close_numbers, assert_same_numbers
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.training import api, engine
+from skipexp.training import fit, loop
 from skipexp.training.graphs import CaptureFailed
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -38,17 +38,17 @@ RICH = {"model": {"norm": "layernorm", "skip": {"kind": "gated"}},
 
 
 def run_group(raw: dict, out: Path, lrs: list[float] | None = None, seeds: list[int] | None = None,
-              **kw) -> list[api.RunResult]:
+              **kw) -> list[fit.RunResult]:
     """Train one config (several seeds, or several learning rates: models trained together) into ``out``."""
     cfg = config.from_dict(raw)
     seeds = seeds or [cfg.seeds[0]] * len(lrs or [0])
     cfgs = [cfg.replace(seed=s, name=f"m{i}", train=cfg.train if lrs is None else
                         config.from_dict({**raw, "train": {**raw["train"], "lr": lrs[i]}}).train)
             for i, s in enumerate(seeds)]
-    dirs = [api.create_run(c, out) for c in cfgs]
+    dirs = [fit.create_run(c, out) for c in cfgs]
     if len(cfgs) == 1:
-        return [api.train(cfgs[0], dirs[0], plots=False, **kw)]
-    return api.train_group(cfgs, dirs, plots=False, **kw)
+        return [fit.train(cfgs[0], dirs[0], plots=False, **kw)]
+    return fit.train_group(cfgs, dirs, plots=False, **kw)
 
 
 class ReplayOnCpu:
@@ -72,8 +72,8 @@ class ReplayOnCpu:
 
 @pytest.fixture
 def replay_on_cpu(monkeypatch: pytest.MonkeyPatch) -> type[ReplayOnCpu]:
-    monkeypatch.setattr(engine, "capturable", lambda device, train: train.cuda_graphs)
-    monkeypatch.setattr(engine, "Graphs", ReplayOnCpu)
+    monkeypatch.setattr(loop, "capturable", lambda device, train: train.cuda_graphs)
+    monkeypatch.setattr(loop, "Graphs", ReplayOnCpu)
     return ReplayOnCpu
 
 
@@ -201,6 +201,6 @@ def test_a_resumed_cuda_graph_run_equals_one_never_stopped(tmp_path: Path) -> No
     calls = itertools.count()
     stopped = run_group(raw, tmp_path / "stopped", should_stop=lambda: next(calls) >= 10)[0]
     assert stopped.status == "interrupted"
-    resumed = api.resume(stopped.run_dir)
+    resumed = fit.resume(stopped.run_dir)
     assert resumed.status == "completed"
     assert_identical(resumed.run_dir, whole.run_dir)

@@ -22,7 +22,7 @@ from conftest import skipexp_cmd, write_config
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.training import api as train_mod
+from skipexp.training import fit as train_mod
 
 # 64 steps an epoch, logged every 4, 24 epochs: a few seconds a point on one core, long enough that a point
 # started a second or two before the other (importing torch) is still far from its end when the test kills

@@ -11,7 +11,7 @@ import yaml
 from conftest import cli, write_config
 
 from skipexp.experiments.report import SEEDS_NOTE
-from skipexp.experiments.sweep import summary as sweep_summary
+from skipexp.experiments.sweep import results as sweep_summary
 from skipexp.rundir import files
 from skipexp.rundir.summary import describe
 

@@ -143,11 +143,11 @@ def test_stacked_batchnorm_is_each_models_batchnorm_and_does_not_depend_on_k(h: 
 
 def test_a_model_that_cannot_stack_trains_alone_with_a_note(tmp_path: Path, monkeypatch) -> None:
     """No config value makes a model unstackable today; the fallback stays for one that will."""
-    from skipexp.training import api
+    from skipexp.training import fit
 
     raw = yaml.safe_load(write_config(tmp_path / "t.yaml", {
         "train.steps": 3, "train.threads": None, "log.checkpoint": "none"}).read_text())
-    monkeypatch.setattr(api, "unsupported", lambda cfg: "a module with no stacked form")
+    monkeypatch.setattr(fit, "unsupported", lambda cfg: "a module with no stacked form")
     results = together(raw, [0, 1], tmp_path / "runs")
     assert [r.status for r in results] == ["completed", "completed"]
     for seed, result in enumerate(results):

@@ -64,7 +64,7 @@ def check_device(cfg: RunConfig, file: Path) -> None:
     """Refuse a device this machine lacks (``--device cuda`` without CUDA) before any folder is made."""
     if not cfg.device.startswith("cuda"):  # cpu and auto always exist; asking torch costs its import (~1 s)
         return
-    from skipexp.training.session import resolve_device
+    from skipexp.training.setup import resolve_device
 
     try:
         resolve_device(cfg.device)

@@ -125,7 +125,7 @@ def validate(
     from skipexp.core.data import input_shape
     from skipexp.core.models import SkipNet
     from skipexp.training import memory
-    from skipexp.training.session import resolve_device
+    from skipexp.training.setup import resolve_device
 
     try:
         device = resolve_device(cfg.device)

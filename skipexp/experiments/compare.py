@@ -14,7 +14,7 @@ The batch order is a pure function of (seed, epoch) and the data of the data con
 share those see exactly the same batches; the table says when members differ in anything but the model.
 
 Members (and seeds) whose models share a shape and differ only in per-model values
-(:mod:`skipexp.training.grouping`: seed, lr, init, ..., and skip kind none beside identity) train together
+(:mod:`skipexp.training.stackable`: seed, lr, init, ..., and skip kind none beside identity) train together
 in one stack, one progress bar per group; each still gets its ordinary run folder, equal (to the bit on
 the CPU) to a lone ``skipexp train`` of it, and its meta.json names the members it trained with.
 """
@@ -32,9 +32,9 @@ from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number
 from skipexp.experiments.seeds import CI_FIELDS, MEAN_FIELDS, against_baseline, healthy, mean_summary  # noqa: F401
-from skipexp.experiments.sweep.state import config_differences, flatten
 from skipexp.rundir import files, runio
 from skipexp.rundir import summary as summary_mod
+from skipexp.rundir.reuse import config_differences, flatten
 
 SMALL_N = 5   # fewer seeds than this: the caption warns that intervals are wide
 
@@ -136,11 +136,11 @@ class Group:
 
 def groups(members: list[Member]) -> list[Group]:
     """The members' models split into groups that train together
-    (:func:`skipexp.training.grouping.group_configs`), in member order.
+    (:func:`skipexp.training.stackable.group_configs`), in member order.
 
     A member's seeds always share its group: they differ only in the seed, a per-model value.
     """
-    from skipexp.training.grouping import group_configs
+    from skipexp.training.stackable import group_configs
 
     models = [(i, cfg, name) for i, m in enumerate(members) for cfg, name in member_configs(m)]
     out = []
@@ -162,7 +162,7 @@ def run(members: list[Member], cdir: Path, *,
     members; ``owners`` names each model's member, so that the bar can show each member's own loss.
     A bad input found while setting up the first group (data files, device) leaves no folder behind.
     """
-    from skipexp.training.api import create_run, train, train_group
+    from skipexp.training.fit import create_run, train, train_group
 
     results: list = []
     for g in groups(members):

@@ -124,9 +124,9 @@ DIFFERENCES_NOTE = ("Δ = mean of the row's configuration - mean of the one it i
 
 def sweep_table(rows: list[dict], grid: dict[str, list], select: Any = None) -> SweepTable:
     """A sweep's table: one row per point, or, where ``seed`` is swept over several values, one row per
-    configuration with its mean ± sd and 95 % CI over seeds (:func:`skipexp.experiments.sweep.summary
+    configuration with its mean ± sd and 95 % CI over seeds (:func:`skipexp.experiments.sweep.results
     .aggregate_seeds`); with a selection (``select``), only the chosen configurations."""
-    from skipexp.experiments.sweep.summary import aggregate_seeds, seeds_swept
+    from skipexp.experiments.sweep.results import aggregate_seeds, seeds_swept
 
     if seeds_swept(grid):
         return _seeds_table(aggregate_seeds(rows, grid, select), grid, select)
@@ -218,7 +218,7 @@ def differences_table(rows: list[dict], sweep: Any) -> SweepTable | None:
     configuration and what it is against: train loss and test accuracy, each Δ [95 % CI] and Welch's p; the
     parameter counts of both, ⚠ where they differ. None where the sweep has no seeds or no pairs."""
     from skipexp.experiments.sweep import evidence
-    from skipexp.experiments.sweep.summary import configurations, seeds_swept
+    from skipexp.experiments.sweep.results import configurations, seeds_swept
 
     if not seeds_swept(sweep.grid):
         return None

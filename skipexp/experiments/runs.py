@@ -14,7 +14,7 @@ from skipexp.core.config import RunConfig
 from skipexp.rundir import files
 
 if TYPE_CHECKING:
-    from skipexp.training.session import Reporter, RunResult
+    from skipexp.training.setup import Reporter, RunResult
 
 # label -> the reporter for one training; the library closes what it asked for
 ReporterFor = Callable[[str], "Reporter"]
@@ -33,7 +33,7 @@ def train(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter_fo
     ``run_dir`` names the folder exactly (for several seeds: ``<run_dir>-seed<N>``); without it the
     folder is ``out/<time>-<name>``.
     """
-    from skipexp.training.api import train_config
+    from skipexp.training.fit import train_config
 
     label = cfg.name if len(cfg.seeds) == 1 else f"{cfg.name} ×{len(cfg.seeds)} seeds"
     reporter = reporter_for(label) if reporter_for else None
@@ -47,7 +47,7 @@ def train(cfg: RunConfig, out: Path, run_dir: Path | None = None, *, reporter_fo
 def resume(run_dir: Path, *, reporter_for: ReporterFor | None = None,
            should_stop: Callable[[], bool] = lambda: False, progress: Any = None) -> RunResult:
     """Continue an interrupted or crashed run from its last checkpoint."""
-    from skipexp.training import api as train_api
+    from skipexp.training import fit as train_api
 
     reporter = reporter_for(_run_name(run_dir)) if reporter_for else None
     try:
@@ -69,10 +69,10 @@ def train_or_settle(cfg: RunConfig, run_dir: Path, *, reporter_for: ReporterFor 
                     should_stop: Callable[[], bool] = lambda: False, progress: Any = None,
                     notify: Callable[[str], None] = lambda message: None) -> RunResult:
     """``train --run-dir D --resume``: a finished run in D is kept, an interrupted one resumed, anything
-    else moved aside and trained afresh (what :func:`skipexp.experiments.sweep.state.settle` decides).
+    else moved aside and trained afresh (what :func:`skipexp.rundir.reuse.settle` decides).
     ``notify`` hears one line on what was done."""
-    from skipexp.experiments.sweep.state import settle
-    from skipexp.training import api as train_api
+    from skipexp.rundir.reuse import settle
+    from skipexp.training import fit as train_api
 
     if not run_dir.exists():
         return train(cfg, run_dir.parent, run_dir, reporter_for=reporter_for, should_stop=should_stop,

@@ -158,8 +158,8 @@ def member_runs(folder: Path, where: list[str] = ()) -> list[Path]:
     are named), the folders whose name holds every one of them."""
     inner = folder / files.RUNS if (folder / files.RUNS).is_dir() else folder
     dirs = sorted(p for p in inner.iterdir() if p.is_dir() and runio.is_run_dir(p))
+    from skipexp.experiments.sweep.results import chosen_point_names
     from skipexp.experiments.sweep.spec import is_sweep_dir
-    from skipexp.experiments.sweep.summary import chosen_point_names
 
     if is_sweep_dir(folder):
         chosen = chosen_point_names(folder)

@@ -156,7 +156,7 @@ class Loaded:
 
     def initial(self) -> SkipNet:
         """The model as training drew it: the run's seed, the same draws in the same order
-        (skipexp.training.session.setup), without touching the process's random state."""
+        (skipexp.training.setup.setup), without touching the process's random state."""
         import torch
 
         from skipexp.core.models import SkipNet

@@ -13,7 +13,7 @@ from skipexp.experiments.sweep import ray_backend, slurm_backend
 from skipexp.experiments.sweep.commands import group_commands
 from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
 from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
-from skipexp.experiments.sweep.state import point_state, read_status, settle
+from skipexp.rundir.reuse import point_state, read_status, settle
 
 WAIT_POLL_S = 0.5   # how often a sweep looks at points that another process trains
 

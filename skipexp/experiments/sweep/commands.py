@@ -7,8 +7,8 @@ from pathlib import Path
 
 from skipexp.experiments.sweep import groups as groups_mod
 from skipexp.experiments.sweep.spec import Point, Sweep, _display_path, sweep_dir
-from skipexp.experiments.sweep.state import point_state, settle
 from skipexp.rundir import files
+from skipexp.rundir.reuse import point_state, settle
 
 
 def shell_line(point: Point) -> str:

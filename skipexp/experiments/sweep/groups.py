@@ -1,6 +1,6 @@
 """A sweep's points in groups that train together, and running one group in this process.
 
-Points whose configs :func:`skipexp.training.grouping.group_configs` puts together (one model shape,
+Points whose configs :func:`skipexp.training.stackable.group_configs` puts together (one model shape,
 differing only in per-model values: seed, lr, momentum, init, ..., and skip kind none beside identity)
 form a :class:`Group`. Groups are numbered from 1 in the order of their first point, a pure function of
 the grid, so ``skipexp sweep SWEEP --group N`` names the same points every time, whatever is done already.
@@ -11,9 +11,9 @@ group, is cut from all the group's points, never from the ones left to do, so a 
 same points while another part's points finish.
 
 :func:`run_group` settles each point's folder as ``train --run-dir DIR --resume`` would
-(:mod:`skipexp.experiments.sweep.state`): a done point is kept, an interrupted one resumed alone (it starts
+(:mod:`skipexp.rundir.reuse`): a done point is kept, an interrupted one resumed alone (it starts
 mid-run), a point running elsewhere left alone, and the new and stale ones trained together in one stack
-by :func:`skipexp.training.api.train_group`, each into its ordinary run folder.
+by :func:`skipexp.training.fit.train_group`, each into its ordinary run folder.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
-from skipexp.experiments.sweep.state import point_state, read_status, settle
+from skipexp.rundir.reuse import point_state, read_status, settle
 
 if TYPE_CHECKING:   # spec builds its commands from groups
     from skipexp.experiments.sweep.spec import Point
@@ -60,7 +60,7 @@ class Group:
 
 def groups(pts: list[Point]) -> list[Group]:
     """The points in groups that can train together, numbered from 1 (see the module docstring)."""
-    from skipexp.training.grouping import group_configs
+    from skipexp.training.stackable import group_configs
 
     return [Group(n, [pts[i] for i in idx]) for n, idx in enumerate(group_configs([p.cfg for p in pts]), 1)]
 
@@ -166,7 +166,7 @@ def run_group(group: Group, *, reporter_for: Callable[[str], Any] | None = None,
 def _train_together(group: Group, fresh: list[Point], reporter_for: Callable[[str], Any] | None,
                     should_stop: Callable[[], bool], progress: Any, plots: bool,
                     notify: Callable[[str], None]) -> None:
-    from skipexp.training.api import create_run, train, train_group
+    from skipexp.training.fit import create_run, train, train_group
 
     dirs = []
     for p in fresh:

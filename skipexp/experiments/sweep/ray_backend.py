@@ -22,8 +22,8 @@ from typing import Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep.local import PointResult, command_for
-from skipexp.experiments.sweep.state import read_status
 from skipexp.rundir import files
+from skipexp.rundir.reuse import read_status
 
 INSTALL_HINT = "pip install 'skipexp[ray]'"
 RETRIES = 1  # a point whose worker or process dies is run once more, then recorded as failed

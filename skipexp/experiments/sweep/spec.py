@@ -54,8 +54,8 @@ from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key, value
 from skipexp.experiments.sweep.evidence import Selection, read_baseline, read_select
 from skipexp.experiments.sweep.slurm_options import from_section, section
-from skipexp.experiments.sweep.state import NEUTRAL_KEYS, config_differences, point_state
 from skipexp.rundir import files, runio
+from skipexp.rundir.reuse import NEUTRAL_KEYS, config_differences, point_state
 
 SWEEP_KEYS = ("name", "base", "grid", "overrides", "select", "baseline", "slurm")
 NAME = re.compile(r"[\w.+-]+")  # a sweep name is a folder name: sweep-<name>

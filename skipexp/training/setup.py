@@ -155,7 +155,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progre
     torch.set_num_threads(threads)
     device = resolve_device(cfg.device)
     seed = cfg.seeds[0]
-    # models trained together (skipexp.training.api.train_group) share one copy of the data
+    # models trained together (skipexp.training.fit.train_group) share one copy of the data
     splits = (splits or data_mod.load(cfg.data, progress)).to(device)
     torch.manual_seed(seed)
     random.seed(seed)

@@ -1,4 +1,4 @@
-"""The state of a point's folder, and settling it before a run.
+"""The state of an existing run folder (a sweep point's, or ``train --run-dir DIR``'s), and settling it before a run.
 
 Re-running a sweep is safe because a point's state is read from its folder (:func:`point_state`):
 ``done`` (completed or diverged: a result, never run again), ``resume`` (interrupted or crashed with

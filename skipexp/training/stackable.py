@@ -15,7 +15,7 @@ Contract, for whoever groups sweep points or compare members:
 - A config whose model cannot be stacked at all (:func:`unstackable`; no config value at present) is a group
   of its own.
 - Groups keep the input order: each group lists indices ascending, groups ordered by their first index.
-  Every index is in exactly one group. Training a group (``skipexp.training.api.train_group``) writes each
+  Every index is in exactly one group. Training a group (``skipexp.training.fit.train_group``) writes each
   member's own ordinary run folder, equal to its lone run (to the bit on the CPU).
 """
 from __future__ import annotations

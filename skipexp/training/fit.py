@@ -1,10 +1,10 @@
 """Training's public API: make run folders (:func:`create_run`), train them, or resume one.
 
 :func:`train_config` is the whole of ``skipexp train``'s work: a folder per seed, trained.
-``train_runs`` is the one lifecycle around the engine (:mod:`skipexp.training.engine`) for K >= 1
+``train_runs`` is the one lifecycle around the engine (:mod:`skipexp.training.loop`) for K >= 1
 one-seed configs: lock the folders, set the runs up, train, finish each folder, draw its views.
 :func:`train` is K = 1; :func:`train_group` trains K models together where they can be stacked
-(seeds of one config, or configs that :func:`skipexp.training.grouping.group_configs` puts in one group)
+(seeds of one config, or configs that :func:`skipexp.training.stackable.group_configs` puts in one group)
 and otherwise one after another. Nothing here prints: progress goes to a :class:`Reporter`, text to
 each folder's train.log.
 """
@@ -23,11 +23,10 @@ from skipexp.core.errors import SkipexpError
 from skipexp.core.models import count_parameters
 from skipexp.rundir import files, runio
 from skipexp.rundir.summary import write_summary
-from skipexp.training.bank import make_bank
-from skipexp.training.engine import train_loop
-from skipexp.training.grouping import group_configs
+from skipexp.training.loop import train_loop
 from skipexp.training.memory import check_fits
-from skipexp.training.session import (
+from skipexp.training.modelstack import make_bank
+from skipexp.training.setup import (
     Reporter,
     Run,
     RunResult,
@@ -39,6 +38,7 @@ from skipexp.training.session import (
     setup,
     write_views,
 )
+from skipexp.training.stackable import group_configs
 from skipexp.training.stacked import unsupported
 
 __all__ = ["Reporter", "RunResult", "create_run", "resume", "train", "train_config", "train_group", "train_runs"]
@@ -76,7 +76,7 @@ def resume(run_dir: Path, *, reporter: Reporter | None = None, should_stop: Call
 def train_group(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporter | None = None,
                 should_stop: Callable[[], bool] = lambda: False, progress: data_mod.Progress | None = None,
                 plots: bool = True) -> list[RunResult]:
-    """Train one-seed configs of one group (see :mod:`skipexp.training.grouping`) into their run folders
+    """Train one-seed configs of one group (see :mod:`skipexp.training.stackable`) into their run folders
     (from create_run).
 
     Together where :func:`unsupported` allows; otherwise one after another, noting why in meta.json.
@@ -111,13 +111,13 @@ def train_runs(cfgs: list[RunConfig], run_dirs: list[Path], *, reporter: Reporte
                progress: data_mod.Progress | None = None, plots: bool = True) -> list[RunResult]:
     """Train K >= 1 models of one shape, one per config and folder, together (resume: K = 1).
 
-    The configs must form one group of :func:`~skipexp.training.grouping.group_configs`: equal but for
+    The configs must form one group of :func:`~skipexp.training.stackable.group_configs`: equal but for
     per-model values. A bad input found while setting up (data files, device) leaves no folder behind;
     a run that got going and then stopped on one is interrupted, resumable from its checkpoint.
     """
     if len(cfgs) > 1 and len(group_configs(cfgs)) != 1:
         raise ValueError("models trained together must have equal configs but for per-model values "
-                         "(skipexp.training.grouping.PER_MODEL)")
+                         "(skipexp.training.stackable.PER_MODEL)")
     reporter = reporter or Reporter()
     locks: list[runio.RunLock] = []
     try:

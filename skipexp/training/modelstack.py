@@ -7,7 +7,7 @@ evaluation and checkpoints. Every model that can be stacked trains this way, a l
 each operation computes model k from model k's own elements the same way whatever K is, so model k's
 numbers are those of its lone run to the bit (on the CPU; on CUDA within rounding, as cuBLAS picks
 kernels by shape). Stacked models may each have their own optimizer hyperparameters, schedule and
-gradient clip (see :mod:`skipexp.training.grouping` for what may differ). ``Lone`` trains a model that
+gradient clip (see :mod:`skipexp.training.stackable` for what may differ). ``Lone`` trains a model that
 cannot be stacked through its own SkipNet, optimizer and schedule.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 
 from skipexp.core.metrics import GradProbe, accuracy
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
-from skipexp.training.session import Run
+from skipexp.training.setup import Run
 from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models, unsupported_model
 
 
