@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import pandas
 
     from skipexp.core.config import RunConfig
-    from skipexp.training.setup import RunResult
+    from skipexp.training.run import RunResult
 
 PathLike = Union[str, "os.PathLike[str]"]
 # what load and curves accept: a folder, a training result (its run folder), or several of them

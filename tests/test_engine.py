@@ -15,7 +15,7 @@ from conftest import TINY, assert_same_numbers, lone_run, together
 from skipexp.core import config
 from skipexp.rundir import runio
 from skipexp.training import fit, modelstack
-from skipexp.training.setup import Reporter
+from skipexp.training.run import Reporter
 
 
 def tiny(**changes: dict) -> dict:

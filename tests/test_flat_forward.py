@@ -109,7 +109,7 @@ def test_the_loop_leaves_the_garbage_collector_unfrozen(tmp_path, fails: bool) -
     import gc
 
     from skipexp.training import fit
-    from skipexp.training.setup import Reporter
+    from skipexp.training.run import Reporter
 
     seen = []
 

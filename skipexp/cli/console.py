@@ -166,7 +166,7 @@ def make_reporter(label: str, stop: StopFlag | None = None, members: list[str] |
     (its seeds) at the last log step; without, the first model's."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from skipexp.training.setup import Reporter
+    from skipexp.training.run import Reporter
 
     class RichReporter(Reporter):
         def __init__(self) -> None:

@@ -14,7 +14,7 @@ from skipexp.core.config import RunConfig
 from skipexp.rundir import files
 
 if TYPE_CHECKING:
-    from skipexp.training.setup import Reporter, RunResult
+    from skipexp.training.run import Reporter, RunResult
 
 # label -> the reporter for one training; the library closes what it asked for
 ReporterFor = Callable[[str], "Reporter"]

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from skipexp.core.config import RunConfig
     from skipexp.core.data import Splits
     from skipexp.core.models import SkipNet
-    from skipexp.training.setup import Run
+    from skipexp.training.run import Run
 
 
 def weights_finite(model: nn.Module) -> bool:

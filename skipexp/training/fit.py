@@ -26,10 +26,8 @@ from skipexp.rundir.summary import write_summary
 from skipexp.training.loop import train_loop
 from skipexp.training.memory import check_fits
 from skipexp.training.modelstack import make_bank
+from skipexp.training.run import Reporter, Run, RunResult
 from skipexp.training.setup import (
-    Reporter,
-    Run,
-    RunResult,
     create_run,
     finish_meta,
     logged_in,

@@ -4,7 +4,7 @@ One set of rules for every model k: its own batch order, divergence (loss and ev
 step, before the update), checkpoints only with finite weights, its own rows at every log step, its
 own evaluation. A model that diverges is retired (its folder finished, ``diverged_at_step`` its own)
 while the others go on. Evaluation, checkpoints, rows and the models' arithmetic are functions the
-loop calls; it knows nothing of the console (a :class:`~skipexp.training.setup.Reporter` hears it).
+loop calls; it knows nothing of the console (a :class:`~skipexp.training.run.Reporter` hears it).
 
 A step's arithmetic is two functions of :class:`Step` (gradients, then the update), with the divergence
 check between them. On CUDA, after one eager step, both are captured as CUDA graphs and replayed
@@ -26,7 +26,7 @@ from skipexp.training import sharpness
 from skipexp.training.checkpoint import save_checkpoint
 from skipexp.training.graphs import CaptureFailed, Graphs
 from skipexp.training.modelstack import Lone, Stacked
-from skipexp.training.setup import Reporter, Run
+from skipexp.training.run import Reporter, Run
 
 
 def write_rows(run: Run, values: list[float], step: int, epoch: int, lr: float, elapsed: float) -> dict:

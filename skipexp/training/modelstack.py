@@ -18,7 +18,7 @@ from torch import nn
 
 from skipexp.core.metrics import GradProbe, accuracy
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
-from skipexp.training.setup import Run
+from skipexp.training.run import Run
 from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models, unsupported_model
 
 

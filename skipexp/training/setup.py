@@ -8,12 +8,10 @@ import random
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
 
 import torch
 
@@ -27,59 +25,8 @@ from skipexp.core.models import SkipNet, count_parameters
 from skipexp.rundir import files, runio
 from skipexp.training.checkpoint import load_checkpoint, rng_state
 from skipexp.training.optim import build_optimizer, build_schedule
+from skipexp.training.run import Run, TeeLog
 from skipexp.training.threads import choose_threads
-
-
-class Reporter:
-    """What a caller hears from a run. The CLI draws a progress bar; the default hears nothing.
-
-    K models trained together are one run to it: ``on_runs`` names them (in order, K >= 1) before
-    ``on_start``; ``on_logs`` hears every live model's row of a log step, by its index, and by default hands
-    the first one's to ``on_log``."""
-
-    def on_runs(self, runs: list[tuple[str, Path]]) -> None: ...
-    def on_start(self, run_dir: Path, total_steps: int, start_step: int) -> None: ...
-    def on_log(self, row: dict) -> None: ...
-
-    def on_logs(self, rows: dict[int, dict]) -> None:
-        if rows:
-            self.on_log(rows[min(rows)])
-
-    def on_eval(self, row: dict) -> None: ...
-    def on_end(self, status: str, summary: dict) -> None: ...
-
-
-class RowSink(Protocol):
-    """Where a run's rows go besides its CSVs (TensorBoard's live events): each row once, as a dict."""
-
-    def add(self, log: str, row: dict[str, Any]) -> None: ...
-    def close(self) -> None: ...
-
-
-class TeeLog:
-    """A CSV log that hands each row it accepts to a sink too. The rows a resumed run's CSV turns away
-    (already on disk) the sink never sees, so it holds each step once as well."""
-
-    def __init__(self, log: runio.CsvLog, sink: RowSink) -> None:
-        self.log, self.sink = log, sink
-
-    def write(self, row: dict[str, Any] | Iterable[Any]) -> None:
-        values = [row[c] for c in self.log.columns] if isinstance(row, dict) else list(row)
-        before = self.log.last_step
-        self.log.write(values)
-        if self.log.last_step != before:
-            self.sink.add(self.log.path.name, dict(zip(self.log.columns, values)))
-
-    def close(self) -> None:
-        self.log.close()
-        self.sink.close()
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    status: str
-    summary: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,29 +70,6 @@ def create_run(cfg: RunConfig, out: Path, run_dir: Path | None = None) -> Path:
         "created": datetime.now().isoformat(timespec="seconds"),
     }).update(status="running")
     return run_dir
-
-
-@dataclass
-class Run:
-    """One model's run folder and everything it is trained and written with (its own config, model,
-    optimizer and logs); models trained together each have one."""
-    cfg: RunConfig
-    run_dir: Path
-    device: torch.device
-    data: data_mod.Splits
-    model: SkipNet
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
-    probe: GradProbe
-    logs: dict[str, runio.CsvLog | TeeLog]
-    meta: runio.Meta
-    total_steps: int
-    steps_per_epoch: int
-    step: int = 0
-    elapsed: float = 0.0  # training seconds before this process (resumed runs)
-    seconds: float = 0.0  # training seconds in all, set when the loop ends
-    rng: dict = field(default_factory=dict)  # RNG state after building the model: what its checkpoints hold
-
 
 
 def setup(cfg: RunConfig, run_dir: Path, resume: bool, progress: data_mod.Progress | None,

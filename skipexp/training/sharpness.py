@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from skipexp.core.curvature import COLUMNS, sharpness
 from skipexp.rundir import files, runio
-from skipexp.training.setup import Run
+from skipexp.training.run import Run
 
 SAMPLES = 512       # the first training examples, the same sample at every measurement
 ITERATIONS = 20     # Lanczos steps at most (it stops once the top eigenvalue settles to 0.1 %)
