@@ -37,9 +37,10 @@ kind = report.kind_of(folder)
 if kind == "run":
     from skipexp.core import config
     from skipexp.rundir import files
-    from skipexp.training.setup import write_views  # imports torch, as a training process has
+    import torch  # noqa: F401 - imported, as a training process has it
+    from skipexp.views.run_views import RunViews
     cfg = config.load(folder / files.CONFIG, ["log.plots=true"])
-    draw = lambda: write_views(cfg, folder)
+    draw = lambda: RunViews().draw(cfg, folder)
 else:
     draw = lambda: (compare if kind == "compare" else sweep).finish(folder, refresh=False)
 w0, c0 = time.perf_counter(), time.process_time()

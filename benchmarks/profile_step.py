@@ -31,7 +31,7 @@ def skipexp_run(config: str, steps: int) -> None:
     from skipexp.training.fit import train_config
     cfg = config_mod.load(REPO / config, [f"train.steps={steps}", "log.plots=false"])
     with tempfile.TemporaryDirectory() as tmp:
-        train_config(cfg, Path(tmp), Path(tmp) / "run", plots=False)
+        train_config(cfg, Path(tmp), Path(tmp) / "run")
 
 
 def hand_run(steps: int) -> None:

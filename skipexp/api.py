@@ -138,9 +138,8 @@ def _run_entries(folder: Path) -> list[Entry]:
 
 def _compare_entries(folder: Path) -> list[Entry]:
     from skipexp.experiments import compare
-    from skipexp.rundir import runio
 
-    plan = runio.read_json(folder / files.SUMMARY)
+    plan = files.read_json(folder / files.SUMMARY)
     return [({"member": m["name"]}, folder / rel, "not started")
             for m in plan.get("members", []) for rel in compare.member_runs(m)]
 
@@ -175,7 +174,6 @@ def _config(run_dir: Path) -> dict[str, Any]:
 
 def _identity(entry: Entry, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     """Who a run is: the folder's plan (member, sweep point and grid values), then run name, seed, folder."""
-    from skipexp.rundir import runio
 
     ident, run_dir, _ = entry
     who = dict(ident)
@@ -184,7 +182,7 @@ def _identity(entry: Entry, cfg: dict[str, Any] | None = None) -> dict[str, Any]
     cfg = _config(run_dir) if cfg is None else cfg
     # grid values as the run resolved them (a sweep file's "1e-3" is the float 0.001 in the config)
     who.update((k, cfg[k]) for k in ident if k in cfg)
-    meta = runio.read_json(run_dir / files.META)
+    meta = files.read_json(run_dir / files.META)
     return {**who, "run": meta.get("name", run_dir.name), "seed": meta.get("seed", cfg.get("seed")),
             "path": str(run_dir)}
 
@@ -194,9 +192,9 @@ def _summary(run_dir: Path) -> dict[str, Any]:
     from skipexp.rundir import runio
     from skipexp.rundir.summary import summarize
 
-    status = runio.effective_status(runio.read_json(run_dir / files.META))
+    status = runio.effective_status(files.read_json(run_dir / files.META))
     if (run_dir / files.SUMMARY).is_file():
-        s = runio.read_json(run_dir / files.SUMMARY)
+        s = files.read_json(run_dir / files.SUMMARY)
         if s.get("status") == status:
             return s
     return summarize(run_dir)
@@ -269,11 +267,12 @@ def train(config: PathLike | Mapping[str, Any] | RunConfig,
     out, run_dir = Path(out), None if run_dir is None else Path(run_dir)
     runio.check_writable(out if run_dir is None else run_dir.parent)
     passive_openmp()  # as the command does, before torch loads
-    from skipexp.experiments import runs
+    from skipexp.training.fit import train_config  # torch: only once a config is trained
+    from skipexp.views.run_views import RunViews
 
     with _keep_pyplot_backend():
         try:
-            return runs.train(cfg, out, run_dir, plots=plots)
+            return train_config(cfg, out, run_dir, views=RunViews(plots))
         except SkipexpError as e:  # a value found wrong only at run time (device, data sizes)
             raise (e.with_file(source) if source else e) from None
 
@@ -291,9 +290,7 @@ def _load_config(config: Any, overrides: Any, **options: Any) -> tuple[RunConfig
     """The RunConfig and, for a file, its path: through the functions ``skipexp train`` reads configs with."""
     from skipexp.core import config as config_mod
 
-    extra = _override_strings(overrides)
-    extra += [f"{k}={v}" for k, v in (("name", options["name"]), ("device", options["device"]),
-                                      ("train.threads", options["threads"])) if v is not None]
+    extra = _override_strings(overrides) + config_mod.option_overrides(**options)
     if isinstance(config, (str, os.PathLike)):
         return config_mod.load(config, extra), str(config)
     default_name = "run"

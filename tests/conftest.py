@@ -183,7 +183,7 @@ def assert_same_numbers(a: Path, b: Path, checkpoint: bool = True) -> None:
     """Run folders ``a`` and ``b`` hold the same numbers to the bit: every cell of every CSV but elapsed_s,
     summary.json but its timing, status and steps in meta.json, and (``checkpoint``) the last checkpoint's
     weights, optimizer state and schedule."""
-    from skipexp.rundir import runio
+    from skipexp.rundir import files, runio
 
     for name in RUN_CSVS:
         assert runio.csv_columns(a / name) == runio.csv_columns(b / name), name
@@ -192,9 +192,9 @@ def assert_same_numbers(a: Path, b: Path, checkpoint: bool = True) -> None:
         for x, y in zip(ra, rb):
             diff = {c: (x[c], y[c]) for c in x if c not in TIMING and not _same_float(x[c], y[c])}
             assert not diff, f"{a.name} vs {b.name}, {name} step {x['step']}: {diff}"
-    sa, sb = (runio.read_json(d / "summary.json") for d in (a, b))
+    sa, sb = (files.read_json(d / "summary.json") for d in (a, b))
     assert {k: v for k, v in sa.items() if k not in TIMING} == {k: v for k, v in sb.items() if k not in TIMING}
-    ma, mb = runio.read_json(a / "meta.json"), runio.read_json(b / "meta.json")
+    ma, mb = files.read_json(a / "meta.json"), files.read_json(b / "meta.json")
     for key in ("status", "diverged_at_step", "seed", "params", "total_steps", "steps_done"):
         assert ma.get(key) == mb.get(key), key
     last = [d / "checkpoints" / "last.pt" for d in (a, b)]
@@ -218,7 +218,7 @@ def assert_close_numbers(a: Path, b: Path, rel: float = 2e-4, abs_: float = 1e-6
     against a CPU run), where the kernels themselves differ."""
     import math
 
-    from skipexp.rundir import runio
+    from skipexp.rundir import files, runio
 
     for name in RUN_CSVS:
         ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
@@ -227,13 +227,37 @@ def assert_close_numbers(a: Path, b: Path, rel: float = 2e-4, abs_: float = 1e-6
             for c in x:
                 if c not in TIMING and not _same_float(x[c], y[c]):
                     assert math.isclose(x[c], y[c], rel_tol=rel, abs_tol=abs_), (name, x["step"], c, x[c], y[c])
-    ma, mb = runio.read_json(a / "meta.json"), runio.read_json(b / "meta.json")
+    ma, mb = files.read_json(a / "meta.json"), files.read_json(b / "meta.json")
     for key in ("status", "diverged_at_step", "seed", "params", "total_steps", "steps_done"):
         assert ma.get(key) == mb.get(key), key
 
 
 def _same_float(x: float, y: float) -> bool:
     return x == y or (x != x and y != y)   # NaN rows (a diverged step) are the same row
+
+
+def model_of(cfg):
+    """A CPU model of ``cfg`` (its first seed's shape), as training builds it."""
+    from skipexp.core.data import input_shape
+    from skipexp.core.models import SkipNet
+
+    return SkipNet(cfg.model, *input_shape(cfg.data))
+
+
+def train_one(cfg, run_dir: Path, **kw):
+    """Train one config into its folder (from fit.create_run) as a command does, without its plots: its result."""
+    from skipexp.training import fit
+    from skipexp.views.run_views import RunViews
+
+    return fit.fit([cfg], [run_dir], **{"views": RunViews(plots=False), **kw})[0]
+
+
+def train_together(cfgs: list, run_dirs: list[Path], **kw) -> list:
+    """Train one-seed configs of one group into their folders together, as a command does, without plots."""
+    from skipexp.training import fit
+    from skipexp.views.run_views import RunViews
+
+    return fit.fit(cfgs, run_dirs, **{"views": RunViews(plots=False), **kw})
 
 
 def lone_run(raw: dict, seed: int, out: Path) -> Path:
@@ -245,7 +269,7 @@ def lone_run(raw: dict, seed: int, out: Path) -> Path:
     raw["seed"] = seed
     cfg = config.from_dict(raw)
     run_dir = fit.create_run(cfg, out)
-    fit.train(cfg, run_dir, plots=False)
+    train_one(cfg, run_dir)
     return run_dir
 
 
@@ -256,4 +280,4 @@ def together(raw: dict, seeds: list[int], out: Path) -> list:
     cfg = config.from_dict({**raw, "seed": seeds})
     cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in seeds]
     dirs = [fit.create_run(c, out) for c in cfgs]
-    return fit.train_group(cfgs, dirs, plots=False)
+    return fit.fit(cfgs, dirs)

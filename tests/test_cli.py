@@ -12,7 +12,7 @@ import torch
 import yaml
 from conftest import REPO, run_cli, write_config
 
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 
 RUN_FILES = ["config.yaml", "meta.json", "metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv",
              "act_norms.csv", "summary.json", "plots/loss.png", "plots/grad_norms.png", "plots/grad_heatmap.png",
@@ -231,4 +231,4 @@ def test_train_with_seeds_and_run_dir_names_each_folder_after_run_dir(tmp_path):
             signal.signal(sig, handler)
     assert e.value.code == 0
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["exp-seed0", "exp-seed1"]
-    assert [runio.read_json(tmp_path / "runs" / f"exp-seed{s}" / "meta.json")["seed"] for s in (0, 1)] == [0, 1]
+    assert [files.read_json(tmp_path / "runs" / f"exp-seed{s}" / "meta.json")["seed"] for s in (0, 1)] == [0, 1]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, assert_same_numbers
+from conftest import TINY, assert_same_numbers, model_of, train_one, train_together
 
 from skipexp.core import config
 from skipexp.core.config import RunConfig
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 from skipexp.training import fit, stackable, stacked
 
 
@@ -32,12 +32,12 @@ def make(name: str, **dotted) -> RunConfig:
 
 
 def lone(cfg: RunConfig, out: Path) -> Path:
-    return fit.train(cfg, fit.create_run(cfg, out), plots=False).run_dir
+    return train_one(cfg, fit.create_run(cfg, out)).run_dir
 
 
 def together(cfgs: list[RunConfig], out: Path) -> list[fit.RunResult]:
     assert stackable.group_configs(cfgs) == [list(range(len(cfgs)))]
-    return fit.train_group(cfgs, [fit.create_run(c, out) for c in cfgs], plots=False)
+    return train_together(cfgs, [fit.create_run(c, out) for c in cfgs])
 
 
 def assert_same_checkpoint(a: Path, b: Path) -> None:
@@ -64,7 +64,7 @@ def assert_each_equals_its_lone_run(cfgs: list[RunConfig], tmp_path: Path) -> li
         assert (result.run_dir / "config.yaml").read_text() == (alone / "config.yaml").read_text()
         if result.status == "completed":
             assert_same_checkpoint(result.run_dir, alone)
-        meta = runio.read_json(result.run_dir / "meta.json")
+        meta = files.read_json(result.run_dir / "meta.json")
         assert meta["vectorized"] is True and meta["trained_with"] == [r.run_dir.name for r in results]
     return results
 
@@ -116,7 +116,7 @@ def test_a_model_that_diverges_leaves_the_others_equal_to_their_lone_runs(tmp_pa
 
 def test_train_runs_refuses_models_of_different_shapes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="per-model values"):
-        fit.train_runs([make("a"), make("b", model__width=8)], [tmp_path / "a", tmp_path / "b"])
+        train_together([make("a"), make("b", model__width=8)], [tmp_path / "a", tmp_path / "b"])
 
 
 # --- grouping: a pure function of the configs ---------------------------------------------------
@@ -148,20 +148,18 @@ def test_kind_none_joins_identity_of_its_shape_whatever_its_placement() -> None:
     assert stackable.group_configs(only_none) == [[0, 1]]
 
 
-def test_models_that_cannot_be_stacked_are_groups_of_their_own(monkeypatch) -> None:
+def test_models_of_other_norms_are_groups_of_their_own() -> None:
     bn = [make("a", model__norm="batchnorm"), make("b", model__norm="batchnorm", seed=1), make("c")]
     assert stackable.group_configs(bn) == [[0, 1], [2]]   # batch norm stacks, with statistics per model
-    monkeypatch.setitem(stackable._UNSTACKABLE, ("model.norm", "batchnorm"), "a reason")
-    assert stackable.group_configs(bn) == [[0], [1], [2]]
     with pytest.raises(ValueError, match="one config is one model"):
         stackable.group_configs([make("a", seed=[0, 1])])
 
 
 @pytest.mark.parametrize("norm", ["none", "layernorm", "batchnorm"])
 @pytest.mark.parametrize("kind", ["none", "identity", "projection", "rezero", "gated", "dense"])
-def test_grouping_agrees_with_the_stacked_model(norm: str, kind: str) -> None:
-    cfg = make("m", model__norm=norm, model__skip__kind=kind, seed=[0, 1])
-    assert (stackable.unstackable(cfg) is None) == (stacked.unsupported(cfg) is None)
+def test_every_skipexp_model_stacks(norm: str, kind: str) -> None:
+    """Grouping is a function of the configs alone because every model of skipexp's own stacks."""
+    assert stacked.unstackable_reason(model_of(make("m", model__norm=norm, model__skip__kind=kind))) is None
 
 
 def test_grouping_imports_no_torch() -> None:

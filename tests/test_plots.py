@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from skipexp.core import config
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 from skipexp.views import layout, plots
 
 
@@ -16,7 +16,7 @@ def fake_run(tmp_path, diverge: bool):
     run = tmp_path / ("diverged" if diverge else "ok")
     run.mkdir()
     (run / "config.yaml").write_text(config.dump(config.from_dict({"model": {"depth": 3, "width": 4}})))
-    runio.write_json(run / "meta.json", {"tool": "skipexp", "name": run.name, "status": "diverged" if diverge
+    files.write_json(run / "meta.json", {"tool": "skipexp", "name": run.name, "status": "diverged" if diverge
                                          else "completed", **({"diverged_at_step": 30} if diverge else {})})
     layers, bounds = ["input", "blocks.0.fc1", "blocks.0.fc2", "head"], ["h0", "h1", "h2", "h3"]
     logs = {"metrics": runio.CsvLog(run / "metrics.csv", runio.METRICS_COLUMNS),

@@ -60,11 +60,11 @@ def test_settle_refuses_a_folder_holding_another_config(tmp_path):
     d.mkdir()
     (d / "config.yaml").write_text(yaml.safe_dump({"model": {"depth": 4}, "train": {"threads": 2}}))
     (d / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": "completed"}))
-    assert sweep.settle(d, {"model": {"depth": 4}, "train": {"threads": 1}}) == ("done", None)
+    assert sweep.reuse_or_move_aside(d, {"model": {"depth": 4}, "train": {"threads": 1}}) == ("done", None)
     with pytest.raises(SkipexpError, match="holds a run with model.depth=4, not 8"):
-        sweep.settle(d, {"model": {"depth": 8}, "train": {"threads": 1}})
+        sweep.reuse_or_move_aside(d, {"model": {"depth": 8}, "train": {"threads": 1}})
     (d / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": "failed"}))  # no checkpoint
-    state, moved = sweep.settle(d, {})
+    state, moved = sweep.reuse_or_move_aside(d, {})
     assert state == "stale" and not d.exists() and moved.name.startswith("p.stale-") and moved.is_dir()
 
 
@@ -264,4 +264,4 @@ def test_a_sweep_waits_for_points_another_process_trains_then_runs_what_it_left(
         other.kill()
         other.wait()
     assert ran == [["seed=0"], ["seed=1"]] and waited == [["seed=1"]] and outcome.busy == []
-    assert sweep.point_state(held) == "stale"   # crashed before a checkpoint: its group process starts it afresh
+    assert sweep.folder_state(held) == "stale"   # crashed before a checkpoint: its group process starts it afresh

@@ -6,6 +6,8 @@ import signal
 import sys
 from pathlib import Path
 
+from skipexp.rundir.folder import RunFolder
+
 # A pipe or a file has no width: rich would assume 80 columns and cut table cells to `complet…`. Lines
 # that long are what a log or `| less -S` wants; a terminal (or COLUMNS) still sets the width.
 UNBOUNDED_WIDTH = 100_000
@@ -134,9 +136,7 @@ class StopFlag:
         marked = []
         for run_dir in self.run_dirs:
             try:
-                from skipexp.rundir import files
-
-                if files.mark_interrupted(run_dir):  # a finished run keeps its status
+                if RunFolder(run_dir).mark_interrupted():  # a finished run keeps its status
                     marked.append(run_dir)
             except Exception:
                 pass
@@ -154,6 +154,17 @@ def resume_hint(run_dirs: list[Path]) -> str:
 
 
 # --- progress ------------------------------------------------------------------------------------
+
+def run_name(run_dir: Path) -> str:
+    """The name a run was trained under (its bar's label), or its folder's where config.yaml is unreadable
+    (resume then refuses the folder with its own message)."""
+    from skipexp.rundir import files
+
+    try:
+        return str(files.read_config_dict(run_dir).get("name") or run_dir.name)
+    except Exception:
+        return run_dir.name
+
 
 def reporter_for(stop: StopFlag | None = None):
     """label -> a progress-bar reporter, as the library asks for one."""

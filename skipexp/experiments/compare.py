@@ -162,17 +162,15 @@ def run(members: list[Member], cdir: Path, *,
     members; ``owners`` names each model's member, so that the bar can show each member's own loss.
     A bad input found while setting up the first group (data files, device) leaves no folder behind.
     """
-    from skipexp.training.fit import create_run, train, train_group
+    from skipexp.training.fit import create_run, fit
+    from skipexp.views.run_views import RunViews
 
     results: list = []
     for g in groups(members):
         reporter = group_reporter(g.label, g.owners) if group_reporter is not None else None
         try:
             dirs = [create_run(cfg, cdir / files.RUNS, cdir / files.RUNS / name) for cfg, name in zip(g.cfgs, g.dirs)]
-            if len(dirs) == 1:   # alone, as `skipexp train` trains it
-                got = [train(g.cfgs[0], dirs[0], reporter=reporter, should_stop=should_stop, progress=progress)]
-            else:
-                got = train_group(g.cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress)
+            got = fit(g.cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress, views=RunViews())
         except SkipexpError:
             if not results:
                 shutil.rmtree(cdir, ignore_errors=True)

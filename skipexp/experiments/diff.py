@@ -63,7 +63,7 @@ class Folder:
 
 def _summary(run_dir: Path) -> dict:
     p = run_dir / files.SUMMARY
-    return runio.read_json(p) if p.is_file() else summarize_run(run_dir)
+    return files.read_json(p) if p.is_file() else summarize_run(run_dir)
 
 
 def _seeds(n: int) -> str:

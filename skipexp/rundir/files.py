@@ -175,41 +175,6 @@ def meta_or_empty(run_dir: Path) -> dict:
     return read_json(p) if p.exists() else {}
 
 
-def write_meta(run_dir: Path, meta: dict) -> None:
-    write_json(run_dir / META, meta)
-
-
-def update_meta(run_dir: Path, **fields: Any) -> dict:
-    """Merge ``fields`` into meta.json; returns the new contents."""
-    meta = read_meta(run_dir)
-    meta.update(fields)
-    write_meta(run_dir, meta)
-    return meta
-
-
-def mark_interrupted(run_dir: Path) -> bool:
-    """Record that the process training ``run_dir`` is quitting at once (a second Ctrl-C). A finished
-    run keeps its status. True when the run was marked interrupted."""
-    meta = read_meta(run_dir)
-    if meta.get("status") not in ("running", "interrupted"):
-        return False
-    meta["status"] = "interrupted"
-    write_meta(run_dir, meta)
-    return True
-
-
-def mark_failed(run_dir: Path, reason: str) -> None:
-    """Record that a run was given up on (its worker died twice), unless it has a result. A folder
-    without a readable meta.json is left alone."""
-    try:
-        meta = read_meta(run_dir)
-    except SkipexpError:
-        return
-    if meta.get("status") not in FINISHED:
-        meta.update(status="failed", failure=reason.splitlines()[0][:500] if reason else "")
-        write_meta(run_dir, meta)
-
-
 # --- config.yaml ----------------------------------------------------------------------------------
 
 def write_config_text(run_dir: Path, text: str) -> None:

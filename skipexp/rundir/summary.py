@@ -113,12 +113,19 @@ def _evaluated(evals: list[dict], split: str) -> dict:
 
 
 def summarize(run_dir: Path) -> dict:
-    meta = runio.read_json(run_dir / files.META) if (run_dir / files.META).exists() else {}
-    metrics = runio.read_csv(run_dir / files.METRICS)
-    evals = runio.read_csv(run_dir / files.EVAL)
-    grads = runio.read_csv(run_dir / files.GRAD_NORMS)
-    acts = runio.read_csv(run_dir / files.ACT_GRAD_NORMS)
-    s: dict = {"name": meta.get("name", run_dir.name), "status": runio.effective_status(meta) if meta else "unknown"}
+    """summary.json's contents, from the run's meta.json and CSVs on disk."""
+    meta = files.read_json(run_dir / files.META) if (run_dir / files.META).exists() else {}
+    return summarize_rows(meta, runio.read_csv(run_dir / files.METRICS), runio.read_csv(run_dir / files.EVAL),
+                          runio.read_csv(run_dir / files.GRAD_NORMS), runio.read_csv(run_dir / files.ACT_GRAD_NORMS),
+                          name=run_dir.name)
+
+
+def summarize_rows(meta: dict, metrics: list[dict], evals: list[dict], grads: list[dict], acts: list[dict],
+                   name: str) -> dict:
+    """summary.json's contents from meta.json and the rows of metrics.csv, eval.csv, grad_norms.csv and
+    act_grad_norms.csv (of the last two only the first and the last row count), as the CSVs read back;
+    ``name``: the run's where meta.json names none."""
+    s: dict = {"name": meta.get("name", name), "status": runio.effective_status(meta) if meta else "unknown"}
     if meta.get("diverged_at_step") is not None:
         s["diverged_at_step"] = meta["diverged_at_step"]
     s["steps"] = steps_taken({**meta, "status": s["status"]}, metrics)
@@ -158,7 +165,7 @@ def write_summary(run_dir: Path, check: bool = True) -> dict:
 
         check_rows(run_dir)
     s = summarize(run_dir)
-    runio.write_json(run_dir / files.SUMMARY, s)
+    files.write_json(run_dir / files.SUMMARY, s)
     return s
 
 

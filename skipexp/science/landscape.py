@@ -30,7 +30,7 @@ from skipexp.core import data as data_mod
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files
 from skipexp.science import members as members_mod
-from skipexp.training.stacked import StackedLinear, stack_models, unsupported_model
+from skipexp.training.stacked import StackedLinear, stack_models, unstackable_reason
 
 Params = dict[str, torch.Tensor]
 CHUNK = 8   # grid points per stacked forward: measured fastest on 2 cores (8-32 within 20 %)
@@ -78,7 +78,7 @@ class Evaluator:
 
     def __init__(self, model: SkipNet, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK):
         self.model, self.x, self.y, self.chunk = model.eval(), x, y, chunk
-        self.stacked = None if unsupported_model(model) else stack_models([model] * chunk).eval()
+        self.stacked = None if unstackable_reason(model) else stack_models([model] * chunk).eval()
 
     @torch.no_grad()
     def one(self, params: Params) -> tuple[float, float]:

@@ -284,7 +284,7 @@ def write_hparams(root: Path, points: list[tuple[dict[str, Any], Path]]) -> list
     metrics = {tag: 0.0 for tag in HPARAM_METRICS.values()}
     written = []
     for hp, (_, run_dir) in zip(table, points):
-        s = runio.read_json(run_dir / files.SUMMARY) if (run_dir / files.SUMMARY).is_file() else summarize(run_dir)
+        s = files.read_json(run_dir / files.SUMMARY) if (run_dir / files.SUMMARY).is_file() else summarize(run_dir)
         _, start, end = hparams(hp, metrics, discrete)
         _replace_hparams(run_dir)
         w = _EventFile(run_dir, HPARAMS_SUFFIX)

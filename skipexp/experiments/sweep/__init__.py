@@ -26,11 +26,11 @@ from skipexp.experiments.sweep.spec import (
     sweep_dir,
     write_sweep_file,
 )
-from skipexp.rundir.reuse import config_differences, flatten, point_state, read_status, settle
+from skipexp.rundir.reuse import config_differences, flatten, folder_state, read_status, reuse_or_move_aside
 
 __all__ = [
     "BACKENDS", "Listener", "Point", "PointResult", "Sweep", "SweepOutcome", "check_backend", "collect",
     "command_for", "config_differences", "available_cores", "finish", "flatten", "folder_points", "is_sweep_dir",
-    "load", "load_folder", "make_file", "point_name", "point_state", "points", "read_status", "run", "run_local",
-    "settle", "shell_line", "sweep_dir", "write_summary_csv", "write_sweep_file",
+    "load", "load_folder", "make_file", "point_name", "folder_state", "points", "read_status", "run", "run_local",
+    "reuse_or_move_aside", "shell_line", "sweep_dir", "write_summary_csv", "write_sweep_file",
 ]

@@ -13,7 +13,7 @@ from skipexp.experiments.sweep import ray_backend, slurm_backend
 from skipexp.experiments.sweep.commands import group_commands
 from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
 from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
-from skipexp.rundir.reuse import point_state, read_status, settle
+from skipexp.rundir.reuse import folder_state, read_status, reuse_or_move_aside
 
 WAIT_POLL_S = 0.5   # how often a sweep looks at points that another process trains
 
@@ -56,9 +56,10 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
         """Skip the points that are done, set aside those another process trains, run the rest in groups."""
         todo = set()
         for p in candidates:
-            state = point_state(p.run_dir)
+            state = folder_state(p.run_dir)
             if state == "done":
-                settle(p.run_dir, p.cfg)  # a result of another config (an edited base) must not pass as this one
+                # a result of another config (an edited base) must not pass as this one
+                reuse_or_move_aside(p.run_dir, p.cfg)
                 outcome.skipped.append(PointResult(p, read_status(p.run_dir), None))
             elif state == "running":
                 outcome.busy.append(p)
@@ -78,12 +79,12 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
     while outcome.busy and not should_stop():
         waiting, outcome.busy = outcome.busy, []
         listener.on_wait(waiting)
-        while not should_stop() and all(point_state(p.run_dir) == "running" for p in waiting):
+        while not should_stop() and all(folder_state(p.run_dir) == "running" for p in waiting):
             time.sleep(WAIT_POLL_S)
         if should_stop():
             outcome.busy = waiting
             break
-        outcome.busy = [p for p in waiting if point_state(p.run_dir) == "running"]
+        outcome.busy = [p for p in waiting if folder_state(p.run_dir) == "running"]
         run_todo([p for p in waiting if p not in outcome.busy])
     return outcome
 

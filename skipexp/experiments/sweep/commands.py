@@ -8,7 +8,7 @@ from pathlib import Path
 from skipexp.experiments.sweep import groups as groups_mod
 from skipexp.experiments.sweep.spec import Point, Sweep, _display_path, sweep_dir
 from skipexp.rundir import files
-from skipexp.rundir.reuse import point_state, settle
+from skipexp.rundir.reuse import folder_state, reuse_or_move_aside
 
 
 def shell_line(point: Point) -> str:
@@ -69,9 +69,9 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
     for g, head in zip(gs, heads):
         todo = False
         for p in g.points:
-            state = point_state(p.run_dir)
+            state = folder_state(p.run_dir)
             if state == "done":
-                settle(p.run_dir, p.cfg)
+                reuse_or_move_aside(p.run_dir, p.cfg)
             todo = todo or state != "done" or not (p.run_dir / files.SUMMARY).is_file()
         lines += [f"# {g.label}", f"{head}:{' FORCE' if todo else ''}",
                   "\t$(SKIPEXP) " + _make_words(g.argv[1:]), ""]

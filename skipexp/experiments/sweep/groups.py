@@ -18,13 +18,14 @@ by :func:`skipexp.training.fit.train_group`, each into its ordinary run folder.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
-from skipexp.rundir.reuse import point_state, read_status, settle
+from skipexp.rundir.reuse import folder_state, read_status, reuse_or_move_aside
 
 if TYPE_CHECKING:   # spec builds its commands from groups
     from skipexp.experiments.sweep.spec import Point
@@ -141,19 +142,21 @@ def run_group(group: Group, *, reporter_for: Callable[[str], Any] | None = None,
     with the group), one per point resumed alone. ``notify`` hears a line per point not trained here.
     Stops starting anything once a training was interrupted or ``should_stop()`` is true.
     """
-    from skipexp.experiments import runs
+    from skipexp.training import fit  # torch: only for a group trained here, not for a listing
+    from skipexp.views.run_views import RunViews
 
     fresh: list[Point] = []
     for p in group.points:
-        state = point_state(p.run_dir)
+        state = folder_state(p.run_dir)
         if state == "running":
             notify(f"{p.run_dir}: running in another process; left alone")
         elif state in ("done", "resume"):
             if should_stop():
                 break
             # alone: a done point only has its summary rewritten; an interrupted one starts mid-run
-            result = runs.train_or_settle(p.cfg, p.run_dir, reporter_for=reporter_for, should_stop=should_stop,
-                                          progress=progress, notify=notify)
+            with _reporter(reporter_for, p.cfg.name) as reporter:
+                result = fit.train_or_resume(p.cfg, p.run_dir, reporter=reporter, should_stop=should_stop,
+                                             progress=progress, views=RunViews(), notify=notify)
             if result.status == "interrupted":
                 return _statuses(group)
         else:
@@ -166,22 +169,27 @@ def run_group(group: Group, *, reporter_for: Callable[[str], Any] | None = None,
 def _train_together(group: Group, fresh: list[Point], reporter_for: Callable[[str], Any] | None,
                     should_stop: Callable[[], bool], progress: Any, plots: bool,
                     notify: Callable[[str], None]) -> None:
-    from skipexp.training.fit import create_run, train, train_group
+    from skipexp.training import fit
+    from skipexp.views.run_views import RunViews
 
     dirs = []
     for p in fresh:
-        _, moved = settle(p.run_dir, p.cfg)   # a stale folder (nothing to resume) moves aside
+        _, moved = reuse_or_move_aside(p.run_dir, p.cfg)   # a stale folder (nothing to resume) moves aside
         if moved is not None:
             notify(f"{p.run_dir}: nothing to resume there; moved it to {moved.name} and training afresh")
-        dirs.append(create_run(p.cfg, p.run_dir.parent, p.run_dir))
+        dirs.append(fit.create_run(p.cfg, p.run_dir.parent, p.run_dir))
     label = group.label if len(fresh) == len(group.points) else replace(group, points=fresh).label
+    with _reporter(reporter_for, label) as reporter:
+        fit.fit([p.cfg for p in fresh], dirs, reporter=reporter, should_stop=should_stop, progress=progress,
+                views=RunViews(plots))
+
+
+@contextmanager
+def _reporter(reporter_for: Callable[[str], Any] | None, label: str) -> Iterator[Any]:
+    """The reporter ``reporter_for`` gives for ``label`` (None without one), closed after."""
     reporter = reporter_for(label) if reporter_for else None
     try:
-        if len(fresh) == 1:   # alone, as `skipexp train` trains it
-            train(fresh[0].cfg, dirs[0], reporter=reporter, should_stop=should_stop, progress=progress, plots=plots)
-        else:
-            train_group([p.cfg for p in fresh], dirs, reporter=reporter, should_stop=should_stop,
-                        progress=progress, plots=plots)
+        yield reporter
     finally:
         if reporter is not None and hasattr(reporter, "close"):
             reporter.close()
