@@ -42,7 +42,7 @@ if kind == "run":
     cfg = config.load(folder / files.CONFIG, ["log.plots=true"])
     draw = lambda: RunViews().draw(cfg, folder)
 else:
-    draw = lambda: (compare if kind == "compare" else sweep).finish(folder, refresh=False)
+    draw = lambda: (compare if kind == "compare" else sweep).rebuild(folder, refresh=False)
 w0, c0 = time.perf_counter(), time.process_time()
 draw()
 w1, c1 = time.perf_counter(), time.process_time()

@@ -145,9 +145,9 @@ def _compare_entries(folder: Path) -> list[Entry]:
 
 
 def _sweep_entries(folder: Path) -> list[Entry]:
-    from skipexp.experiments import sweep
+    from skipexp.experiments.sweep import spec
 
-    return [({"point": name, **values}, run_dir, "missing") for name, values, run_dir in sweep.folder_points(folder)]
+    return [({"point": name, **values}, run_dir, "missing") for name, values, run_dir in spec.folder_points(folder)]
 
 
 _ENTRIES = {"run": _run_entries, "compare": _compare_entries, "sweep": _sweep_entries}

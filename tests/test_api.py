@@ -34,7 +34,7 @@ def _compare(root: Path, configs: list[Path], overrides: list[str]) -> Path:
     cdir = compare_mod.create_dir(root)
     compare_mod.write_plan(cdir, members, overrides)
     compare_mod.run(members, cdir)
-    compare_mod.finish(cdir)
+    compare_mod.rebuild(cdir)
     return cdir
 
 

@@ -171,7 +171,7 @@ def test_interrupting_a_group_interrupts_every_member_with_its_checkpoint(tmp_pa
         assert meta["status"] == "interrupted" and meta["steps_done"] == 10
         assert (cdir / "runs" / n / "checkpoints" / "last.pt").is_file()
     assert not (cdir / "runs" / "c").exists()
-    s = compare.finish(cdir)
+    s = compare.rebuild(cdir)
     assert [m["summary"]["status"] for m in s["members"]] == ["interrupted", "interrupted", "not started"]
 
 

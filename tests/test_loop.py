@@ -37,7 +37,7 @@ class RecordingFolder:
 
     def beat(self) -> None: ...
 
-    def hold(self, **fields) -> None:
+    def hold_meta(self, **fields) -> None:
         self.meta.update(fields)
 
     def save_checkpoint(self, save, epoch: int | None = None) -> None:
@@ -45,7 +45,7 @@ class RecordingFolder:
 
     def log_text(self, text: str) -> None: ...
 
-    def finish(self, status: str, summary: bool = True, **fields) -> dict:
+    def end(self, status: str, summary: bool = True, **fields) -> dict:
         assert self.finished is None, "a folder finished twice"
         self.finished = (status, {**self.meta, **fields})
         return {"status": status}

@@ -17,7 +17,7 @@ from skipexp.cli.args import (
     no_folder_left_on_error,
 )
 from skipexp.cli.console import StopFlag, download_progress, err_console, make_reporter, out_console, run_name
-from skipexp.cli.render import finish, print_seeds, print_summary, print_theory, print_theory_answer
+from skipexp.cli.render import exit_if_interrupted, print_seeds, print_summary, print_theory, print_theory_answer
 from skipexp.core.errors import SkipexpError
 
 
@@ -72,7 +72,7 @@ def train(
         print_seeds(cfg.name, [r.summary for r in results])
     for result in results:  # the folders last, one line each, as is: `tail -n 1` finds a run
         out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)
-    finish(*results)
+    exit_if_interrupted(*results)
 
 
 
@@ -103,7 +103,7 @@ def resume(
         reporter.close()
     print_summary(result.summary, result.run_dir)
     out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
-    finish(result)
+    exit_if_interrupted(result)
 
 
 @app.command(short_help="Check a config and show its layers; trains nothing.")

@@ -120,7 +120,7 @@ def member_configs(m: Member) -> list[tuple[RunConfig, str]]:
 
 
 @dataclass(frozen=True)
-class Group:
+class MemberGroup:
     """Members (and their seeds) that train together in one stack."""
     members: list[Member]
     cfgs: list[RunConfig]   # one per model: a member's seeds in order, members in order
@@ -134,7 +134,7 @@ class Group:
                           for m in self.members)
 
 
-def groups(members: list[Member]) -> list[Group]:
+def groups(members: list[Member]) -> list[MemberGroup]:
     """The members' models split into groups that train together
     (:func:`skipexp.training.stackable.group_configs`), in member order.
 
@@ -146,7 +146,7 @@ def groups(members: list[Member]) -> list[Group]:
     out = []
     for idx in group_configs([cfg for _, cfg, _ in models]):
         owners = sorted({models[j][0] for j in idx})
-        out.append(Group([members[i] for i in owners], [models[j][1] for j in idx], [models[j][2] for j in idx],
+        out.append(MemberGroup([members[i] for i in owners], [models[j][1] for j in idx], [models[j][2] for j in idx],
                          [members[models[j][0]].name for j in idx]))
     return out
 
@@ -186,7 +186,7 @@ def run(members: list[Member], cdir: Path, *,
 
 # --- from disk: summary.json, summary.md, plots --------------------------------------------------
 
-def finish(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
+def rebuild(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
     """Recompute the comparison from its folder: member summaries, differences, table, plots and (unless
     ``html`` is False) report.html."""
     from skipexp.rundir.summary import summarize, write_summary

@@ -1,4 +1,4 @@
-"""report.html of comparison and sweep folders, from what their ``finish`` computed, and the reports of the
+"""report.html of comparison and sweep folders, from what their ``rebuild`` computed, and the reports of the
 runs they link to (:mod:`skipexp.views.html` draws the pages)."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def write_run_reports(run_dirs: list[Path], missing_only: bool = False) -> None:
 
 
 def write_compare(cdir: Path, summary: dict, caption: str, notes: tuple[str, ...], run_dirs: list[Path]) -> Path:
-    """A comparison folder's report.html (``summary``: what :func:`skipexp.experiments.compare.finish` made)."""
+    """A comparison folder's report.html (``summary``: what :func:`skipexp.experiments.compare.rebuild` made)."""
     from skipexp.views.html.compare import compare_page
 
     write_run_reports(run_dirs, missing_only=True)   # runs with log.html off, or older than report.html

@@ -26,7 +26,8 @@ class Report:
 
 def kind_of(path: Path) -> str:
     """run | compare | sweep, or a SkipexpError saying what the folder is not."""
-    from skipexp.experiments import compare, sweep
+    from skipexp.experiments import compare
+    from skipexp.experiments.sweep import spec
 
     if not path.exists():
         raise SkipexpError("no such folder", file=str(path))
@@ -37,7 +38,7 @@ def kind_of(path: Path) -> str:
         return "run"
     if compare.is_compare_dir(path):
         return "compare"
-    if sweep.is_sweep_dir(path):
+    if spec.is_sweep_dir(path):
         return "sweep"
     raise SkipexpError("not a skipexp run, comparison or sweep folder (no meta.json, compare summary.json "
                        "or sweep.yaml)", file=str(path))
@@ -70,33 +71,33 @@ def _report(path: Path, html: bool) -> Report:
     if kind == "compare":
         from skipexp.experiments import compare
 
-        s = compare.finish(path, html=html)
-        if html:   # after finish, which rewrote their summaries; the comparison's page links to them
+        s = compare.rebuild(path, html=html)
+        if html:   # after rebuild, which rewrote their summaries; the comparison's page links to them
             from skipexp.experiments.html import write_run_reports
 
             write_run_reports([path / rel for m in s.get("members", []) for rel in compare.member_runs(m)])
         return Report("compare", path, s, sorted((path / "plots").glob("*.png")))
-    from skipexp.experiments import sweep
+    from skipexp.experiments.sweep import results, spec
 
-    sw, rows, plots_ = sweep.finish(path, html=html)
+    sw, rows, plots_ = results.rebuild(path, html=html)
     if html:
         from skipexp.experiments.html import write_run_reports
 
-        write_run_reports([run_dir for _, _, run_dir in sweep.folder_points(path)])
+        write_run_reports([run_dir for _, _, run_dir in spec.folder_points(path)])
     return Report("sweep", path, rows, plots_, {"sweep": sw})
 
 
 def export_tensorboard(path: Path, histograms: bool = True) -> list[Path]:
     """Every run at or below ``path`` as TensorBoard events, and every sweep there with its HParams
     (:func:`skipexp.views.tensorboard.write_hparams`); the run folders written."""
-    from skipexp.experiments import sweep
+    from skipexp.experiments.sweep import spec
     from skipexp.views.tensorboard import export_tree, write_hparams
 
     written = export_tree(path, histograms)
-    roots = [path] if sweep.is_sweep_dir(path) else sorted(p.parent for p in path.rglob(files_mod.SWEEP_FILE)
-                                                           if sweep.is_sweep_dir(p.parent))
+    roots = [path] if spec.is_sweep_dir(path) else sorted(p.parent for p in path.rglob(files_mod.SWEEP_FILE)
+                                                           if spec.is_sweep_dir(p.parent))
     for root in roots:
-        write_hparams(root, [(values, run_dir) for _, values, run_dir in sweep.folder_points(root)])
+        write_hparams(root, [(values, run_dir) for _, values, run_dir in spec.folder_points(root)])
     return written
 
 

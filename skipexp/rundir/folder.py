@@ -91,17 +91,17 @@ class RunFolder:
         files.atomic_write(run_dir / files.CONFIG, config_text)
         # "running" with a heartbeat from the start: a process killed while loading data shows as crashed
         folder = cls(run_dir, {"tool": "skipexp", "name": name, "seed": seed, "created": now_iso()})
-        folder.note(status="running")
+        folder.write_meta(status="running")
         return folder
 
     # --- meta.json ------------------------------------------------------------------------------------
 
-    def note(self, **fields: Any) -> None:
+    def write_meta(self, **fields: Any) -> None:
         """Merge ``fields`` into meta.json and write it (with a fresh heartbeat)."""
         self.meta.update(fields)
         self.beat(force=True)
 
-    def hold(self, **fields: Any) -> None:
+    def hold_meta(self, **fields: Any) -> None:
         """Merge ``fields`` into meta.json, written with the next change (the status, as the run ends)."""
         self.meta.update(fields)
 
@@ -194,11 +194,11 @@ class RunFolder:
             sink.close()
         self.sinks = []
 
-    def finish(self, status: str, summary: bool = True, **fields: Any) -> dict:
+    def end(self, status: str, summary: bool = True, **fields: Any) -> dict:
         """Close the logs; write the final status, the end time and ``fields`` into meta.json; with ``summary``,
         write summary.json, built from the rows this process holds, and return it."""
         self.close()
-        self.note(status=status, end_time=now_iso(), **fields)
+        self.write_meta(status=status, end_time=now_iso(), **fields)
         if not summary:
             return {}
         s = summarize_rows(self.meta, *(self.held[name].rows if name in self.held else []

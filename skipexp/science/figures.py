@@ -74,7 +74,7 @@ def numbers_of(run_dir: Path, m: Measure) -> dict:
     return files.read_json(path).get("numbers", {})
 
 
-def finish(f: Folder, m: Measure, rows: list[dict] | None = None) -> tuple[list[Path], list[Path]]:
+def write_tables_and_plots(f: Folder, m: Measure, rows: list[dict] | None = None) -> tuple[list[Path], list[Path]]:
     """A folder's tables (from each run's JSON where ``rows`` is None) and figures: (tables, plots)."""
     if rows is None:
         rows = members_mod.member_rows(f, [numbers_of(x.run_dir, m) for x in f.members])
@@ -233,7 +233,7 @@ def redraw(path: Path) -> list[Path]:
     plots: list[Path] = []
     for m in done:
         if all((x.run_dir / m.json).is_file() for x in f.members):   # a member measured since: all again
-            plots += finish(f, m)[1]
+            plots += write_tables_and_plots(f, m)[1]
     if logged:
         from skipexp.views import mechanisms  # logged while training (log.sharpness_every) and nothing since
 

@@ -119,5 +119,5 @@ def study(path: Path, samples: int = 32, progress: data_mod.Progress | None = No
         if on_member is not None:
             on_member(m, nums)
     rows = members_mod.member_rows(f, per_run)
-    tables, plots = figures.finish(f, figures.MEASURES["jacobian"], rows)
+    tables, plots = figures.write_tables_and_plots(f, figures.MEASURES["jacobian"], rows)
     return members_mod.Result(f, rows, tables, plots)

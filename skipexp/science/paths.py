@@ -211,5 +211,5 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
         if on_member is not None:
             on_member(m, nums)
     rows = members_mod.member_rows(f, per_run)
-    tables, plots = figures.finish(f, figures.MEASURES["paths"], rows)
+    tables, plots = figures.write_tables_and_plots(f, figures.MEASURES["paths"], rows)
     return members_mod.Result(f, rows, tables, plots)

@@ -125,7 +125,7 @@ def fit(cfgs: list[RunConfig], run_dirs: list[Path], *, resume: bool = False, re
         folder.log_text(f"[{datetime.now():%Y-%m-%d %H:%M:%S}] {'resume' if resume else 'train'} "
                         f"{' '.join(sys.argv)}{together}\n")
         if len(cfgs) > 1 and not resume:
-            folder.note(vectorized=True, seeds_together=[c.seeds[0] for c in cfgs],
+            folder.write_meta(vectorized=True, seeds_together=[c.seeds[0] for c in cfgs],
                         trained_with=[d.name for d in run_dirs])
     runs: list[Run] = []
     try:
@@ -145,7 +145,7 @@ def fit(cfgs: list[RunConfig], run_dirs: list[Path], *, resume: bool = False, re
         if len(runs) == len(cfgs):  # they got going, then stopped: resumable from their checkpoints
             for run in runs:
                 if run.status is None:
-                    run.folder.finish("interrupted", summary=False, train_seconds=round(run.seconds, 3),
+                    run.folder.end("interrupted", summary=False, train_seconds=round(run.seconds, 3),
                                       steps_done=run.step)
         else:
             for folder in folders:
@@ -161,7 +161,7 @@ def fit(cfgs: list[RunConfig], run_dirs: list[Path], *, resume: bool = False, re
                 continue
             folder.log_text(traceback.format_exc())
             fields = {} if k >= len(runs) else {"train_seconds": round(runs[k].seconds, 3), "steps_done": runs[k].step}
-            folder.finish(status, summary=False, **fields)
+            folder.end(status, summary=False, **fields)
         logged_in(e, [f.run_dir for k, f in enumerate(folders) if k >= len(runs) or runs[k].status is None])
         raise
     finally:

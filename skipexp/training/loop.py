@@ -116,7 +116,7 @@ def train_loop(stepper: Stepper, runs: list[Run], reporter: Reporter, should_sto
     except BaseException:   # the caller writes the status; meta.json then says how long the models trained
         for k in live:
             runs[k].seconds = clock()
-            runs[k].folder.hold(**stepper.meta())
+            runs[k].folder.hold_meta(**stepper.meta())
         raise
     finally:
         gc.unfreeze()

@@ -211,19 +211,19 @@ class ModelStack:
         """Copy model k's weights and running statistics (and, with ``state``, its optimizer and schedule state)
         into its own run."""
         run = self.runs[k]
-        for i, mine in enumerate(run.model.parameters()):
-            mine.copy_(self._slice(i, self.params[i], k))
+        for i, param in enumerate(run.model.parameters()):
+            param.copy_(self._slice(i, self.params[i], k))
         copy_buffers(self.model, run.model, k)   # batch norms' running statistics: evaluation reads them
         if not state:
             return
         whole = self.opt.state_dict()
         own = {**run.opt.group, "lr": self.lrs()[k]}   # its own hyperparameters, at this step's lr
-        mine = {i: {key: (self._slice(i, v, k).clone() if torch.is_tensor(v) and v.shape == self.params[i].shape
+        own_state = {i: {key: (self._slice(i, v, k).clone() if torch.is_tensor(v) and v.shape == self.params[i].shape
                           else v)
                     for key, v in s.items() if run.opt.uses(key, own)}
                 for i, s in whole["state"].items()}
         group = {key: v for key, v in own.items() if key != "params"}
-        run.opt.load_state_dict({"state": {i: s for i, s in mine.items() if s},
+        run.opt.load_state_dict({"state": {i: s for i, s in own_state.items() if s},
                                  "param_groups": [{**group, "params": list(range(len(self.params)))}]})
         run.sched.load_state_dict(self.sched.state_dict(k if self.opt.models is not None else None))
 

@@ -134,8 +134,8 @@ class Run:
     def end(self, status: str, seconds: float, **meta: object) -> None:
         """Finish the folder: ``meta`` and the status into meta.json, the summary written, a line in train.log."""
         self.seconds, self.status = seconds, status
-        self.folder.hold(**meta)
-        self.summary = self.folder.finish(status, train_seconds=round(seconds, 3), steps_done=self.step)
+        self.folder.hold_meta(**meta)
+        self.summary = self.folder.end(status, train_seconds=round(seconds, 3), steps_done=self.step)
         self.folder.log_text(f"status {status}: {self.summary}\n")
 
     @property

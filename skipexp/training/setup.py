@@ -91,10 +91,10 @@ def setup(cfg: RunConfig, folder: RunFolder, resume: bool, progress: data_mod.Pr
             "time": now, "from_step": run.step, "previous_status": runio.effective_status(folder.meta),
             "host": runio.host(), "pid": os.getpid(), "rows_rolled_back": rolled_back})
     else:
-        folder.hold(skipexp_version=VERSION, torch_version=torch.__version__,
+        folder.hold_meta(skipexp_version=VERSION, torch_version=torch.__version__,
                     python_version=platform.python_version(), start_time=now, params=count_parameters(model),
                     total_steps=total, steps_per_epoch=per_epoch, data_source=splits.source, git_commit=_git_commit())
-    folder.note(status="running", command=sys.argv, device=str(device), threads=threads, host=runio.host(),
+    folder.write_meta(status="running", command=sys.argv, device=str(device), threads=threads, host=runio.host(),
                 pid=os.getpid(), device_name=(torch.cuda.get_device_name(device) if device.type == "cuda"
                                               else platform.processor() or platform.machine()))
     live = sink(cfg, run.run_dir, folder.meta, rolled_back)

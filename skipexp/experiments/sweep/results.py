@@ -152,7 +152,7 @@ def dataset(root: Path, rows: list[dict]) -> str | None:
     return None
 
 
-def finish(root: Path, refresh: bool = True, html: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
+def rebuild(root: Path, refresh: bool = True, html: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
     """summary.csv (summary-seeds.csv where seeds are swept), plots and (unless ``html`` is False) report.html
     of a sweep folder, from disk: what ``sweep`` ends with and ``report`` redoes."""
     from skipexp.views import plots_sweep
