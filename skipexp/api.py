@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from skipexp.core.errors import SkipexpError
+from skipexp.core.fmt import value as format_value
 from skipexp.core.machine import passive_openmp
-from skipexp.rundir import files
+from skipexp.experiments.report import kind_of
+from skipexp.rundir import files, runio
+from skipexp.rundir.summary import summarize
 
 if TYPE_CHECKING:
     import pandas
@@ -90,8 +93,6 @@ def curves(path: Folders, file: str = "metrics", *, as_frame: bool | None = None
     """
     if file not in CURVES:
         raise SkipexpError(f"unknown file {file!r}; choose from {', '.join(CURVES)}", key="file")
-    from skipexp.rundir import runio
-
     rows = []
     for folder in _folders(path):
         for entry in _entries(folder):
@@ -127,8 +128,6 @@ def _folders(path: Folders) -> list[Path]:
 
 def _entries(folder: Path) -> list[Entry]:
     """The runs a folder holds, whatever its kind (told apart as ``skipexp report`` does)."""
-    from skipexp.experiments.report import kind_of
-
     return _ENTRIES[kind_of(folder)](folder)
 
 
@@ -154,8 +153,6 @@ _ENTRIES = {"run": _run_entries, "compare": _compare_entries, "sweep": _sweep_en
 
 
 def _is_run(run_dir: Path) -> bool:
-    from skipexp.rundir import runio
-
     return runio.is_run_dir(run_dir)
 
 
@@ -189,9 +186,6 @@ def _identity(entry: Entry, cfg: dict[str, Any] | None = None) -> dict[str, Any]
 
 def _summary(run_dir: Path) -> dict[str, Any]:
     """summary.json where it says the run's current status, else the summary its CSVs give now."""
-    from skipexp.rundir import runio
-    from skipexp.rundir.summary import summarize
-
     status = runio.effective_status(files.read_json(run_dir / files.META))
     if (run_dir / files.SUMMARY).is_file():
         s = files.read_json(run_dir / files.SUMMARY)
@@ -257,8 +251,6 @@ def train(config: PathLike | Mapping[str, Any] | RunConfig,
         runs = skipexp.train({"model": {"depth": 8}, "train": {"steps": 200}}, {"model.skip.kind": "none"})
         runs[0].summary["final_test_acc"]
     """
-    from skipexp.rundir import runio
-
     _check_types(out=(out, "a folder (a str or a path)", (str, os.PathLike), False),
                  run_dir=(run_dir, "a folder (a str or a path) or None", (str, os.PathLike), True),
                  name=(name, "a str or None", str, True), device=(device, "a str or None", str, True),
@@ -311,8 +303,6 @@ def _plain(m: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _override_strings(overrides: Any) -> list[str]:
-    from skipexp.core.fmt import value as format_value
-
     if isinstance(overrides, str):
         return [overrides]
     if isinstance(overrides, Mapping):

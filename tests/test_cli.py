@@ -196,7 +196,6 @@ def test_unknown_command_and_option_exit_2():
         one_error_line(p)
 
 
-
 def test_corrupt_data_file_exit_2_naming_it(tmp_path):
     from test_data import write_dataset
 

@@ -337,7 +337,6 @@ def test_batch_order_is_a_pure_function():
     assert not torch.equal(a, data.batch_order(100, seed=2, epoch=2))
 
 
-
 def test_validation_split_is_held_out_of_training_and_never_the_test_set():
     cfg = config.from_dict({"data": {"n_train": 600, "n_test": 100, "val_size": 150, "train_size": 300}}).data
     whole = data.load(replace(cfg, val_size=None, train_size=None))

@@ -100,7 +100,6 @@ def int_list(text: str, option: str) -> list[int]:
     return values
 
 
-
 def split_configs(args: list[str]) -> tuple[list[Path], list[str]]:
     """CONFIG files and KEY=VALUE overrides from one argument list (a file that exists is a config)."""
     configs, overrides = [], []

@@ -66,7 +66,6 @@ def compare(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-
 @app.command()
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(
@@ -333,8 +332,6 @@ def tensorboard_cmd(
         out_console.print(str(p), markup=False, highlight=False)
     err_console.print(f"{len(written)} run(s) exported; view with: {_tensorboard()} --logdir "
                       f"{' '.join(str(d) for d in dirs)}", markup=False, highlight=False)
-
-
 
 
 def _tensorboard() -> str:

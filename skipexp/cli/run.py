@@ -75,7 +75,6 @@ def train(
     exit_if_interrupted(*results)
 
 
-
 @app.command(short_help="Continue an interrupted or crashed run from its checkpoint.")
 def resume(
     run_dir: Annotated[Path, typer.Argument(

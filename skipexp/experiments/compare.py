@@ -31,10 +31,12 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number
+from skipexp.experiments.html import write_compare
 from skipexp.experiments.seeds import CI_FIELDS, MEAN_FIELDS, against_baseline, healthy, mean_summary  # noqa: F401
 from skipexp.rundir import files, runio
 from skipexp.rundir import summary as summary_mod
 from skipexp.rundir.reuse import config_differences, flatten
+from skipexp.rundir.summary import summarize, write_summary
 
 SMALL_N = 5   # fewer seeds than this: the caption warns that intervals are wide
 
@@ -189,7 +191,6 @@ def run(members: list[Member], cdir: Path, *,
 def rebuild(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
     """Recompute the comparison from its folder: member summaries, differences, table, plots and (unless
     ``html`` is False) report.html."""
-    from skipexp.rundir.summary import summarize, write_summary
     from skipexp.views import plots_compare
 
     s = files.read_json(cdir / files.SUMMARY)
@@ -224,8 +225,6 @@ def rebuild(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
     if member_dirs:
         plots_compare.plot_compare(member_dirs, cdir / files.PLOTS)
     if html:
-        from skipexp.experiments.html import write_compare
-
         write_compare(cdir, s, table(s)[2], NOTES, [cdir / r for m in s["members"] for r in member_runs(m)])
     return s
 
@@ -238,7 +237,6 @@ def differences(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
         keys |= set(config_differences(configs[names[0]], configs[other], NEUTRAL))
     flat = {n: flatten(c) for n, c in configs.items()}
     return {k: {n: flat[n].get(k) for n in names} for k in sorted(keys)}
-
 
 
 def _pair(s: dict, a: str, b: str, **kw: bool) -> str:

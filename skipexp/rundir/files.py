@@ -6,6 +6,7 @@ file or the new one, never half of one, and a killed writer leaves at most a hid
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -153,8 +154,6 @@ def read_json(path: Path) -> dict:
 def write_csv(path: Path, columns: list[str], rows: list[dict], cell: Any = None) -> None:
     """A whole CSV at once, atomically (:class:`skipexp.rundir.runio.CsvLog` is for step-keyed logs
     that grow row by row). ``cell`` turns each value into what is written; missing keys are empty."""
-    import csv
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()

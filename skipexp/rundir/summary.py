@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from skipexp.rundir import files, runio
+from skipexp.rundir.integrity import check_rows
 
 # What "final" and "best" mean, quoted by the README and the comparison table's footnote.
 FINAL_BEST = ("train, test and validation: final = the last evaluation (train: on the training split, or a "
@@ -161,8 +163,6 @@ def write_summary(run_dir: Path, check: bool = True) -> dict:
     :func:`~skipexp.rundir.integrity.check_rows`: CSVs that do not hold what meta.json says leave summary.json
     as it was and raise a SkipexpError naming the file. The training process that just closed them skips it."""
     if check:
-        from skipexp.rundir.integrity import check_rows
-
         check_rows(run_dir)
     s = summarize(run_dir)
     files.write_json(run_dir / files.SUMMARY, s)
@@ -183,8 +183,6 @@ def describe(values: list[float]) -> dict[str, float | None]:
     A nan among the values makes the mean and the sd nan (an inf the sd): a caller that wants them left out
     filters first.
     """
-    import statistics
-
     if all(math.isfinite(v) for v in values):
         mean, std = math.fsum(values) / len(values), statistics.stdev(values) if len(values) > 1 else None
     else:  # statistics refuses non-finite values; a plain sum gives the nan (or inf) they imply

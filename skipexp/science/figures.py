@@ -14,7 +14,7 @@ from pathlib import Path
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key
 from skipexp.core.fmt import value as format_value
-from skipexp.rundir import files
+from skipexp.rundir import files, runio
 from skipexp.science import members as members_mod
 from skipexp.science.members import Folder
 
@@ -222,8 +222,6 @@ register(Measure(
 def redraw(path: Path) -> list[Path]:
     """Every measurement's tables and figures of a run, comparison or sweep folder that holds one; the
     plots drawn. A folder without any measurement is left alone (and not even read)."""
-    from skipexp.rundir import runio
-
     run = runio.is_run_dir(path)
     done = [m for m in MEASURES.values() if (path / (m.json if run else f"{m.name}.csv")).is_file()]
     logged = run and (path / files.SHARPNESS_CSV).is_file() and not (path / files.HESSIAN_JSON).is_file()

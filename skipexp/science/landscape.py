@@ -29,6 +29,7 @@ from torch import nn
 from skipexp.core import data as data_mod
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files
+from skipexp.science import figures
 from skipexp.science import members as members_mod
 from skipexp.training.stacked import StackedLinear, stack_models, unstackable_reason
 
@@ -207,8 +208,6 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
           on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder with the same directions' seed and sample,
     write each run's files, the folder's tables and the figures."""
-    from skipexp.science import figures
-
     f = members_mod.folder(path)
     cache: dict = {}
     numbers_per_run = []

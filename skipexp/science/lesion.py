@@ -18,6 +18,7 @@ The lesioned forward pass walks ``model.units`` itself, so the model's own forwa
 """
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 import random
@@ -169,8 +170,6 @@ def member_runs(folder: Path, where: list[str] = ()) -> list[Path]:
 
 
 def read_csv(path: Path) -> list[dict]:
-    import csv
-
     with open(path, newline="") as f:
         return [{**r, "k": int(r["k"]), "test_loss": float(r["test_loss"]), "test_acc": float(r["test_acc"])}
                 for r in csv.DictReader(f)]

@@ -20,6 +20,7 @@ and dense units mix them and are refused.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from skipexp.core import data as data_mod
 from skipexp.core.errors import SkipexpError
 from skipexp.core.models import ReZeroSkip, SkipNet
 from skipexp.rundir import files
+from skipexp.science import figures
 from skipexp.science import members as members_mod
 
 ADDITIVE = ("none", "identity", "projection", "rezero")
@@ -113,8 +115,6 @@ def path_gradients(model: SkipNet, x: torch.Tensor, y: torch.Tensor, keep: torch
 
 def sample_sets(n: int, sets: int, seed: int) -> list[tuple[int, ...]]:
     """For every k in 0..n, ``sets`` random k-subsets of range(n), or all of them where there are fewer."""
-    import itertools
-
     rng = random.Random(seed)
     out = []
     for k in range(n + 1):
@@ -186,8 +186,6 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
           on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder, trained and as initialised; write paths.csv and
     paths.json into each, the folder's tables and the figures."""
-    from skipexp.science import figures
-
     f = members_mod.folder(path)
     cache: dict = {}
     per_run = []

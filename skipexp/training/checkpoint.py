@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from skipexp.core.errors import SkipexpError
-from skipexp.rundir import files
+from skipexp.rundir import files, runio
 
 if TYPE_CHECKING:
     from skipexp.core.config import RunConfig
@@ -72,8 +72,6 @@ def load_trained(run_dir: Path, splits_for: Callable[[RunConfig], Splits],
     (``splits_for(cfg)``) and the checkpoint's step: what the commands that measure a trained run start from."""
     from skipexp.core import config as config_mod
     from skipexp.core.models import SkipNet
-    from skipexp.rundir import runio
-
     runio.require_run_dir(run_dir)
     cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
     ckpt = files.last_checkpoint(run_dir)

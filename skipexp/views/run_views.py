@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from skipexp.core.config import RunConfig
+from skipexp.views import html
 
 
 @contextmanager
@@ -58,6 +59,4 @@ class RunViews:
 
                     mechanisms.plot_sharpness_log(run_dir)
         if cfg.log.html:
-            from skipexp.views import html
-
             html.write_run(run_dir)

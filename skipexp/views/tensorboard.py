@@ -23,13 +23,18 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import os
+import socket
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from skipexp.core.errors import SkipexpError
+from skipexp.core.fmt import short_key
 from skipexp.rundir import files, runio
+from skipexp.rundir.summary import summarize
 
 INSTALL_HINT = "pip install 'skipexp[tensorboard]'"
 EVENTS = "events.out.tfevents.*"
@@ -84,10 +89,6 @@ class _EventFile:
     """
 
     def __init__(self, folder: Path, suffix: str = "") -> None:
-        import os
-        import socket
-        import time
-
         import numpy as np
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
@@ -269,9 +270,6 @@ def write_hparams(root: Path, points: list[tuple[dict[str, Any], Path]]) -> list
     wrote; returns the point folders written."""
     writer_class()
     from torch.utils.tensorboard.summary import hparams
-
-    from skipexp.core.fmt import short_key
-    from skipexp.rundir.summary import summarize
 
     points = [(vals, d) for vals, d in points if runio.is_run_dir(d)]
     if not points:

@@ -2,10 +2,12 @@
 and a Makefile with one target per group (``--list --format make``)."""
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
 from skipexp.experiments.sweep import groups as groups_mod
+from skipexp.experiments.sweep.slurm_options import sbatch_script
 from skipexp.experiments.sweep.spec import Point, Sweep, _display_path, sweep_dir
 from skipexp.rundir import files
 from skipexp.rundir.reuse import folder_state, reuse_or_move_aside
@@ -84,11 +86,7 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
 def sbatch_file(sweep: Sweep, pts: list[Point], out: Path, options, jobs: int | None) -> str:
     """``--list --format sbatch``: a Slurm job array, one task per group (every group: a task skips what is
     done), run from this folder with this installation's skipexp; its log files go to ``<sweep>/slurm/``."""
-    import os
-
     from skipexp.experiments.sweep.local import command_for
-    from skipexp.experiments.sweep.slurm_options import sbatch_script
-
     gs = group_commands(sweep, groups_mod.groups(pts), out)
     root = sweep_dir(sweep, out).absolute()
     skipexp = " ".join(command_for(["skipexp"]))

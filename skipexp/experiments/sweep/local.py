@@ -122,5 +122,4 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         pass
 
 
-
 Backend = Callable[..., list[PointResult]]

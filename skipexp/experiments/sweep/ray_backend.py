@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,8 +196,6 @@ def backend(groups: list, jobs: int | None, listener: Any, should_stop: Callable
             address: str | None = None, cpus_per_point: int = 1, device: str = "cpu") -> list:
     """The sweep backend (see :mod:`skipexp.experiments.sweep.local`): ``jobs`` groups in flight at once,
     each a Ray task; ``cpus_per_point`` CPUs reserved for each."""
-    import time
-
     started: dict[int, float] = {}
 
     def on_start(group: Any) -> None:

@@ -8,12 +8,14 @@ from typing import Any
 from skipexp.core import stats
 from skipexp.core.fmt import csv_cell
 from skipexp.core.fmt import value as format_value
+from skipexp.experiments.html import write_sweep
 from skipexp.experiments.sweep import evidence
 from skipexp.experiments.sweep.evidence import Selection
 from skipexp.experiments.sweep.spec import Sweep, folder_points, load_folder
 from skipexp.rundir import files, runio
 from skipexp.rundir.files import SUMMARY_FIELDS
-from skipexp.rundir.summary import describe
+from skipexp.rundir.summary import describe, summarize, write_summary
+from skipexp.views.tensorboard import event_files, write_hparams
 
 # the fields of summary-seeds.csv: each gets its _mean, _std, _n, _ci_low, _ci_high, _min and _max over the seeds
 SEED_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
@@ -25,8 +27,6 @@ NOT_RUN = ("missing", "not started")  # a grid point without a run folder
 def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
     """One row per grid point of the sweep folder: its values, folder name and summary (status missing
     for points never started). ``refresh`` recomputes each point's summary.json from its CSVs."""
-    from skipexp.rundir.summary import summarize, write_summary
-
     sweep = load_folder(root)
     rows = []
     for name, values, run_dir in folder_points(root):
@@ -178,14 +178,10 @@ def rebuild(root: Path, refresh: bool = True, html: bool = True) -> tuple[Sweep,
     plots.append(plots_sweep.plot_sweep_curves(configurations(shown, grid), grid, root,
                                                root / files.PLOTS / files.CURVES_PNG, title, data, sweep.variants,
                                                formats))
-    from skipexp.views.tensorboard import event_files, write_hparams
-
     folders = folder_points(root)
     if any(event_files(d) for _, _, d in folders if d.is_dir()):   # points wrote events as they trained
         write_hparams(root, [(values, d) for _, values, d in folders])
     if html:
-        from skipexp.experiments.html import write_sweep
-
         write_sweep(root, sweep, rows, configurations(rows, sweep.grid),
                     aggregate_seeds(rows, sweep.grid) if seeds_swept(sweep.grid) else None,
                     [run_dir for _, _, run_dir in folders])
