@@ -17,6 +17,8 @@ import pytest
 import torch
 import yaml
 
+from skipexp.rundir import files, runio
+
 REPO = Path(__file__).resolve().parent.parent
 
 # In-process tests use one thread: on a shared CI box, torch's default (every core) oversubscribes badly.
@@ -213,6 +215,24 @@ def assert_same_numbers(a: Path, b: Path, checkpoint: bool = True) -> None:
             assert all(torch.equal(sa_[i][k], sb_[i][k]) for k in sa_[i]), (i, list(sa_[i]))
 
 
+def assert_identical(a: Path, b: Path) -> None:
+    """Every logged number and the checkpoint's weights equal, to the bit."""
+    for name in RUN_CSVS:
+        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
+        assert len(ra) == len(rb), name
+        for x, y in zip(ra, rb):
+            for col in x:   # the same to the bit, NaN for NaN
+                assert col == "elapsed_s" or x[col] == y[col] or (x[col] != x[col] and y[col] != y[col]), \
+                    (name, x["step"], col, x[col], y[col])
+    ma, mb = files.read_json(a / "meta.json"), files.read_json(b / "meta.json")
+    assert (ma["status"], ma.get("diverged_at_step")) == (mb["status"], mb.get("diverged_at_step"))
+    ca, cb = a / "checkpoints" / "last.pt", b / "checkpoints" / "last.pt"
+    assert ca.exists() == cb.exists()
+    if ca.exists():
+        wa, wb = (torch.load(c, weights_only=True)["model"] for c in (ca, cb))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def assert_close_numbers(a: Path, b: Path, rel: float = 2e-4, abs_: float = 1e-6) -> None:
     """``a`` and ``b`` hold the same numbers within float rounding: runs on different devices (a CUDA run
     against a CPU run), where the kernels themselves differ."""
@@ -280,4 +300,21 @@ def together(raw: dict, seeds: list[int], out: Path) -> list:
     cfg = config.from_dict({**raw, "seed": seeds})
     cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in seeds]
     dirs = [fit.create_run(c, out) for c in cfgs]
-    return fit.fit(cfgs, dirs)
+    return train_together(cfgs, dirs)
+
+
+def train_in_process(tmp_path, name: str, overrides: dict | None = None, code: int = 0):
+    """``skipexp train`` in this process (it installs its own Ctrl-C handlers: put pytest's back)."""
+    from skipexp.cli import main as cli_main
+
+    cfg = write_config(tmp_path / f"{name}.yaml", {"name": name, **(overrides or {})})
+    run = tmp_path / name
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli_main(["train", str(cfg), "--run-dir", str(run)])
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    assert e.value.code == code
+    return run

@@ -197,7 +197,7 @@ def test_unknown_command_and_option_exit_2():
 
 
 def test_corrupt_data_file_exit_2_naming_it(tmp_path):
-    from test_data import write_dataset
+    from idx_files import write_dataset
 
     root = tmp_path / "idx"
     cfg = write_config(tmp_path / "m.yaml", {"data": {"dataset": "mnist", "root": str(root)}})

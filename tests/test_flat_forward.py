@@ -10,7 +10,7 @@ import copy
 
 import pytest
 import torch
-from conftest import TINY, train_one
+from conftest import TINY, assert_identical, train_one
 from torch import nn
 
 from skipexp.core import config
@@ -136,7 +136,6 @@ def test_the_loop_leaves_the_garbage_collector_unfrozen(tmp_path, fails: bool) -
 def test_a_run_long_enough_to_trace_equals_one_that_never_does(tmp_path, monkeypatch, seeds) -> None:
     """The engine switches to the traced forward after TracedForward.TRACE_AFTER non-log steps: every logged number
     and the final weights are those of the model's own forward throughout."""
-    from test_step_capture import assert_identical
 
     from skipexp.training import fit, modelstack
 

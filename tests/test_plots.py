@@ -6,6 +6,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import train_in_process
 
 from skipexp.core import config
 from skipexp.rundir import files, runio
@@ -93,8 +94,6 @@ def test_loss_plot_draws_raw_values_and_smooths_without_startup_bias(tmp_path):
 
 def test_zero_gradients_are_drawn_and_marked(tmp_path):
     # ReZero's branches get exactly 0 at step 1 (alpha = 0 cuts them off): the oracle for "exactly zero"
-    from test_summary import train_in_process
-
     run = train_in_process(tmp_path, "rezero", {"model.depth": 2, "model.skip.kind": "rezero", "train.epochs": 1})
     rows = runio.read_csv(run / "grad_norms.csv")
     cols = [c for c in rows[0] if c != "step"]
@@ -130,8 +129,6 @@ def test_heatmaps_use_one_absolute_scale(tmp_path):
 
 
 def test_members_with_different_layers_line_up_by_layer(tmp_path):
-    from test_summary import train_in_process
-
     from skipexp.views import plots_compare
 
     short = {"model.depth": 3, "train.epochs": 1}

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RUN_CSVS as CSVS
-from conftest import TINY, assert_close_numbers, assert_same_numbers, train_one, train_together
+from conftest import TINY, assert_close_numbers, assert_identical, assert_same_numbers, train_one, train_together
 
 from skipexp.core import config
-from skipexp.rundir import files, runio
+from skipexp.rundir import files
 from skipexp.training import fit
 from skipexp.training import step as step_mod
 from skipexp.training.graphs import CaptureFailed
@@ -142,24 +141,6 @@ def test_learning_rates_read_from_a_tensor_follow_the_schedule() -> None:
 
 
 # --- on CUDA: the real graphs -------------------------------------------------------------------------
-
-def assert_identical(a: Path, b: Path) -> None:
-    """Every logged number and the checkpoint's weights equal, to the bit."""
-    for name in CSVS:
-        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
-        assert len(ra) == len(rb), name
-        for x, y in zip(ra, rb):
-            for col in x:   # the same to the bit, NaN for NaN
-                assert col == "elapsed_s" or x[col] == y[col] or (x[col] != x[col] and y[col] != y[col]), \
-                    (name, x["step"], col, x[col], y[col])
-    ma, mb = files.read_json(a / "meta.json"), files.read_json(b / "meta.json")
-    assert (ma["status"], ma.get("diverged_at_step")) == (mb["status"], mb.get("diverged_at_step"))
-    ca, cb = a / "checkpoints" / "last.pt", b / "checkpoints" / "last.pt"
-    assert ca.exists() == cb.exists()
-    if ca.exists():
-        wa, wb = (torch.load(c, weights_only=True)["model"] for c in (ca, cb))
-        assert all(torch.equal(wa[k], wb[k]) for k in wa)
-
 
 @cuda
 @pytest.mark.parametrize("case", ["sgd", "rich", "stacked lrs", "diverging seeds", "every step logged"])

@@ -3,28 +3,11 @@ from __future__ import annotations
 
 import math
 import random
-import signal
 
 import pytest
-from conftest import write_config
+from conftest import train_in_process
 
-from skipexp import cli
 from skipexp.rundir import files, runio, summary
-
-
-def train_in_process(tmp_path, name: str, overrides: dict | None = None, code: int = 0):
-    """``skipexp train`` in this process (it installs its own Ctrl-C handlers: put pytest's back)."""
-    cfg = write_config(tmp_path / f"{name}.yaml", {"name": name, **(overrides or {})})
-    run = tmp_path / name
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with pytest.raises(SystemExit) as e:
-            cli.main(["train", str(cfg), "--run-dir", str(run)])
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
-    assert e.value.code == code
-    return run
 
 
 def tensorboard_smoothing(values, weight):
