@@ -318,3 +318,17 @@ def train_in_process(tmp_path, name: str, overrides: dict | None = None, code: i
             signal.signal(s, h)
     assert e.value.code == code
     return run
+
+
+# Modules whose tests start processes (a sweep's groups, Ray, Slurm's stand-in, kills) or train the longest,
+# slowest first: collected first, they start first on the two workers, and the quick tests fill in around
+# them instead of the slow ones trailing at the end. Each module stays in one piece (its module fixtures
+# build once).
+SLOW_FIRST = ("test_ray_backend", "test_sweep_kills", "test_same_numbers", "test_sweep", "test_compare",
+              "test_sweep_variants", "test_api", "test_slurm_backend", "test_reliability", "test_threads",
+              "test_multirun", "test_sweep_seeds", "test_mechanisms_cli", "test_science", "test_console")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))
