@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from skipexp.experiments import compare, report, sweep
+from skipexp.experiments import compare, report
+from skipexp.experiments.sweep import results
 folder = Path(sys.argv[1])
 kind = report.kind_of(folder)
 if kind == "run":
@@ -42,7 +43,7 @@ if kind == "run":
     cfg = config.load(folder / files.CONFIG, ["log.plots=true"])
     draw = lambda: RunViews().draw(cfg, folder)
 else:
-    draw = lambda: (compare if kind == "compare" else sweep).rebuild(folder, refresh=False)
+    draw = lambda: (compare if kind == "compare" else results).rebuild(folder, refresh=False)
 w0, c0 = time.perf_counter(), time.process_time()
 draw()
 w1, c1 = time.perf_counter(), time.process_time()

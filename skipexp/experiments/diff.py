@@ -19,7 +19,7 @@ from skipexp.core.config import flatten
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number, value
 from skipexp.core.stats import summarize, welch
-from skipexp.experiments.sweep import folder_points, point_name
+from skipexp.experiments.sweep.spec import folder_points, is_sweep_dir, load_folder, point_name
 from skipexp.rundir import files, runio
 from skipexp.rundir.summary import summarize as summarize_run
 from skipexp.views.ticks import layer_keys
@@ -75,7 +75,7 @@ def _seeds(n: int) -> str:
 
 def resolve(arg: str) -> Side | Folder:
     """A command-line argument as a side or a folder (see the module docstring); a clear error otherwise."""
-    from skipexp.experiments import compare, sweep
+    from skipexp.experiments import compare
 
     path = Path(arg)
     if path.is_dir() and runio.is_run_dir(path):
@@ -83,14 +83,14 @@ def resolve(arg: str) -> Side | Folder:
         return Side(arg, "run", [path])
     if path.is_dir() and compare.is_compare_dir(path):
         return Folder(arg, "comparison", _members(path, arg))
-    if path.is_dir() and sweep.is_sweep_dir(path):
-        sw = sweep.load_folder(path)
+    if path.is_dir() and is_sweep_dir(path):
+        sw = load_folder(path)
         return Folder(arg, "sweep", _configurations(path, arg), dict(sw.grid))
     parent = path.parent
     if not path.exists() and parent.is_dir() and compare.is_compare_dir(parent):
         members = _members(parent, arg)
         return _pick(members, path.name, arg, "member of the comparison")
-    if not path.exists() and parent.is_dir() and sweep.is_sweep_dir(parent):
+    if not path.exists() and parent.is_dir() and is_sweep_dir(parent):
         return _pick(_configurations(parent, arg), path.name, arg, "configuration of the sweep (its keys but seed)")
     if not path.exists():
         raise SkipexpError("no such run, comparison or sweep folder, nor a COMPARISON/MEMBER or "
