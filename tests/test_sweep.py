@@ -49,7 +49,7 @@ def test_a_bad_point_fails_before_anything_runs(tmp_path, grid, message):
     with pytest.raises(SkipexpError, match=message.replace(".", r"\.")):
         spec.points(spec.load(path), tmp_path / "runs")
     (tmp_path / "typo.yaml").write_text("name: t\nbase: tiny.yaml\ngird: {seed: [0]}\n")
-    p = run_cli("sweep", tmp_path / "typo.yaml", "--out", tmp_path / "runs", check=2)
+    p = cli("sweep", tmp_path / "typo.yaml", "--out", tmp_path / "runs", check=2)
     assert p.stderr.strip() == (f'error: {tmp_path / "typo.yaml"}: gird: unknown key (did you mean "grid"?); '
                                 "a sweep file has name, base, grid, overrides, select, baseline, slurm")
     assert not (tmp_path / "runs").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import assert_same_numbers, cli, lone_run, model_of, run_cli, together, write_config
+from conftest import assert_same_numbers, cli, lone_run, model_of, together, write_config
 
 from skipexp.core import config
 from skipexp.rundir import files
@@ -17,7 +17,7 @@ CSVS = ["metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv", "act_
 
 def test_cli_seed_list_writes_folders_equal_to_lone_runs(tmp_path: Path) -> None:
     cfg_path = write_config(tmp_path / "tiny.yaml", {"log.checkpoint": "last", "log.plots": True})
-    p = run_cli("train", cfg_path, "seed=[0,1]", "--out", tmp_path / "runs", "--threads", "1", check=0)
+    p = cli("train", cfg_path, "seed=[0,1]", "--out", tmp_path / "runs", "--threads", "1", check=0)
     dirs = sorted((tmp_path / "runs").iterdir())
     assert [d.name.rsplit("-", 1)[-1] for d in dirs] == ["seed0", "seed1"]
     assert all(str(d) in p.stdout for d in dirs)
