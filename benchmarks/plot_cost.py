@@ -31,17 +31,19 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from skipexp.experiments import compare, report, sweep
+from skipexp.experiments import compare, report
+from skipexp.experiments.sweep import results
 folder = Path(sys.argv[1])
 kind = report.kind_of(folder)
 if kind == "run":
     from skipexp.core import config
     from skipexp.rundir import files
-    from skipexp.training.session import write_views  # imports torch, as a training process has
+    import torch  # noqa: F401 - imported, as a training process has it
+    from skipexp.views.run_views import RunViews
     cfg = config.load(folder / files.CONFIG, ["log.plots=true"])
-    draw = lambda: write_views(cfg, folder)
+    draw = lambda: RunViews().draw(cfg, folder)
 else:
-    draw = lambda: (compare if kind == "compare" else sweep).finish(folder, refresh=False)
+    draw = lambda: (compare if kind == "compare" else results).rebuild(folder, refresh=False)
 w0, c0 = time.perf_counter(), time.process_time()
 draw()
 w1, c1 = time.perf_counter(), time.process_time()

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "baselines"))
 
 def skipexp_run(config: str, steps: int) -> None:
     from skipexp.core import config as config_mod
-    from skipexp.training.api import train_config
+    from skipexp.training.fit import train_config
     cfg = config_mod.load(REPO / config, [f"train.steps={steps}", "log.plots=false"])
     with tempfile.TemporaryDirectory() as tmp:
-        train_config(cfg, Path(tmp), Path(tmp) / "run", plots=False)
+        train_config(cfg, Path(tmp), Path(tmp) / "run")
 
 
 def hand_run(steps: int) -> None:

@@ -3,7 +3,8 @@
 From Python: ``skipexp.load``, ``skipexp.curves`` and ``skipexp.train`` (see :mod:`skipexp.api` and
 docs/python-api.md). They load on first use, so that ``import skipexp`` and ``skipexp --help`` stay instant.
 """
-__version__ = "0.1.0"
+from skipexp.core.version import VERSION as __version__  # noqa: F401 - the version, as packages name it
+
 __all__ = ["load", "curves", "train"]
 
 TYPE_CHECKING = False

@@ -24,14 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from skipexp.core.errors import SkipexpError
+from skipexp.core.fmt import value as format_value
 from skipexp.core.machine import passive_openmp
-from skipexp.rundir import files
+from skipexp.experiments.report import kind_of
+from skipexp.rundir import files, runio
+from skipexp.rundir.summary import summarize
 
 if TYPE_CHECKING:
     import pandas
 
     from skipexp.core.config import RunConfig
-    from skipexp.training.session import RunResult
+    from skipexp.training.run import RunResult
 
 PathLike = Union[str, "os.PathLike[str]"]
 # what load and curves accept: a folder, a training result (its run folder), or several of them
@@ -90,8 +93,6 @@ def curves(path: Folders, file: str = "metrics", *, as_frame: bool | None = None
     """
     if file not in CURVES:
         raise SkipexpError(f"unknown file {file!r}; choose from {', '.join(CURVES)}", key="file")
-    from skipexp.rundir import runio
-
     rows = []
     for folder in _folders(path):
         for entry in _entries(folder):
@@ -127,8 +128,6 @@ def _folders(path: Folders) -> list[Path]:
 
 def _entries(folder: Path) -> list[Entry]:
     """The runs a folder holds, whatever its kind (told apart as ``skipexp report`` does)."""
-    from skipexp.experiments.report import kind_of
-
     return _ENTRIES[kind_of(folder)](folder)
 
 
@@ -138,25 +137,22 @@ def _run_entries(folder: Path) -> list[Entry]:
 
 def _compare_entries(folder: Path) -> list[Entry]:
     from skipexp.experiments import compare
-    from skipexp.rundir import runio
 
-    plan = runio.read_json(folder / files.SUMMARY)
+    plan = files.read_json(folder / files.SUMMARY)
     return [({"member": m["name"]}, folder / rel, "not started")
             for m in plan.get("members", []) for rel in compare.member_runs(m)]
 
 
 def _sweep_entries(folder: Path) -> list[Entry]:
-    from skipexp.experiments import sweep
+    from skipexp.experiments.sweep import spec
 
-    return [({"point": name, **values}, run_dir, "missing") for name, values, run_dir in sweep.folder_points(folder)]
+    return [({"point": name, **values}, run_dir, "missing") for name, values, run_dir in spec.folder_points(folder)]
 
 
 _ENTRIES = {"run": _run_entries, "compare": _compare_entries, "sweep": _sweep_entries}
 
 
 def _is_run(run_dir: Path) -> bool:
-    from skipexp.rundir import runio
-
     return runio.is_run_dir(run_dir)
 
 
@@ -175,7 +171,6 @@ def _config(run_dir: Path) -> dict[str, Any]:
 
 def _identity(entry: Entry, cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     """Who a run is: the folder's plan (member, sweep point and grid values), then run name, seed, folder."""
-    from skipexp.rundir import runio
 
     ident, run_dir, _ = entry
     who = dict(ident)
@@ -184,19 +179,16 @@ def _identity(entry: Entry, cfg: dict[str, Any] | None = None) -> dict[str, Any]
     cfg = _config(run_dir) if cfg is None else cfg
     # grid values as the run resolved them (a sweep file's "1e-3" is the float 0.001 in the config)
     who.update((k, cfg[k]) for k in ident if k in cfg)
-    meta = runio.read_json(run_dir / files.META)
+    meta = files.read_json(run_dir / files.META)
     return {**who, "run": meta.get("name", run_dir.name), "seed": meta.get("seed", cfg.get("seed")),
             "path": str(run_dir)}
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
     """summary.json where it says the run's current status, else the summary its CSVs give now."""
-    from skipexp.rundir import runio
-    from skipexp.rundir.summary import summarize
-
-    status = runio.effective_status(runio.read_json(run_dir / files.META))
+    status = runio.effective_status(files.read_json(run_dir / files.META))
     if (run_dir / files.SUMMARY).is_file():
-        s = runio.read_json(run_dir / files.SUMMARY)
+        s = files.read_json(run_dir / files.SUMMARY)
         if s.get("status") == status:
             return s
     return summarize(run_dir)
@@ -259,8 +251,6 @@ def train(config: PathLike | Mapping[str, Any] | RunConfig,
         runs = skipexp.train({"model": {"depth": 8}, "train": {"steps": 200}}, {"model.skip.kind": "none"})
         runs[0].summary["final_test_acc"]
     """
-    from skipexp.rundir import runio
-
     _check_types(out=(out, "a folder (a str or a path)", (str, os.PathLike), False),
                  run_dir=(run_dir, "a folder (a str or a path) or None", (str, os.PathLike), True),
                  name=(name, "a str or None", str, True), device=(device, "a str or None", str, True),
@@ -269,11 +259,12 @@ def train(config: PathLike | Mapping[str, Any] | RunConfig,
     out, run_dir = Path(out), None if run_dir is None else Path(run_dir)
     runio.check_writable(out if run_dir is None else run_dir.parent)
     passive_openmp()  # as the command does, before torch loads
-    from skipexp.experiments import runs
+    from skipexp.training.fit import train_config  # torch: only once a config is trained
+    from skipexp.views.run_views import RunViews
 
     with _keep_pyplot_backend():
         try:
-            return runs.train(cfg, out, run_dir, plots=plots)
+            return train_config(cfg, out, run_dir, views=RunViews(plots))
         except SkipexpError as e:  # a value found wrong only at run time (device, data sizes)
             raise (e.with_file(source) if source else e) from None
 
@@ -291,9 +282,7 @@ def _load_config(config: Any, overrides: Any, **options: Any) -> tuple[RunConfig
     """The RunConfig and, for a file, its path: through the functions ``skipexp train`` reads configs with."""
     from skipexp.core import config as config_mod
 
-    extra = _override_strings(overrides)
-    extra += [f"{k}={v}" for k, v in (("name", options["name"]), ("device", options["device"]),
-                                      ("train.threads", options["threads"])) if v is not None]
+    extra = _override_strings(overrides) + config_mod.option_overrides(**options)
     if isinstance(config, (str, os.PathLike)):
         return config_mod.load(config, extra), str(config)
     default_name = "run"
@@ -314,8 +303,6 @@ def _plain(m: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _override_strings(overrides: Any) -> list[str]:
-    from skipexp.core.fmt import value as format_value
-
     if isinstance(overrides, str):
         return [overrides]
     if isinstance(overrides, Mapping):

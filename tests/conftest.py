@@ -17,6 +17,8 @@ import pytest
 import torch
 import yaml
 
+from skipexp.rundir import files, runio
+
 REPO = Path(__file__).resolve().parent.parent
 
 # In-process tests use one thread: on a shared CI box, torch's default (every core) oversubscribes badly.
@@ -183,7 +185,7 @@ def assert_same_numbers(a: Path, b: Path, checkpoint: bool = True) -> None:
     """Run folders ``a`` and ``b`` hold the same numbers to the bit: every cell of every CSV but elapsed_s,
     summary.json but its timing, status and steps in meta.json, and (``checkpoint``) the last checkpoint's
     weights, optimizer state and schedule."""
-    from skipexp.rundir import runio
+    from skipexp.rundir import files, runio
 
     for name in RUN_CSVS:
         assert runio.csv_columns(a / name) == runio.csv_columns(b / name), name
@@ -192,9 +194,9 @@ def assert_same_numbers(a: Path, b: Path, checkpoint: bool = True) -> None:
         for x, y in zip(ra, rb):
             diff = {c: (x[c], y[c]) for c in x if c not in TIMING and not _same_float(x[c], y[c])}
             assert not diff, f"{a.name} vs {b.name}, {name} step {x['step']}: {diff}"
-    sa, sb = (runio.read_json(d / "summary.json") for d in (a, b))
+    sa, sb = (files.read_json(d / "summary.json") for d in (a, b))
     assert {k: v for k, v in sa.items() if k not in TIMING} == {k: v for k, v in sb.items() if k not in TIMING}
-    ma, mb = runio.read_json(a / "meta.json"), runio.read_json(b / "meta.json")
+    ma, mb = files.read_json(a / "meta.json"), files.read_json(b / "meta.json")
     for key in ("status", "diverged_at_step", "seed", "params", "total_steps", "steps_done"):
         assert ma.get(key) == mb.get(key), key
     last = [d / "checkpoints" / "last.pt" for d in (a, b)]
@@ -213,12 +215,30 @@ def assert_same_numbers(a: Path, b: Path, checkpoint: bool = True) -> None:
             assert all(torch.equal(sa_[i][k], sb_[i][k]) for k in sa_[i]), (i, list(sa_[i]))
 
 
+def assert_identical(a: Path, b: Path) -> None:
+    """Every logged number and the checkpoint's weights equal, to the bit."""
+    for name in RUN_CSVS:
+        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
+        assert len(ra) == len(rb), name
+        for x, y in zip(ra, rb):
+            for col in x:   # the same to the bit, NaN for NaN
+                assert col == "elapsed_s" or x[col] == y[col] or (x[col] != x[col] and y[col] != y[col]), \
+                    (name, x["step"], col, x[col], y[col])
+    ma, mb = files.read_json(a / "meta.json"), files.read_json(b / "meta.json")
+    assert (ma["status"], ma.get("diverged_at_step")) == (mb["status"], mb.get("diverged_at_step"))
+    ca, cb = a / "checkpoints" / "last.pt", b / "checkpoints" / "last.pt"
+    assert ca.exists() == cb.exists()
+    if ca.exists():
+        wa, wb = (torch.load(c, weights_only=True)["model"] for c in (ca, cb))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def assert_close_numbers(a: Path, b: Path, rel: float = 2e-4, abs_: float = 1e-6) -> None:
     """``a`` and ``b`` hold the same numbers within float rounding: runs on different devices (a CUDA run
     against a CPU run), where the kernels themselves differ."""
     import math
 
-    from skipexp.rundir import runio
+    from skipexp.rundir import files, runio
 
     for name in RUN_CSVS:
         ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
@@ -227,7 +247,7 @@ def assert_close_numbers(a: Path, b: Path, rel: float = 2e-4, abs_: float = 1e-6
             for c in x:
                 if c not in TIMING and not _same_float(x[c], y[c]):
                     assert math.isclose(x[c], y[c], rel_tol=rel, abs_tol=abs_), (name, x["step"], c, x[c], y[c])
-    ma, mb = runio.read_json(a / "meta.json"), runio.read_json(b / "meta.json")
+    ma, mb = files.read_json(a / "meta.json"), files.read_json(b / "meta.json")
     for key in ("status", "diverged_at_step", "seed", "params", "total_steps", "steps_done"):
         assert ma.get(key) == mb.get(key), key
 
@@ -236,24 +256,79 @@ def _same_float(x: float, y: float) -> bool:
     return x == y or (x != x and y != y)   # NaN rows (a diverged step) are the same row
 
 
+def model_of(cfg):
+    """A CPU model of ``cfg`` (its first seed's shape), as training builds it."""
+    from skipexp.core.data import input_shape
+    from skipexp.core.models import SkipNet
+
+    return SkipNet(cfg.model, *input_shape(cfg.data))
+
+
+def train_one(cfg, run_dir: Path, **kw):
+    """Train one config into its folder (from fit.create_run) as a command does, without its plots: its result."""
+    from skipexp.training import fit
+    from skipexp.views.run_views import RunViews
+
+    return fit.fit([cfg], [run_dir], **{"views": RunViews(plots=False), **kw})[0]
+
+
+def train_together(cfgs: list, run_dirs: list[Path], **kw) -> list:
+    """Train one-seed configs of one group into their folders together, as a command does, without plots."""
+    from skipexp.training import fit
+    from skipexp.views.run_views import RunViews
+
+    return fit.fit(cfgs, run_dirs, **{"views": RunViews(plots=False), **kw})
+
+
 def lone_run(raw: dict, seed: int, out: Path) -> Path:
     """``raw`` (a config dict) trained alone with ``seed``, in this process; its folder."""
     from skipexp.core import config
-    from skipexp.training import api
+    from skipexp.training import fit
 
     raw = copy.deepcopy(raw)
     raw["seed"] = seed
     cfg = config.from_dict(raw)
-    run_dir = api.create_run(cfg, out)
-    api.train(cfg, run_dir, plots=False)
+    run_dir = fit.create_run(cfg, out)
+    train_one(cfg, run_dir)
     return run_dir
 
 
 def together(raw: dict, seeds: list[int], out: Path) -> list:
     from skipexp.core import config
-    from skipexp.training import api
+    from skipexp.training import fit
 
     cfg = config.from_dict({**raw, "seed": seeds})
     cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in seeds]
-    dirs = [api.create_run(c, out) for c in cfgs]
-    return api.train_group(cfgs, dirs, plots=False)
+    dirs = [fit.create_run(c, out) for c in cfgs]
+    return train_together(cfgs, dirs)
+
+
+def train_in_process(tmp_path, name: str, overrides: dict | None = None, code: int = 0):
+    """``skipexp train`` in this process (it installs its own Ctrl-C handlers: put pytest's back)."""
+    from skipexp.cli import main as cli_main
+
+    cfg = write_config(tmp_path / f"{name}.yaml", {"name": name, **(overrides or {})})
+    run = tmp_path / name
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli_main(["train", str(cfg), "--run-dir", str(run)])
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    assert e.value.code == code
+    return run
+
+
+# Modules whose tests start processes (a sweep's groups, Ray, Slurm's stand-in, kills) or train the longest,
+# slowest first: collected first, they start first on the two workers, and the quick tests fill in around
+# them instead of the slow ones trailing at the end. Each module stays in one piece (its module fixtures
+# build once).
+SLOW_FIRST = ("test_ray_backend", "test_sweep_kills", "test_same_numbers", "test_sweep", "test_compare",
+              "test_sweep_variants", "test_api", "test_slurm_backend", "test_reliability", "test_threads",
+              "test_multirun", "test_sweep_seeds", "test_mechanisms_cli", "test_science", "test_console")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))

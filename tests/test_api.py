@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, cli, run_cli
+from conftest import REPO, cli
 
 import skipexp
 from skipexp import api
@@ -34,7 +34,7 @@ def _compare(root: Path, configs: list[Path], overrides: list[str]) -> Path:
     cdir = compare_mod.create_dir(root)
     compare_mod.write_plan(cdir, members, overrides)
     compare_mod.run(members, cdir)
-    compare_mod.finish(cdir)
+    compare_mod.rebuild(cdir)
     return cdir
 
 
@@ -228,7 +228,7 @@ def test_train_is_the_commands_code_path(folders, tmp_path):
     from_file = api.train(cfg, {"train.lr": 0.1}, out=tmp_path / "a")
     from_dict = api.train({**TINY, "train": {**TINY["train"], "lr": 0.1}}, ["model.depth=3"], name="tiny",
                           out=tmp_path / "b")
-    run_cli("train", cfg, "train.lr=0.1", "--run-dir", tmp_path / "cli", check=0)
+    cli("train", cfg, "train.lr=0.1", "--run-dir", tmp_path / "cli", check=0)
     (a,), (b,) = from_file, from_dict
     assert a.status == b.status == "completed"
     assert a.summary == json.loads((a.run_dir / "summary.json").read_text())

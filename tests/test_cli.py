@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, run_cli, write_config
+from conftest import REPO, cli, run_cli, write_config
 
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 
 RUN_FILES = ["config.yaml", "meta.json", "metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv",
              "act_norms.csv", "summary.json", "plots/loss.png", "plots/grad_norms.png", "plots/grad_heatmap.png",
@@ -131,7 +131,7 @@ def test_bad_config_one_line_exit_2_no_folder(tmp_path, file_over, cli_args, wor
     if "--device" not in cli_args:  # validate takes no --device
         runs.append(["validate", cfg, *cli_args])
     for args in runs:
-        p = run_cli(*args, check=2)
+        p = cli(*args, check=2)
         lines = one_error_line(p)
         assert str(cfg) in lines[0]
         for w in words:
@@ -148,7 +148,7 @@ def test_bad_config_one_line_exit_2_no_folder(tmp_path, file_over, cli_args, wor
     (["resume", "."], ["not a skipexp run folder"]),
 ])
 def test_bad_file_arguments(tmp_path, args, words):
-    p = run_cli(*args, *(["--out", tmp_path / "runs"] if args[0] == "train" else []), cwd=tmp_path, check=2)
+    p = cli(*args, *(["--out", tmp_path / "runs"] if args[0] == "train" else []), cwd=tmp_path, check=2)
     lines = one_error_line(p)
     for w in words:
         assert w in lines[0]
@@ -161,7 +161,7 @@ def test_mnist_without_files_or_network_says_where_to_put_them(tmp_path):
     out = tmp_path / "runs"
     env = {"SKIPEXP_MIRRORS": f"http://127.0.0.1:{closed_port()}/", "SKIPEXP_DATA": "",
            "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    p = run_cli("train", cfg, "--out", out, env=env, check=2)
+    p = cli("train", cfg, "--out", out, env=env, check=2)
     lines = one_error_line(p)
     assert "data.dataset" in lines[0] and "put train-images-idx3-ubyte.gz" in lines[0]
     assert str(tmp_path / "cache" / "skipexp" / "mnist") in lines[0]
@@ -192,13 +192,12 @@ def test_help_does_not_import_torch_or_matplotlib():
 
 def test_unknown_command_and_option_exit_2():
     for args in (["frobnicate"], ["train", "--bogus"]):
-        p = run_cli(*args, check=2)
+        p = cli(*args, check=2)
         one_error_line(p)
 
 
-
 def test_corrupt_data_file_exit_2_naming_it(tmp_path):
-    from test_data import write_dataset
+    from idx_files import write_dataset
 
     root = tmp_path / "idx"
     cfg = write_config(tmp_path / "m.yaml", {"data": {"dataset": "mnist", "root": str(root)}})
@@ -206,10 +205,10 @@ def test_corrupt_data_file_exit_2_naming_it(tmp_path):
     env = {"SKIPEXP_MIRRORS": f"http://127.0.0.1:{closed_port()}/"}
     write_dataset(root)  # valid IDX files, but 20 images where MNIST has 60,000
     images = root / "train-images-idx3-ubyte.gz"
-    (line,) = one_error_line(run_cli("train", cfg, "--out", out, env=env, check=2))
+    (line,) = one_error_line(cli("train", cfg, "--out", out, env=env, check=2))
     assert str(images) in line and "expected 60000 images, found 20" in line, line
     images.write_bytes(images.read_bytes()[:40])  # a truncated download
-    (line,) = one_error_line(run_cli("train", cfg, "--out", out, env=env, check=2))
+    (line,) = one_error_line(cli("train", cfg, "--out", out, env=env, check=2))
     assert str(images) in line and "cannot read" in line, line
     assert not out.exists()  # not even an empty --out folder
 
@@ -231,4 +230,4 @@ def test_train_with_seeds_and_run_dir_names_each_folder_after_run_dir(tmp_path):
             signal.signal(sig, handler)
     assert e.value.code == 0
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["exp-seed0", "exp-seed1"]
-    assert [runio.read_json(tmp_path / "runs" / f"exp-seed{s}" / "meta.json")["seed"] for s in (0, 1)] == [0, 1]
+    assert [files.read_json(tmp_path / "runs" / f"exp-seed{s}" / "meta.json")["seed"] for s in (0, 1)] == [0, 1]

@@ -3,7 +3,7 @@ import json
 import re
 
 import pytest
-from conftest import assert_same_numbers, cli, run_cli, write_config
+from conftest import assert_same_numbers, cli, write_config
 
 from skipexp.experiments import compare
 from skipexp.rundir import runio
@@ -17,7 +17,7 @@ def _only_dir(parent, prefix):
 
 def test_identical_configs_see_identical_batches(tmp_path, tiny_config):
     out = tmp_path / "runs"
-    p = run_cli("compare", tiny_config, tiny_config, "train.epochs=1", "--out", out, check=0)
+    p = cli("compare", tiny_config, tiny_config, "train.epochs=1", "--out", out, check=0)
     cdir = _only_dir(out, "compare-")
     assert p.stdout.strip().splitlines()[-1].endswith(cdir.name)
     assert "only the model differs" in p.stdout and "tiny-2" in p.stdout
@@ -38,7 +38,7 @@ def test_identical_configs_see_identical_batches(tmp_path, tiny_config):
     # report rebuilds the table and the plots from disk alone
     (cdir / "summary.md").unlink()
     (cdir / "plots" / "loss.png").unlink()
-    p = run_cli("report", cdir, check=0)
+    p = cli("report", cdir, check=0)
     assert "tiny-2" in p.stdout and (cdir / "summary.md").is_file() and (cdir / "plots" / "loss.png").is_file()
 
 
@@ -61,16 +61,16 @@ def test_table_says_when_more_than_the_model_differs(tmp_path):
 
 def test_bad_input_is_one_line_and_leaves_no_folder(tmp_path, tiny_config):
     out = tmp_path / "runs"
-    p = run_cli("compare", tiny_config, "--out", out, check=2)
+    p = cli("compare", tiny_config, "--out", out, check=2)
     assert p.stderr.strip().count("\n") == 0 and "at least two config files" in p.stderr
-    p = run_cli("compare", tiny_config, tiny_config, "model.depth=0", "--out", out, check=2)
+    p = cli("compare", tiny_config, tiny_config, "model.depth=0", "--out", out, check=2)
     assert p.stderr.strip() == f"error: {tiny_config}: model.depth: must be > 0, got 0"
     assert not out.exists() or not any(out.iterdir())
 
 
 def test_several_seeds_train_per_member_and_report_the_mean(tmp_path, tiny_config):
     out = tmp_path / "runs"
-    p = run_cli("compare", tiny_config, tiny_config, "train.epochs=1", "seed=[0,1]", "--out", out, check=0)
+    p = cli("compare", tiny_config, tiny_config, "train.epochs=1", "seed=[0,1]", "--out", out, check=0)
     cdir = _only_dir(out, "compare-")
     assert "seeds (mean below)" in p.stdout and "seed min – max" in p.stdout
     runs = cdir / "runs"
@@ -96,7 +96,7 @@ def test_several_seeds_train_per_member_and_report_the_mean(tmp_path, tiny_confi
 
     (cdir / "summary.md").unlink()
     (cdir / "plots" / "grad_norms.png").unlink()
-    p = run_cli("report", cdir, check=0)
+    p = cli("report", cdir, check=0)
     assert "tiny-2" in p.stdout and "seed min – max" in p.stdout
     assert (cdir / "summary.md").is_file() and (cdir / "plots" / "grad_norms.png").is_file()
 
@@ -109,9 +109,9 @@ def test_members_must_list_the_same_seeds(tmp_path):
     assert [m.cfg.seeds for m in members] == [[0, 1], [0, 1]]
     assert [m.cfg.seeds for m in compare.plan([c, write_config(tmp_path / "d.yaml")], [])] == [[3], [0]]
     out = tmp_path / "runs"
-    p = run_cli("compare", a, b, "--out", out, check=2)
+    p = cli("compare", a, b, "--out", out, check=2)
     assert p.stderr.strip().startswith(f"error: {b}: seed: every config must list the same seeds")
-    p = run_cli("compare", c, a, "--out", out, check=2)
+    p = cli("compare", c, a, "--out", out, check=2)
     assert p.stderr.strip().startswith(f"error: {a}: seed:")
     assert not out.exists() or not any(out.iterdir())
 
@@ -171,7 +171,7 @@ def test_interrupting_a_group_interrupts_every_member_with_its_checkpoint(tmp_pa
         assert meta["status"] == "interrupted" and meta["steps_done"] == 10
         assert (cdir / "runs" / n / "checkpoints" / "last.pt").is_file()
     assert not (cdir / "runs" / "c").exists()
-    s = compare.finish(cdir)
+    s = compare.rebuild(cdir)
     assert [m["summary"]["status"] for m in s["members"]] == ["interrupted", "interrupted", "not started"]
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.server
 import socket
 import struct
@@ -13,46 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from idx_files import COUNTS, fake_split, idx_bytes, write_dataset, write_idx
 
 from skipexp.core import config, data
 from skipexp.core.errors import SkipexpError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-COUNTS = {"train": 20, "test": 10}
-
-
-# --- writing IDX files ---------------------------------------------------------------------------
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + \
-        array.astype(np.uint8).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray | bytes) -> Path:
-    raw = array if isinstance(array, bytes) else idx_bytes(array)
-    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
-    return path
-
-
-def fake_split(n: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (n, size, size), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8)
-
-
-def write_dataset(d: Path, gz: bool = True, **bad: np.ndarray) -> dict[str, str]:
-    """A small but valid set of the four IDX files in ``d``; ``bad`` replaces some by name. Returns MD5s."""
-    d.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        images, labels = fake_split(COUNTS[split], seed=len(prefix))
-        arrays[f"{prefix}-images-idx3-ubyte.gz"] = images
-        arrays[f"{prefix}-labels-idx1-ubyte.gz"] = labels
-    md5s = {}
-    for name, array in arrays.items():
-        array = bad.get(name.split("-idx")[0].replace("-", "_"), array)
-        path = write_idx(d / (name if gz else name.removesuffix(".gz")), array)
-        md5s[name] = hashlib.md5(path.read_bytes()).hexdigest()
-    return md5s
 
 
 def small_spec(**changes) -> data.IdxDataset:
@@ -335,7 +300,6 @@ def test_batch_order_is_a_pure_function():
     assert torch.equal(a.sort().values, torch.arange(100))
     assert not torch.equal(a, data.batch_order(100, seed=1, epoch=3))
     assert not torch.equal(a, data.batch_order(100, seed=2, epoch=2))
-
 
 
 def test_validation_split_is_held_out_of_training_and_never_the_test_set():

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, assert_same_numbers, lone_run, together
+from conftest import TINY, assert_same_numbers, lone_run, together, train_together
 
 from skipexp.core import config
-from skipexp.rundir import runio
-from skipexp.training import api, bank
-from skipexp.training.session import Reporter
+from skipexp.rundir import files
+from skipexp.training import fit, modelstack
 
 
 def tiny(**changes: dict) -> dict:
@@ -35,8 +34,8 @@ def test_seeds_that_diverge_at_different_steps_each_record_their_own_step(tmp_pa
     for seed, result in zip(seeds, results):
         alone = lone_run(raw, seed, tmp_path / "alone")
         assert_same_numbers(result.run_dir, alone)   # status and diverged_at_step too
-        assert result.status == runio.read_json(alone / "meta.json")["status"]
-        steps[seed] = runio.read_json(result.run_dir / "meta.json").get("diverged_at_step")
+        assert result.status == files.read_json(alone / "meta.json")["status"]
+        steps[seed] = files.read_json(result.run_dir / "meta.json").get("diverged_at_step")
     assert steps[0] is None and results[0].status == "completed"
     diverged = [steps[s] for s in seeds[1:]]
     assert len(set(diverged)) == 3 and all(diverged), steps   # otherwise the test shows nothing
@@ -48,14 +47,11 @@ def poison_gradient(monkeypatch: pytest.MonkeyPatch, seed: int, step: int) -> No
     def wrap(backward):
         def poisoned(self, losses):
             backward(self, losses)
-            runs = self.runs if hasattr(self, "runs") else [self.run]
-            for k, run in enumerate(runs):
+            for k, run in enumerate(self.runs):
                 if run.cfg.seeds[0] == seed and run.step == step - 1:
-                    grad = next(self.model.parameters()).grad
-                    (grad[k] if len(runs) > 1 else grad).view(-1)[0] = float("nan")
+                    next(self.model.parameters()).grad[k].view(-1)[0] = float("nan")
         return poisoned
-    monkeypatch.setattr(bank.Lone, "backward", wrap(bank.Lone.backward))
-    monkeypatch.setattr(bank.Stacked, "backward", wrap(bank.Stacked.backward))
+    monkeypatch.setattr(modelstack.ModelStack, "backward", wrap(modelstack.ModelStack.backward))
 
 
 def test_a_gradient_that_is_not_finite_retires_its_model_at_that_step(tmp_path: Path, monkeypatch) -> None:
@@ -64,7 +60,7 @@ def test_a_gradient_that_is_not_finite_retires_its_model_at_that_step(tmp_path: 
     raw = tiny(log={"every": 100, "checkpoint": "last"})
     results = together(raw, [1, 3, 5], tmp_path / "together")
     assert [r.status for r in results] == ["completed", "diverged", "completed"]
-    assert runio.read_json(results[1].run_dir / "meta.json")["diverged_at_step"] == 10
+    assert files.read_json(results[1].run_dir / "meta.json")["diverged_at_step"] == 10
     for seed, result in zip([1, 3, 5], results):
         assert_same_numbers(result.run_dir, lone_run(raw, seed, tmp_path / "alone"))
     # its last checkpoint stays the one at the end of epoch 1 (8 steps), before the bad gradient
@@ -78,7 +74,7 @@ def test_an_update_that_overflows_one_model_retires_it_without_a_checkpoint(tmp_
     raw["train"].pop("epochs")
     results = together(raw, [5, 6], tmp_path / "together")
     assert [r.status for r in results] == ["completed", "diverged"]
-    assert runio.read_json(results[1].run_dir / "meta.json")["diverged_at_step"] == 1
+    assert files.read_json(results[1].run_dir / "meta.json")["diverged_at_step"] == 1
     assert not (results[1].run_dir / "checkpoints" / "last.pt").exists()   # no checkpoint with NaNs
     for seed, result in zip([5, 6], results):
         assert_same_numbers(result.run_dir, lone_run(raw, seed, tmp_path / f"alone{seed}"))
@@ -88,44 +84,6 @@ def test_an_update_that_overflows_one_model_retires_it_without_a_checkpoint(tmp_
     assert all(torch.isfinite(t).all() for t in mine["model"].values())
     assert torch.equal(mine["rng"]["torch"], alone["rng"]["torch"])
     assert mine["rng"]["python"] == alone["rng"]["python"]
-
-
-class StopsInSeed(Reporter):
-    """Raises KeyboardInterrupt at the first log row of the n-th run it hears start."""
-
-    def __init__(self, n: int):
-        self.n, self.started = n, 0
-
-    def on_start(self, run_dir: Path, total_steps: int, start_step: int) -> None:
-        self.started += 1
-
-    def on_log(self, row: dict) -> None:
-        if self.started == self.n:
-            raise KeyboardInterrupt
-
-
-@pytest.mark.parametrize("how", ["stop-flag-at-once", "ctrl-c-in-second-seed"])
-def test_sequential_fallback_stopped_early_leaves_no_stray_folder(tmp_path: Path, how: str, monkeypatch) -> None:
-    monkeypatch.setattr(api, "unsupported", lambda cfg: "a module with no stacked form")   # every model stacks today
-    raw = tiny(train={"steps": 3}, log={"checkpoint": "last"})
-    raw["train"].pop("epochs")
-    cfg = config.from_dict({**raw, "seed": [0, 1, 2]})
-    cfgs = [cfg.replace(seed=s, name=f"{cfg.name}-seed{s}") for s in [0, 1, 2]]
-    out = tmp_path / "runs"
-    dirs = [api.create_run(c, out) for c in cfgs]
-    if how == "stop-flag-at-once":
-        results = api.train_group(cfgs, dirs, should_stop=lambda: True, plots=False)
-        assert [r.status for r in results] == ["interrupted"]
-        kept = dirs[:1]
-    else:
-        with pytest.raises(KeyboardInterrupt):
-            api.train_group(cfgs, dirs, reporter=StopsInSeed(2), plots=False)
-        kept = dirs[:2]
-    assert sorted(out.iterdir()) == sorted(kept)   # the folders of seeds that never started are gone
-    for d in kept:
-        meta = runio.read_json(d / "meta.json")
-        assert meta["vectorized"] is False
-        assert runio.effective_status(meta) == ("completed" if d == dirs[0] and len(kept) == 2 else "interrupted")
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
@@ -149,7 +107,7 @@ def test_optimizers_equal_torch_optim_fused_to_the_bit(kind: str, schedule: str)
     for step in range(5):
         x = torch.randn(4, 5)
         for model, o, s in ((ours, opt, sched), (theirs, ref, ref_sched)):
-            o.zero_grad(set_to_none=True)
+            o.zero_grad()
             model(x).square().sum().backward()
             o.step()
             s.step()
@@ -175,9 +133,9 @@ def test_training_does_not_import_torch_dynamo(tmp_path: Path) -> None:
     import yaml
 
     code = ("import sys, yaml; from pathlib import Path; from skipexp.core import config; "
-            "from skipexp.training import api; "
+            "from skipexp.training import fit; "
             f"cfg = config.from_dict(yaml.safe_load(Path({str(tmp_path / 'c.yaml')!r}).read_text())); "
-            f"api.train(cfg, api.create_run(cfg, Path({str(tmp_path)!r})), plots=False); "
+            f"fit.fit([cfg], [fit.create_run(cfg, Path({str(tmp_path)!r}))]); "
             "print('torch._dynamo' in sys.modules)")
     for kind in ("sgd", "adam"):
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny(train={"optimizer": kind, "steps": 2, "grad_clip": 1.0})))
@@ -189,14 +147,14 @@ def test_models_trained_together_must_differ_only_in_per_model_values(tmp_path: 
     cfg = config.from_dict(tiny())
     cfgs = [cfg.replace(seed=1, name="a"), cfg.replace(seed=2, name="b", device="cuda")]
     with pytest.raises(ValueError, match="but for per-model values"):
-        api.train_runs(cfgs, [tmp_path / "a", tmp_path / "b"])
+        train_together(cfgs, [tmp_path / "a", tmp_path / "b"])
 
 
 def test_train_config_makes_a_folder_per_seed_trained_together(tmp_path: Path) -> None:
     cfg = config.from_dict(tiny(train={"steps": 2}, log={"checkpoint": "none"})).replace(seed=[4, 7])
-    results = api.train_config(cfg, tmp_path / "runs", plots=False)
+    results = fit.train_config(cfg, tmp_path / "runs")
     assert [r.run_dir.name.rsplit("-", 1)[-1] for r in results] == ["seed4", "seed7"]
     assert [r.status for r in results] == ["completed", "completed"]
-    assert [runio.read_json(r.run_dir / "meta.json")["seeds_together"] for r in results] == [[4, 7], [4, 7]]
-    single = api.train_config(cfg.replace(seed=4, name="one"), tmp_path / "one", plots=False)
+    assert [files.read_json(r.run_dir / "meta.json")["seeds_together"] for r in results] == [[4, 7], [4, 7]]
+    single = fit.train_config(cfg.replace(seed=4, name="one"), tmp_path / "one")
     assert [r.status for r in single] == ["completed"] and single[0].run_dir.parent == tmp_path / "one"

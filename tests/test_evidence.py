@@ -21,7 +21,7 @@ def point(depth, kind, seed, loss, acc, status="completed", params=100):
 
 
 def configs(points, grid=GRID):
-    from skipexp.experiments.sweep.summary import configurations
+    from skipexp.experiments.sweep.results import configurations
 
     return configurations(points, grid)
 

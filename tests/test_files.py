@@ -8,6 +8,7 @@ from conftest import write_config
 
 from skipexp.core.errors import SkipexpError
 from skipexp.rundir import files
+from skipexp.rundir.folder import RunFolder
 
 
 @pytest.fixture
@@ -57,13 +58,13 @@ def test_non_finite_numbers_are_written_as_valid_json(tmp_path):
 
 
 def test_mark_interrupted_and_failed_keep_a_finished_run(tmp_path):
-    files.write_meta(tmp_path, {"tool": "skipexp", "status": "running"})
-    assert files.mark_interrupted(tmp_path) and files.read_meta(tmp_path)["status"] == "interrupted"
-    files.mark_failed(tmp_path, "worker died\nsecond line")
+    files.write_json(tmp_path / "meta.json", {"tool": "skipexp", "status": "running"})
+    assert RunFolder(tmp_path).mark_interrupted() and files.read_meta(tmp_path)["status"] == "interrupted"
+    RunFolder(tmp_path).mark_failed("worker died\nsecond line")
     assert files.read_meta(tmp_path) == {"tool": "skipexp", "status": "failed", "failure": "worker died"}
-    files.write_meta(tmp_path, {"status": "completed"})
-    assert not files.mark_interrupted(tmp_path)
-    files.mark_failed(tmp_path, "late")
+    files.write_json(tmp_path / "meta.json", {"status": "completed"})
+    assert not RunFolder(tmp_path).mark_interrupted()
+    RunFolder(tmp_path).mark_failed("late")
     assert files.read_meta(tmp_path) == {"status": "completed"}
 
 

@@ -10,14 +10,14 @@ import copy
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, assert_identical, train_one
 from torch import nn
 
 from skipexp.core import config
 from skipexp.core.metrics import GradProbe
 from skipexp.core.models import SkipNet
 from skipexp.core.registry import NORMS, SKIPS
-from skipexp.training.bank import flat_forward, nonfinite
+from skipexp.training.modelstack import flat_forward, nonfinite
 from skipexp.training.stacked import stack_models
 
 
@@ -108,8 +108,8 @@ def test_activation_statistics_of_equal_width_boundaries_equal_the_per_boundary_
 def test_the_loop_leaves_the_garbage_collector_unfrozen(tmp_path, fails: bool) -> None:
     import gc
 
-    from skipexp.training import api
-    from skipexp.training.session import Reporter
+    from skipexp.training import fit
+    from skipexp.training.run import Reporter
 
     seen = []
 
@@ -125,38 +125,37 @@ def test_the_loop_leaves_the_garbage_collector_unfrozen(tmp_path, fails: bool) -
     frozen_before = gc.get_freeze_count()
     if fails:
         with pytest.raises(RuntimeError):
-            api.train(cfg, api.create_run(cfg, tmp_path), reporter=Watch(), plots=False)
+            train_one(cfg, fit.create_run(cfg, tmp_path), reporter=Watch())
     else:
-        api.train(cfg, api.create_run(cfg, tmp_path), reporter=Watch(), plots=False)
+        train_one(cfg, fit.create_run(cfg, tmp_path), reporter=Watch())
     assert seen and seen[0] > frozen_before   # frozen while it trains
     assert gc.get_freeze_count() == frozen_before
 
 
 @pytest.mark.parametrize("seeds", [[0], [0, 1]])
 def test_a_run_long_enough_to_trace_equals_one_that_never_does(tmp_path, monkeypatch, seeds) -> None:
-    """The engine switches to the traced forward after _Fast.TRACE_AFTER non-log steps: every logged number
+    """The engine switches to the traced forward after TracedForward.TRACE_AFTER non-log steps: every logged number
     and the final weights are those of the model's own forward throughout."""
-    from test_step_capture import assert_identical
 
-    from skipexp.training import api, bank
+    from skipexp.training import fit, modelstack
 
     raw = copy.deepcopy(TINY)
     raw["train"] = {**raw["train"], "epochs": 6}   # 48 steps, 40 of them not logged
     raw["log"] = {**raw["log"], "every": 5, "checkpoint": "last"}
-    monkeypatch.setattr(bank._Fast, "TRACE_AFTER", 10)
-    traced = api.train_config(config.from_dict({**raw, "seed": seeds}), tmp_path / "traced", plots=False)
-    monkeypatch.setattr(bank._Fast, "TRACE_AFTER", 10**9)
-    plain = api.train_config(config.from_dict({**raw, "seed": seeds}), tmp_path / "plain", plots=False)
+    monkeypatch.setattr(modelstack.TracedForward, "TRACE_AFTER", 10)
+    traced = fit.train_config(config.from_dict({**raw, "seed": seeds}), tmp_path / "traced")
+    monkeypatch.setattr(modelstack.TracedForward, "TRACE_AFTER", 10**9)
+    plain = fit.train_config(config.from_dict({**raw, "seed": seeds}), tmp_path / "plain")
     for a, b in zip(traced, plain):
         assert_identical(a.run_dir, b.run_dir)
 
 
 def test_short_runs_never_trace() -> None:
-    from skipexp.training.bank import _Fast
+    from skipexp.training.modelstack import TracedForward
 
     model = model_of()
-    fast = _Fast(model, compile=False)
-    for _ in range(_Fast.TRACE_AFTER):
+    fast = TracedForward(model, compile=False)
+    for _ in range(TracedForward.TRACE_AFTER):
         fast(torch.randn(4, 16))
     assert fast.fn is None
     fast(torch.randn(4, 16))

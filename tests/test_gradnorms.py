@@ -16,12 +16,13 @@ import math
 
 import pytest
 import torch
+from conftest import train_one
 from torch import nn
 
 from skipexp.core import config, data, nets
 from skipexp.core.models import SkipNet
 from skipexp.rundir import runio
-from skipexp.training import api as train
+from skipexp.training import fit as train
 
 STEPS, BATCH, N_TRAIN = 6, 16, 64  # 4 steps per epoch: the replay crosses an epoch boundary
 IMAGES = {"dataset": "synthetic-images", "image_size": 6, "channels": 2}
@@ -110,7 +111,7 @@ def replay(cfg: config.RunConfig) -> list[dict[str, dict[str, float]]]:
 def test_logged_norms_match_plain_autograd(tmp_path, case):
     cfg = make_config(CASES[case])
     run_dir = train.create_run(cfg, tmp_path)
-    result = train.train(cfg, run_dir, plots=False)
+    result = train_one(cfg, run_dir)
     assert result.status == "completed"
     expected = replay(cfg)
     files = {"metrics": "metrics.csv", "grad": "grad_norms.csv", "act_grad": "act_grad_norms.csv",

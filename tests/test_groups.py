@@ -8,15 +8,14 @@ import yaml
 from conftest import assert_same_numbers, cli, write_config
 
 from skipexp.core.errors import SkipexpError
-from skipexp.experiments import sweep
-from skipexp.experiments.sweep import groups
+from skipexp.experiments.sweep import groups, spec
 
 
 def _sweep(tmp_path: Path, grid: dict, base: dict | None = None) -> tuple[Path, list]:
     write_config(tmp_path / "tiny.yaml", {"train.epochs": 1, **(base or {})})
     path = tmp_path / "g.yaml"
     path.write_text(yaml.safe_dump({"name": "g", "base": "tiny.yaml", "grid": grid}, sort_keys=False))
-    return path, sweep.points(sweep.load(path), tmp_path / "runs")
+    return path, spec.points(spec.load(path), tmp_path / "runs")
 
 
 def test_points_that_share_a_shape_form_numbered_groups(tmp_path):

@@ -21,16 +21,18 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports(path: Path) -> set[str]:
+def imports(path: Path, typing: bool = False) -> set[str]:
     here = module_name(path)
-    return imports_in(path.read_text(), here if path.name == "__init__.py" else here.rpartition(".")[0])
+    return imports_in(path.read_text(), here if path.name == "__init__.py" else here.rpartition(".")[0], typing)
 
 
-def imports_in(text: str, package: str) -> set[str]:
+def imports_in(text: str, package: str, typing: bool = False) -> set[str]:
     """Every skipexp module a source text imports, at any depth of its code (``from a import b`` names
-    a.b where a.b is a module, else a). ``package`` resolves relative imports."""
+    a.b where a.b is a module, else a). ``package`` resolves relative imports. With ``typing``, the imports
+    under ``if TYPE_CHECKING:`` count too."""
     found = set()
-    for node in _runtime_nodes(ast.parse(text)):
+    tree = ast.parse(text)
+    for node in (ast.walk(tree) if typing else _runtime_nodes(tree)):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -64,8 +66,8 @@ def layer(module: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[1] in RANK else None
 
 
-def graph() -> dict[str, set[str]]:
-    return {module_name(p): imports(p) for p in sorted(PKG.rglob("*.py"))}
+def graph(typing: bool = False) -> dict[str, set[str]]:
+    return {module_name(p): imports(p, typing) for p in sorted(PKG.rglob("*.py"))}
 
 
 def wrong_direction(g: dict[str, set[str]]) -> list[str]:
@@ -116,10 +118,25 @@ def test_no_import_cycles_between_modules():
     assert not cycles(graph()), "\n".join(cycles(graph()))
 
 
+def test_no_import_cycles_counting_type_checking_imports():
+    """A circle that only a type checker follows is still a circle a reader must untangle."""
+    assert not cycles(graph(typing=True)), "\n".join(cycles(graph(typing=True)))
+
+
+def test_training_imports_nothing_of_views():
+    """Training reports to what it is handed (a Reporter, RunViews' sinks); it draws and exports nothing itself."""
+    wrong = [f"{m} imports {d}" for m, deps in graph(typing=True).items() if layer(m) == "training"
+             for d in sorted(deps) if layer(d) == "views"]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_the_checks_catch_what_they_are_for():
     # a function-local import is found, and a relative one resolved
     text = "import os\ndef f():\n    from skipexp.cli import app\n    from ..rundir import files\n"
     assert imports_in(text, "skipexp.core") == {"skipexp.cli.app", "skipexp.rundir.files"}
+    typed = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from skipexp.views import plots\n"
+    assert imports_in(typed, "skipexp.training") == set()
+    assert imports_in(typed, "skipexp.training", typing=True) == {"skipexp.views.plots"}
     g = {"skipexp.core.fmt": {"skipexp.cli.app"}, "skipexp.views.plots": {"skipexp.experiments.sweep.spec"},
          "skipexp.rundir.files": {"skipexp.core.fmt"}, "skipexp.cli.app": set(),
          "skipexp.experiments.sweep.spec": {"skipexp.experiments.sweep.state"},

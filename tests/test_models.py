@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import model_of
 from torch import nn
 
 from skipexp.core import config
@@ -503,7 +504,7 @@ def test_seeds_with_shortcut_options_still_train_together(kind):
     raw = {"seed": [0, 1], "data": {"input_dim": IN, "num_classes": CLASSES},
            "model": {"depth": 4, "width": 8, "skip": {"kind": kind, "project": project, "scale": 0.5}}}
     cfg = config.from_dict(raw)
-    assert stacked.unsupported(cfg) is None
+    assert stacked.unstackable_reason(model_of(cfg)) is None
     models = []
     for seed in cfg.seeds:
         torch.manual_seed(seed)

@@ -9,8 +9,8 @@ from conftest import write_config
 
 from skipexp import cli
 from skipexp.core.errors import SkipexpError
-from skipexp.experiments import sweep
 from skipexp.experiments.sweep import overrides as ov
+from skipexp.experiments.sweep import spec
 
 # tiny points: a few steps on a few examples, so each point is mostly its process start-up
 FAST = {"data.n_train": 128, "data.n_test": 64, "train.steps": 3, "train.threads": 1, "log.every": 1}
@@ -124,7 +124,7 @@ def test_overrides_on_a_sweep_file_fix_add_or_replace_axes(tmp_path):
     assert sw.overrides["model.skip"] == {"span": 1} and sw.grid["model.skip.kind"] == ["none", "identity"]
     grid.write_text("name: g\nbase: tiny.yaml\ngrid: {seed: [0, 1]}\noverrides: {seed: 3}\n")
     with pytest.raises(SkipexpError, match="overrides.seed: is also a grid key"):
-        sweep.load(grid)
+        spec.load(grid)
 
 
 def test_a_seed_list_is_one_value_and_refused_with_the_axis_to_write(tmp_path):
@@ -132,7 +132,7 @@ def test_a_seed_list_is_one_value_and_refused_with_the_axis_to_write(tmp_path):
     sw = ov.resolve(cfg, ["seed=[0,1]", "model.depth=2,4"])
     with pytest.raises(SkipexpError, match=r"seed: a list is one value, and a point trains one seed; sweep the "
                                            r"seeds instead \(seed=0,1,2 on the command line"):
-        sweep.points(sw, tmp_path / "runs")
+        spec.points(sw, tmp_path / "runs")
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -149,11 +149,11 @@ def test_list_prints_the_fixed_overrides_in_every_command(tmp_path, monkeypatch,
     assert yaml.safe_load(Path("runs/sweep-tiny-depth/sweep.yaml").read_text())["overrides"] == {"train.lr": 0.2}
     # a point's own command carries them too, and no thread count but the user's
     sw = ov.resolve(Path("tiny.yaml"), ["model.depth=2,4", "train.lr=0.2"])
-    assert [p.argv for p in sweep.points(sw, Path("runs"))] == [
+    assert [p.argv for p in spec.points(sw, Path("runs"))] == [
         ["skipexp", "train", "tiny.yaml", "train.lr=0.2", f"model.depth={d}",
          "--run-dir", f"runs/sweep-tiny-depth/depth={d}", "--resume"] for d in (2, 4)]
     sw = ov.resolve(Path("tiny.yaml"), ["model.depth=2,4", "train.threads=3"])
-    for p in sweep.points(sw, Path("runs")):
+    for p in spec.points(sw, Path("runs")):
         assert [a for a in p.argv if a.startswith("train.threads=")] == ["train.threads=3"]
     # a sweep file with overrides: its Makefile's group reads them from sweep.yaml, and the rerun line has them
     (tmp_path / "g.yaml").write_text("name: g\nbase: tiny.yaml\ngrid: {model.depth: [2]}\n")

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, assert_same_numbers
+from conftest import TINY, assert_same_numbers, model_of, train_one, train_together
 
 from skipexp.core import config
 from skipexp.core.config import RunConfig
-from skipexp.rundir import runio
-from skipexp.training import api, grouping, stacked
+from skipexp.rundir import files, runio
+from skipexp.training import fit, stackable, stacked
 
 
 def make(name: str, **dotted) -> RunConfig:
@@ -32,12 +32,12 @@ def make(name: str, **dotted) -> RunConfig:
 
 
 def lone(cfg: RunConfig, out: Path) -> Path:
-    return api.train(cfg, api.create_run(cfg, out), plots=False).run_dir
+    return train_one(cfg, fit.create_run(cfg, out)).run_dir
 
 
-def together(cfgs: list[RunConfig], out: Path) -> list[api.RunResult]:
-    assert grouping.group_configs(cfgs) == [list(range(len(cfgs)))]
-    return api.train_group(cfgs, [api.create_run(c, out) for c in cfgs], plots=False)
+def together(cfgs: list[RunConfig], out: Path) -> list[fit.RunResult]:
+    assert stackable.group_configs(cfgs) == [list(range(len(cfgs)))]
+    return train_together(cfgs, [fit.create_run(c, out) for c in cfgs])
 
 
 def assert_same_checkpoint(a: Path, b: Path) -> None:
@@ -56,7 +56,7 @@ def assert_same_checkpoint(a: Path, b: Path) -> None:
     assert ca["scheduler"] == cb["scheduler"]
 
 
-def assert_each_equals_its_lone_run(cfgs: list[RunConfig], tmp_path: Path) -> list[api.RunResult]:
+def assert_each_equals_its_lone_run(cfgs: list[RunConfig], tmp_path: Path) -> list[fit.RunResult]:
     results = together(cfgs, tmp_path / "together")
     for cfg, result in zip(cfgs, results):
         alone = lone(cfg, tmp_path / "alone")
@@ -64,7 +64,7 @@ def assert_each_equals_its_lone_run(cfgs: list[RunConfig], tmp_path: Path) -> li
         assert (result.run_dir / "config.yaml").read_text() == (alone / "config.yaml").read_text()
         if result.status == "completed":
             assert_same_checkpoint(result.run_dir, alone)
-        meta = runio.read_json(result.run_dir / "meta.json")
+        meta = files.read_json(result.run_dir / "meta.json")
         assert meta["vectorized"] is True and meta["trained_with"] == [r.run_dir.name for r in results]
     return results
 
@@ -116,7 +116,7 @@ def test_a_model_that_diverges_leaves_the_others_equal_to_their_lone_runs(tmp_pa
 
 def test_train_runs_refuses_models_of_different_shapes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="per-model values"):
-        api.train_runs([make("a"), make("b", model__width=8)], [tmp_path / "a", tmp_path / "b"])
+        train_together([make("a"), make("b", model__width=8)], [tmp_path / "a", tmp_path / "b"])
 
 
 # --- grouping: a pure function of the configs ---------------------------------------------------
@@ -125,8 +125,8 @@ def test_per_model_values_share_a_group() -> None:
     cfgs = [make("a"), make("b", train__lr=0.2, seed=3), make("c", model__init="xavier", train__momentum=0.0),
             make("d", train__grad_clip=1.0, train__weight_decay=0.1, train__schedule="cosine"),
             make("e", model__skip__scale=0.0)]
-    assert grouping.group_configs(cfgs) == [[0, 1, 2, 3, 4]]
-    assert len({grouping.stack_key(c) for c in cfgs}) == 1
+    assert stackable.group_configs(cfgs) == [[0, 1, 2, 3, 4]]
+    assert len({stackable.stack_key(c) for c in cfgs}) == 1
 
 
 @pytest.mark.parametrize("dotted", [
@@ -136,39 +136,37 @@ def test_per_model_values_share_a_group() -> None:
     {"device": "cuda"}, {"train__threads": 2},
 ])
 def test_shared_values_split_groups(dotted: dict) -> None:
-    assert grouping.group_configs([make("a"), make("b", **dotted), make("c")]) == [[0, 2], [1]]
+    assert stackable.group_configs([make("a"), make("b", **dotted), make("c")]) == [[0, 2], [1]]
 
 
 def test_kind_none_joins_identity_of_its_shape_whatever_its_placement() -> None:
     cfgs = [make("plain", model__skip__kind="none"), make("skip"), make("every2", model__skip__every=2),
             make("plain2", model__skip__kind="none", seed=1), make("narrow", model__skip__kind="none", model__width=8),
             make("gated", model__skip__kind="gated")]
-    assert grouping.group_configs(cfgs) == [[0, 1, 3], [2], [4], [5]]
+    assert stackable.group_configs(cfgs) == [[0, 1, 3], [2], [4], [5]]
     only_none = [make("p", model__skip__kind="none"), make("q", model__skip__kind="none", train__lr=0.1)]
-    assert grouping.group_configs(only_none) == [[0, 1]]
+    assert stackable.group_configs(only_none) == [[0, 1]]
 
 
-def test_models_that_cannot_be_stacked_are_groups_of_their_own(monkeypatch) -> None:
+def test_models_of_other_norms_are_groups_of_their_own() -> None:
     bn = [make("a", model__norm="batchnorm"), make("b", model__norm="batchnorm", seed=1), make("c")]
-    assert grouping.group_configs(bn) == [[0, 1], [2]]   # batch norm stacks, with statistics per model
-    monkeypatch.setitem(grouping._UNSTACKABLE, ("model.norm", "batchnorm"), "a reason")
-    assert grouping.group_configs(bn) == [[0], [1], [2]]
+    assert stackable.group_configs(bn) == [[0, 1], [2]]   # batch norm stacks, with statistics per model
     with pytest.raises(ValueError, match="one config is one model"):
-        grouping.group_configs([make("a", seed=[0, 1])])
+        stackable.group_configs([make("a", seed=[0, 1])])
 
 
 @pytest.mark.parametrize("norm", ["none", "layernorm", "batchnorm"])
 @pytest.mark.parametrize("kind", ["none", "identity", "projection", "rezero", "gated", "dense"])
-def test_grouping_agrees_with_the_stacked_model(norm: str, kind: str) -> None:
-    cfg = make("m", model__norm=norm, model__skip__kind=kind, seed=[0, 1])
-    assert (grouping.unstackable(cfg) is None) == (stacked.unsupported(cfg) is None)
+def test_every_skipexp_model_stacks(norm: str, kind: str) -> None:
+    """Grouping is a function of the configs alone because every model of skipexp's own stacks."""
+    assert stacked.unstackable_reason(model_of(make("m", model__norm=norm, model__skip__kind=kind))) is None
 
 
 def test_grouping_imports_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, skipexp.training.grouping; print('torch' in sys.modules)"
+    code = "import sys, skipexp.training.stackable; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -225,4 +223,4 @@ def test_pre_activation_models_stack_with_each_other_not_with_post(tmp_path: Pat
     pre = {"model__order": "pre", "model__norm": "layernorm"}
     cfgs = [make("pre", **pre), make("pre-plain", **pre, model__skip__kind="none", model__init="critical")]
     assert_each_equals_its_lone_run(cfgs, tmp_path)
-    assert grouping.group_configs([make("pre", **pre), make("post", model__norm="layernorm")]) == [[0], [1]]
+    assert stackable.group_configs([make("pre", **pre), make("post", model__norm="layernorm")]) == [[0], [1]]

@@ -6,9 +6,10 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from conftest import train_in_process
 
 from skipexp.core import config
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 from skipexp.views import layout, plots
 
 
@@ -16,7 +17,7 @@ def fake_run(tmp_path, diverge: bool):
     run = tmp_path / ("diverged" if diverge else "ok")
     run.mkdir()
     (run / "config.yaml").write_text(config.dump(config.from_dict({"model": {"depth": 3, "width": 4}})))
-    runio.write_json(run / "meta.json", {"tool": "skipexp", "name": run.name, "status": "diverged" if diverge
+    files.write_json(run / "meta.json", {"tool": "skipexp", "name": run.name, "status": "diverged" if diverge
                                          else "completed", **({"diverged_at_step": 30} if diverge else {})})
     layers, bounds = ["input", "blocks.0.fc1", "blocks.0.fc2", "head"], ["h0", "h1", "h2", "h3"]
     logs = {"metrics": runio.CsvLog(run / "metrics.csv", runio.METRICS_COLUMNS),
@@ -93,8 +94,6 @@ def test_loss_plot_draws_raw_values_and_smooths_without_startup_bias(tmp_path):
 
 def test_zero_gradients_are_drawn_and_marked(tmp_path):
     # ReZero's branches get exactly 0 at step 1 (alpha = 0 cuts them off): the oracle for "exactly zero"
-    from test_summary import train_in_process
-
     run = train_in_process(tmp_path, "rezero", {"model.depth": 2, "model.skip.kind": "rezero", "train.epochs": 1})
     rows = runio.read_csv(run / "grad_norms.csv")
     cols = [c for c in rows[0] if c != "step"]
@@ -130,8 +129,6 @@ def test_heatmaps_use_one_absolute_scale(tmp_path):
 
 
 def test_members_with_different_layers_line_up_by_layer(tmp_path):
-    from test_summary import train_in_process
-
     from skipexp.views import plots_compare
 
     short = {"model.depth": 3, "train.epochs": 1}

@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli, skipexp_cmd, write_config
+from conftest import cli, skipexp_cmd, train_one, write_config
 
 from skipexp.core import config
 from skipexp.core.errors import SkipexpError
 from skipexp.rundir import runio
 from skipexp.rundir.summary import summarize
-from skipexp.training import api as train_mod
+from skipexp.training import fit as train_mod
 from skipexp.training.checkpoint import load_checkpoint_file
 
 # 96 steps per epoch, logged every 4: long enough to be stopped mid-epoch, short enough to finish fast
@@ -149,7 +149,7 @@ def reference(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("reference")
     cfg = config.load(write_config(tmp / "ref.yaml", RESUME))
     run = train_mod.create_run(cfg, tmp / "runs")
-    assert train_mod.train(cfg, run, plots=False).status == "completed"
+    assert train_one(cfg, run).status == "completed"
     return run
 
 
@@ -218,7 +218,7 @@ def test_a_run_that_died_before_its_first_checkpoint_resumes_from_the_start(tmp_
     cfg = config.load(write_config(tmp_path / "c.yaml", RESUME))
     run = train_mod.create_run(cfg, tmp_path / "runs")
     with pytest.raises(RuntimeError):
-        train_mod.train(cfg, run, reporter=Dies(), plots=False)
+        train_one(cfg, run, reporter=Dies())
     assert meta(run)["status"] == "failed" and not (run / "checkpoints").exists()
     assert last_step(run) == 40
     assert train_mod.resume(run).status == "completed"
@@ -375,7 +375,7 @@ def test_divergence_stops_at_first_nonfinite_step_and_keeps_last_finite_checkpoi
                                              "data.n_test": 64, "log.every": 1})
     cfg = config.load(raw)
     run = train_mod.create_run(cfg, tmp_path / "runs")
-    result = train_mod.train(cfg, run, plots=False)
+    result = train_one(cfg, run)
     assert result.status == "diverged"
     at = meta(run)["diverged_at_step"]
     rows = runio.read_csv(run / "metrics.csv")
@@ -446,7 +446,7 @@ def _train_tiny(tmp: Path, checkpoint: str, stop_after: int | None = None) -> tu
     run = train_mod.create_run(cfg, tmp / "runs")
     calls = iter(range(10**6))
     stop = (lambda: next(calls) >= stop_after) if stop_after else (lambda: False)
-    return run, train_mod.train(cfg, run, should_stop=stop, plots=False).status
+    return run, train_one(cfg, run, should_stop=stop).status
 
 
 @pytest.mark.parametrize("checkpoint, files", [
@@ -481,7 +481,7 @@ def test_failure_inside_a_run_is_failed_with_traceback(tmp_path):
     cfg = config.load(write_config(tmp_path / "c.yaml"))
     run = train_mod.create_run(cfg, tmp_path / "runs")
     with pytest.raises(RuntimeError, match="reporter broke"):
-        train_mod.train(cfg, run, reporter=Broken(), plots=False)
+        train_one(cfg, run, reporter=Broken())
     assert meta(run)["status"] == "failed"
     log = (run / "train.log").read_text()
     assert "Traceback (most recent call last)" in log and "RuntimeError: reporter broke" in log

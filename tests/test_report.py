@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from conftest import cli, run_cli, skipexp_cmd
+from conftest import cli, skipexp_cmd
 
 from skipexp.rundir import runio
 
@@ -42,7 +42,7 @@ def test_report_rebuilds_every_kind_of_run(tmp_path, tiny_config):
         for png in (d / "plots").glob("*.png"):
             png.unlink()
 
-    p = run_cli("report", fin, div, intr, crash, check=0)
+    p = cli("report", fin, div, intr, crash, check=0)
     statuses = {d.name: json.loads((d / "summary.json").read_text())["status"] for d in (fin, div, intr, crash)}
     assert statuses == {"finished": "completed", "diverged": "diverged", "interrupted": "interrupted",
                         "crashed": "crashed"}
@@ -66,11 +66,11 @@ def test_report_refuses_other_folders(tmp_path):
     other = tmp_path / "photos"
     other.mkdir()
     (other / "a.txt").write_text("hello")
-    p = run_cli("report", other, check=2)
+    p = cli("report", other, check=2)
     assert p.stderr.strip() == f"error: {other}: not a skipexp run, comparison or sweep folder " \
                                "(no meta.json, compare summary.json or sweep.yaml)"
     assert sorted(x.name for x in other.iterdir()) == ["a.txt"]
-    p = run_cli("report", tmp_path / "missing", check=2)
+    p = cli("report", tmp_path / "missing", check=2)
     assert "no such folder" in p.stderr
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import assert_same_numbers, cli, skipexp_cmd, write_config
 
-from skipexp.rundir import runio
+from skipexp.rundir import files, runio
 
 # 32 steps per epoch, 64 epochs: 2,048 steps, logged every 8; a small test split keeps evaluation cheap
 CHAOTIC = {"model.depth": 8, "model.width": 32, "model.skip.kind": "identity", "model.init": "default",
@@ -36,7 +36,7 @@ def reference(tmp_path_factory) -> Path:
     """Seed 0 of CHAOTIC trained alone, uninterrupted."""
     tmp = tmp_path_factory.mktemp("reference")
     cli("train", write_config(tmp / "c.yaml", CHAOTIC), "seed=0", "--run-dir", tmp / "alone", check=0)
-    assert runio.read_json(tmp / "alone" / "meta.json")["steps_done"] == TOTAL
+    assert files.read_json(tmp / "alone" / "meta.json")["steps_done"] == TOTAL
     return tmp / "alone"
 
 
@@ -72,7 +72,7 @@ def test_seeds_stacked_then_killed_and_each_resumed_alone_equal_the_lone_run(tmp
     stop_mid_epoch(p, seed0, signal.SIGKILL)
     steps = runio.read_csv(seed0 / "metrics.csv")[-1]["step"]
     assert 1000 <= steps < TOTAL and steps % 32, f"killed at step {steps}: not mid-epoch"
-    assert runio.read_json(seed0 / "meta.json")["vectorized"] is True
+    assert files.read_json(seed0 / "meta.json")["vectorized"] is True
     cli("resume", seed0, check=0)   # alone: the stack it was trained in is gone
     assert_same_numbers(seed0, reference)
 
@@ -89,9 +89,9 @@ def test_a_sweep_point_of_a_mixed_group_interrupted_and_resumed_equals_the_lone_
     assert listing.splitlines()[0].startswith("# group 1 (3 points)"), listing
     point = out / "sweep-mixed" / "member=ref"
     stop_mid_epoch(start(tmp_path, "sweep", sweep, "--out", out), point, signal.SIGINT)
-    meta = runio.read_json(point / "meta.json")
+    meta = files.read_json(point / "meta.json")
     assert meta["status"] == "interrupted" and len(meta["trained_with"]) == 3
     assert meta["steps_done"] % 32, "interrupted at an epoch's end: not mid-epoch"
     cli("sweep", sweep, "--out", out, check=0)
-    assert runio.read_json(point / "meta.json")["resumes"]
+    assert files.read_json(point / "meta.json")["resumes"]
     assert_same_numbers(point, reference)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import cli, run_cli, write_config
+from conftest import cli, write_config
 
 from skipexp.core import config
 from skipexp.core.models import SkipNet
@@ -20,7 +20,7 @@ def _train(tmp_path: Path, name: str, overrides: dict) -> Path:
     cfg = write_config(tmp_path / f"{name}.yaml", {"name": name, "train.epochs": 1, **overrides})
     run_dir = tmp_path / "cmp" / "runs" / name
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    run_cli("train", cfg, "--run-dir", run_dir, check=0)
+    cli("train", cfg, "--run-dir", run_dir, check=0)
     return run_dir
 
 
@@ -117,7 +117,7 @@ def test_a_plain_unit_that_changes_width_cannot_be_removed():
 
 
 def test_lesion_cli_on_a_run_and_on_a_comparison_folder(trained):
-    r = run_cli("lesion", trained["identity"], "--drop", "3", "--samples", "2", check=0)
+    r = cli("lesion", trained["identity"], "--drop", "3", "--samples", "2", check=0)
     assert "branch" in r.stdout
     with open(trained["identity"] / "lesion.csv") as f:
         rows = list(csv.DictReader(f))
@@ -128,7 +128,7 @@ def test_lesion_cli_on_a_run_and_on_a_comparison_folder(trained):
     assert (trained["identity"] / "plots" / "lesion.png").stat().st_size > 0
 
     folder = trained["identity"].parent.parent
-    run_cli("lesion", folder, check=0)
+    cli("lesion", folder, check=0)
     assert (folder / "plots" / "lesion.png").stat().st_size > 0
     assert (trained["none"] / "lesion.csv").exists()
     bad = cli("lesion", trained["none"], "--drop", "9", check=2)
@@ -186,7 +186,7 @@ def test_neighbour_correlation_of_known_sequences():
 
 
 def test_shatter_cli(tmp_path, tiny_config):
-    r = run_cli("shatter", tiny_config, "model.norm=batchnorm", "--depths", "1,4", "--seeds", "1", "--pairs", "2",
+    r = cli("shatter", tiny_config, "model.norm=batchnorm", "--depths", "1,4", "--seeds", "1", "--pairs", "2",
                 "--out", tmp_path, check=0)
     folder = Path(r.stdout.strip().splitlines()[-1])
     with open(folder / "shatter.csv") as f:
@@ -199,11 +199,11 @@ def test_shatter_cli(tmp_path, tiny_config):
     ones = [float(r["correlation"]) for r in lags if r["lag"] == "1"]
     assert ones == pytest.approx([float(r["correlation"]) for r in rows])
     assert (folder / "plots" / "shatter.png").stat().st_size > 0
-    bad = run_cli("shatter", tiny_config, "--depths", "1,x", "--out", tmp_path, check=2)
+    bad = cli("shatter", tiny_config, "--depths", "1,x", "--out", tmp_path, check=2)
     assert bad.stderr.startswith("error:") and "--depths" in bad.stderr
-    bad = run_cli("shatter", tiny_config, "--kinds", "none,identty", "--out", tmp_path, check=2)
+    bad = cli("shatter", tiny_config, "--kinds", "none,identty", "--out", tmp_path, check=2)
     assert "did you mean" in bad.stderr
-    bad = run_cli("shatter", tiny_config, "--seeds", "0", "--out", tmp_path, check=2)
+    bad = cli("shatter", tiny_config, "--seeds", "0", "--out", tmp_path, check=2)
     assert bad.stderr.startswith("error: --seeds")
     assert len([p for p in tmp_path.iterdir() if "shatter" in p.name]) == 1  # bad calls leave no folder
 
@@ -273,7 +273,7 @@ def test_rezero_at_init_passes_gradients_unchanged():
 
 
 def test_validate_theory_cli(tiny_config):
-    r = run_cli("validate", tiny_config, "model.skip.kind=none", "--theory", check=0)
+    r = cli("validate", tiny_config, "model.skip.kind=none", "--theory", check=0)
     assert "predicted" in r.stdout and "chi per block" in r.stdout
 
 

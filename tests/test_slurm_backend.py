@@ -70,16 +70,15 @@ def test_a_bad_slurm_section_names_its_key(tmp_path):
 def test_array_tasks_complete_and_a_killed_task_resumes(tmp_path):
     """A real task process is killed (SIGKILL) after its points' first checkpoint; submitting the sweep again
     resumes them from it and completes; a third submission finds nothing to do."""
-    from skipexp.experiments import sweep as sweep_mod
-    from skipexp.experiments.sweep import overrides
+    from skipexp.experiments.sweep import backends, overrides, spec
     from skipexp.experiments.sweep.slurm_options import SlurmOptions
 
     base = write_config(tmp_path / "base.yaml", {"train.epochs": 40, "log.every": 8, "log.html": False})
     out = tmp_path / "runs"
     sw = overrides.resolve(base, ["seed=0,1"], "k")
-    pts = sweep_mod.points(sw, out)
+    pts = spec.points(sw, out)
     got = {}
-    first = threading.Thread(target=lambda: got.update(outcome=sweep_mod.run(
+    first = threading.Thread(target=lambda: got.update(outcome=backends.run(
         sw, pts, out, 1, "slurm", options=SlurmOptions(), executor="local", name="k")))
     first.start()
     deadline = time.time() + 120

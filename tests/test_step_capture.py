@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RUN_CSVS as CSVS
-from conftest import TINY, assert_close_numbers, assert_same_numbers
+from conftest import TINY, assert_close_numbers, assert_identical, assert_same_numbers, train_one, train_together
 
 from skipexp.core import config
-from skipexp.rundir import runio
-from skipexp.training import api, engine
+from skipexp.rundir import files
+from skipexp.training import fit
+from skipexp.training import step as step_mod
 from skipexp.training.graphs import CaptureFailed
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -38,17 +38,17 @@ RICH = {"model": {"norm": "layernorm", "skip": {"kind": "gated"}},
 
 
 def run_group(raw: dict, out: Path, lrs: list[float] | None = None, seeds: list[int] | None = None,
-              **kw) -> list[api.RunResult]:
+              **kw) -> list[fit.RunResult]:
     """Train one config (several seeds, or several learning rates: models trained together) into ``out``."""
     cfg = config.from_dict(raw)
     seeds = seeds or [cfg.seeds[0]] * len(lrs or [0])
     cfgs = [cfg.replace(seed=s, name=f"m{i}", train=cfg.train if lrs is None else
                         config.from_dict({**raw, "train": {**raw["train"], "lr": lrs[i]}}).train)
             for i, s in enumerate(seeds)]
-    dirs = [api.create_run(c, out) for c in cfgs]
+    dirs = [fit.create_run(c, out) for c in cfgs]
     if len(cfgs) == 1:
-        return [api.train(cfgs[0], dirs[0], plots=False, **kw)]
-    return api.train_group(cfgs, dirs, plots=False, **kw)
+        return [train_one(cfgs[0], dirs[0], **kw)]
+    return train_together(cfgs, dirs, **kw)
 
 
 class ReplayOnCpu:
@@ -72,8 +72,8 @@ class ReplayOnCpu:
 
 @pytest.fixture
 def replay_on_cpu(monkeypatch: pytest.MonkeyPatch) -> type[ReplayOnCpu]:
-    monkeypatch.setattr(engine, "capturable", lambda device, train: train.cuda_graphs)
-    monkeypatch.setattr(engine, "Graphs", ReplayOnCpu)
+    monkeypatch.setattr(step_mod, "capturable", lambda device, train: train.cuda_graphs)
+    monkeypatch.setattr(step_mod, "Graphs", ReplayOnCpu)
     return ReplayOnCpu
 
 
@@ -92,9 +92,9 @@ def test_the_capture_path_equals_eager_steps(tmp_path: Path, replay_on_cpu, case
         # the two differently (SGD's does not), so there the paths agree within rounding, not to the bit
         (assert_close_numbers if case == "rich" else assert_same_numbers)(a.run_dir, b.run_dir)
         assert a.status in ("completed", "diverged")
-        meta = runio.read_json(a.run_dir / "meta.json")
+        meta = files.read_json(a.run_dir / "meta.json")
         assert meta["cuda_graphs"] is True and "cuda_graphs_error" not in meta
-        assert "cuda_graphs" not in runio.read_json(b.run_dir / "meta.json")   # eager on the CPU: nothing to say
+        assert "cuda_graphs" not in files.read_json(b.run_dir / "meta.json")   # eager on the CPU: nothing to say
     if case == "diverging seeds":
         assert [r.status for r in replayed][1:] == ["diverged"] * 3   # otherwise the case shows nothing
 
@@ -106,7 +106,7 @@ def test_a_capture_that_fails_trains_on_eagerly_and_says_why(tmp_path: Path, rep
     eager = run_group({**raw, "train": {**raw["train"], "cuda_graphs": False}}, tmp_path / "eager")[0]
     assert failed.status == "completed"
     assert_same_numbers(failed.run_dir, eager.run_dir)
-    meta = runio.read_json(failed.run_dir / "meta.json")
+    meta = files.read_json(failed.run_dir / "meta.json")
     assert meta["cuda_graphs"] is False
     assert meta["cuda_graphs_error"] == "operation not permitted when stream is capturing"
 
@@ -142,24 +142,6 @@ def test_learning_rates_read_from_a_tensor_follow_the_schedule() -> None:
 
 # --- on CUDA: the real graphs -------------------------------------------------------------------------
 
-def assert_identical(a: Path, b: Path) -> None:
-    """Every logged number and the checkpoint's weights equal, to the bit."""
-    for name in CSVS:
-        ra, rb = runio.read_csv(a / name), runio.read_csv(b / name)
-        assert len(ra) == len(rb), name
-        for x, y in zip(ra, rb):
-            for col in x:   # the same to the bit, NaN for NaN
-                assert col == "elapsed_s" or x[col] == y[col] or (x[col] != x[col] and y[col] != y[col]), \
-                    (name, x["step"], col, x[col], y[col])
-    ma, mb = runio.read_json(a / "meta.json"), runio.read_json(b / "meta.json")
-    assert (ma["status"], ma.get("diverged_at_step")) == (mb["status"], mb.get("diverged_at_step"))
-    ca, cb = a / "checkpoints" / "last.pt", b / "checkpoints" / "last.pt"
-    assert ca.exists() == cb.exists()
-    if ca.exists():
-        wa, wb = (torch.load(c, weights_only=True)["model"] for c in (ca, cb))
-        assert all(torch.equal(wa[k], wb[k]) for k in wa)
-
-
 @cuda
 @pytest.mark.parametrize("case", ["sgd", "rich", "stacked lrs", "diverging seeds", "every step logged"])
 def test_cuda_graph_steps_equal_eager_steps_to_the_bit(tmp_path: Path, case: str) -> None:
@@ -177,9 +159,9 @@ def test_cuda_graph_steps_equal_eager_steps_to_the_bit(tmp_path: Path, case: str
     eager = run_group({**raw, "train": {**raw["train"], "cuda_graphs": False}}, tmp_path / "eager", **kw)
     for a, b in zip(replayed, eager):
         assert_identical(a.run_dir, b.run_dir)
-        meta = runio.read_json(a.run_dir / "meta.json")
+        meta = files.read_json(a.run_dir / "meta.json")
         assert meta.get("cuda_graphs_error") is None and meta["cuda_graphs"] is True, meta
-        assert runio.read_json(b.run_dir / "meta.json")["cuda_graphs"] is False
+        assert files.read_json(b.run_dir / "meta.json")["cuda_graphs"] is False
     if case == "diverging seeds":
         assert any(r.status == "diverged" for r in replayed)   # otherwise the case shows nothing
 
@@ -189,7 +171,7 @@ def test_cuda_graph_run_equals_the_cpu_run(tmp_path: Path) -> None:
     raw = raw_config(**RICH)
     on_cpu = run_group(raw, tmp_path / "cpu")[0]
     on_cuda = run_group({**raw, "device": "cuda"}, tmp_path / "cuda")[0]
-    assert runio.read_json(on_cuda.run_dir / "meta.json")["cuda_graphs"] is True
+    assert files.read_json(on_cuda.run_dir / "meta.json")["cuda_graphs"] is True
     assert_close_numbers(on_cuda.run_dir, on_cpu.run_dir)
 
 
@@ -201,6 +183,6 @@ def test_a_resumed_cuda_graph_run_equals_one_never_stopped(tmp_path: Path) -> No
     calls = itertools.count()
     stopped = run_group(raw, tmp_path / "stopped", should_stop=lambda: next(calls) >= 10)[0]
     assert stopped.status == "interrupted"
-    resumed = api.resume(stopped.run_dir)
+    resumed = fit.resume(stopped.run_dir)
     assert resumed.status == "completed"
     assert_identical(resumed.run_dir, whole.run_dir)

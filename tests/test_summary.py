@@ -3,28 +3,11 @@ from __future__ import annotations
 
 import math
 import random
-import signal
 
 import pytest
-from conftest import write_config
+from conftest import train_in_process
 
-from skipexp import cli
-from skipexp.rundir import runio, summary
-
-
-def train_in_process(tmp_path, name: str, overrides: dict | None = None, code: int = 0):
-    """``skipexp train`` in this process (it installs its own Ctrl-C handlers: put pytest's back)."""
-    cfg = write_config(tmp_path / f"{name}.yaml", {"name": name, **(overrides or {})})
-    run = tmp_path / name
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with pytest.raises(SystemExit) as e:
-            cli.main(["train", str(cfg), "--run-dir", str(run)])
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
-    assert e.value.code == code
-    return run
+from skipexp.rundir import files, runio, summary
 
 
 def tensorboard_smoothing(values, weight):
@@ -74,7 +57,7 @@ def test_best_is_never_worse_than_final_on_random_curves():
 
 
 def _check_invariants(run):
-    s = runio.read_json(run / "summary.json")
+    s = files.read_json(run / "summary.json")
     m, e = runio.read_csv(run / "metrics.csv"), runio.read_csv(run / "eval.csv")
     width = max(1, len(m) // 10)
     # the definitions, from the CSVs directly: batch figures from the logged batches, the others evaluated
@@ -101,16 +84,16 @@ def test_best_is_never_worse_than_final_on_real_runs(tmp_path, length):
 
 def test_steps_are_the_steps_taken(tmp_path):
     run = train_in_process(tmp_path, "done")
-    s, meta = runio.read_json(run / "summary.json"), runio.read_json(run / "meta.json")
+    s, meta = files.read_json(run / "summary.json"), files.read_json(run / "meta.json")
     assert s["steps"] == meta["steps_done"] == 16  # 2 epochs of 512 / 64
     assert s["steps_per_s"] == pytest.approx(16 / meta["train_seconds"])
     assert s["wall_s"] == meta["train_seconds"]
 
     div = train_in_process(tmp_path, "diverged", {"train.lr": 1e9})
-    s = runio.read_json(div / "summary.json")
+    s = files.read_json(div / "summary.json")
     assert s["status"] == "diverged"
     # the bad step's update is never applied: the steps taken stop before it
-    assert s["steps"] == runio.read_json(div / "meta.json")["steps_done"] < s["diverged_at_step"]
+    assert s["steps"] == files.read_json(div / "meta.json")["steps_done"] < s["diverged_at_step"]
 
 
 def test_steps_of_an_interrupted_and_a_crashed_run():
@@ -144,7 +127,7 @@ def test_train_figures_are_the_training_data_evaluated_at_the_end(tmp_path, size
     loss, acc = evaluate(model, x, y)
     last = runio.read_csv(run / "eval.csv")[-1]
     assert last["train_loss"] == pytest.approx(loss, rel=1e-6) and last["train_acc"] == acc
-    s = runio.read_json(run / "summary.json")
+    s = files.read_json(run / "summary.json")
     assert (s["final_train_loss"], s["final_train_acc"], s["train_from"]) == (last["train_loss"], acc, "evaluation")
     batches = [r["train_loss"] for r in runio.read_csv(run / "metrics.csv")]
     assert s["final_batch_loss"] == summary.final_and_best(batches, True)[0]   # the logged batches, kept apart
@@ -153,5 +136,5 @@ def test_train_figures_are_the_training_data_evaluated_at_the_end(tmp_path, size
 def test_without_evaluated_training_data_train_figures_are_the_logged_batches(tmp_path):
     run = train_in_process(tmp_path, "b", {"log.train_eval_size": 0, "train.epochs": 1})
     assert runio.csv_columns(run / "eval.csv") == runio.EVAL_COLUMNS
-    s = runio.read_json(run / "summary.json")
+    s = files.read_json(run / "summary.json")
     assert s["train_from"] == "batches" and s["final_train_loss"] == s["final_batch_loss"]

@@ -10,8 +10,8 @@ import yaml
 from conftest import REPO, assert_same_numbers, cli, run_cli, skipexp_cmd, write_config
 
 from skipexp.core.errors import SkipexpError
-from skipexp.experiments import sweep
-from skipexp.rundir import runio
+from skipexp.experiments.sweep import backends, local, spec
+from skipexp.rundir import reuse, runio
 
 # the tests may themselves run under `make test`: its MAKEFLAGS and MAKELEVEL must not reach the makes below
 MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
@@ -28,8 +28,8 @@ def test_grid_expands_to_named_points_with_self_contained_commands(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     path = _sweep_file(tmp_path, {"model.depth": [2, 4], "model.skip.kind": ["none", "identity"],
                                   "seed": [0, 1], "train.lr": 0.1})
-    sw = sweep.load(path)
-    pts = sweep.points(sw, Path("runs"))
+    sw = spec.load(path)
+    pts = spec.points(sw, Path("runs"))
     assert len(pts) == 8
     assert pts[0].name == "depth=2,skip.kind=none,seed=0,train.lr=0.1"
     assert pts[-1].name == "depth=4,skip.kind=identity,seed=1,train.lr=0.1"
@@ -37,7 +37,7 @@ def test_grid_expands_to_named_points_with_self_contained_commands(tmp_path, mon
     assert pts[0].run_dir == Path("runs/sweep-t/depth=2,skip.kind=none,seed=0,train.lr=0.1")
     assert pts[0].argv == ["skipexp", "train", "tiny.yaml", "model.depth=2", "model.skip.kind=none", "seed=0",
                            "train.lr=0.1", "--run-dir", str(pts[0].run_dir), "--resume"]
-    assert sweep.point_name({"model.width": [64, 32], "model.skip.kind": "none"}) == "width=64+32,skip.kind=none"
+    assert spec.point_name({"model.width": [64, 32], "model.skip.kind": "none"}) == "width=64+32,skip.kind=none"
 
 
 @pytest.mark.parametrize("grid,message", [
@@ -47,9 +47,9 @@ def test_grid_expands_to_named_points_with_self_contained_commands(tmp_path, mon
 def test_a_bad_point_fails_before_anything_runs(tmp_path, grid, message):
     path = _sweep_file(tmp_path, grid)
     with pytest.raises(SkipexpError, match=message.replace(".", r"\.")):
-        sweep.points(sweep.load(path), tmp_path / "runs")
+        spec.points(spec.load(path), tmp_path / "runs")
     (tmp_path / "typo.yaml").write_text("name: t\nbase: tiny.yaml\ngird: {seed: [0]}\n")
-    p = run_cli("sweep", tmp_path / "typo.yaml", "--out", tmp_path / "runs", check=2)
+    p = cli("sweep", tmp_path / "typo.yaml", "--out", tmp_path / "runs", check=2)
     assert p.stderr.strip() == (f'error: {tmp_path / "typo.yaml"}: gird: unknown key (did you mean "grid"?); '
                                 "a sweep file has name, base, grid, overrides, select, baseline, slurm")
     assert not (tmp_path / "runs").exists()
@@ -60,11 +60,11 @@ def test_settle_refuses_a_folder_holding_another_config(tmp_path):
     d.mkdir()
     (d / "config.yaml").write_text(yaml.safe_dump({"model": {"depth": 4}, "train": {"threads": 2}}))
     (d / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": "completed"}))
-    assert sweep.settle(d, {"model": {"depth": 4}, "train": {"threads": 1}}) == ("done", None)
+    assert reuse.reuse_or_move_aside(d, {"model": {"depth": 4}, "train": {"threads": 1}}) == ("done", None)
     with pytest.raises(SkipexpError, match="holds a run with model.depth=4, not 8"):
-        sweep.settle(d, {"model": {"depth": 8}, "train": {"threads": 1}})
+        reuse.reuse_or_move_aside(d, {"model": {"depth": 8}, "train": {"threads": 1}})
     (d / "meta.json").write_text(json.dumps({"tool": "skipexp", "status": "failed"}))  # no checkpoint
-    state, moved = sweep.settle(d, {})
+    state, moved = reuse.reuse_or_move_aside(d, {})
     assert state == "stale" and not d.exists() and moved.name.startswith("p.stale-") and moved.is_dir()
 
 
@@ -88,7 +88,7 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
 
     # leave the sweep as an interruption would: one point interrupted (with its checkpoint), one never
     # started, one folder with nothing to resume in it
-    names = sorted(sweep.point_name(v) for v in (
+    names = sorted(spec.point_name(v) for v in (
         {"model.depth": 2, "model.skip.kind": "none"}, {"model.depth": 2, "model.skip.kind": "identity"},
         {"model.depth": 4, "model.skip.kind": "none"}, {"model.depth": 4, "model.skip.kind": "identity"}))
     done, interrupted, missing, stale = names
@@ -179,7 +179,7 @@ def test_a_sweep_point_equals_a_lone_train_of_its_command(tmp_path):
     out = tmp_path / "runs"
     p = run_cli("sweep", path, "--jobs", "2", "--out", out, check=0)
     assert "8 points" in p.stdout
-    pts = sweep.points(sweep.load(path), out)
+    pts = spec.points(spec.load(path), out)
     pids = []
     for pt in pts:
         meta = json.loads((pt.run_dir / "meta.json").read_text())
@@ -233,11 +233,10 @@ def test_ctrl_c_interrupts_every_point_of_a_running_group_and_a_rerun_resumes_th
 def test_a_sweep_waits_for_points_another_process_trains_then_runs_what_it_left(tmp_path, monkeypatch):
     """A point whose folder is held by a live process (a killed sweep's worker, still stopping) is waited
     for, not reported as running and left: once that process is gone the point is settled and run."""
-    from skipexp.experiments.sweep import backends
 
     monkeypatch.chdir(tmp_path)
-    sw = sweep.load(_sweep_file(tmp_path, {"seed": [0, 1]}))
-    pts = sweep.points(sw, Path("runs"))
+    sw = spec.load(_sweep_file(tmp_path, {"seed": [0, 1]}))
+    pts = spec.points(sw, Path("runs"))
     other = subprocess.Popen(["sleep", "30"])
     try:
         held = pts[1].run_dir
@@ -252,16 +251,16 @@ def test_a_sweep_waits_for_points_another_process_trains_then_runs_what_it_left(
             if len(ran) == 1:    # the other process lets go of its point while this sweep trains the rest
                 other.kill()
                 other.wait()
-            return [sweep.PointResult(p, "completed", 0) for g in groups for p in g.points]
+            return [local.PointResult(p, "completed", 0) for g in groups for p in g.points]
 
-        class Listener(sweep.Listener):
+        class Listener(local.Listener):
             def on_wait(self, points):
                 waited.append([p.name for p in points])
 
         monkeypatch.setitem(backends.BACKENDS, "local", backend)
-        outcome = sweep.run(sw, pts, Path("runs"), 1, listener=Listener())
+        outcome = backends.run(sw, pts, Path("runs"), 1, listener=Listener())
     finally:
         other.kill()
         other.wait()
     assert ran == [["seed=0"], ["seed=1"]] and waited == [["seed=1"]] and outcome.busy == []
-    assert sweep.point_state(held) == "stale"   # crashed before a checkpoint: its group process starts it afresh
+    assert reuse.folder_state(held) == "stale"   # crashed before a checkpoint: its group process starts it afresh

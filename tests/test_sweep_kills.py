@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import skipexp_cmd, write_config
+from conftest import skipexp_cmd, train_one, write_config
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.training import api as train_mod
+from skipexp.training import fit as train_mod
 
 # 64 steps an epoch, logged every 4, 24 epochs: a few seconds a point on one core, long enough that a point
 # started a second or two before the other (importing torch) is still far from its end when the test kills
@@ -101,7 +101,7 @@ def lone_run(tmp: Path, cfg_path: Path, overrides: list[str]) -> Path:
     """The uninterrupted run of one point's config, trained alone in this process."""
     cfg = config.load(cfg_path, overrides)
     run = train_mod.create_run(cfg, tmp / "lone")
-    assert train_mod.train(cfg, run, plots=False).status == "completed"
+    assert train_one(cfg, run).status == "completed"
     return run
 
 

@@ -11,7 +11,7 @@ import yaml
 from conftest import cli, write_config
 
 from skipexp.experiments.report import SEEDS_NOTE
-from skipexp.experiments.sweep import summary as sweep_summary
+from skipexp.experiments.sweep import results as sweep_summary
 from skipexp.rundir import files
 from skipexp.rundir.summary import describe
 
@@ -134,7 +134,7 @@ def test_report_prints_the_same_table_and_titles_name_dataset_and_seeds(seeded, 
     monkeypatch.setattr(plots_sweep, "plot_sweep", lambda *a, **k: titles.append(k["title"]) or real_sweep(*a, **k))
     monkeypatch.setattr(plots_sweep, "plot_sweep_curves",
                         lambda *a: titles.append((a[4], a[5])) or real_curves(*a))
-    _, _, plots = sweep_summary.finish(root, refresh=False)
+    _, _, plots = sweep_summary.rebuild(root, refresh=False)
     assert titles == ["sweep s (synthetic, 3 seeds)", ("sweep s", "synthetic")]
     assert plots[-1] == root / files.PLOTS / "curves.png"
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from conftest import TINY, assert_same_numbers, cli, run_cli, write_config
 
-from skipexp.experiments import sweep
 from skipexp.experiments.sweep import groups as groups_mod
+from skipexp.experiments.sweep import spec
 from skipexp.experiments.sweep.overrides import resolve
 
 SHORTCUTS = {
@@ -42,7 +42,7 @@ def _config(run_dir: Path) -> dict:
 def test_a_named_axis_names_points_by_label_and_sets_its_variant_keys(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = _sweep_file(tmp_path, {"shortcut": SHORTCUTS, "seed": [0, 1]})
-    pts = sweep.points(sweep.load(path), Path("runs"))
+    pts = spec.points(spec.load(path), Path("runs"))
     assert [p.name for p in pts[:3]] == ["shortcut=identity,seed=0", "shortcut=identity,seed=1",
                                          "shortcut=projection,seed=0"]
     assert pts[2].values == {"shortcut": "projection", "seed": 0}
@@ -93,7 +93,7 @@ def test_a_sweep_with_a_named_axis_runs_lists_and_reports_from_its_folder(tmp_pa
     assert [r["shortcut"] for r in rows[::2]] == list(SHORTCUTS)
     assert {r["status"] for r in rows} == {"completed"}
 
-    assert [v for _, v, _ in sweep.folder_points(root)][2] == {"shortcut": "projection", "seed": 0}
+    assert [v for _, v, _ in spec.folder_points(root)][2] == {"shortcut": "projection", "seed": 0}
     p = cli("report", root, check=0)
     assert "projection" in p.stdout and "scaled" in p.stdout
     p = cli("sweep", root / "sweep.yaml", "--out", out, "--group", "1", check=0)
@@ -104,7 +104,7 @@ def test_a_sweep_with_a_named_axis_runs_lists_and_reports_from_its_folder(tmp_pa
     assert (point / "plots" / "grad_heatmap.png").is_file()
 
     # the point's own command, alone into another folder, computes what the sweep computed
-    pt = next(p for p in sweep.points(sweep.load(path), out) if p.name == "shortcut=scaled,seed=0")
+    pt = next(p for p in spec.points(spec.load(path), out) if p.name == "shortcut=scaled,seed=0")
     at = pt.argv.index("--run-dir")
     lone = tmp_path / "lone"
     cli(*pt.argv[1:at], "--run-dir", lone, check=0)
@@ -119,9 +119,9 @@ def test_command_line_overrides_on_a_sweep_with_a_named_axis(tmp_path, monkeypat
     path = _sweep_file(tmp_path, {"shortcut": variants, "seed": [0, 1]})
     # like a Hydra config group: the labels to keep
     sw = resolve(path, ["shortcut=scaled,identity", "seed=0"])
-    assert [p.name for p in sweep.points(sw, Path("runs"))] == ["shortcut=scaled,seed=0", "shortcut=identity,seed=0"]
+    assert [p.name for p in spec.points(sw, Path("runs"))] == ["shortcut=scaled,seed=0", "shortcut=identity,seed=0"]
     sw = resolve(path, ["shortcut=projection"])
-    assert [p.name for p in sweep.points(sw, Path("runs"))] == ["shortcut=projection,seed=0",
+    assert [p.name for p in spec.points(sw, Path("runs"))] == ["shortcut=projection,seed=0",
                                                                  "shortcut=projection,seed=1"]
     # a key the variants set is theirs: one value would leave labels naming variants that no longer
     # differ (shortcut=identity training a plain net), a list would undo them: both refused
@@ -194,7 +194,7 @@ def test_a_mapping_in_a_variant_or_a_fixed_override_merges_into_the_base(tmp_pat
     }
     path = _sweep_file(tmp_path, {"shortcut": variants, "seed": [0]},
                        overrides={"train": {"momentum": 0.5}, "model.skip": {"every": 2}})
-    pts = {p.values["shortcut"]: p.cfg for p in sweep.points(sweep.load(path), Path("runs"))}
+    pts = {p.values["shortcut"]: p.cfg for p in spec.points(spec.load(path), Path("runs"))}
     plain, some = pts["plain"], pts["some"]
     assert plain.model.skip.kind == "none" and plain.model.depth == 4 and plain.model.width == 8
     assert plain.model.skip.span == 2 and plain.model.skip.every == 2
@@ -213,7 +213,7 @@ def test_points_draw_their_plots_when_log_plots_is_set(tmp_path, where):
         grid["shortcut"] = {"drawn": {"log.plots": True}}
     path = _sweep_file(tmp_path, grid, **({"overrides": {"log.plots": True}} if where == "overrides" else {}))
     out = tmp_path / "runs"
-    pts = sweep.points(sweep.load(path), out)
+    pts = spec.points(spec.load(path), out)
     assert "log.plots=false" not in pts[0].argv and pts[0].cfg.log.plots is True
     if where == "base":  # one real sweep shows the point drawing; the cases differ only in where the key is
         cli("sweep", path, "--out", out, check=0)
@@ -226,7 +226,7 @@ def test_a_point_folder_made_with_plots_is_still_the_sweeps(tmp_path):
     path = _sweep_file(tmp_path, {"seed": [0]})
     out = tmp_path / "runs"
     cli("sweep", path, "--out", out, check=0)
-    run_dir = sweep.points(sweep.load(path), out)[0].run_dir
+    run_dir = spec.points(spec.load(path), out)[0].run_dir
     cfg = _config(run_dir)
     assert cfg["log"]["plots"] is False
     cfg["log"]["plots"] = True

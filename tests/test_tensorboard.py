@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli, write_config
+from conftest import REPO, cli, train_one, write_config
 
 from skipexp.core import config
-from skipexp.rundir import runio
-from skipexp.training import api
+from skipexp.rundir import files, runio
+from skipexp.training import fit
+from skipexp.views.run_views import RunViews
 from skipexp.views.tensorboard import event_files, export_run
 
 needs_tb = pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None,
@@ -76,7 +77,7 @@ def two_runs(tmp_path_factory) -> list:
     cfg = write_config(tmp / "tb.yaml", {"log.tensorboard": True, "model.depth": 3, "log.plots": False})
     cli("train", cfg, "seed=[0, 1]", "--out", tmp / "runs", check=0)
     runs = sorted(d for d in (tmp / "runs").iterdir() if runio.is_run_dir(d))
-    assert len(runs) == 2 and runio.read_json(runs[0] / "meta.json")["vectorized"] is True
+    assert len(runs) == 2 and files.read_json(runs[0] / "meta.json")["vectorized"] is True
     return runs
 
 
@@ -127,19 +128,19 @@ def test_tensorboard_names_each_run_by_its_folder(two_runs):
 @needs_tb
 def test_events_are_written_while_the_run_trains(tmp_path):
     cfg = config.load(write_config(tmp_path / "c.yaml", {"log.tensorboard": True, "log.plots": False}))
-    run_dir = api.create_run(cfg, tmp_path / "runs")
+    run_dir = fit.create_run(cfg, tmp_path / "runs")
     seen = []
 
-    class Checks(api.Reporter):
+    class Checks(fit.Reporter):
         def on_log(self, row):  # every row of this log step is on disk: the events must hold them too
             step = int(row["step"])
             if step in (2, 8, 14):
-                assert runio.read_json(run_dir / "meta.json")["status"] == "running"
+                assert files.read_json(run_dir / "meta.json")["status"] == "running"
                 assert_events_hold_the_csvs(read_events(run_dir), run_dir)
                 assert runio.read_csv(run_dir / "metrics.csv")[-1]["step"] == step
                 seen.append(step)
 
-    assert api.train(cfg, run_dir, reporter=Checks(), plots=False).status == "completed"
+    assert train_one(cfg, run_dir, reporter=Checks()).status == "completed"
     assert seen == [2, 8, 14]
     assert len(event_files(run_dir)) == 1  # the live events are the run's events: no export at the end
     assert_events_hold_the_csvs(read_events(run_dir), run_dir)
@@ -148,7 +149,7 @@ def test_events_are_written_while_the_run_trains(tmp_path):
 @needs_tb
 def test_a_resumed_run_appends_events_and_has_each_step_once(tmp_path):
     cfg = config.load(write_config(tmp_path / "c.yaml", {"log.tensorboard": True, "log.plots": False}))
-    run_dir = api.create_run(cfg, tmp_path / "runs")
+    run_dir = fit.create_run(cfg, tmp_path / "runs")
     steps = []
 
     def dies_at_step_11() -> bool:  # after the checkpoint at step 8 and the rows of step 10: as a kill
@@ -158,11 +159,11 @@ def test_a_resumed_run_appends_events_and_has_each_step_once(tmp_path):
         return False
 
     with pytest.raises(KeyboardInterrupt):
-        api.train(cfg, run_dir, should_stop=dies_at_step_11, plots=False)
+        train_one(cfg, run_dir, should_stop=dies_at_step_11)
     assert runio.read_csv(run_dir / "metrics.csv")[-1]["step"] == 10
     assert max(s for s, _ in everything(read_events(run_dir))["train/loss"]) == 10
-    assert api.resume(run_dir).status == "completed"
-    resumed = runio.read_json(run_dir / "meta.json")["resumes"][0]
+    assert fit.resume(run_dir, views=RunViews(plots=False)).status == "completed"
+    resumed = files.read_json(run_dir / "meta.json")["resumes"][0]
     assert resumed["from_step"] == 8 and resumed["rows_rolled_back"] == 4   # step 10 of the four log files
 
     assert len(event_files(run_dir)) == 2
@@ -230,7 +231,7 @@ def test_a_run_without_log_tensorboard_never_imports_it(tmp_path, monkeypatch):
     cfg = config.load(write_config(tmp_path / "c.yaml", {"log.plots": False}))
     for name in ("tensorboard", "torch.utils.tensorboard"):
         monkeypatch.setitem(sys.modules, name, None)  # any import of either now fails
-    assert api.train(cfg, api.create_run(cfg, tmp_path / "runs"), plots=False).status == "completed"
+    assert train_one(cfg, fit.create_run(cfg, tmp_path / "runs")).status == "completed"
     assert event_files(next((tmp_path / "runs").iterdir())) == []
 
 

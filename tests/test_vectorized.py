@@ -2,25 +2,23 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import assert_same_numbers, lone_run, run_cli, together, write_config
+from conftest import assert_same_numbers, cli, lone_run, model_of, together, write_config
 
 from skipexp.core import config
-from skipexp.rundir import runio
+from skipexp.rundir import files
 from skipexp.training import stacked
-from skipexp.training.threads import choose_threads
 
 CSVS = ["metrics.csv", "eval.csv", "grad_norms.csv", "act_grad_norms.csv", "act_norms.csv"]
 
 
 def test_cli_seed_list_writes_folders_equal_to_lone_runs(tmp_path: Path) -> None:
     cfg_path = write_config(tmp_path / "tiny.yaml", {"log.checkpoint": "last", "log.plots": True})
-    p = run_cli("train", cfg_path, "seed=[0,1]", "--out", tmp_path / "runs", "--threads", "1", check=0)
+    p = cli("train", cfg_path, "seed=[0,1]", "--out", tmp_path / "runs", "--threads", "1", check=0)
     dirs = sorted((tmp_path / "runs").iterdir())
     assert [d.name.rsplit("-", 1)[-1] for d in dirs] == ["seed0", "seed1"]
     assert all(str(d) in p.stdout for d in dirs)
@@ -28,7 +26,7 @@ def test_cli_seed_list_writes_folders_equal_to_lone_runs(tmp_path: Path) -> None
         alone = lone_run(yaml.safe_load(cfg_path.read_text()), seed, tmp_path / "alone")
         mine = dirs[seed]
         assert_same_numbers(mine, alone)
-        meta = runio.read_json(mine / "meta.json")
+        meta = files.read_json(mine / "meta.json")
         assert meta["vectorized"] is True and meta["seeds_together"] == [0, 1]
         assert meta["threads"] == 1 and meta["seed"] == seed
         assert yaml.safe_load((mine / "config.yaml").read_text())["seed"] == seed
@@ -60,7 +58,7 @@ VARIANTS = {
 def test_every_kind_equals_lone_runs(tmp_path: Path, variant: str) -> None:
     raw = yaml.safe_load(write_config(tmp_path / "c.yaml", {"log.checkpoint": "none", **VARIANTS[variant]})
                          .read_text())
-    assert stacked.unsupported(config.from_dict({**raw, "seed": [0, 1]})) is None
+    assert stacked.unstackable_reason(model_of(config.from_dict({**raw, "seed": [0, 1]}))) is None
     results = together(raw, [3, 5], tmp_path / "together")
     for seed, result in zip([3, 5], results):
         assert_same_numbers(result.run_dir, lone_run(raw, seed, tmp_path / "alone"))
@@ -75,7 +73,7 @@ def test_a_diverged_seed_stops_and_the_others_go_on(tmp_path: Path) -> None:
     for seed, result in zip([0, 3, 4], results):
         alone = lone_run(raw, seed, tmp_path / "alone")
         assert_same_numbers(result.run_dir, alone)
-        steps.append(runio.read_json(result.run_dir / "meta.json")["diverged_at_step"])
+        steps.append(files.read_json(result.run_dir / "meta.json")["diverged_at_step"])
         assert result.status == "diverged"
     assert len(set(steps)) == 3, steps   # otherwise the test shows nothing about seeds going on alone
 
@@ -85,10 +83,10 @@ def test_batchnorm_seeds_train_together_each_over_its_own_batch(tmp_path: Path) 
     statistics) equal its lone run's to the bit, running statistics too."""
     raw = yaml.safe_load(write_config(tmp_path / "bn.yaml", {
         "model.norm": "batchnorm", "train.epochs": 3, "log.eval_every": 5, "log.checkpoint": "last"}).read_text())
-    assert stacked.unsupported(config.from_dict({**raw, "seed": [0, 1, 2]})) is None
+    assert stacked.unstackable_reason(model_of(config.from_dict({**raw, "seed": [0, 1, 2]}))) is None
     results = together(raw, [0, 1, 2], tmp_path / "runs")
     for seed, result in enumerate(results):
-        assert runio.read_json(result.run_dir / "meta.json")["vectorized"] is True
+        assert files.read_json(result.run_dir / "meta.json")["vectorized"] is True
         alone = lone_run(raw, seed, tmp_path / "alone")
         assert_same_numbers(result.run_dir, alone)
         mine, theirs = (torch.load(d / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -98,14 +96,14 @@ def test_batchnorm_seeds_train_together_each_over_its_own_batch(tmp_path: Path) 
 
 
 def test_batchnorm_running_statistics_move_every_step_of_a_long_run(tmp_path: Path) -> None:
-    """Past the steps after which the engine traces its forward (``_Fast.TRACE_AFTER``), every step still
+    """Past the steps after which the engine traces its forward (``TracedForward.TRACE_AFTER``), every step still
     updates the running statistics, and the test evaluation (eval mode: running statistics) agrees with the
     checkpoint's model: a run whose statistics froze evaluated at chance while it trained well."""
     from skipexp.core import data as data_mod
-    from skipexp.training.bank import _Fast
+    from skipexp.training.modelstack import TracedForward
     from skipexp.training.checkpoint import load_trained
 
-    steps = _Fast.TRACE_AFTER + 16
+    steps = TracedForward.TRACE_AFTER + 16
     raw = yaml.safe_load(write_config(tmp_path / "bn.yaml", {
         "model.norm": "batchnorm", "train.steps": steps, "log.every": steps, "log.eval_every": steps,
         "log.checkpoint": "last"}).read_text())
@@ -165,18 +163,11 @@ def test_stacked_batchnorm_is_each_models_batchnorm_and_does_not_depend_on_k(h: 
     assert all(torch.allclose(b.eval()(x[i]), stack(x)[i], rtol=1e-5, atol=1e-5) for i, b in enumerate(lone))
 
 
-def test_a_model_that_cannot_stack_trains_alone_with_a_note(tmp_path: Path, monkeypatch) -> None:
-    """No config value makes a model unstackable today; the fallback stays for one that will."""
-    from skipexp.training import api
-
-    raw = yaml.safe_load(write_config(tmp_path / "t.yaml", {
-        "train.steps": 3, "train.threads": None, "log.checkpoint": "none"}).read_text())
-    monkeypatch.setattr(api, "unsupported", lambda cfg: "a module with no stacked form")
-    results = together(raw, [0, 1], tmp_path / "runs")
-    assert [r.status for r in results] == ["completed", "completed"]
-    for seed, result in enumerate(results):
-        meta = json.loads((result.run_dir / "meta.json").read_text())
-        assert meta["vectorized"] is False and meta["vectorized_reason"] == "a module with no stacked form"
-        assert meta["seed"] == seed
-        # no threads asked for: the count chosen for this model's size
-        assert meta["threads"] == choose_threads(config.from_dict(raw))
+def test_a_model_that_cannot_stack_is_refused_in_one_line_and_leaves_no_folder(tmp_path: Path, monkeypatch) -> None:
+    """Every model trains as a stack (a lone run is a stack of one); a module without a stacked form (none of
+    skipexp's own today: here ReLU's registration taken away) is a clear error before anything trains."""
+    monkeypatch.delitem(stacked.STACKABLE, torch.nn.ReLU)
+    out = tmp_path / "runs"
+    r = cli("train", write_config(tmp_path / "t.yaml", {"train.steps": 3}), "--out", out, check=2)
+    assert "cannot train this model" in r.stderr and "no stacked form of ReLU" in r.stderr
+    assert not out.exists() or not any(out.iterdir())

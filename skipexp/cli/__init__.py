@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except Exception as e:  # a bug or an environment failure: one line here, the traceback in train.log
-        logs = getattr(e, "train_logs", None)   # where training wrote it (skipexp.training.session.logged_in)
+        logs = getattr(e, "train_logs", None)   # where training wrote it (skipexp.training.setup.logged_in)
         where = f"traceback in {logs[0]}" if logs else "SKIPEXP_DEBUG=1 shows the traceback"
         error(f"{e.__class__.__name__}: {e}".splitlines()[0] + f" ({where})")
         if os.environ.get("SKIPEXP_DEBUG"):

@@ -48,23 +48,19 @@ DeviceOpt = Annotated[Optional[str], typer.Option(
     "--device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N (overrides device).")]
 
 
-def load_config(path: Path, overrides: list[str] | None, device: str | None = None,
-                name: str | None = None) -> RunConfig:
+def load_config(path: Path, overrides: list[str] | None, device: str | None = None, name: str | None = None,
+                threads: int | None = None) -> RunConfig:
+    """CONFIG with its KEY=VALUE overrides, then the options that stand for overrides."""
     from skipexp.core import config
 
-    extra = list(overrides or [])
-    if device is not None:
-        extra.append(f"device={device}")
-    if name is not None:
-        extra.append(f"name={name}")
-    return config.load(path, extra)
+    return config.load(path, list(overrides or []) + config.option_overrides(name=name, device=device, threads=threads))
 
 
 def check_device(cfg: RunConfig, file: Path) -> None:
     """Refuse a device this machine lacks (``--device cuda`` without CUDA) before any folder is made."""
     if not cfg.device.startswith("cuda"):  # cpu and auto always exist; asking torch costs its import (~1 s)
         return
-    from skipexp.training.session import resolve_device
+    from skipexp.training.setup import resolve_device  # torch: only for a CUDA device
 
     try:
         resolve_device(cfg.device)
@@ -102,7 +98,6 @@ def int_list(text: str, option: str) -> list[int]:
     if not values or min(values) < 1:
         raise SkipexpError(f"expected positive integers like 1,2,4, got {text!r}", key=option)
     return values
-
 
 
 def split_configs(args: list[str]) -> tuple[list[Path], list[str]]:

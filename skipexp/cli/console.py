@@ -6,6 +6,8 @@ import signal
 import sys
 from pathlib import Path
 
+from skipexp.rundir.folder import RunFolder
+
 # A pipe or a file has no width: rich would assume 80 columns and cut table cells to `complet…`. Lines
 # that long are what a log or `| less -S` wants; a terminal (or COLUMNS) still sets the width.
 UNBOUNDED_WIDTH = 100_000
@@ -46,7 +48,6 @@ def reset_consoles() -> None:
     out_console._console = err_console._console = None
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
-
 
 
 def error(message: str) -> None:
@@ -134,9 +135,7 @@ class StopFlag:
         marked = []
         for run_dir in self.run_dirs:
             try:
-                from skipexp.rundir import files
-
-                if files.mark_interrupted(run_dir):  # a finished run keeps its status
+                if RunFolder(run_dir).mark_interrupted():  # a finished run keeps its status
                     marked.append(run_dir)
             except Exception:
                 pass
@@ -155,6 +154,17 @@ def resume_hint(run_dirs: list[Path]) -> str:
 
 # --- progress ------------------------------------------------------------------------------------
 
+def run_name(run_dir: Path) -> str:
+    """The name a run was trained under (its bar's label), or its folder's where config.yaml is unreadable
+    (resume then refuses the folder with its own message)."""
+    from skipexp.rundir import files
+
+    try:
+        return str(files.read_config_dict(run_dir).get("name") or run_dir.name)
+    except Exception:
+        return run_dir.name
+
+
 def reporter_for(stop: StopFlag | None = None):
     """label -> a progress-bar reporter, as the library asks for one."""
     return lambda label: make_reporter(label, stop)
@@ -166,7 +176,7 @@ def make_reporter(label: str, stop: StopFlag | None = None, members: list[str] |
     (its seeds) at the last log step; without, the first model's."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from skipexp.training.session import Reporter
+    from skipexp.training.run import Reporter
 
     class RichReporter(Reporter):
         def __init__(self) -> None:

@@ -55,7 +55,7 @@ def compare(
         results = compare_mod.run(
             members, cdir, should_stop=stop, progress=download_progress(),
             group_reporter=lambda label, owners: make_reporter(label, stop, owners))
-    summary = compare_mod.finish(cdir, html=any(m.cfg.log.html for m in members))
+    summary = compare_mod.rebuild(cdir, html=any(m.cfg.log.html for m in members))
     print_compare(summary)
     out_console.print(str(cdir))
     stopped = [r.run_dir for r in results if r.status == "interrupted"]
@@ -64,7 +64,6 @@ def compare(
         err_console.print(f"interrupted: resume with {resumes}; then skipexp report {cdir}",
                           markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERRUPTED)
-
 
 
 @app.command()
@@ -131,7 +130,7 @@ def sweep(
       skipexp sweep configs/sweeps/depth.yaml --jobs 2
       skipexp sweep configs/skip.yaml model.depth=2,4,8 seed=0,1 train.epochs=2   (runs/sweep-skip-depth-seed/)
     """
-    from skipexp.experiments import sweep as sweep_mod
+    from skipexp.experiments.sweep import backends, commands, local, results, spec
     from skipexp.experiments.sweep import overrides as sweep_overrides
 
     sw = sweep_overrides.resolve(sweep_file, list(overrides or []), name)
@@ -153,7 +152,7 @@ def sweep(
         raise SkipexpError("only means something with --group", key="--part")
     if group is not None and (list_only or backend != "local"):
         raise SkipexpError("runs one group here; it takes neither --list nor --backend", key="--group")
-    pts = sweep_mod.points(sw, out)  # every point built and checked once, here
+    pts = spec.points(sw, out)  # every point built and checked once, here
     if group is not None:
         _sweep_group(sw, pts, group, part)
         return
@@ -163,10 +162,10 @@ def sweep(
         options = {"options": slurm, "executor": executor, "name": sw.name}
     if list_only:
         jobs = jobs or 1
-        sweep_mod.write_sweep_file(sw, out)  # the groups' commands read it; `skipexp report` can read the folder
+        spec.write_sweep_file(sw, out)  # the groups' commands read it; `skipexp report` can read the folder
         # plain text, not the console: make needs its tabs, and a pipe must get exact lines
         if fmt == "make":
-            typer.echo(sweep_mod.make_file(sw, pts, out, jobs))
+            typer.echo(commands.make_file(sw, pts, out, jobs))
         elif fmt == "sbatch":
             from skipexp.experiments.sweep.commands import sbatch_file
 
@@ -178,13 +177,13 @@ def sweep(
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from skipexp.experiments.sweep.summary import planned
+    from skipexp.experiments.sweep.results import planned
 
     n_points = planned(sw, pts)   # with a staged selection, the points it leaves out are not to be trained
     progress = Progress(TextColumn("[bold]sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[now]}"), TimeElapsedColumn(), console=err_console.console)
 
-    class Listener(sweep_mod.Listener):
+    class Listener(local.Listener):
         def __init__(self) -> None:
             self.running: list[str] = []
 
@@ -213,12 +212,12 @@ def sweep(
     stop = StopFlag().install()
     task = progress.add_task(sw.name, total=n_points, now="")
     with progress:
-        outcome = sweep_mod.run(sw, pts, out, jobs if backend in ("ray", "slurm") else (jobs or 1), backend, Listener(),
+        outcome = backends.run(sw, pts, out, jobs if backend in ("ray", "slurm") else (jobs or 1), backend, Listener(),
                                 should_stop=stop, **options)
         if outcome.skipped:
             progress.console.print(f"{len(outcome.skipped)} point(s) already done, skipped")
         progress.update(task, advance=len(outcome.skipped))
-    _, rows, plots_ = sweep_mod.finish(outcome.root, html=any(p.cfg.log.html for p in pts))
+    _, rows, plots_ = results.rebuild(outcome.root, html=any(p.cfg.log.html for p in pts))
     print_sweep(rows, sw, f"sweep {sw.name}: {len(rows)} points")
     out_console.print(str(outcome.root))
     bad = [r for r in outcome.ran if r.status not in ("completed", "diverged")]
@@ -256,10 +255,11 @@ def _slurm_options(sw, backend: str, script: bool, executor: str, flags: dict, c
 
 
 def _sweep_group(sw, pts: list, number: int, part: Optional[str]) -> None:
-    """``sweep --group N [--part i/k]``: settle and train one group's points here, in this process."""
+    """``sweep --group N [--part i/k]``: keep, resume or move aside and train one group's points here, in this
+    process."""
     from skipexp.experiments.sweep import groups as groups_mod
     from skipexp.experiments.sweep.local import PARENT_PID_ENV
-    from skipexp.experiments.sweep.summary import runnable
+    from skipexp.experiments.sweep.results import runnable
     from skipexp.rundir import files
 
     g = groups_mod.select(pts, number, groups_mod.parse_part(part) if part else (1, 1))
@@ -341,8 +341,6 @@ def tensorboard_cmd(
         out_console.print(str(p), markup=False, highlight=False)
     err_console.print(f"{len(written)} run(s) exported; view with: {_tensorboard()} --logdir "
                       f"{' '.join(str(d) for d in dirs)}", markup=False, highlight=False)
-
-
 
 
 def _tensorboard() -> str:

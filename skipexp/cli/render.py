@@ -77,7 +77,7 @@ def print_seeds(name: str, summaries: list[dict]) -> None:
                       markup=False, highlight=False)
 
 
-def finish(*results) -> None:
+def exit_if_interrupted(*results) -> None:
     """Print the outcome of runs (a config's seeds) and exit 130 if any was interrupted, with one line that
     resumes every one of them."""
     from skipexp.rundir import files

@@ -16,8 +16,8 @@ from skipexp.cli.args import (
     load_config,
     no_folder_left_on_error,
 )
-from skipexp.cli.console import StopFlag, download_progress, err_console, out_console, reporter_for
-from skipexp.cli.render import finish, print_seeds, print_summary, print_theory, print_theory_answer
+from skipexp.cli.console import StopFlag, download_progress, err_console, make_reporter, out_console, run_name
+from skipexp.cli.render import exit_if_interrupted, print_seeds, print_summary, print_theory, print_theory_answer
 from skipexp.core.errors import SkipexpError
 
 
@@ -43,33 +43,36 @@ def train(
 
     Example: skipexp train configs/skip.yaml model.depth=64 --device cpu
     """
-    extra = list(overrides or []) + ([f"train.threads={threads}"] if threads is not None else [])
-    cfg = load_config(config, extra, device, name)
+    cfg = load_config(config, overrides, device, name, threads)
     check_device(cfg, config)
     from skipexp.rundir import runio
 
     folder = out if run_dir is None else run_dir.parent
     with no_folder_left_on_error(folder):
         runio.check_writable(folder)  # before torch loads (but for a CUDA check): fail in a second
-        from skipexp.experiments import runs
+        from skipexp.training import fit
+        from skipexp.views.run_views import RunViews
 
         stop = StopFlag().install()
-        options = {"reporter_for": reporter_for(stop), "should_stop": stop, "progress": download_progress()}
+        label = cfg.name if len(cfg.seeds) == 1 else f"{cfg.name} ×{len(cfg.seeds)} seeds"
+        reporter = make_reporter(label, stop)
+        hooks = {"reporter": reporter, "should_stop": stop, "progress": download_progress(), "views": RunViews()}
         try:
             if resume_existing and run_dir is not None and len(cfg.seeds) == 1:
-                results = [runs.train_or_settle(cfg, run_dir, notify=err_console.print, **options)]
+                results = [fit.train_or_resume(cfg, run_dir, notify=err_console.print, **hooks)]
             else:
-                results = runs.train(cfg, out, run_dir, **options)
+                results = fit.train_config(cfg, out, run_dir, **hooks)
         except SkipexpError as e:  # a config value found wrong only at run time (data sizes, files)
             raise e.with_file(str(config)) from None
+        finally:
+            reporter.close()
     for result in results:
         print_summary(result.summary, result.run_dir)
     if len(results) > 1:
         print_seeds(cfg.name, [r.summary for r in results])
     for result in results:  # the folders last, one line each, as is: `tail -n 1` finds a run
         out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)
-    finish(*results)
-
+    exit_if_interrupted(*results)
 
 
 @app.command(short_help="Continue an interrupted or crashed run from its checkpoint.")
@@ -84,18 +87,22 @@ def resume(
     from skipexp.rundir import runio
 
     runio.check_resumable(run_dir)  # refusals come before torch loads
-    from skipexp.experiments import runs
     from skipexp.rundir import files
+    from skipexp.training import fit
+    from skipexp.views.run_views import RunViews
 
     stop = StopFlag().install()
+    reporter = make_reporter(run_name(run_dir), stop)
     try:
-        result = runs.resume(run_dir, reporter_for=reporter_for(stop), should_stop=stop,
-                             progress=download_progress())
+        result = fit.resume(run_dir, reporter=reporter, should_stop=stop, progress=download_progress(),
+                            views=RunViews())
     except SkipexpError as e:
         raise e.with_file(str(run_dir / files.CONFIG)) from None
+    finally:
+        reporter.close()
     print_summary(result.summary, result.run_dir)
     out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
-    finish(result)
+    exit_if_interrupted(result)
 
 
 @app.command(short_help="Check a config and show its layers; trains nothing.")
@@ -125,7 +132,7 @@ def validate(
     from skipexp.core import nets
     from skipexp.core.data import input_shape
     from skipexp.training import memory
-    from skipexp.training.session import resolve_device
+    from skipexp.training.setup import resolve_device
 
     try:
         device = resolve_device(cfg.device)

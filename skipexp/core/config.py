@@ -504,6 +504,13 @@ def load(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
     return from_dict(raw, file=str(path), default_name=Path(path).stem)
 
 
+def option_overrides(*, name: str | None = None, device: str | None = None, threads: int | None = None) -> list[str]:
+    """The options ``--name``, ``--device`` and ``--threads`` (``skipexp.train``'s arguments of those names) as the
+    overrides they stand for; an option not given is none."""
+    options = (("name", name), ("device", device), ("train.threads", threads))
+    return [f"{key}={v}" for key, v in options if v is not None]
+
+
 def dump(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 

@@ -237,7 +237,7 @@ class Augment(nn.Module):
         self.register_buffer("draws", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:                      # (N, K*C, H, W)
-        if isinstance(x, torch.fx.Proxy):   # a trace (skipexp.training.bank.flat_forward) must not count a draw
+        if isinstance(x, torch.fx.Proxy):   # a trace (skipexp.training.modelstack.flat_forward) must not count a draw
             raise torch.fx.proxy.TraceError("augmentation draws on the host, once per step: not traced")
         n, kc, h, w = x.shape
         k, p = len(self.seeds), self.padding

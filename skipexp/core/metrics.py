@@ -47,7 +47,33 @@ def _same_shape(ts: list[torch.Tensor]) -> bool:
 
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (logits.argmax(1) == y).float().mean()
+    """(...,) the share of rows whose top logit is the label: logits (..., B, classes), labels (..., B)."""
+    return (logits.argmax(-1) == y).float().mean(-1)
+
+
+# --- per model of a stack: every tensor with a leading model dimension K --------------------------
+# Each reduction runs over one model's own elements along the last dimensions, never across models, so that
+# model k's values do not depend on K.
+
+def stack_grad_norms(grads: list[torch.Tensor], segment: torch.Tensor,
+                     layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each model's total gradient norm (K,) and per-layer norms (K, layers), weights and bias together, from
+    the (K, ...) gradients of its parameters; ``segment`` gives each parameter's layer."""
+    k = grads[0].shape[0]
+    sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads], dim=1)                  # (K, params)
+    w = torch.zeros(k, layers, dtype=sq.dtype, device=sq.device).index_add_(1, segment, sq)     # (K, layers)
+    return w.sum(1).sqrt(), w.sqrt()
+
+
+def stack_act_grad_norms(hs: list[torch.Tensor]) -> torch.Tensor:
+    """(K, boundaries) :meth:`GradProbe.act_grad_norms` of each model, from boundaries (K, B, H) with grads."""
+    n = hs[0].shape[1]
+    return torch.stack([h.grad.norm(dim=2).mean(1) for h in hs], dim=1) * n
+
+
+def stack_act_rms(hs: list[torch.Tensor]) -> torch.Tensor:
+    """(K, boundaries) :meth:`GradProbe.act_rms` of each model, from boundaries (K, B, H)."""
+    return torch.stack([h.detach().square().mean((1, 2)).sqrt() for h in hs], dim=1)
 
 
 @torch.inference_mode()

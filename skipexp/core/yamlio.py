@@ -4,6 +4,7 @@ words with file, line and column) and ``key=value`` overrides, into the raw mapp
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -123,8 +124,6 @@ def set_dotted(raw: dict[str, Any], path: list[str], value: Any) -> None:
 
 def merge_into(base: dict[str, Any], update: dict[str, Any]) -> None:
     """Merge ``update`` into ``base`` key by key, recursively; a list or a value replaces."""
-    import copy
-
     for k, v in update.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
             merge_into(base[k], v)
@@ -133,8 +132,6 @@ def merge_into(base: dict[str, Any], update: dict[str, Any]) -> None:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    import copy
-
     raw = copy.deepcopy(raw)
     for text in overrides:
         path, value = parse_override(text)

@@ -14,7 +14,7 @@ The batch order is a pure function of (seed, epoch) and the data of the data con
 share those see exactly the same batches; the table says when members differ in anything but the model.
 
 Members (and seeds) whose models share a shape and differ only in per-model values
-(:mod:`skipexp.training.grouping`: seed, lr, init, ..., and skip kind none beside identity) train together
+(:mod:`skipexp.training.stackable`: seed, lr, init, ..., and skip kind none beside identity) train together
 in one stack, one progress bar per group; each still gets its ordinary run folder, equal (to the bit on
 the CPU) to a lone ``skipexp train`` of it, and its meta.json names the members it trained with.
 """
@@ -31,10 +31,12 @@ from skipexp.core import config as config_mod
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number
+from skipexp.experiments.html import write_compare
 from skipexp.experiments.seeds import CI_FIELDS, MEAN_FIELDS, against_baseline, healthy, mean_summary  # noqa: F401
-from skipexp.experiments.sweep.state import config_differences, flatten
 from skipexp.rundir import files, runio
 from skipexp.rundir import summary as summary_mod
+from skipexp.rundir.reuse import config_differences, flatten
+from skipexp.rundir.summary import summarize, write_summary
 
 SMALL_N = 5   # fewer seeds than this: the caption warns that intervals are wide
 
@@ -120,7 +122,7 @@ def member_configs(m: Member) -> list[tuple[RunConfig, str]]:
 
 
 @dataclass(frozen=True)
-class Group:
+class MemberGroup:
     """Members (and their seeds) that train together in one stack."""
     members: list[Member]
     cfgs: list[RunConfig]   # one per model: a member's seeds in order, members in order
@@ -134,19 +136,19 @@ class Group:
                           for m in self.members)
 
 
-def groups(members: list[Member]) -> list[Group]:
+def groups(members: list[Member]) -> list[MemberGroup]:
     """The members' models split into groups that train together
-    (:func:`skipexp.training.grouping.group_configs`), in member order.
+    (:func:`skipexp.training.stackable.group_configs`), in member order.
 
     A member's seeds always share its group: they differ only in the seed, a per-model value.
     """
-    from skipexp.training.grouping import group_configs
+    from skipexp.training.stackable import group_configs
 
     models = [(i, cfg, name) for i, m in enumerate(members) for cfg, name in member_configs(m)]
     out = []
     for idx in group_configs([cfg for _, cfg, _ in models]):
         owners = sorted({models[j][0] for j in idx})
-        out.append(Group([members[i] for i in owners], [models[j][1] for j in idx], [models[j][2] for j in idx],
+        out.append(MemberGroup([members[i] for i in owners], [models[j][1] for j in idx], [models[j][2] for j in idx],
                          [members[models[j][0]].name for j in idx]))
     return out
 
@@ -162,17 +164,15 @@ def run(members: list[Member], cdir: Path, *,
     members; ``owners`` names each model's member, so that the bar can show each member's own loss.
     A bad input found while setting up the first group (data files, device) leaves no folder behind.
     """
-    from skipexp.training.api import create_run, train, train_group
+    from skipexp.training.fit import create_run, fit
+    from skipexp.views.run_views import RunViews
 
     results: list = []
     for g in groups(members):
         reporter = group_reporter(g.label, g.owners) if group_reporter is not None else None
         try:
             dirs = [create_run(cfg, cdir / files.RUNS, cdir / files.RUNS / name) for cfg, name in zip(g.cfgs, g.dirs)]
-            if len(dirs) == 1:   # alone, as `skipexp train` trains it
-                got = [train(g.cfgs[0], dirs[0], reporter=reporter, should_stop=should_stop, progress=progress)]
-            else:
-                got = train_group(g.cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress)
+            got = fit(g.cfgs, dirs, reporter=reporter, should_stop=should_stop, progress=progress, views=RunViews())
         except SkipexpError:
             if not results:
                 shutil.rmtree(cdir, ignore_errors=True)
@@ -188,10 +188,9 @@ def run(members: list[Member], cdir: Path, *,
 
 # --- from disk: summary.json, summary.md, plots --------------------------------------------------
 
-def finish(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
+def rebuild(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
     """Recompute the comparison from its folder: member summaries, differences, table, plots and (unless
     ``html`` is False) report.html."""
-    from skipexp.rundir.summary import summarize, write_summary
     from skipexp.views import plots_compare
 
     s = files.read_json(cdir / files.SUMMARY)
@@ -226,8 +225,6 @@ def finish(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
     if member_dirs:
         plots_compare.plot_compare(member_dirs, cdir / files.PLOTS)
     if html:
-        from skipexp.experiments.html import write_compare
-
         write_compare(cdir, s, table(s)[2], NOTES, [cdir / r for m in s["members"] for r in member_runs(m)])
     return s
 
@@ -240,7 +237,6 @@ def differences(configs: dict[str, dict]) -> dict[str, dict[str, Any]]:
         keys |= set(config_differences(configs[names[0]], configs[other], NEUTRAL))
     flat = {n: flatten(c) for n, c in configs.items()}
     return {k: {n: flat[n].get(k) for n in names} for k in sorted(keys)}
-
 
 
 def _pair(s: dict, a: str, b: str, **kw: bool) -> str:

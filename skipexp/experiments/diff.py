@@ -17,9 +17,12 @@ from typing import Any
 
 from skipexp.core.config import flatten
 from skipexp.core.errors import SkipexpError
+from skipexp.core.fmt import number, value
 from skipexp.core.stats import summarize, welch
+from skipexp.experiments.sweep.spec import folder_points, is_sweep_dir, load_folder, point_name
 from skipexp.rundir import files, runio
 from skipexp.rundir.summary import summarize as summarize_run
+from skipexp.views.ticks import layer_keys
 
 # summary fields compared, in the order shown: (field, label, percentage)
 FIELDS = (("status", "status", False), ("steps", "steps", False),
@@ -63,7 +66,7 @@ class Folder:
 
 def _summary(run_dir: Path) -> dict:
     p = run_dir / files.SUMMARY
-    return runio.read_json(p) if p.is_file() else summarize_run(run_dir)
+    return files.read_json(p) if p.is_file() else summarize_run(run_dir)
 
 
 def _seeds(n: int) -> str:
@@ -72,7 +75,7 @@ def _seeds(n: int) -> str:
 
 def resolve(arg: str) -> Side | Folder:
     """A command-line argument as a side or a folder (see the module docstring); a clear error otherwise."""
-    from skipexp.experiments import compare, sweep
+    from skipexp.experiments import compare
 
     path = Path(arg)
     if path.is_dir() and runio.is_run_dir(path):
@@ -80,14 +83,14 @@ def resolve(arg: str) -> Side | Folder:
         return Side(arg, "run", [path])
     if path.is_dir() and compare.is_compare_dir(path):
         return Folder(arg, "comparison", _members(path, arg))
-    if path.is_dir() and sweep.is_sweep_dir(path):
-        sw = sweep.load_folder(path)
+    if path.is_dir() and is_sweep_dir(path):
+        sw = load_folder(path)
         return Folder(arg, "sweep", _configurations(path, arg), dict(sw.grid))
     parent = path.parent
     if not path.exists() and parent.is_dir() and compare.is_compare_dir(parent):
         members = _members(parent, arg)
         return _pick(members, path.name, arg, "member of the comparison")
-    if not path.exists() and parent.is_dir() and sweep.is_sweep_dir(parent):
+    if not path.exists() and parent.is_dir() and is_sweep_dir(parent):
         return _pick(_configurations(parent, arg), path.name, arg, "configuration of the sweep (its keys but seed)")
     if not path.exists():
         raise SkipexpError("no such run, comparison or sweep folder, nor a COMPARISON/MEMBER or "
@@ -119,8 +122,6 @@ def _members(cdir: Path, label: str) -> dict[str, Side]:
 
 def _configurations(root: Path, label: str) -> dict[str, Side]:
     """A sweep's configurations by name (its point name without ``seed``), each with the points that ran."""
-    from skipexp.experiments.sweep import folder_points, point_name
-
     out: dict[str, list[Path]] = {}
     for _, values, run_dir in folder_points(root):
         name = point_name({k: v for k, v in values.items() if k != "seed"}) or "all"
@@ -184,8 +185,6 @@ def layer_ratios(runs: list[Path], csv_name: str) -> dict[str, float]:
 
 
 def _layers(a: Side, b: Side, csv_name: str) -> list[dict]:
-    from skipexp.views.ticks import layer_keys
-
     ra, rb = layer_ratios(a.runs, csv_name), layer_ratios(b.runs, csv_name)
     names = [k[-1] for k in sorted(set(layer_keys(list(ra))) | set(layer_keys(list(rb))))]
     out = []
@@ -255,8 +254,6 @@ def diff(a_arg: str, b_arg: str, everything: bool = False) -> dict:
 # --- for people: tables (the console and --format md draw the same ones) ----------------------------
 
 def _n(v: Any, pct: bool = False) -> str:
-    from skipexp.core.fmt import number
-
     if isinstance(v, float) and not pct and v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
         return f"{v:.3g}"
     return number(v, pct)
@@ -288,8 +285,6 @@ def _delta(r: dict) -> tuple[str, str, str]:
 
 
 def _value(v: Any) -> str:
-    from skipexp.core.fmt import value
-
     return value(v)
 
 

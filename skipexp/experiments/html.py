@@ -1,4 +1,4 @@
-"""report.html of comparison and sweep folders, from what their ``finish`` computed, and the reports of the
+"""report.html of comparison and sweep folders, from what their ``rebuild`` computed, and the reports of the
 runs they link to (:mod:`skipexp.views.html` draws the pages)."""
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 from skipexp.rundir import files, runio
 from skipexp.views import html
+from skipexp.views.html.compare import compare_page
+from skipexp.views.html.sweep import SweepInfo, sweep_page
 
 
 def write_run_reports(run_dirs: list[Path], missing_only: bool = False) -> None:
@@ -19,9 +21,7 @@ def write_run_reports(run_dirs: list[Path], missing_only: bool = False) -> None:
 
 
 def write_compare(cdir: Path, summary: dict, caption: str, notes: tuple[str, ...], run_dirs: list[Path]) -> Path:
-    """A comparison folder's report.html (``summary``: what :func:`skipexp.experiments.compare.finish` made)."""
-    from skipexp.views.html.compare import compare_page
-
+    """A comparison folder's report.html (``summary``: what :func:`skipexp.experiments.compare.rebuild` made)."""
     write_run_reports(run_dirs, missing_only=True)   # runs with log.html off, or older than report.html
     return html.write(cdir, compare_page(cdir, summary, caption, notes, html.version()))
 
@@ -30,8 +30,6 @@ def write_sweep(root: Path, sw: Any, rows: list[dict], configs: list[tuple[dict,
                 aggregated: list[dict] | None, run_dirs: list[Path]) -> Path:
     """A sweep folder's report.html from its points' rows, grouped into configurations (with their
     statistics over seeds where seeds are swept)."""
-    from skipexp.views.html.sweep import SweepInfo, sweep_page
-
     info = SweepInfo(sw.name, dict(sw.grid), dict(sw.overrides), str(sw.base),
                      " ".join(shlex.quote(w) for w in sw.command()), dict(sw.variants))
     write_run_reports(run_dirs, missing_only=True)

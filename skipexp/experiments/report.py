@@ -11,8 +11,15 @@ from typing import Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number, short_key, value
+from skipexp.experiments.html import write_run_reports
+from skipexp.experiments.sweep import evidence
+from skipexp.experiments.sweep.evidence import SMALL_NOTE, small
 from skipexp.rundir import files as files_mod
 from skipexp.rundir import runio
+from skipexp.rundir.summary import write_summary
+from skipexp.science import figures
+from skipexp.views import html as html_mod
+from skipexp.views.tensorboard import export_tree, write_hparams
 
 
 @dataclass
@@ -26,7 +33,8 @@ class Report:
 
 def kind_of(path: Path) -> str:
     """run | compare | sweep, or a SkipexpError saying what the folder is not."""
-    from skipexp.experiments import compare, sweep
+    from skipexp.experiments import compare
+    from skipexp.experiments.sweep import spec
 
     if not path.exists():
         raise SkipexpError("no such folder", file=str(path))
@@ -37,7 +45,7 @@ def kind_of(path: Path) -> str:
         return "run"
     if compare.is_compare_dir(path):
         return "compare"
-    if sweep.is_sweep_dir(path):
+    if spec.is_sweep_dir(path):
         return "sweep"
     raise SkipexpError("not a skipexp run, comparison or sweep folder (no meta.json, compare summary.json "
                        "or sweep.yaml)", file=str(path))
@@ -46,8 +54,6 @@ def kind_of(path: Path) -> str:
 def report(path: Path, html: bool = True) -> Report:
     """Rewrite a folder's summaries and plots from disk, then those of any measurement taken of it (skipexp
     landscape, sharpness, jacobian, paths), and its report.html unless ``html`` is False."""
-    from skipexp.science import figures
-
     r = _report(path, html)
     measured = figures.redraw(path)
     r.plots += [p for p in measured if p not in r.plots]
@@ -57,46 +63,37 @@ def report(path: Path, html: bool = True) -> Report:
 def _report(path: Path, html: bool) -> Report:
     kind = kind_of(path)
     if kind == "run":
-        from skipexp.rundir.summary import write_summary
         from skipexp.views import plots
 
         s = write_summary(path)
         got = Report("run", path, s, plots.plot_run(path))
         if html:
-            from skipexp.views import html as html_mod
-
             html_mod.write_run(path)
         return got
     if kind == "compare":
         from skipexp.experiments import compare
 
-        s = compare.finish(path, html=html)
-        if html:   # after finish, which rewrote their summaries; the comparison's page links to them
-            from skipexp.experiments.html import write_run_reports
-
+        s = compare.rebuild(path, html=html)
+        if html:   # after rebuild, which rewrote their summaries; the comparison's page links to them
             write_run_reports([path / rel for m in s.get("members", []) for rel in compare.member_runs(m)])
         return Report("compare", path, s, sorted((path / "plots").glob("*.png")))
-    from skipexp.experiments import sweep
+    from skipexp.experiments.sweep import results, spec
 
-    sw, rows, plots_ = sweep.finish(path, html=html)
+    sw, rows, plots_ = results.rebuild(path, html=html)
     if html:
-        from skipexp.experiments.html import write_run_reports
-
-        write_run_reports([run_dir for _, _, run_dir in sweep.folder_points(path)])
+        write_run_reports([run_dir for _, _, run_dir in spec.folder_points(path)])
     return Report("sweep", path, rows, plots_, {"sweep": sw})
 
 
 def export_tensorboard(path: Path, histograms: bool = True) -> list[Path]:
     """Every run at or below ``path`` as TensorBoard events, and every sweep there with its HParams
     (:func:`skipexp.views.tensorboard.write_hparams`); the run folders written."""
-    from skipexp.experiments import sweep
-    from skipexp.views.tensorboard import export_tree, write_hparams
-
+    from skipexp.experiments.sweep import spec
     written = export_tree(path, histograms)
-    roots = [path] if sweep.is_sweep_dir(path) else sorted(p.parent for p in path.rglob(files_mod.SWEEP_FILE)
-                                                           if sweep.is_sweep_dir(p.parent))
+    roots = [path] if spec.is_sweep_dir(path) else sorted(p.parent for p in path.rglob(files_mod.SWEEP_FILE)
+                                                           if spec.is_sweep_dir(p.parent))
     for root in roots:
-        write_hparams(root, [(values, run_dir) for _, values, run_dir in sweep.folder_points(root)])
+        write_hparams(root, [(values, run_dir) for _, values, run_dir in spec.folder_points(root)])
     return written
 
 
@@ -124,9 +121,9 @@ DIFFERENCES_NOTE = ("Δ = mean of the row's configuration - mean of the one it i
 
 def sweep_table(rows: list[dict], grid: dict[str, list], select: Any = None) -> SweepTable:
     """A sweep's table: one row per point, or, where ``seed`` is swept over several values, one row per
-    configuration with its mean ± sd and 95 % CI over seeds (:func:`skipexp.experiments.sweep.summary
+    configuration with its mean ± sd and 95 % CI over seeds (:func:`skipexp.experiments.sweep.results
     .aggregate_seeds`); with a selection (``select``), only the chosen configurations."""
-    from skipexp.experiments.sweep.summary import aggregate_seeds, seeds_swept
+    from skipexp.experiments.sweep.results import aggregate_seeds, seeds_swept
 
     if seeds_swept(grid):
         return _seeds_table(aggregate_seeds(rows, grid, select), grid, select)
@@ -171,8 +168,6 @@ def _ci(row: dict, field: str, pct: bool = False) -> str:
 
 
 def _seeds_table(agg: list[dict], grid: dict[str, list], select: Any = None) -> SweepTable:
-    from skipexp.experiments.sweep.evidence import SMALL_NOTE, small
-
     keys = [k for k in grid if k != "seed"]
     total = len(agg)
     if select is not None:   # the chosen configurations: the selected key's column says what was chosen
@@ -217,8 +212,7 @@ def differences_table(rows: list[dict], sweep: Any) -> SweepTable | None:
     """The differences of a sweep over seeds (:func:`skipexp.experiments.sweep.evidence.differences`), one row per
     configuration and what it is against: train loss and test accuracy, each Δ [95 % CI] and Welch's p; the
     parameter counts of both, ⚠ where they differ. None where the sweep has no seeds or no pairs."""
-    from skipexp.experiments.sweep import evidence
-    from skipexp.experiments.sweep.summary import configurations, seeds_swept
+    from skipexp.experiments.sweep.results import configurations, seeds_swept
 
     if not seeds_swept(sweep.grid):
         return None

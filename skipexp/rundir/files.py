@@ -6,6 +6,7 @@ file or the new one, never half of one, and a killed writer leaves at most a hid
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -155,8 +156,6 @@ def read_json(path: Path) -> dict:
 def write_csv(path: Path, columns: list[str], rows: list[dict], cell: Any = None) -> None:
     """A whole CSV at once, atomically (:class:`skipexp.rundir.runio.CsvLog` is for step-keyed logs
     that grow row by row). ``cell`` turns each value into what is written; missing keys are empty."""
-    import csv
-
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
@@ -175,41 +174,6 @@ def meta_or_empty(run_dir: Path) -> dict:
     """meta.json, or {} where the folder has none (plots of a folder being created)."""
     p = run_dir / META
     return read_json(p) if p.exists() else {}
-
-
-def write_meta(run_dir: Path, meta: dict) -> None:
-    write_json(run_dir / META, meta)
-
-
-def update_meta(run_dir: Path, **fields: Any) -> dict:
-    """Merge ``fields`` into meta.json; returns the new contents."""
-    meta = read_meta(run_dir)
-    meta.update(fields)
-    write_meta(run_dir, meta)
-    return meta
-
-
-def mark_interrupted(run_dir: Path) -> bool:
-    """Record that the process training ``run_dir`` is quitting at once (a second Ctrl-C). A finished
-    run keeps its status. True when the run was marked interrupted."""
-    meta = read_meta(run_dir)
-    if meta.get("status") not in ("running", "interrupted"):
-        return False
-    meta["status"] = "interrupted"
-    write_meta(run_dir, meta)
-    return True
-
-
-def mark_failed(run_dir: Path, reason: str) -> None:
-    """Record that a run was given up on (its worker died twice), unless it has a result. A folder
-    without a readable meta.json is left alone."""
-    try:
-        meta = read_meta(run_dir)
-    except SkipexpError:
-        return
-    if meta.get("status") not in FINISHED:
-        meta.update(status="failed", failure=reason.splitlines()[0][:500] if reason else "")
-        write_meta(run_dir, meta)
 
 
 # --- config.yaml ----------------------------------------------------------------------------------

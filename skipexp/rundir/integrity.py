@@ -54,7 +54,7 @@ def _expected(name: str, total: int, per_epoch: int, log: dict) -> list[int]:
 def check_rows(run_dir: Path) -> None:
     """Raise a SkipexpError naming the first CSV of ``run_dir`` that does not hold what meta.json says the run
     did (see the module docstring); return quietly where every one does."""
-    meta = runio.read_json(run_dir / files.META)
+    meta = files.read_json(run_dir / files.META)
     status = runio.effective_status(meta)
     ended = status in files.FINISHED
     try:

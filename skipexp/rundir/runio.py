@@ -17,16 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import csv_cell
-from skipexp.rundir.files import (  # noqa: F401  (read_json, write_json: the names readers have always used)
-    CONFIG,
-    FINISHED,
-    LOCK,
-    META,
-    STATUSES,
-    last_checkpoint,
-    read_json,
-    write_json,
-)
+from skipexp.rundir.files import CONFIG, FINISHED, LOCK, META, read_json
 
 if TYPE_CHECKING:
     from skipexp.core.config import RunConfig
@@ -105,6 +96,7 @@ class CsvLog:
     def __init__(self, path: Path, columns: list[str]):
         self.path, self.columns = path, columns
         self.last_step = -1
+        self.live = True   # whether its rows go to a run's sinks too (skipexp.rundir.folder)
         if path.exists() and path.stat().st_size > 0:
             self._repair()
             rows = read_csv(path)
@@ -153,15 +145,17 @@ class CsvLog:
         self.last_step = kept_step
         return dropped
 
-    def write(self, row: dict[str, Any] | Iterable[Any]) -> None:
+    def write(self, row: dict[str, Any] | Iterable[Any]) -> bool:
+        """Append one row, unless its step is already on disk: whether it was written."""
         values = [row[c] for c in self.columns] if isinstance(row, dict) else list(row)
         step = int(values[0])
         if step <= self.last_step:
-            return
+            return False
         # one write per row: a kill lands between rows, not inside one
         self._f.write(",".join(csv_cell(v) for v in values) + "\n")
         self._f.flush()
         self.last_step = step
+        return True
 
     def close(self) -> None:
         self._f.close()
@@ -305,25 +299,3 @@ class RunLock:
 
     def release(self) -> None:
         self._f.close()
-
-
-class Meta:
-    """meta.json, rewritten atomically on every change; the heartbeat is throttled."""
-
-    def __init__(self, path: Path, data: dict):
-        self.path, self.data = path, data
-        self._last_beat = 0.0
-
-    def update(self, **changes: Any) -> None:
-        self.data.update(changes)
-        self.beat(force=True)
-
-    def beat(self, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self._last_beat < 2.0:
-            return
-        self._last_beat = now
-        self.data["heartbeat"] = {"host": host(), "pid": os.getpid(), "started": process_start(os.getpid()),
-                                  "time": now,
-                                  "iso": datetime.fromtimestamp(now).isoformat(timespec="seconds")}
-        write_json(self.path, self.data)

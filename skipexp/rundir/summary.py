@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 from skipexp.rundir import files, runio
+from skipexp.rundir.integrity import check_rows
 
 # What "final" and "best" mean, quoted by the README and the comparison table's footnote.
 FINAL_BEST = ("train, test and validation: final = the last evaluation (train: on the training split, or a "
@@ -113,12 +115,19 @@ def _evaluated(evals: list[dict], split: str) -> dict:
 
 
 def summarize(run_dir: Path) -> dict:
-    meta = runio.read_json(run_dir / files.META) if (run_dir / files.META).exists() else {}
-    metrics = runio.read_csv(run_dir / files.METRICS)
-    evals = runio.read_csv(run_dir / files.EVAL)
-    grads = runio.read_csv(run_dir / files.GRAD_NORMS)
-    acts = runio.read_csv(run_dir / files.ACT_GRAD_NORMS)
-    s: dict = {"name": meta.get("name", run_dir.name), "status": runio.effective_status(meta) if meta else "unknown"}
+    """summary.json's contents, from the run's meta.json and CSVs on disk."""
+    meta = files.read_json(run_dir / files.META) if (run_dir / files.META).exists() else {}
+    return summarize_rows(meta, runio.read_csv(run_dir / files.METRICS), runio.read_csv(run_dir / files.EVAL),
+                          runio.read_csv(run_dir / files.GRAD_NORMS), runio.read_csv(run_dir / files.ACT_GRAD_NORMS),
+                          name=run_dir.name)
+
+
+def summarize_rows(meta: dict, metrics: list[dict], evals: list[dict], grads: list[dict], acts: list[dict],
+                   name: str) -> dict:
+    """summary.json's contents from meta.json and the rows of metrics.csv, eval.csv, grad_norms.csv and
+    act_grad_norms.csv (of the last two only the first and the last row count), as the CSVs read back;
+    ``name``: the run's where meta.json names none."""
+    s: dict = {"name": meta.get("name", name), "status": runio.effective_status(meta) if meta else "unknown"}
     if meta.get("diverged_at_step") is not None:
         s["diverged_at_step"] = meta["diverged_at_step"]
     s["steps"] = steps_taken({**meta, "status": s["status"]}, metrics)
@@ -154,11 +163,9 @@ def write_summary(run_dir: Path, check: bool = True) -> dict:
     :func:`~skipexp.rundir.integrity.check_rows`: CSVs that do not hold what meta.json says leave summary.json
     as it was and raise a SkipexpError naming the file. The training process that just closed them skips it."""
     if check:
-        from skipexp.rundir.integrity import check_rows
-
         check_rows(run_dir)
     s = summarize(run_dir)
-    runio.write_json(run_dir / files.SUMMARY, s)
+    files.write_json(run_dir / files.SUMMARY, s)
     return s
 
 
@@ -176,8 +183,6 @@ def describe(values: list[float]) -> dict[str, float | None]:
     A nan among the values makes the mean and the sd nan (an inf the sd): a caller that wants them left out
     filters first.
     """
-    import statistics
-
     if all(math.isfinite(v) for v in values):
         mean, std = math.fsum(values) / len(values), statistics.stdev(values) if len(values) > 1 else None
     else:  # statistics refuses non-finite values; a plain sum gives the nan (or inf) they imply

@@ -14,7 +14,7 @@ from pathlib import Path
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key
 from skipexp.core.fmt import value as format_value
-from skipexp.rundir import files
+from skipexp.rundir import files, runio
 from skipexp.science import members as members_mod
 from skipexp.science.members import Folder
 
@@ -74,7 +74,7 @@ def numbers_of(run_dir: Path, m: Measure) -> dict:
     return files.read_json(path).get("numbers", {})
 
 
-def finish(f: Folder, m: Measure, rows: list[dict] | None = None) -> tuple[list[Path], list[Path]]:
+def write_tables_and_plots(f: Folder, m: Measure, rows: list[dict] | None = None) -> tuple[list[Path], list[Path]]:
     """A folder's tables (from each run's JSON where ``rows`` is None) and figures: (tables, plots)."""
     if rows is None:
         rows = members_mod.member_rows(f, [numbers_of(x.run_dir, m) for x in f.members])
@@ -222,8 +222,6 @@ register(Measure(
 def redraw(path: Path) -> list[Path]:
     """Every measurement's tables and figures of a run, comparison or sweep folder that holds one; the
     plots drawn. A folder without any measurement is left alone (and not even read)."""
-    from skipexp.rundir import runio
-
     run = runio.is_run_dir(path)
     done = [m for m in MEASURES.values() if (path / (m.json if run else f"{m.name}.csv")).is_file()]
     logged = run and (path / files.SHARPNESS_CSV).is_file() and not (path / files.HESSIAN_JSON).is_file()
@@ -233,7 +231,7 @@ def redraw(path: Path) -> list[Path]:
     plots: list[Path] = []
     for m in done:
         if all((x.run_dir / m.json).is_file() for x in f.members):   # a member measured since: all again
-            plots += finish(f, m)[1]
+            plots += write_tables_and_plots(f, m)[1]
     if logged:
         from skipexp.views import mechanisms  # logged while training (log.sharpness_every) and nothing since
 

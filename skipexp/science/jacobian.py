@@ -28,6 +28,7 @@ from skipexp.core import data as data_mod
 from skipexp.core.errors import SkipexpError
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files
+from skipexp.science import figures
 from skipexp.science import members as members_mod
 
 COLUMNS = ["state", "boundary", "mean_s2", "spread", "s_max", "s_min", "examples"]
@@ -121,8 +122,6 @@ def study(path: Path, samples: int = 32, progress: data_mod.Progress | None = No
           on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder; each gets jacobian.csv, jacobian-spectrum.csv and
     jacobian.json; the folder its tables and the figures."""
-    from skipexp.science import figures
-
     f = members_mod.folder(path)
     cache: dict = {}
     per_run = []
@@ -144,5 +143,5 @@ def study(path: Path, samples: int = 32, progress: data_mod.Progress | None = No
         if on_member is not None:
             on_member(m, nums)
     rows = members_mod.member_rows(f, per_run)
-    tables, plots = figures.finish(f, figures.MEASURES["jacobian"], rows)
+    tables, plots = figures.write_tables_and_plots(f, figures.MEASURES["jacobian"], rows)
     return members_mod.Result(f, rows, tables, plots)

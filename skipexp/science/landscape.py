@@ -29,8 +29,9 @@ from torch import nn
 from skipexp.core import data as data_mod
 from skipexp.core.models import SkipNet
 from skipexp.rundir import files
+from skipexp.science import figures
 from skipexp.science import members as members_mod
-from skipexp.training.stacked import StackedLinear, stack_models, unsupported_model
+from skipexp.training.stacked import StackedLinear, stack_models, unstackable_reason
 
 Params = dict[str, torch.Tensor]
 CHUNK = 8   # grid points per stacked forward: measured fastest on 2 cores (8-32 within 20 %)
@@ -78,7 +79,7 @@ class Evaluator:
 
     def __init__(self, model: SkipNet, x: torch.Tensor, y: torch.Tensor, chunk: int = CHUNK):
         self.model, self.x, self.y, self.chunk = model.eval(), x, y, chunk
-        self.stacked = None if unsupported_model(model) else stack_models([model] * chunk).eval()
+        self.stacked = None if unstackable_reason(model) else stack_models([model] * chunk).eval()
 
     @torch.no_grad()
     def one(self, params: Params) -> tuple[float, float]:
@@ -207,8 +208,6 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
           on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder with the same directions' seed and sample,
     write each run's files, the folder's tables and the figures."""
-    from skipexp.science import figures
-
     f = members_mod.folder(path)
     cache: dict = {}
     numbers_per_run = []
@@ -227,5 +226,5 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
         if on_member is not None:
             on_member(m, nums)
     rows = members_mod.member_rows(f, numbers_per_run)
-    tables, plots = figures.finish(f, figures.MEASURES["landscape"], rows)
+    tables, plots = figures.write_tables_and_plots(f, figures.MEASURES["landscape"], rows)
     return members_mod.Result(f, rows, tables, plots)

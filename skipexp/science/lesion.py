@@ -18,6 +18,7 @@ The lesioned forward pass walks ``model.units`` itself, so the model's own forwa
 """
 from __future__ import annotations
 
+import csv
 import itertools
 import math
 import random
@@ -164,8 +165,8 @@ def member_runs(folder: Path, where: list[str] = ()) -> list[Path]:
     are named), the folders whose name holds every one of them."""
     inner = folder / files.RUNS if (folder / files.RUNS).is_dir() else folder
     dirs = sorted(p for p in inner.iterdir() if p.is_dir() and runio.is_run_dir(p))
+    from skipexp.experiments.sweep.results import chosen_point_names
     from skipexp.experiments.sweep.spec import is_sweep_dir
-    from skipexp.experiments.sweep.summary import chosen_point_names
 
     if is_sweep_dir(folder):
         chosen = chosen_point_names(folder)
@@ -175,8 +176,6 @@ def member_runs(folder: Path, where: list[str] = ()) -> list[Path]:
 
 
 def read_csv(path: Path) -> list[dict]:
-    import csv
-
     with open(path, newline="") as f:
         return [{**r, "k": int(r["k"]), "test_loss": float(r["test_loss"]), "test_acc": float(r["test_acc"])}
                 for r in csv.DictReader(f)]

@@ -9,12 +9,15 @@ every number over its seeds).
 """
 from __future__ import annotations
 
+import csv
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skipexp.core import stats
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import csv_cell
 from skipexp.core.fmt import value as format_value
@@ -32,8 +35,6 @@ if TYPE_CHECKING:
 
 def summarize(values: Iterable[float]) -> dict[str, float | int | None]:
     """:func:`skipexp.core.stats.summarize` of the finite values (a diverged seed's NaN counts as none)."""
-    from skipexp.core import stats
-
     return stats.summarize([float(v) for v in values if v is not None and math.isfinite(float(v))])
 
 
@@ -156,7 +157,7 @@ class Loaded:
 
     def initial(self) -> SkipNet:
         """The model as training drew it: the run's seed, the same draws in the same order
-        (skipexp.training.session.setup), without touching the process's random state."""
+        (skipexp.training.setup.setup), without touching the process's random state."""
         import torch
 
         from skipexp.core import nets
@@ -192,8 +193,6 @@ def load(run_dir: Path, cache: dict | None = None, progress: data_mod.Progress |
 def set_threads(cfg: RunConfig, rows: int) -> int:
     """torch threads for a measurement that pushes ``rows`` examples through the model at once: the rule
     training uses (skipexp.training.threads), for that many rows in place of a batch."""
-    import dataclasses
-
     import torch
 
     from skipexp.training.threads import choose_threads
@@ -242,8 +241,6 @@ def write_tables(f: Folder, measure: str, rows: list[dict], fields: list[str]) -
 
 def read_rows(path: Path) -> list[dict]:
     """A table written by :func:`write_tables`, numbers as floats (empty cells None)."""
-    import csv
-
     def cell(v: str) -> Any:
         if v == "":
             return None

@@ -20,6 +20,7 @@ and dense units mix them and are refused.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from skipexp.core.conv import ConvReZeroSkip
 from skipexp.core.errors import SkipexpError
 from skipexp.core.models import ReZeroSkip, SkipNet
 from skipexp.rundir import files
+from skipexp.science import figures
 from skipexp.science import members as members_mod
 
 ADDITIVE = ("none", "identity", "projection", "rezero")
@@ -118,8 +120,6 @@ def path_gradients(model: SkipNet, x: torch.Tensor, y: torch.Tensor, keep: torch
 
 def sample_sets(n: int, sets: int, seed: int) -> list[tuple[int, ...]]:
     """For every k in 0..n, ``sets`` random k-subsets of range(n), or all of them where there are fewer."""
-    import itertools
-
     rng = random.Random(seed)
     out = []
     for k in range(n + 1):
@@ -191,8 +191,6 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
           on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder, trained and as initialised; write paths.csv and
     paths.json into each, the folder's tables and the figures."""
-    from skipexp.science import figures
-
     f = members_mod.folder(path)
     cache: dict = {}
     per_run = []
@@ -216,5 +214,5 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
         if on_member is not None:
             on_member(m, nums)
     rows = members_mod.member_rows(f, per_run)
-    tables, plots = figures.finish(f, figures.MEASURES["paths"], rows)
+    tables, plots = figures.write_tables_and_plots(f, figures.MEASURES["paths"], rows)
     return members_mod.Result(f, rows, tables, plots)

@@ -15,6 +15,7 @@ from pathlib import Path
 from skipexp.core import data as data_mod
 from skipexp.core.curvature import COLUMNS, sharpness
 from skipexp.rundir import files
+from skipexp.science import figures
 from skipexp.science import members as members_mod
 
 
@@ -47,8 +48,6 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
           on_member: Callable[[members_mod.Member, dict], None] | None = None) -> members_mod.Result:
     """Measure every run of a run, comparison or sweep folder; write hessian.csv and hessian.json into each,
     the folder's tables and the figures."""
-    from skipexp.science import figures
-
     f = members_mod.folder(path)
     cache: dict = {}
     per_run = []
@@ -64,5 +63,5 @@ def study(path: Path, s: Settings, progress: data_mod.Progress | None = None,
         if on_member is not None:
             on_member(m, nums)
     rows = members_mod.member_rows(f, per_run)
-    tables, plots = figures.finish(f, figures.MEASURES["sharpness"], rows)
+    tables, plots = figures.write_tables_and_plots(f, figures.MEASURES["sharpness"], rows)
     return members_mod.Result(f, rows, tables, plots)

@@ -4,19 +4,18 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from skipexp.core.errors import SkipexpError
-from skipexp.rundir import files
+from skipexp.rundir import files, runio
 
 if TYPE_CHECKING:
     from skipexp.core.config import RunConfig
     from skipexp.core.data import Splits
     from skipexp.core.models import SkipNet
-    from skipexp.training.session import Run
 
 
 def weights_finite(model: nn.Module) -> bool:
@@ -26,25 +25,11 @@ def weights_finite(model: nn.Module) -> bool:
     return not ts or bool(torch.isfinite(torch.cat(ts)).all())
 
 
-def save_checkpoint(run: Run, elapsed: float) -> bool:
-    """Write checkpoints/last.pt (and epoch-N.pt) atomically; False, writing nothing, if a weight is not finite."""
-    if not weights_finite(run.model):
-        return False  # the last checkpoint on disk stays the last finite one
-    if run.cfg.log.checkpoint == "none":
-        return True
-    last = files.last_checkpoint(run.run_dir)
-    last.parent.mkdir(exist_ok=True)
-    state = {
-        "step": run.step, "elapsed": elapsed,
-        "model": run.model.state_dict(), "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
-        "rng": run.rng,   # this model's own, as a lone run of its seed holds it (models trained together too)
-    }
-    with files.atomic_path(last) as tmp:  # last.pt is always a whole checkpoint
-        torch.save(state, tmp)
-    if run.cfg.log.checkpoint == "every_epoch" and run.step % run.steps_per_epoch == 0:
-        with files.atomic_path(last.with_name(f"epoch-{run.step // run.steps_per_epoch}.pt")) as tmp:
-            torch.save(state, tmp)
-    return True
+def checkpoint_state(model: nn.Module, opt: Any, sched: Any, step: int, elapsed: float, rng: dict) -> dict:
+    """What checkpoints/last.pt holds: the weights, optimizer and schedule, the step, the training time so far and
+    the RNG state (this model's own, as a lone run of its seed holds it: models trained together too)."""
+    return {"step": step, "elapsed": elapsed, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "rng": rng}
 
 
 def load_checkpoint_file(path: Path, map_location: torch.device | str = "cpu") -> dict:
@@ -63,14 +48,14 @@ def rng_state() -> dict:
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def load_checkpoint(run: Run) -> None:
-    """Put checkpoints/last.pt into ``run``: weights, optimizer, schedule, step, time and RNG state."""
-    path = files.last_checkpoint(run.run_dir)
-    state = load_checkpoint_file(path, run.device)
+def load_checkpoint(path: Path, model: nn.Module, opt: Any, sched: Any, device: torch.device) -> tuple[int, float]:
+    """Put the checkpoint at ``path`` into ``model``, ``opt`` and ``sched`` and restore the process's RNG state
+    from it: its (step, training seconds so far)."""
+    state = load_checkpoint_file(path, device)
     try:
-        run.model.load_state_dict(state["model"])
-        run.opt.load_state_dict(state["optimizer"])
-        run.sched.load_state_dict(state["scheduler"])
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
     except (KeyError, ValueError, RuntimeError) as e:  # config.yaml edited since, or not our checkpoint
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise SkipexpError(f"does not fit the run's config.yaml ({first})", file=str(path)) from None
@@ -78,9 +63,7 @@ def load_checkpoint(run: Run) -> None:
     random.setstate((3, tuple(state["rng"]["python"]), None))
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-    run.rng = rng_state()
-    run.step, run.elapsed = int(state["step"]), float(state["elapsed"])
-
+    return int(state["step"]), float(state["elapsed"])
 
 
 def load_trained(run_dir: Path, splits_for: Callable[[RunConfig], Splits],
@@ -89,7 +72,6 @@ def load_trained(run_dir: Path, splits_for: Callable[[RunConfig], Splits],
     (``splits_for(cfg)``) and the checkpoint's step: what the commands that measure a trained run start from."""
     from skipexp.core import config as config_mod
     from skipexp.core import nets
-    from skipexp.rundir import runio
 
     runio.require_run_dir(run_dir)
     cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))

@@ -54,7 +54,7 @@ class FusedOptimizer:
     def group(self) -> dict:
         return self.param_groups[0]
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 

@@ -9,14 +9,18 @@ Hessian-vector products on SAMPLES training examples (docs/science.md, Sharpness
 """
 from __future__ import annotations
 
+from torch import nn
+
+from skipexp.core.config import LogConfig
 from skipexp.core.curvature import COLUMNS, sharpness
-from skipexp.rundir import files, runio
-from skipexp.training.session import Run
+from skipexp.core.data import Splits
+from skipexp.rundir import files
+from skipexp.rundir.folder import RunFolder
 
 SAMPLES = 512       # the first training examples, the same sample at every measurement
 ITERATIONS = 20     # Lanczos steps at most (it stops once the top eigenvalue settles to 0.1 %)
 PROBES = 10         # Hutchinson probes for the trace
-LOG = "sharpness"   # its key in Run.logs
+LOG = "sharpness"   # its name among the run folder's logs
 
 
 def due(step: int, every: int, interval: int, total: int) -> bool:
@@ -26,12 +30,13 @@ def due(step: int, every: int, interval: int, total: int) -> bool:
     return step == total or step // every > previous // every
 
 
-def at_evaluation(run: Run, step: int) -> None:
-    every = run.cfg.log.sharpness_every
-    if not every or not due(step, every, run.cfg.log.eval_every or run.steps_per_epoch, run.total_steps):
+def at_evaluation(model: nn.Module, data: Splits, log: LogConfig, folder: RunFolder, step: int, total: int,
+                  steps_per_epoch: int) -> None:
+    """Measure and write a row of sharpness.csv where ``log.sharpness_every`` makes this evaluation due."""
+    every = log.sharpness_every
+    if not every or not due(step, every, log.eval_every or steps_per_epoch, total):
         return
-    x, y = run.data.x_train[:SAMPLES], run.data.y_train[:SAMPLES]
-    got = sharpness(run.model, x, y, ITERATIONS, PROBES, seed=step)
-    if LOG not in run.logs:   # opened on first use (a resumed run appends); closed with the run's other logs
-        run.logs[LOG] = runio.CsvLog(run.run_dir / files.SHARPNESS_CSV, ["step", *COLUMNS])
-    run.logs[LOG].write({"step": step, **got.row()})
+    got = sharpness(model, data.x_train[:SAMPLES], data.y_train[:SAMPLES], ITERATIONS, PROBES, seed=step)
+    # opened on first use (a resumed run appends); closed with the run's other logs
+    folder.open_log(LOG, files.SHARPNESS_CSV, ["step", *COLUMNS], live=False)
+    folder.write(LOG, {"step": step, **got.row()})

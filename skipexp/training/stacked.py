@@ -2,7 +2,8 @@
 
 Linear layers become ``torch.baddbmm`` over that dimension: one batched matmul instead of K small ones; a
 batch norm normalises each model's features over that model's own batch, with running statistics of its own.
-Models the stacked form cannot express exactly are named by :func:`unsupported`. Models may differ in
+Which models the stacked form expresses exactly is :func:`unstackable_reason`'s one answer, from the module
+types registered with :func:`register_stackable`. Models may differ in
 values that leave the shapes alone: their initial weights (seed, init, gate bias) are copied in, and a
 skip's constant scale becomes one per model, 0 for a model without that skip (``none`` in a stack of
 ``identity``), since ``F(x) + 0 * x`` is ``F(x)`` exactly.
@@ -10,21 +11,74 @@ skip's constant scale becomes one per model, 0 for a model without that skip (``
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from skipexp.core import data as data_mod
-from skipexp.core import nets
-from skipexp.core.config import RunConfig
 from skipexp.core.conv import ConvNet
 from skipexp.core.models import Block, PreActBlock, ShortcutSkip, Skip, SkipNet
 from skipexp.training.stacked_conv import stack_conv_models, unsupported_conv
 
-# Modules whose forward works unchanged on (K, N, features) inputs once their weights are stacked.
-_ELEMENTWISE = (nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)
-_CONTAINERS = (SkipNet, Block, PreActBlock, Skip, nn.ModuleList, nn.ModuleDict)
-_WHY: dict[type, str] = {}   # module types with no stacked form, and why (none at present)
+# Module types that stack, each with its check: why an instance cannot be stacked, or None. A model family
+# registers its modules (and gives them a stacked form in stack_models) with register_stackable.
+STACKABLE: dict[type, Callable[[nn.Module], str | None]] = {}
+WHOLE: set[type] = set()   # types whose check answers for every module inside them too (a whole model family)
+
+
+def register_stackable(*types: type, check: Callable[[nn.Module], str | None] = lambda m: None,
+                       whole: bool = False) -> None:
+    """Declare that modules of ``types`` stack, where ``check(module)`` (default: always) gives no reason not to;
+    with ``whole``, the check also answers for the modules inside them."""
+    for cls in types:
+        STACKABLE[cls] = check
+        if whole:
+            WHOLE.add(cls)
+
+
+def unstackable_reason(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be trained as a stack (a lone run is a stack of one), or None where it can."""
+    covered: list[str] = []   # names of modules whose check answered for what is inside them
+    for name, m in model.named_modules():
+        if any(name.startswith(c + ".") or c == "" for c in covered):
+            continue
+        check = next((STACKABLE[cls] for cls in type(m).__mro__ if cls in STACKABLE), None)
+        why = f"no stacked form of {type(m).__name__}" if check is None else check(m)
+        if why is not None:
+            return f"{name or 'model'}: {why}"
+        if type(m) in WHOLE:
+            covered.append(name)
+    return None
+
+
+def _layer_norm(m: nn.Module) -> str | None:
+    if not m.elementwise_affine or len(m.normalized_shape) != 1:
+        return "only a LayerNorm over the last dimension with weight and bias is stacked"
+    return None
+
+
+def _batch_norm(m: nn.Module) -> str | None:
+    if not (m.affine and m.track_running_stats) or m.momentum is None:
+        return "only a BatchNorm1d with weight, bias, running statistics and a momentum is stacked"
+    return None
+
+
+def _container(m: nn.Module) -> str | None:
+    # a module's own parameters (ReZero's alpha) are stacked only where they are scalars
+    if any(p.dim() > 0 for p in m.parameters(recurse=False)):
+        return f"a {type(m).__name__} with non-scalar parameters of its own"
+    if any(True for _ in m.buffers(recurse=False)):
+        return f"a {type(m).__name__} with buffers"
+    return None
+
+
+# Linear layers and elementwise modules (whose forward works unchanged on (K, N, features) inputs once their
+# weights are stacked); norms with their conditions; the containers around them.
+register_stackable(nn.Linear, nn.Identity, nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid)
+register_stackable(nn.LayerNorm, check=_layer_norm)
+register_stackable(nn.BatchNorm1d, check=_batch_norm)
+register_stackable(SkipNet, Block, PreActBlock, Skip, nn.ModuleList, nn.ModuleDict, check=_container)
+register_stackable(ConvNet, check=unsupported_conv, whole=True)   # conv nets stack as a whole (stacked_conv)
 
 
 class StackedLinear(nn.Module):
@@ -90,40 +144,6 @@ class StackedBatchNorm(nn.Module):
         else:
             centred, var = x - self.running_mean.unsqueeze(1), self.running_var.unsqueeze(1)
         return centred / torch.sqrt(var + self.eps) * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
-
-
-def unsupported_model(model: nn.Module) -> str | None:
-    """Why ``model`` cannot be stacked over seeds, or None where it can."""
-    if isinstance(model, ConvNet):
-        return unsupported_conv(model)
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Linear, *_ELEMENTWISE)):
-            continue
-        if isinstance(m, nn.LayerNorm):
-            if not m.elementwise_affine or len(m.normalized_shape) != 1:
-                return f"{name}: only a LayerNorm over the last dimension with weight and bias is stacked"
-            continue
-        if isinstance(m, nn.BatchNorm1d):
-            if not (m.affine and m.track_running_stats) or m.momentum is None:
-                return f"{name}: only a BatchNorm1d with weight, bias, running statistics and a momentum is stacked"
-            continue
-        if isinstance(m, _CONTAINERS):
-            # a module's own parameters (ReZero's alpha) are stacked only where they are scalars
-            if any(p.dim() > 0 for p in m.parameters(recurse=False)):
-                return f"{name}: a {type(m).__name__} with non-scalar parameters of its own"
-            if any(True for _ in m.buffers(recurse=False)):
-                return f"{name}: a {type(m).__name__} with buffers"
-            continue
-        why = next((w for cls, w in _WHY.items() if isinstance(m, cls)), f"no stacked form of {type(m).__name__}")
-        return f"{name or 'model'}: {why}"
-    return None
-
-
-def unsupported(cfg: RunConfig) -> str | None:
-    """Why the seeds of ``cfg`` cannot train together (checked on a CPU model; nothing is trained)."""
-    if len(cfg.seeds) < 2:
-        return "a single seed"
-    return unsupported_model(nets.build(cfg, *data_mod.input_shape(cfg.data)))
 
 
 @torch.no_grad()

@@ -12,6 +12,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+import csv
+
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
@@ -25,8 +27,6 @@ from skipexp.views.plots_compare import COLORS, _draw  # noqa: E402
 
 def _rows(run_dir: Path, name: str) -> list[dict]:
     """A CSV with a text column (state): rows with numbers as floats where they are numbers."""
-    import csv
-
     path = run_dir / name
     if not path.is_file():
         return []

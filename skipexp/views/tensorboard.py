@@ -23,13 +23,18 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import os
+import socket
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from skipexp.core.errors import SkipexpError
+from skipexp.core.fmt import short_key
 from skipexp.rundir import files, runio
+from skipexp.rundir.summary import summarize
 
 INSTALL_HINT = "pip install 'skipexp[tensorboard]'"
 EVENTS = "events.out.tfevents.*"
@@ -84,10 +89,6 @@ class _EventFile:
     """
 
     def __init__(self, folder: Path, suffix: str = "") -> None:
-        import os
-        import socket
-        import time
-
         import numpy as np
         from tensorboard.compat.proto import event_pb2, summary_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
@@ -270,9 +271,6 @@ def write_hparams(root: Path, points: list[tuple[dict[str, Any], Path]]) -> list
     writer_class()
     from torch.utils.tensorboard.summary import hparams
 
-    from skipexp.core.fmt import short_key
-    from skipexp.rundir.summary import summarize
-
     points = [(vals, d) for vals, d in points if runio.is_run_dir(d)]
     if not points:
         return []
@@ -284,7 +282,7 @@ def write_hparams(root: Path, points: list[tuple[dict[str, Any], Path]]) -> list
     metrics = {tag: 0.0 for tag in HPARAM_METRICS.values()}
     written = []
     for hp, (_, run_dir) in zip(table, points):
-        s = runio.read_json(run_dir / files.SUMMARY) if (run_dir / files.SUMMARY).is_file() else summarize(run_dir)
+        s = files.read_json(run_dir / files.SUMMARY) if (run_dir / files.SUMMARY).is_file() else summarize(run_dir)
         _, start, end = hparams(hp, metrics, discrete)
         _replace_hparams(run_dir)
         w = _EventFile(run_dir, HPARAMS_SUFFIX)

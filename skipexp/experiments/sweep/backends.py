@@ -12,9 +12,9 @@ from skipexp.experiments.sweep import groups as groups_mod
 from skipexp.experiments.sweep import ray_backend, slurm_backend
 from skipexp.experiments.sweep.commands import group_commands
 from skipexp.experiments.sweep.local import Backend, Listener, PointResult, run_local
+from skipexp.experiments.sweep.results import runnable
 from skipexp.experiments.sweep.spec import Point, Sweep, sweep_dir, write_sweep_file
-from skipexp.experiments.sweep.state import point_state, read_status, settle
-from skipexp.experiments.sweep.summary import runnable
+from skipexp.rundir.reuse import folder_state, read_status, reuse_or_move_aside
 
 WAIT_POLL_S = 0.5   # how often a sweep looks at points that another process trains
 
@@ -57,9 +57,10 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
         """Skip the points that are done, set aside those another process trains, run the rest in groups."""
         todo = set()
         for p in candidates:
-            state = point_state(p.run_dir)
+            state = folder_state(p.run_dir)
             if state == "done":
-                settle(p.run_dir, p.cfg)  # a result of another config (an edited base) must not pass as this one
+                # a result of another config (an edited base) must not pass as this one
+                reuse_or_move_aside(p.run_dir, p.cfg)
                 outcome.skipped.append(PointResult(p, read_status(p.run_dir), None))
             elif state == "running":
                 outcome.busy.append(p)
@@ -81,12 +82,12 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
         while outcome.busy and not should_stop():
             waiting, outcome.busy = outcome.busy, []
             listener.on_wait(waiting)
-            while not should_stop() and all(point_state(p.run_dir) == "running" for p in waiting):
+            while not should_stop() and all(folder_state(p.run_dir) == "running" for p in waiting):
                 time.sleep(WAIT_POLL_S)
             if should_stop():
                 outcome.busy = waiting
                 break
-            outcome.busy = [p for p in waiting if point_state(p.run_dir) == "running"]
+            outcome.busy = [p for p in waiting if folder_state(p.run_dir) == "running"]
             run_todo([p for p in waiting if p not in outcome.busy])
 
     # every point at once; with a staged selection, the deciding seeds' points and then the chosen ones' others

@@ -2,14 +2,16 @@
 and a Makefile with one target per group (``--list --format make``)."""
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 
 from skipexp.experiments.sweep import groups as groups_mod
+from skipexp.experiments.sweep.results import runnable
+from skipexp.experiments.sweep.slurm_options import sbatch_script
 from skipexp.experiments.sweep.spec import Point, Sweep, _display_path, sweep_dir
-from skipexp.experiments.sweep.state import point_state, settle
-from skipexp.experiments.sweep.summary import runnable
 from skipexp.rundir import files
+from skipexp.rundir.reuse import folder_state, reuse_or_move_aside
 
 
 def shell_line(point: Point) -> str:
@@ -25,7 +27,7 @@ def group_commands(sweep: Sweep, gs: list[groups_mod.Group], out: Path) -> list[
 
 
 def runnable_groups(sweep: Sweep, pts: list[Point]) -> list[groups_mod.Group]:
-    """The groups with a point to train now (:func:`.summary.runnable`: with a staged selection, the chosen
+    """The groups with a point to train now (:func:`.results.runnable`: with a staged selection, the chosen
     configurations' other seeds only once the deciding seeds have finished), numbered as in the whole grid."""
     names = {p.name for p in runnable(sweep, pts)}
     return [g for g in groups_mod.groups(pts) if names & {p.name for p in g.points}]
@@ -84,9 +86,9 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
     for g, head in zip(gs, heads):
         todo = False
         for p in g.points:
-            state = point_state(p.run_dir)
+            state = folder_state(p.run_dir)
             if state == "done":
-                settle(p.run_dir, p.cfg)
+                reuse_or_move_aside(p.run_dir, p.cfg)
             todo = todo or state != "done" or not (p.run_dir / files.SUMMARY).is_file()
         lines += [f"# {g.label}", f"{head}:{' FORCE' if todo else ''}",
                   "\t$(SKIPEXP) " + _make_words(g.argv[1:]), ""]
@@ -99,11 +101,7 @@ def make_file(sweep: Sweep, pts: list[Point], out: Path, jobs: int) -> str:
 def sbatch_file(sweep: Sweep, pts: list[Point], out: Path, options, jobs: int | None) -> str:
     """``--list --format sbatch``: a Slurm job array, one task per group (every group: a task skips what is
     done), run from this folder with this installation's skipexp; its log files go to ``<sweep>/slurm/``."""
-    import os
-
     from skipexp.experiments.sweep.local import command_for
-    from skipexp.experiments.sweep.slurm_options import sbatch_script
-
     gs = group_commands(sweep, runnable_groups(sweep, pts), out)
     root = sweep_dir(sweep, out).absolute()
     skipexp = " ".join(command_for(["skipexp"]))

@@ -1,6 +1,6 @@
 """A sweep's points in groups that train together, and running one group in this process.
 
-Points whose configs :func:`skipexp.training.grouping.group_configs` puts together (one model shape,
+Points whose configs :func:`skipexp.training.stackable.group_configs` puts together (one model shape,
 differing only in per-model values: seed, lr, momentum, init, ..., and skip kind none beside identity)
 form a :class:`Group`. Groups are numbered from 1 in the order of their first point, a pure function of
 the grid, so ``skipexp sweep SWEEP --group N`` names the same points every time, whatever is done already.
@@ -11,20 +11,21 @@ group, is cut from all the group's points, never from the ones left to do, so a 
 same points while another part's points finish.
 
 :func:`run_group` settles each point's folder as ``train --run-dir DIR --resume`` would
-(:mod:`skipexp.experiments.sweep.state`): a done point is kept, an interrupted one resumed alone (it starts
+(:mod:`skipexp.rundir.reuse`): a done point is kept, an interrupted one resumed alone (it starts
 mid-run), a point running elsewhere left alone, and the new and stale ones trained together in one stack
-by :func:`skipexp.training.api.train_group`, each into its ordinary run folder.
+by :func:`skipexp.training.fit.train_group`, each into its ordinary run folder.
 """
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skipexp.core.errors import SkipexpError
-from skipexp.experiments.sweep.state import point_state, read_status, settle
+from skipexp.rundir.reuse import folder_state, read_status, reuse_or_move_aside
 
 if TYPE_CHECKING:   # spec builds its commands from groups
     from skipexp.experiments.sweep.spec import Point
@@ -60,7 +61,7 @@ class Group:
 
 def groups(pts: list[Point]) -> list[Group]:
     """The points in groups that can train together, numbered from 1 (see the module docstring)."""
-    from skipexp.training.grouping import group_configs
+    from skipexp.training.stackable import group_configs
 
     return [Group(n, [pts[i] for i in idx]) for n, idx in enumerate(group_configs([p.cfg for p in pts]), 1)]
 
@@ -141,19 +142,21 @@ def run_group(group: Group, *, reporter_for: Callable[[str], Any] | None = None,
     with the group), one per point resumed alone. ``notify`` hears a line per point not trained here.
     Stops starting anything once a training was interrupted or ``should_stop()`` is true.
     """
-    from skipexp.experiments import runs
+    from skipexp.training import fit  # torch: only for a group trained here, not for a listing
+    from skipexp.views.run_views import RunViews
 
     fresh: list[Point] = []
     for p in group.points:
-        state = point_state(p.run_dir)
+        state = folder_state(p.run_dir)
         if state == "running":
             notify(f"{p.run_dir}: running in another process; left alone")
         elif state in ("done", "resume"):
             if should_stop():
                 break
             # alone: a done point only has its summary rewritten; an interrupted one starts mid-run
-            result = runs.train_or_settle(p.cfg, p.run_dir, reporter_for=reporter_for, should_stop=should_stop,
-                                          progress=progress, notify=notify)
+            with _reporter(reporter_for, p.cfg.name) as reporter:
+                result = fit.train_or_resume(p.cfg, p.run_dir, reporter=reporter, should_stop=should_stop,
+                                             progress=progress, views=RunViews(), notify=notify)
             if result.status == "interrupted":
                 return _statuses(group)
         else:
@@ -166,22 +169,27 @@ def run_group(group: Group, *, reporter_for: Callable[[str], Any] | None = None,
 def _train_together(group: Group, fresh: list[Point], reporter_for: Callable[[str], Any] | None,
                     should_stop: Callable[[], bool], progress: Any, plots: bool,
                     notify: Callable[[str], None]) -> None:
-    from skipexp.training.api import create_run, train, train_group
+    from skipexp.training import fit
+    from skipexp.views.run_views import RunViews
 
     dirs = []
     for p in fresh:
-        _, moved = settle(p.run_dir, p.cfg)   # a stale folder (nothing to resume) moves aside
+        _, moved = reuse_or_move_aside(p.run_dir, p.cfg)   # a stale folder (nothing to resume) moves aside
         if moved is not None:
             notify(f"{p.run_dir}: nothing to resume there; moved it to {moved.name} and training afresh")
-        dirs.append(create_run(p.cfg, p.run_dir.parent, p.run_dir))
+        dirs.append(fit.create_run(p.cfg, p.run_dir.parent, p.run_dir))
     label = group.label if len(fresh) == len(group.points) else replace(group, points=fresh).label
+    with _reporter(reporter_for, label) as reporter:
+        fit.fit([p.cfg for p in fresh], dirs, reporter=reporter, should_stop=should_stop, progress=progress,
+                views=RunViews(plots))
+
+
+@contextmanager
+def _reporter(reporter_for: Callable[[str], Any] | None, label: str) -> Iterator[Any]:
+    """The reporter ``reporter_for`` gives for ``label`` (None without one), closed after."""
     reporter = reporter_for(label) if reporter_for else None
     try:
-        if len(fresh) == 1:   # alone, as `skipexp train` trains it
-            train(fresh[0].cfg, dirs[0], reporter=reporter, should_stop=should_stop, progress=progress, plots=plots)
-        else:
-            train_group([p.cfg for p in fresh], dirs, reporter=reporter, should_stop=should_stop,
-                        progress=progress, plots=plots)
+        yield reporter
     finally:
         if reporter is not None and hasattr(reporter, "close"):
             reporter.close()

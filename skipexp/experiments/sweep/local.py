@@ -14,7 +14,7 @@ A backend is a function ``backend(groups, jobs, listener, should_stop) -> list[P
   (each of their models writes a checkpoint and ends ``interrupted``, so the next run resumes it).
 
 It returns one :class:`PointResult` per point it was given. A point's outcome is what its folder says
-(:func:`~skipexp.experiments.sweep.state.read_status`), not only the exit code, so a backend on other
+(:func:`~skipexp.rundir.reuse.read_status`), not only the exit code, so a backend on other
 machines needs a shared ``out``.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from skipexp.experiments.sweep.groups import Group
 from skipexp.experiments.sweep.spec import Point
-from skipexp.experiments.sweep.state import read_status
+from skipexp.rundir.reuse import read_status
 
 
 @dataclass
@@ -120,7 +120,6 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         proc.send_signal(sig)
     except ProcessLookupError:
         pass
-
 
 
 Backend = Callable[..., list[PointResult]]

@@ -16,14 +16,16 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep.local import PointResult, command_for
-from skipexp.experiments.sweep.state import read_status
 from skipexp.rundir import files
+from skipexp.rundir.folder import RunFolder
+from skipexp.rundir.reuse import read_status
 
 INSTALL_HINT = "pip install 'skipexp[ray]'"
 RETRIES = 1  # a point whose worker or process dies is run once more, then recorded as failed
@@ -180,7 +182,7 @@ def run_ray(tasks: Sequence[Any], *, address: str | None = None, num_cpus: int =
                 cause = getattr(e, "cause", None) or e
                 for d in run_dirs:
                     if _finished(d) is None:
-                        files.mark_failed(d, f"{cause.__class__.__name__}: {cause}")
+                        _mark_failed(d, f"{cause.__class__.__name__}: {cause}")
                 statuses[i] = [_finished(d) or "failed" for d in run_dirs]
             if on_done is not None:
                 on_done(t, statuses[i])
@@ -194,8 +196,6 @@ def backend(groups: list, jobs: int | None, listener: Any, should_stop: Callable
             address: str | None = None, cpus_per_point: int = 1, device: str = "cpu") -> list:
     """The sweep backend (see :mod:`skipexp.experiments.sweep.local`): ``jobs`` groups in flight at once,
     each a Ray task; ``cpus_per_point`` CPUs reserved for each."""
-    import time
-
     started: dict[int, float] = {}
 
     def on_start(group: Any) -> None:
@@ -221,3 +221,11 @@ def backend(groups: list, jobs: int | None, listener: Any, should_stop: Callable
                 if id(p) not in done]
     order = {id(p): i for i, p in enumerate(p for g in groups for p in g.points)}
     return sorted(results, key=lambda r: order[id(r.point)])
+
+
+def _mark_failed(run_dir: Path, reason: str) -> None:
+    """Record that a point's run was given up on; a folder without a readable meta.json is left alone."""
+    try:
+        RunFolder(run_dir).mark_failed(reason)
+    except SkipexpError:
+        pass

@@ -2,7 +2,7 @@
 executor (each task a process on this machine: the same path without a cluster).
 
 Each array task runs the group's ``skipexp sweep FILE --group N`` command as a child process and waits for
-it, as the local backend does, so a task's points resume, settle and write their folders by the same rules;
+it, as the local backend does, so a task's points are kept, resumed or moved aside and written by the same rules;
 results are not sent back through submitit: the sweep reads the folders afterwards, so the sweep folder
 must be on storage that the nodes share. A signal that ends a task early (scancel, the time limit's
 warning, preemption) is passed on to the child as SIGINT: its points checkpoint and end ``interrupted``,
@@ -22,8 +22,8 @@ from typing import Any
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep.local import PointResult, command_for
 from skipexp.experiments.sweep.slurm_options import SlurmOptions
-from skipexp.experiments.sweep.state import read_status
 from skipexp.rundir import files
+from skipexp.rundir.reuse import read_status
 
 INSTALL_HINT = "pip install 'skipexp[slurm]'"
 EXECUTORS = ("slurm", "local")

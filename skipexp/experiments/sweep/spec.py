@@ -54,8 +54,8 @@ from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key, value
 from skipexp.experiments.sweep.evidence import Selection, read_baseline, read_select
 from skipexp.experiments.sweep.slurm_options import from_section, section
-from skipexp.experiments.sweep.state import NEUTRAL_KEYS, config_differences, point_state
 from skipexp.rundir import files, runio
+from skipexp.rundir.reuse import NEUTRAL_KEYS, config_differences, folder_state
 
 SWEEP_KEYS = ("name", "base", "grid", "overrides", "select", "baseline", "slurm")
 NAME = re.compile(r"[\w.+-]+")  # a sweep name is a folder name: sweep-<name>
@@ -332,7 +332,7 @@ def _check_reusable(run_dir: Path, cfg: RunConfig) -> None:
     """A point folder that already holds a result (or a run to resume) of another config is refused now,
     before anything is written: the sweep folder belongs to another experiment (other fixed overrides, an
     edited base), and a point run now would sit beside points that are not comparable with it."""
-    if point_state(run_dir) not in ("done", "resume"):
+    if folder_state(run_dir) not in ("done", "resume"):
         return
     diff = config_differences(files.read_config_dict(run_dir), cfg.to_dict(), NEUTRAL_KEYS)
     if diff:

@@ -37,7 +37,7 @@ class RunLogs:
 def read_run(run_dir: Path) -> RunLogs:
     """A run folder's logs; its summary.json where one exists, else computed from the CSVs."""
     summary_file = run_dir / files.SUMMARY
-    summary = runio.read_json(summary_file) if summary_file.is_file() else summarize(run_dir)
+    summary = files.read_json(summary_file) if summary_file.is_file() else summarize(run_dir)
     try:
         config = files.read_config_dict(run_dir)
     except (OSError, ValueError):

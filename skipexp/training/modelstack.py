@@ -1,27 +1,52 @@
-"""The K models one engine trains, behind one interface: :class:`Stacked` (K >= 1) and :class:`Lone`.
+"""The K models the loop trains, as one: :class:`ModelStack` (K >= 1; a lone run is a stack of one).
 
-The engine sees only per-model values: a (K,) loss, a (K,) "not finite" flag, (K, values) log values.
-``Stacked`` is K SkipNets of one shape as one module with a leading K dimension (see
-:mod:`skipexp.training.stacked`), whose slices are copied back into each run's own model for
-evaluation and checkpoints. Every model that can be stacked trains this way, a lone run too (K = 1):
-each operation computes model k from model k's own elements the same way whatever K is, so model k's
-numbers are those of its lone run to the bit (on the CPU; on CUDA within rounding, as cuBLAS picks
-kernels by shape). Stacked models may each have their own optimizer hyperparameters, schedule and
-gradient clip (see :mod:`skipexp.training.grouping` for what may differ). ``Lone`` trains a model that
-cannot be stacked through its own SkipNet, optimizer and schedule.
+The loop sees only per-model values: a (K,) loss, a (K,) "not finite" flag, a :class:`StepLog` of (K, ...)
+values on log steps. ``ModelStack`` is K SkipNets of one shape as one module with a leading K dimension (see
+:mod:`skipexp.training.stacked`), whose slices are copied back into each run's own model for evaluation and
+checkpoints. Each operation computes model k from model k's own elements the same way whatever K is, so model
+k's numbers are those of its lone run to the bit (on the CPU; on CUDA within rounding, as cuBLAS picks kernels
+by shape). Stacked models may each have their own optimizer hyperparameters, schedule and gradient clip (see
+:mod:`skipexp.training.stackable` for what may differ).
 """
 from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
 
 import torch
 import torch.fx  # imported by torch itself already; it does not pull in torch._dynamo
 from torch import nn
 
 from skipexp.core.conv import ConvNet
-from skipexp.core.metrics import GradProbe, accuracy
+from skipexp.core.metrics import accuracy, stack_act_grad_norms, stack_act_rms, stack_grad_norms
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
-from skipexp.training.session import Run
-from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models, unsupported_model
+from skipexp.training.run import Logged, Run
+from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models
 from skipexp.training.stacked_conv import copy_conv_buffers
+
+
+@dataclass
+class StepLog:
+    """A log step's values of K models, on the device: the batch loss, accuracy and total gradient norm (K,),
+    the per-layer gradient norms (K, layers), and per boundary the loss gradient's norm and the activations' RMS
+    (K, boundaries)."""
+    loss: torch.Tensor
+    acc: torch.Tensor
+    grad_norm: torch.Tensor
+    layer_grad_norms: torch.Tensor
+    act_grad_norms: torch.Tensor
+    act_rms: torch.Tensor
+
+    def read(self) -> list[Logged]:
+        """Each model's values on the host, with one device-to-host copy."""
+        parts = [self.loss[:, None], self.acc[:, None], self.grad_norm[:, None], self.layer_grad_norms,
+                 self.act_grad_norms, self.act_rms]
+        ends = list(itertools.accumulate(p.shape[1] for p in parts))
+        out = []
+        for row in torch.cat(parts, dim=1).tolist():
+            loss, acc, norm, layers, act_grad, act = (row[a:b] for a, b in zip([0, *ends], ends))
+            out.append(Logged(loss[0], acc[0], norm[0], layers, act_grad, act))
+        return out
 
 
 def nonfinite(loss: torch.Tensor, grads: list[torch.Tensor], one: torch.Tensor) -> torch.Tensor:
@@ -71,7 +96,7 @@ def flat_forward(model: nn.Module) -> nn.Module:
     return graph_module
 
 
-class _Fast:
+class TracedForward:
     """The forward of non-capture steps: with ``compile``, the compiled model; otherwise the model's own forward
     for the first TRACE_AFTER calls and its traced graph after. A trace (~30 ms) saves ~0.2 ms a step, so it
     pays only over a few hundred steps: a short run never traces, a long one loses little by waiting."""
@@ -93,62 +118,7 @@ class _Fast:
         return self.fn(x)
 
 
-class Lone:
-    """One model: the run's own SkipNet, optimizer and schedule; nothing to copy back."""
-
-    def __init__(self, run: Run):
-        self.k, self.run = 1, run
-        self.model, self.opt, self.sched = run.model, run.opt, run.sched
-        self.fast = _Fast(run.model, run.cfg.train.compile)
-        self.one = torch.ones((), device=run.device)
-
-    def forward(self, x: torch.Tensor, capture: bool):
-        """x (1, B, in) -> logits (B, classes) and, with ``capture``, the boundaries (B, H) with retained grads."""
-        if not capture:
-            return self.fast(x[0]), None
-        logits, hs = self.model(x[0], capture=True)
-        for h in hs:
-            h.retain_grad()
-        return logits, hs
-
-    def losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.loss = nn.functional.cross_entropy(logits, y[0])
-        return self.loss.detach().reshape(1)                                                # (1,)
-
-    def backward(self, losses: torch.Tensor) -> None:
-        """Backward from the loss itself: through ``losses[0]`` autograd would also run a select and a view.
-        No reference to the autograd graph outlives it: a captured backward needs fresh gradient accumulators."""
-        self.opt.zero_grad(set_to_none=True)
-        self.loss.backward()
-        self.loss = None
-        self.opt.gather_grads()
-
-    def nonfinite(self, losses: torch.Tensor) -> torch.Tensor:
-        grads = [p.grad for p in self.run.probe.params if p.grad is not None]
-        return nonfinite(losses, grads, self.one).reshape(1)                                # (1,)
-
-    def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
-               hs: list[torch.Tensor]) -> torch.Tensor:
-        """(1, values): loss, acc, total grad norm, layer norms..., act grad norms..., act rms...; on the device."""
-        w = self.run.probe.weight_norms()
-        return torch.cat([torch.stack([losses[0].detach(), accuracy(logits, y[0]), w.square().sum().sqrt()]), w,
-                          GradProbe.act_grad_norms(hs), GradProbe.act_rms(hs)]).unsqueeze(0)
-
-    def lrs(self) -> list[float]:
-        return self.sched.get_last_lr()[:1]
-
-    def clip_(self) -> None:
-        if self.run.cfg.train.grad_clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.run.cfg.train.grad_clip)
-
-    def sync(self, k: int, state: bool = False) -> None:
-        """The run's model is the trained one: nothing to copy."""
-
-    def retire(self, k: int) -> None:
-        """Nothing to free: with its one model finished, the engine stops."""
-
-
-class Stacked:
+class ModelStack:
     """K models as one stacked model and optimizer, and how to copy model k's slice back into its own run."""
 
     def __init__(self, runs: list[Run]):
@@ -160,7 +130,7 @@ class Stacked:
         self.sched = build_schedule(self.opt, lead.cfg.train, lead.total_steps, trains)
         clips = [t.grad_clip or float("inf") for t in trains]   # inf: a model without a clip keeps its gradient
         self.max_norms = torch.tensor(clips, device=lead.device) if any(t.grad_clip for t in trains) else None
-        self.fast = _Fast(self.model, lead.cfg.train.compile)
+        self.fast = TracedForward(self.model, lead.cfg.train.compile)
         self.one = torch.ones((), device=lead.device)
         self.mask = torch.ones(self.k, device=lead.device)   # 0 for models that have finished
         self.params = list(self.model.parameters())
@@ -211,7 +181,7 @@ class Stacked:
         return nn.functional.cross_entropy(logits.reshape(k * n, c), y.reshape(-1), reduction="none").view(k, n).mean(1)
 
     def backward(self, losses: torch.Tensor) -> None:
-        self.opt.zero_grad(set_to_none=True)
+        self.opt.zero_grad()
         (losses * self.mask).sum().backward()   # models share no weights: each slice gets its own model's gradient
         self.opt.gather_grads()
 
@@ -227,22 +197,11 @@ class Stacked:
             torch._amp_foreach_non_finite_check_and_unscale_([g[k] for g in grads], found[k], self.one)
         return bad | (found > 0)
 
-    def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
-               hs: list[torch.Tensor]) -> torch.Tensor:
-        """(K, values): every model's log-step values in :meth:`Lone.record`'s order, on the device.
-
-        Every reduction runs over a model's own elements along the last dimensions of a (K, ...) tensor,
-        never across the model dimension, so that model k's values do not depend on K."""
-        k, n = self.k, y.shape[1]
+    def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, hs: list[torch.Tensor]) -> StepLog:
+        """Every model's log-step values, on the device."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.probe_params]
-        sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads], dim=1)                  # (K, params)
-        w = torch.zeros(k, len(self.layer_names), dtype=sq.dtype, device=sq.device).index_add_(
-            1, self.segment, sq)                                                                    # (K, layers)
-        total = w.sum(1).sqrt()                                                                     # (K,)
-        acc = (logits.argmax(2) == y).float().mean(1)                                               # (K,)
-        act_grad = torch.stack([h.grad.norm(dim=2).mean(1) for h in hs], dim=1) * n                 # (K, bounds)
-        act = torch.stack([h.detach().square().mean((1, 2)).sqrt() for h in hs], dim=1)            # (K, bounds)
-        return torch.cat([torch.stack([losses.detach(), acc, total], dim=1), w.sqrt(), act_grad, act], dim=1)
+        total, layers = stack_grad_norms(grads, self.segment, len(self.layer_names))
+        return StepLog(losses.detach(), accuracy(logits, y), total, layers, stack_act_grad_norms(hs), stack_act_rms(hs))
 
     def lrs(self) -> list[float]:
         lrs = self.sched.get_last_lr()
@@ -263,19 +222,19 @@ class Stacked:
         """Copy model k's weights and running statistics (and, with ``state``, its optimizer and schedule state)
         into its own run."""
         run = self.runs[k]
-        for i, mine in enumerate(run.model.parameters()):
-            mine.copy_(self._slice(i, self.params[i], k))
+        for i, param in enumerate(run.model.parameters()):
+            param.copy_(self._slice(i, self.params[i], k))
         copy_buffers(self.model, run.model, k)   # batch norms' running statistics: evaluation reads them
         if not state:
             return
         whole = self.opt.state_dict()
         own = {**run.opt.group, "lr": self.lrs()[k]}   # its own hyperparameters, at this step's lr
-        mine = {i: {key: (self._slice(i, v, k).clone() if torch.is_tensor(v) and v.shape == self.params[i].shape
+        own_state = {i: {key: (self._slice(i, v, k).clone() if torch.is_tensor(v) and v.shape == self.params[i].shape
                           else v)
                     for key, v in s.items() if run.opt.uses(key, own)}
                 for i, s in whole["state"].items()}
         group = {key: v for key, v in own.items() if key != "params"}
-        run.opt.load_state_dict({"state": {i: s for i, s in mine.items() if s},
+        run.opt.load_state_dict({"state": {i: s for i, s in own_state.items() if s},
                                  "param_groups": [{**group, "params": list(range(len(self.params)))}]})
         run.sched.load_state_dict(self.sched.state_dict(k if self.opt.models is not None else None))
 
@@ -297,13 +256,12 @@ class Stacked:
                     v[k].zero_()
 
 
-class StackedConv(Stacked):
-    """:class:`Stacked` for conv nets (stacked by :func:`~skipexp.training.stacked_conv.stack_conv_models`):
+class ConvModelStack(ModelStack):
+    """:class:`ModelStack` for conv nets (stacked by :func:`~skipexp.training.stacked_conv.stack_conv_models`):
     their boundaries are (N, K*C, H, W), so the logged values are read per model from that layout."""
 
-    def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor,
-               hs: list[torch.Tensor]) -> torch.Tensor:
-        """(K, values) in :meth:`Lone.record`'s order. Model k's boundary is made contiguous, (K, N, C*H*W),
+    def record(self, losses: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, hs: list[torch.Tensor]) -> StepLog:
+        """Every model's log-step values, on the device. Model k's boundary is made contiguous, (K, N, C*H*W),
         before any reduction, so that every reduction runs over model k's own elements the same way whatever K."""
         k, n = self.k, y.shape[1]
 
@@ -311,14 +269,10 @@ class StackedConv(Stacked):
             return t.reshape(n, k, -1).transpose(0, 1).contiguous()
 
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.probe_params]
-        sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads], dim=1)                  # (K, params)
-        w = torch.zeros(k, len(self.layer_names), dtype=sq.dtype, device=sq.device).index_add_(
-            1, self.segment, sq)                                                                    # (K, layers)
-        total = w.sum(1).sqrt()
-        acc = (logits.argmax(2) == y).float().mean(1)
+        total, layers = stack_grad_norms(grads, self.segment, len(self.layer_names))
         act_grad = torch.stack([per_model(h.grad).norm(dim=2).mean(1) for h in hs], dim=1) * n     # (K, bounds)
         act = torch.stack([per_model(h.detach()).reshape(k, -1).square().mean(1).sqrt() for h in hs], dim=1)
-        return torch.cat([torch.stack([losses.detach(), acc, total], dim=1), w.sqrt(), act_grad, act], dim=1)
+        return StepLog(losses.detach(), accuracy(logits, y), total, layers, act_grad, act)
 
     @torch.no_grad()
     def sync(self, k: int, state: bool = False) -> None:
@@ -326,11 +280,6 @@ class StackedConv(Stacked):
         copy_conv_buffers(self.model, self.runs[k].model, k)
 
 
-def make_bank(runs: list[Run]) -> Lone | Stacked:
-    """Every model that can be stacked trains stacked, alone (K = 1) too: one arithmetic whatever K, so a
-    model's numbers do not depend on which models share its process. A model with a module that has no stacked
-    form (:func:`~skipexp.training.stacked.unsupported_model`; none of skipexp's own) trains alone."""
-    conv = isinstance(runs[0].model, ConvNet)
-    if len(runs) == 1 and unsupported_model(runs[0].model) is not None:
-        return Lone(runs[0])
-    return StackedConv(runs) if conv else Stacked(runs)
+def model_stack(runs: list[Run]) -> ModelStack:
+    """The runs' models as one stack: conv nets' own layout, or every other model's."""
+    return (ConvModelStack if isinstance(runs[0].model, ConvNet) else ModelStack)(runs)

@@ -8,12 +8,15 @@ from typing import Any
 from skipexp.core import stats
 from skipexp.core.fmt import csv_cell
 from skipexp.core.fmt import value as format_value
+from skipexp.experiments.html import write_sweep
 from skipexp.experiments.sweep import evidence
 from skipexp.experiments.sweep.evidence import Selection
 from skipexp.experiments.sweep.spec import Point, Sweep, folder_points, load_folder
 from skipexp.rundir import files, runio
 from skipexp.rundir.files import SUMMARY_FIELDS
-from skipexp.rundir.summary import describe
+from skipexp.rundir.reuse import read_status
+from skipexp.rundir.summary import describe, summarize, write_summary
+from skipexp.views.tensorboard import event_files, write_hparams
 
 # the fields of summary-seeds.csv: each gets its _mean, _std, _n, _ci_low, _ci_high, _min and _max over the seeds
 SEED_FIELDS = ("final_train_loss", "final_train_acc", "final_test_loss", "final_test_acc", "best_test_acc",
@@ -25,8 +28,6 @@ NOT_RUN = evidence.NOT_RUN  # a grid point without a result
 def collect(root: Path, refresh: bool = True) -> tuple[Sweep, list[dict]]:
     """One row per grid point of the sweep folder: its values, folder name and summary (status missing
     for points never started). ``refresh`` recomputes each point's summary.json from its CSVs."""
-    from skipexp.rundir.summary import summarize, write_summary
-
     sweep = load_folder(root)
     rows = []
     for name, values, run_dir in folder_points(root):
@@ -78,9 +79,6 @@ def runnable(sweep: Sweep, pts: list[Point]) -> list[Point]:
     """The points of ``pts`` the sweep trains now: every one, or with a staged selection (``select.seeds``) the
     deciding seeds' points until they have all finished, then those and the other seeds' points of the chosen
     configurations (:mod:`.evidence`)."""
-    from skipexp.experiments.sweep.state import read_status
-    from skipexp.rundir.summary import summarize
-
     sel = sweep.select
     if sel is None or sel.seeds is None:
         return pts
@@ -207,7 +205,7 @@ def dataset(root: Path, rows: list[dict]) -> str | None:
     return None
 
 
-def finish(root: Path, refresh: bool = True, html: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
+def rebuild(root: Path, refresh: bool = True, html: bool = True) -> tuple[Sweep, list[dict], list[Path]]:
     """summary.csv (summary-seeds.csv where seeds are swept), plots and (unless ``html`` is False) report.html
     of a sweep folder, from disk: what ``sweep`` ends with and ``report`` redoes."""
     from skipexp.views import plots_sweep
@@ -233,14 +231,10 @@ def finish(root: Path, refresh: bool = True, html: bool = True) -> tuple[Sweep, 
     plots.append(plots_sweep.plot_sweep_curves(configurations(shown, grid), grid, root,
                                                root / files.PLOTS / files.CURVES_PNG, title, data, sweep.variants,
                                                formats))
-    from skipexp.views.tensorboard import event_files, write_hparams
-
     folders = folder_points(root)
     if any(event_files(d) for _, _, d in folders if d.is_dir()):   # points wrote events as they trained
         write_hparams(root, [(values, d) for _, values, d in folders])
     if html:
-        from skipexp.experiments.html import write_sweep
-
         write_sweep(root, sweep, rows, configurations(rows, sweep.grid),
                     aggregate_seeds(rows, sweep.grid) if seeds_swept(sweep.grid) else None,
                     [run_dir for _, _, run_dir in folders])

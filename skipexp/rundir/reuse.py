@@ -1,10 +1,10 @@
-"""The state of a point's folder, and settling it before a run.
+"""The state of an existing run folder (a sweep point's, or ``train --run-dir DIR``'s), and settling it before a run.
 
-Re-running a sweep is safe because a point's state is read from its folder (:func:`point_state`):
+Re-running a sweep is safe because a point's state is read from its folder (:func:`folder_state`):
 ``done`` (completed or diverged: a result, never run again), ``resume`` (interrupted or crashed with
 ``checkpoints/last.pt``: continued from it), ``stale`` (a folder with nothing to resume: moved aside to
 ``DIR.stale-<time>`` and trained afresh), ``running`` (another process is on it: left alone) or ``new``.
-``skipexp train --run-dir DIR --resume`` applies the same rule (:func:`settle`), so the Makefile can
+``skipexp train --run-dir DIR --resume`` applies the same rule (:func:`reuse_or_move_aside`), so the Makefile can
 re-run any point command without harm.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from skipexp.core.errors import SkipexpError
 from skipexp.rundir import files, runio
 
 
-def point_state(run_dir: Path) -> str:
+def folder_state(run_dir: Path) -> str:
     """new | done | running | resume | stale (see the module docstring)."""
     if not run_dir.exists():
         return "new"
@@ -59,14 +59,14 @@ def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> dict[s
             if k not in ignore and fa.get(k) != fb.get(k)}
 
 
-def settle(run_dir: Path, cfg: RunConfig | dict) -> tuple[str, Path | None]:
+def reuse_or_move_aside(run_dir: Path, cfg: RunConfig | dict) -> tuple[str, Path | None]:
     """Decide what ``train --run-dir DIR --resume`` does with an existing DIR: (state, moved-aside path).
 
     A folder holding a run of another config (``cfg``, or its dict) is an error: resuming it would mix
     two experiments.
     """
     cfg_dict = cfg.to_dict() if isinstance(cfg, RunConfig) else cfg
-    state = point_state(run_dir)
+    state = folder_state(run_dir)
     if state == "running":
         raise SkipexpError("another process is training this run now", file=str(run_dir))
     if state in ("done", "resume"):

@@ -12,10 +12,8 @@ Contract, for whoever groups sweep points or compare members:
 - ``model.skip.kind`` ``none`` also joins ``identity``: a unit without a skip is an identity skip of scale
   0, exactly (``fx + 0 * x``), and neither kind has parameters of its own, so both write the same columns.
   A ``none`` config's placement keys (``every``, ``blocks``) mean nothing and are ignored; its span counts.
-- A config whose model cannot be stacked at all (:func:`unstackable`; no config value at present) is a group
-  of its own.
 - Groups keep the input order: each group lists indices ascending, groups ordered by their first index.
-  Every index is in exactly one group. Training a group (``skipexp.training.api.train_group``) writes each
+  Every index is in exactly one group. Training a group (:func:`skipexp.training.fit.fit`) writes each
   member's own ordinary run folder, equal to its lone run (to the bit on the CPU).
 """
 from __future__ import annotations
@@ -34,16 +32,6 @@ PER_MODEL: frozenset[str] = frozenset({
 # With kind none the skip's placement builds nothing; the stack builds such a model as identity of scale 0.
 _JOINS_IDENTITY = "none"
 _PLACEMENT = ("model.skip.every", "model.skip.blocks")
-
-# Config values whose model has no stacked form, and why (the model-level check is
-# skipexp.training.stacked.unsupported_model; a test keeps the two in agreement).
-_UNSTACKABLE: dict[tuple[str, object], str] = {}   # none at present: batch norm stacks with per-model statistics
-
-
-def unstackable(cfg: RunConfig) -> str | None:
-    """Why ``cfg``'s model cannot be stacked with any other, or None where it can."""
-    flat = flatten(cfg.to_dict())
-    return next((why for (key, value), why in _UNSTACKABLE.items() if flat.get(key) == value), None)
 
 
 def stack_key(cfg: RunConfig) -> Hashable:
@@ -73,9 +61,6 @@ def group_configs(cfgs: list[RunConfig]) -> list[list[int]]:
     groups: list[list[int]] = []
     by_key: dict[str, list[int]] = {}
     for i, (c, key) in enumerate(zip(cfgs, keys)):
-        if unstackable(c) is not None:
-            groups.append([i])
-            continue
         if c.model.skip.kind == _JOINS_IDENTITY:
             continue   # placed once every identity group exists
         if key not in by_key:
@@ -87,7 +72,7 @@ def group_configs(cfgs: list[RunConfig]) -> list[list[int]]:
     for key, members in by_key.items():
         free.setdefault(_placement_free(key), members)
     for i, (c, key) in enumerate(zip(cfgs, keys)):
-        if c.model.skip.kind != _JOINS_IDENTITY or unstackable(c) is not None:
+        if c.model.skip.kind != _JOINS_IDENTITY:
             continue
         members = free.get(key)
         if members is None:
