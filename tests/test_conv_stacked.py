@@ -12,12 +12,12 @@ import copy
 
 import pytest
 import torch
-from conftest import assert_same_numbers, lone_run, together
+from conftest import assert_same_numbers, lone_run, together, train_one, train_together
 from test_conv import TINY_CONV
 
 from skipexp.core import config
 from skipexp.rundir import runio
-from skipexp.training import api
+from skipexp.training import fit
 
 CHAOTIC = copy.deepcopy(TINY_CONV)
 CHAOTIC["train"].update(epochs=16, lr=0.2, momentum=0.9)        # 64 steps
@@ -59,8 +59,8 @@ def test_plain_beside_identity_stacks_as_scale_zero(tmp_path):
     raw = with_keys(CHAOTIC, {"train.epochs": 4})
     cfgs = [config.from_dict(with_keys(raw, {"model.skip.kind": kind, "seed": 0, "name": kind}))
             for kind in ("identity", "none")]
-    dirs = [api.create_run(c, tmp_path / "together") for c in cfgs]
-    results = api.train_group(cfgs, dirs, plots=False)
+    dirs = [fit.create_run(c, tmp_path / "together") for c in cfgs]
+    results = train_together(cfgs, dirs)
     assert runio.read_json(results[1].run_dir / "meta.json")["vectorized"] is True
     alone = lone_run(with_keys(raw, {"model.skip.kind": "none", "name": "none"}), 0, tmp_path / "alone")
     assert_same_numbers(alone, results[1].run_dir)
@@ -73,8 +73,8 @@ def test_an_interrupted_augmented_run_resumes_to_the_same_numbers(tmp_path):
                               "data.crop_padding": 2})
     whole = lone_run(raw, 0, tmp_path / "whole")
     cfg = config.from_dict({**raw, "seed": 0})
-    run_dir = api.create_run(cfg, tmp_path / "stopped")
+    run_dir = fit.create_run(cfg, tmp_path / "stopped")
     calls = iter(range(10**6))
-    assert api.train(cfg, run_dir, should_stop=lambda: next(calls) >= 9, plots=False).status == "interrupted"
-    assert api.resume(run_dir).status == "completed"
+    assert train_one(cfg, run_dir, should_stop=lambda: next(calls) >= 9).status == "interrupted"
+    assert fit.resume(run_dir).status == "completed"
     assert_same_numbers(whole, run_dir)

@@ -100,8 +100,8 @@ def test_batchnorm_running_statistics_move_every_step_of_a_long_run(tmp_path: Pa
     updates the running statistics, and the test evaluation (eval mode: running statistics) agrees with the
     checkpoint's model: a run whose statistics froze evaluated at chance while it trained well."""
     from skipexp.core import data as data_mod
-    from skipexp.training.modelstack import TracedForward
     from skipexp.training.checkpoint import load_trained
+    from skipexp.training.modelstack import TracedForward
 
     steps = TracedForward.TRACE_AFTER + 16
     raw = yaml.safe_load(write_config(tmp_path / "bn.yaml", {
