@@ -162,3 +162,12 @@ def test_a_staged_selection_trains_the_other_seeds_at_the_chosen_values_only(tmp
             (lr, "True", "3"), ({"0.01", "0.2"}.difference({lr}).pop(), "False", "1")}
     cli("sweep", tmp_path / "s.yaml", "--out", tmp_path / "runs", check=0)   # again: nothing left to train
     assert len([d for d in root.iterdir() if (d / files.SUMMARY).is_file()]) == 8
+    # the measurements (landscape, sharpness, jacobian, paths) take the chosen points, as the tables do
+    from skipexp.science.members import folder
+
+    measured = folder(root)
+    assert sorted(m.run_dir.name for m in measured.members) == sorted(
+        r["point"] for r in rows if r["status"] == "completed" and (r["seed"] != "0" or any(
+            q["train.lr"] == r["train.lr"] and q["model.skip.kind"] == r["model.skip.kind"] and q["seed"] == "1"
+            and q["status"] == "completed" for q in rows)))
+    assert len(measured.members) == 6 and "train.lr" not in measured.grid

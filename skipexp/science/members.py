@@ -81,7 +81,9 @@ class Result:
 
 def folder(path: Path) -> Folder:
     """The runs of a run, comparison or sweep folder with a checkpoint to measure; an error names what is
-    missing. A sweep's points without a run folder are left out."""
+    missing. A sweep's points without a run folder are left out; of a sweep with ``select``, only the chosen
+    configurations' points are measured, and the selected key is no axis of its figures."""
+    from skipexp.experiments.sweep.results import chosen_point_names
     from skipexp.experiments.sweep.spec import folder_points, is_sweep_dir, load_folder
     from skipexp.science.lesion import member_runs, without_seed
 
@@ -92,10 +94,12 @@ def folder(path: Path) -> Folder:
         cfg = files.read_config_dict(path)
         return Folder(path, "run", [Member(path, _label(cfg, cfg.get("name") or path.name), _seed(cfg))])
     if is_sweep_dir(path):
-        grid = load_folder(path).grid
+        sweep = load_folder(path)
+        chosen = chosen_point_names(path)   # with select: the chosen configurations' points, as the tables show
+        grid = {k: v for k, v in sweep.grid.items() if sweep.select is None or k != sweep.select.key}
         members = []
-        for _, values, run_dir in folder_points(path):
-            if runio.is_run_dir(run_dir):
+        for name, values, run_dir in folder_points(path):
+            if runio.is_run_dir(run_dir) and (chosen is None or name in chosen):
                 label = ", ".join(words(k, v) for k, v in values.items() if k != "seed")
                 members.append(Member(run_dir, label or "point", _seed(files.read_config_dict(run_dir)), values))
         if not members:
