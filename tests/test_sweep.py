@@ -264,3 +264,20 @@ def test_a_sweep_waits_for_points_another_process_trains_then_runs_what_it_left(
         other.wait()
     assert ran == [["seed=0"], ["seed=1"]] and waited == [["seed=1"]] and outcome.busy == []
     assert reuse.folder_state(held) == "stale"   # crashed before a checkpoint: its group process starts it afresh
+
+
+def test_a_point_written_before_a_config_key_existed_is_kept_not_taken_for_another_experiment(tmp_path):
+    """A run folder's config.yaml written by an older skipexp lacks the keys added since; they read as their
+    defaults (what the run was trained with), so a rerun keeps the point and ``train --resume`` keeps the run."""
+    path = _sweep_file(tmp_path, {"model.depth": [2]})
+    out = tmp_path / "runs"
+    cli("sweep", path, "--out", out, check=0)
+    point = next((out / "sweep-t").glob("depth=*"))
+    raw = yaml.safe_load((point / "config.yaml").read_text())
+    del raw["data"]["augment"], raw["model"]["block"]   # keys a later version added, with their defaults
+    (point / "config.yaml").write_text(yaml.safe_dump(raw))
+    before = (point / "metrics.csv").read_text()
+    again = cli("sweep", path, "--out", out, check=0)
+    assert "already done" in again.stderr and (point / "metrics.csv").read_text() == before
+    cli("train", tmp_path / "tiny.yaml", "model.depth=2", "--run-dir", point, "--resume", check=0)
+    assert (point / "metrics.csv").read_text() == before

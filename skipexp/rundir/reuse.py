@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from skipexp.core.config import RunConfig, flatten
+from skipexp.core.config import RunConfig, flatten, from_dict
 from skipexp.core.errors import SkipexpError
 from skipexp.rundir import files, runio
 
@@ -59,19 +59,33 @@ def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> dict[s
             if k not in ignore and fa.get(k) != fb.get(k)}
 
 
+def stored_config(run_dir: Path) -> dict:
+    """A run folder's config.yaml as today's config reads it: a key added to skipexp since the run was written
+    takes its default (the value the run was trained with), so that the run is not taken for another
+    experiment. A config.yaml that no longer validates is compared as written."""
+    return _as_read(files.read_config_dict(run_dir))
+
+
+def _as_read(raw: dict) -> dict:
+    """``raw`` through today's config (defaults filled in, values normalised), or as it is where it fails."""
+    try:
+        return from_dict(raw).to_dict()
+    except SkipexpError:
+        return raw
+
+
 def reuse_or_move_aside(run_dir: Path, cfg: RunConfig | dict) -> tuple[str, Path | None]:
     """Decide what ``train --run-dir DIR --resume`` does with an existing DIR: (state, moved-aside path).
 
     A folder holding a run of another config (``cfg``, or its dict) is an error: resuming it would mix
     two experiments.
     """
-    cfg_dict = cfg.to_dict() if isinstance(cfg, RunConfig) else cfg
+    cfg_dict = cfg.to_dict() if isinstance(cfg, RunConfig) else _as_read(cfg)
     state = folder_state(run_dir)
     if state == "running":
         raise SkipexpError("another process is training this run now", file=str(run_dir))
     if state in ("done", "resume"):
-        on_disk = files.read_config_dict(run_dir)
-        diff = config_differences(on_disk, cfg_dict, NEUTRAL_KEYS)
+        diff = config_differences(stored_config(run_dir), cfg_dict, NEUTRAL_KEYS)
         if diff:
             k, (old, new) = next(iter(diff.items()))
             raise SkipexpError(f"holds a run with {k}={old!r}, not {new!r}; move it away or change --run-dir",

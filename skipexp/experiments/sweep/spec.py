@@ -55,7 +55,7 @@ from skipexp.core.fmt import short_key, value
 from skipexp.experiments.sweep.evidence import Selection, read_baseline, read_select
 from skipexp.experiments.sweep.slurm_options import from_section, section
 from skipexp.rundir import files, runio
-from skipexp.rundir.reuse import NEUTRAL_KEYS, config_differences, folder_state
+from skipexp.rundir.reuse import NEUTRAL_KEYS, config_differences, folder_state, stored_config
 
 SWEEP_KEYS = ("name", "base", "grid", "overrides", "select", "baseline", "slurm")
 NAME = re.compile(r"[\w.+-]+")  # a sweep name is a folder name: sweep-<name>
@@ -334,7 +334,7 @@ def _check_reusable(run_dir: Path, cfg: RunConfig) -> None:
     edited base), and a point run now would sit beside points that are not comparable with it."""
     if folder_state(run_dir) not in ("done", "resume"):
         return
-    diff = config_differences(files.read_config_dict(run_dir), cfg.to_dict(), NEUTRAL_KEYS)
+    diff = config_differences(stored_config(run_dir), cfg.to_dict(), NEUTRAL_KEYS)
     if diff:
         k, (old, new) = next(iter(diff.items()))
         raise SkipexpError(f"holds a run with {k}={old!r}, not {new!r}: the sweep folder holds another "
