@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from skipexp.core.config import ModelConfig, SkipConfig
 from skipexp.core.inits import CRITICAL_GAINS, GAINS, Site
-from skipexp.core.models import plan
+from skipexp.core.models import UnitNet, plan
 from skipexp.core.registry import ACTIVATIONS, INITS
 
 # model.norm for conv nets: layernorm normalises each example over (C, H, W), GroupNorm with one group
@@ -320,7 +320,7 @@ class _AsLinear:
         self.in_features, self.out_features = conv.in_channels * area, conv.out_channels * area
 
 
-class ConvNet(nn.Module):
+class ConvNet(UnitNet):
     """input (stem conv) -> blocks (in units, some bypassed by a skip; stages of depth / stages blocks) -> head
     (pool, Linear): ``model.input(x)`` is h0 and ``model.head(h_last)`` the logits, as in a SkipNet.
 
@@ -405,23 +405,3 @@ class ConvNet(nn.Module):
                 if params:
                     out.append((path[child], params))
         return out
-
-    def boundary_names(self) -> list[str]:
-        return [f"h{i}" for i in range(self.cfg.depth + 1)]
-
-    def describe(self) -> list[dict]:
-        """One row per layer: name, shape, parameters, the skip kind of the unit it is in."""
-        unit_of = {}
-        for unit in self.units:
-            kind = self.cfg.skip.kind if unit.bypassed else "none"
-            for i in unit.blocks:
-                unit_of[f"blocks.{i}"] = kind
-            if unit.skip is not None:
-                unit_of[f"skips.{unit.skip}"] = kind
-        rows = []
-        for name, params in self.layers():
-            owner = ".".join(name.split(".")[:2])
-            shape = " + ".join("x".join(map(str, p.shape)) or "scalar" for p in params)
-            rows.append({"name": name, "shape": shape, "params": sum(p.numel() for p in params),
-                         "skip": unit_of.get(owner, "-")})
-        return rows

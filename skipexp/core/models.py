@@ -237,7 +237,32 @@ def parameter_count(cfg: ModelConfig, input_dim: int, num_classes: int, units: l
     return total
 
 
-class SkipNet(nn.Module):
+class UnitNet(nn.Module):
+    """What a net of blocks grouped in units (:func:`plan`) tells about itself, whatever its blocks: the names
+    of its boundaries h0..h_depth and a row per layer. Its subclass gives ``cfg``, ``units`` and ``layers()``."""
+
+    def boundary_names(self) -> list[str]:
+        return [f"h{i}" for i in range(self.cfg.depth + 1)]
+
+    def describe(self) -> list[dict]:
+        """One row per layer: name, shape, parameters, the skip kind of the unit it is in."""
+        unit_of = {}
+        for unit in self.units:
+            kind = self.cfg.skip.kind if unit.bypassed else "none"
+            for i in unit.blocks:
+                unit_of[f"blocks.{i}"] = kind
+            if unit.skip is not None:
+                unit_of[f"skips.{unit.skip}"] = kind
+        rows = []
+        for name, params in self.layers():
+            owner = ".".join(name.split(".")[:2])
+            shape = " + ".join("x".join(map(str, p.shape)) or "scalar" for p in params)
+            rows.append({"name": name, "shape": shape, "params": sum(p.numel() for p in params),
+                         "skip": unit_of.get(owner, "-")})
+        return rows
+
+
+class SkipNet(UnitNet):
     """input Linear -> blocks (in units, some bypassed by a skip) -> head Linear.
 
     Boundaries ``h0 .. h<depth>`` are the activations between blocks: ``h0`` is the input layer's
@@ -341,26 +366,6 @@ class SkipNet(nn.Module):
                 if params:
                     out.append((path[child], params))
         return out
-
-    def boundary_names(self) -> list[str]:
-        return [f"h{i}" for i in range(self.cfg.depth + 1)]
-
-    def describe(self) -> list[dict]:
-        """One row per layer: name, shape, parameters, the skip kind of the unit it is in."""
-        unit_of = {}
-        for unit in self.units:
-            kind = self.cfg.skip.kind if unit.bypassed else "none"
-            for i in unit.blocks:
-                unit_of[f"blocks.{i}"] = kind
-            if unit.skip is not None:
-                unit_of[f"skips.{unit.skip}"] = kind
-        rows = []
-        for name, params in self.layers():
-            owner = ".".join(name.split(".")[:2])
-            shape = " + ".join("x".join(map(str, p.shape)) or "scalar" for p in params)
-            rows.append({"name": name, "shape": shape, "params": sum(p.numel() for p in params),
-                         "skip": unit_of.get(owner, "-")})
-        return rows
 
 
 def count_parameters(model: nn.Module) -> int:
