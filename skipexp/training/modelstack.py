@@ -22,7 +22,6 @@ from skipexp.core.metrics import accuracy, stack_act_grad_norms, stack_act_rms, 
 from skipexp.training.optim import build_schedule, build_stacked_optimizer
 from skipexp.training.run import Logged, Run
 from skipexp.training.stacked import StackedLinear, copy_buffers, stack_models
-from skipexp.training.stacked_conv import copy_conv_buffers
 
 
 @dataclass
@@ -224,7 +223,7 @@ class ModelStack:
         run = self.runs[k]
         for i, param in enumerate(run.model.parameters()):
             param.copy_(self._slice(i, self.params[i], k))
-        copy_buffers(self.model, run.model, k)   # batch norms' running statistics: evaluation reads them
+        copy_buffers(self.model, run.model, k)   # running statistics, counts: evaluation and checkpoints read them
         if not state:
             return
         whole = self.opt.state_dict()
@@ -273,11 +272,6 @@ class ConvModelStack(ModelStack):
         act_grad = torch.stack([per_model(h.grad).norm(dim=2).mean(1) for h in hs], dim=1) * n     # (K, bounds)
         act = torch.stack([per_model(h.detach()).reshape(k, -1).square().mean(1).sqrt() for h in hs], dim=1)
         return StepLog(losses.detach(), accuracy(logits, y), total, layers, act_grad, act)
-
-    @torch.no_grad()
-    def sync(self, k: int, state: bool = False) -> None:
-        super().sync(k, state)
-        copy_conv_buffers(self.model, self.runs[k].model, k)
 
 
 def model_stack(runs: list[Run]) -> ModelStack:

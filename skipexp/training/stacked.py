@@ -148,14 +148,14 @@ class StackedBatchNorm(nn.Module):
 
 @torch.no_grad()
 def copy_buffers(stack: nn.Module, model: nn.Module, k: int) -> None:
-    """Model k's running statistics from the stack into its own model (what evaluation and checkpoints read)."""
-    mine = dict(model.named_modules())
-    for name, m in stack.named_modules():
-        if isinstance(m, StackedBatchNorm):
-            own = mine[name]
-            own.running_mean.copy_(m.running_mean[k])
-            own.running_var.copy_(m.running_var[k])
-            own.num_batches_tracked.copy_(m.num_batches_tracked)
+    """Model k's buffers from the stack into its own model (what evaluation and checkpoints read): a buffer of
+    each model's own (batch norms' running statistics, with a leading model dimension) gives its slice k, a
+    buffer the models share (a step count: batch norm's batches, augmentation's draws) is copied whole."""
+    mine = dict(model.named_buffers())
+    for name, buf in stack.named_buffers():
+        own = mine.get(name)
+        if own is not None:
+            own.copy_(buf[k] if buf.dim() == own.dim() + 1 else buf)
 
 
 def stack_models(models: list[SkipNet]) -> SkipNet:

@@ -158,17 +158,3 @@ def stack_conv_models(models: list[ConvNet]) -> ConvNet:
         if any(s != skip.scale for s in scales) and isinstance(skip, ConvSkip):
             skip.scale = torch.tensor(scales, device=next(net.parameters()).device)   # (K,)
     return net
-
-
-@torch.no_grad()
-def copy_conv_buffers(stack: nn.Module, model: nn.Module, k: int) -> None:
-    """Model k's running statistics and augmentation count from the stack into its own model."""
-    mine = dict(model.named_modules())
-    for name, m in stack.named_modules():
-        if isinstance(m, StackedBatchNorm2d):
-            own = mine[name]
-            own.running_mean.copy_(m.running_mean[k])
-            own.running_var.copy_(m.running_var[k])
-            own.num_batches_tracked.copy_(m.num_batches_tracked)
-        elif isinstance(m, Augment):
-            mine[name].draws.copy_(m.draws)
