@@ -370,12 +370,6 @@ class ConvNet(UnitNet):
                     skip.proj.conv.weight.zero_()
                     nn.init.eye_(skip.proj.conv.weight[:, :, 0, 0])
 
-    def forward(self, x: torch.Tensor, capture: bool = False):
-        """Logits (N, classes), a stack's (K, N, classes); with ``capture``, also the boundaries h0..h_depth."""
-        hs = self.boundaries(self.input(x))
-        logits = self.head(hs[-1])
-        return (logits, hs) if capture else logits
-
     def boundaries(self, h0: torch.Tensor) -> list[torch.Tensor]:
         """The boundaries h0..h_depth from h0, the stem's output."""
         hs = [h0]

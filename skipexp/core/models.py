@@ -239,7 +239,14 @@ def parameter_count(cfg: ModelConfig, input_dim: int, num_classes: int, units: l
 
 class UnitNet(nn.Module):
     """What a net of blocks grouped in units (:func:`plan`) tells about itself, whatever its blocks: the names
-    of its boundaries h0..h_depth and a row per layer. Its subclass gives ``cfg``, ``units`` and ``layers()``."""
+    of its boundaries h0..h_depth and a row per layer, and its forward. Its subclass gives ``cfg``, ``units``,
+    ``layers()``, ``input``, ``head`` and ``boundaries(h0)``."""
+
+    def forward(self, x: torch.Tensor, capture: bool = False):
+        """Logits (N, classes), a stack's (K, N, classes); with ``capture``, also the boundaries h0..h_depth."""
+        hs = self.boundaries(self.input(x))
+        logits = self.head(hs[-1])
+        return (logits, hs) if capture else logits
 
     def boundary_names(self) -> list[str]:
         return [f"h{i}" for i in range(self.cfg.depth + 1)]
@@ -325,12 +332,6 @@ class SkipNet(UnitNet):
                 sites[skip.gate] = Site(gain)   # into the gate's sigmoid, which has no critical gain
         sites[self.head] = Site(gain)
         return sites
-
-    def forward(self, x: torch.Tensor, capture: bool = False):
-        """Logits (N, classes); with ``capture``, also the list of boundaries h0..h_depth."""
-        hs = self.boundaries(self.input(x))
-        logits = self.head(hs[-1])
-        return (logits, hs) if capture else logits
 
     def boundaries(self, h0: torch.Tensor) -> list[torch.Tensor]:
         """The boundaries h0..h_depth from h0 (N, width), the input layer's output."""
