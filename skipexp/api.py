@@ -161,9 +161,10 @@ def _config(run_dir: Path) -> dict[str, Any]:
     import yaml
 
     from skipexp.core.config import flatten
+    from skipexp.core.yamlio import parse
 
     try:
-        raw = yaml.safe_load((run_dir / files.CONFIG).read_text()) or {}
+        raw = parse((run_dir / files.CONFIG).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise SkipexpError(f"unreadable config.yaml ({e.__class__.__name__})", file=str(run_dir)) from None
     return flatten(raw) if isinstance(raw, dict) else {}

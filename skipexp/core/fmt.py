@@ -4,15 +4,25 @@ One place, so that a table, a plot label and a sweep folder name never disagree 
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 
 def value(v: Any) -> str:
     """A value as a YAML scalar that reads back the same (``none``, ``0.05``, ``[64, 32]``)."""
+    if isinstance(v, (str, int, float, type(None))) and v == v and not (isinstance(v, float) and v == 0.0):
+        return _scalar(v)   # not nan, not -0.0 (equal to 0.0, so one cache entry); typed: True apart from 1
+    return _dump(v)
+
+
+def _dump(v: Any) -> str:
     import yaml
 
     return yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+_scalar = functools.lru_cache(maxsize=4096, typed=True)(_dump)   # a sweep formats the same few values often
 
 
 def short_key(key: str) -> str:

@@ -184,6 +184,6 @@ def write_config_text(run_dir: Path, text: str) -> None:
 
 def read_config_dict(run_dir: Path) -> dict:
     """config.yaml as plain data (no validation: a run of an older version still reads)."""
-    import yaml
+    from skipexp.core.yamlio import parse
 
-    return yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+    return parse((run_dir / CONFIG).read_text()) or {}

@@ -197,8 +197,7 @@ _MODEL_KEYS = ("depth", "width", "hidden", "activation", "norm", "order", "init"
 def readable(label: str) -> str:
     """A member's label in words: ``skip.kind=none`` -> "plain (no skip)", ``net=residual (skip: identity)``
     -> "residual (identity skip)"; a name that is no ``key=value`` list keeps its name."""
-    import yaml
-
+    from skipexp.core.yamlio import parse
     from skipexp.views.style import SKIP_WORDS, words
 
     head, _, kind = label.partition(" (skip: ")
@@ -208,7 +207,7 @@ def readable(label: str) -> str:
         return kind_words if head in kind_words else (f"{head} ({kind_words})" if kind_words else head)
     named, settings = [], {}
     for k, raw in parts:
-        v = yaml.safe_load(raw)
+        v = parse(raw)
         if k.split(".")[0] in _MODEL_KEYS:
             settings[f"model.{k}"] = v
         elif "." in k or k == "seed":

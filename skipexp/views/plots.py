@@ -110,10 +110,22 @@ def num_classes(run_dir: Path) -> int | None:
     """Classes of the run's dataset, from its config.yaml (None if it cannot be read)."""
     import yaml
 
+    from skipexp.core.yamlio import parse
+
     try:
-        data = yaml.safe_load((run_dir / files.CONFIG).read_text())["data"]
+        data = parse((run_dir / files.CONFIG).read_text())["data"]
         return int(data.get("num_classes", 10)) if data["dataset"] == "synthetic" else 10
     except (OSError, KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+
+
+def block_of(run_dir: Path) -> str | None:
+    """The run's model.block (mlp / conv) from its config.yaml (None if it cannot be read)."""
+    import yaml
+
+    try:
+        return str((files.read_config_dict(run_dir).get("model") or {}).get("block", "mlp"))
+    except (OSError, AttributeError, yaml.YAMLError):
         return None
 
 
