@@ -165,6 +165,25 @@ def _sweep_rows(diverged: bool, seeds: int):
     return rows
 
 
+@pytest.mark.parametrize("blocks,label", [(["conv", "conv"], "depth (blocks of two 3×3 convolutions)"),
+                                          (["mlp", "mlp"], "depth (blocks of 2 Linear layers)"),
+                                          (["mlp", "conv"], "depth (blocks)")])
+def test_a_sweeps_depth_axis_names_the_blocks_its_points_are_made_of(tmp_path, monkeypatch, blocks, label):
+    from skipexp.views import plots_sweep
+
+    rows = []
+    for i, (block, depth) in enumerate(zip(blocks, (3, 9))):
+        (tmp_path / f"p{i}").mkdir()
+        (tmp_path / f"p{i}" / files.CONFIG).write_text(f"model: {{block: {block}, depth: {depth}}}\n")
+        rows.append({"model.depth": depth, "seed": 0, "point": f"p{i}", "status": "completed",
+                     "final_train_loss": 1.0, "final_test_acc": 0.5})
+    drawn = []
+    real = plots_sweep.sweep_figure
+    monkeypatch.setattr(plots_sweep, "sweep_figure", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    plots_sweep.plot_sweep(rows, {"model.depth": [3, 9], "seed": [0]}, tmp_path / "plots")
+    assert [ax.get_xlabel() for ax in drawn[0].axes[:2]] == [label, label]
+
+
 def test_sweep_plot_marks_divergence_and_says_only_what_occurs():
     from skipexp.views import plots_sweep
 

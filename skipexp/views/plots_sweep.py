@@ -35,6 +35,7 @@ from skipexp.views.layout import (  # noqa: E402
 from skipexp.views.plots import (  # noqa: E402
     CHANCE,
     _positive,
+    block_of,
     num_classes,
     set_loss_axis,
 )
@@ -63,9 +64,12 @@ def plot_sweep(rows: list[dict], grid: dict[str, list], out: Path, title: str = 
     """
     out.mkdir(parents=True, exist_ok=True)
 
+    points = [out.parent / str(r["point"]) for r in rows if r.get("point")]
     if chance is None:
-        found = {num_classes(out.parent / str(r["point"])) for r in rows if r.get("point")}
+        found = {num_classes(p) for p in points}
         chance = 1 / found.pop() if len(found) == 1 and None not in found else None
+    blocks = {block_of(p) for p in points} - {None}
+    block = blocks.pop() if len(blocks) == 1 else ("" if blocks else "mlp")
     keys = [k for k in grid if k != "seed"]
     axes_keys = [k for k in keys if all(_is_number(v) for v in grid[k]) and len(grid[k]) > 1]
     if not axes_keys and keys:  # nothing numeric: the first key's values become categories on the x axis
@@ -73,7 +77,7 @@ def plot_sweep(rows: list[dict], grid: dict[str, list], out: Path, title: str = 
     paths = []
     for xkey in axes_keys:
         path = out / f"{short_key(xkey)}.png"
-        fig = sweep_figure(rows, grid, xkey, [k for k in keys if k != xkey], title, chance, variants)
+        fig = sweep_figure(rows, grid, xkey, [k for k in keys if k != xkey], title, chance, variants, block)
         save(fig, path, formats)
         paths.append(path)
     return paths
@@ -107,7 +111,7 @@ def _category(v: Any, key: str, variants: dict | None) -> str:
 
 
 def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: list[str], title: str,
-                 chance: float | None = None, variants: dict | None = None) -> Figure:
+                 chance: float | None = None, variants: dict | None = None, block: str = "mlp") -> Figure:
     numeric = all(_is_number(v) for v in grid[xkey])
     xs_all = grid[xkey]
     pos = {format_value(v): (float(v) if numeric else i) for i, v in enumerate(xs_all)}
@@ -171,7 +175,7 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
         ax_a.axhline(100 * chance, **CHANCE, label=f"chance ({chance:.0%})")
     ax_a.set_ylabel("final test accuracy (%)")
     for ax in (ax_l, ax_a):
-        ax.set_xlabel(axis_label(xkey))
+        ax.set_xlabel(axis_label(xkey, block))
         ax.grid(alpha=0.3, which="both")
         if numeric:
             vals = [float(v) for v in xs_all]
@@ -194,7 +198,7 @@ def sweep_figure(rows: list[dict], grid: dict[str, list], xkey: str, line_keys: 
     what = ": mean over seeds" + (", bars = 95% CI" if with_ci else "") if several_seeds else ""
     set_title(ax_l, "final train loss" + what, fontsize=10)
     set_title(ax_a, "final test accuracy" + what, fontsize=10)
-    suptitle(fig, f"{title}: against {axis_label(xkey).split(' (')[0]}")
+    suptitle(fig, f"{title}: against {axis_label(xkey, block).split(' (')[0]}")
     set_margins(fig, 2, left=EDGE + label_room(ax_l.yaxis), right=EDGE + 0.1, top=TITLES,
                 bottom=EDGE + label_room(ax_l.xaxis, 10, 0 if numeric else 20) + legend_height(legend, 4),
                 gap=0.3 + label_room(ax_a.yaxis))

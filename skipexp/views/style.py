@@ -36,7 +36,7 @@ ORDER_WORDS = {"post": "post-activation", "pre": "pre-activation"}
 INIT_WORDS = {"default": "PyTorch's default init", "critical": "critical init", "orthogonal-critical":
               "orthogonal critical init", "looks-linear": "looks-linear init"}
 # axis titles with their units, by dotted key
-AXES = {"model.depth": "depth (blocks of 2 Linear layers)", "model.width": "width (units)",
+AXES = {"model.width": "width (units)",
         "model.hidden": "hidden width (units)", "train.lr": "learning rate", "train.batch_size": "batch size",
         "train.momentum": "momentum", "train.weight_decay": "weight decay", "model.skip.scale": "shortcut scale λ",
         "model.skip.gate_bias": "gate bias", "model.skip.every": "a skip every k units",
@@ -92,8 +92,15 @@ def word(key: str, v: Any) -> str:
     return f"{short_key(key).split('.')[-1].replace('_', ' ')} {format_value(v)}"
 
 
-def axis_label(key: str) -> str:
-    """An axis's title for a swept key or named axis, with its unit."""
+# depth's unit by model.block; "" where a sweep's points have more than one kind of block
+DEPTH_UNITS = {"mlp": "depth (blocks of 2 Linear layers)", "conv": "depth (blocks of two 3×3 convolutions)",
+               "": "depth (blocks)"}
+
+
+def axis_label(key: str, block: str = "mlp") -> str:
+    """An axis's title for a swept key or named axis, with its unit (depth's from the nets' ``block``)."""
+    if key == "model.depth":
+        return DEPTH_UNITS.get(block, DEPTH_UNITS[""])
     return AXES.get(key, short_key(key).replace("_", " "))
 
 
