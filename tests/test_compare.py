@@ -42,6 +42,16 @@ def test_identical_configs_see_identical_batches(tmp_path, tiny_config):
     assert "tiny-2" in p.stdout and (cdir / "summary.md").is_file() and (cdir / "plots" / "loss.png").is_file()
 
 
+def test_a_members_own_plots_follow_its_log_plots_as_a_trains_do(tmp_path):
+    drawn = write_config(tmp_path / "drawn.yaml", {"log.plots": True, "train.epochs": 1})
+    quiet = write_config(tmp_path / "quiet.yaml", {"log.plots": False, "train.epochs": 1, "model.depth": 2})
+    cli("compare", drawn, quiet, "--out", tmp_path / "runs", check=0)
+    cdir = _only_dir(tmp_path / "runs", "compare-")
+    assert (cdir / "runs/tiny/plots/loss.png").is_file() and (cdir / "runs/tiny/plots/grad_norms.png").is_file()
+    assert not (cdir / "runs/tiny-2/plots").exists() or not any((cdir / "runs/tiny-2/plots").iterdir())
+    assert (cdir / "plots/loss.png").is_file()   # the comparison's own plots are drawn either way
+
+
 def test_table_says_when_more_than_the_model_differs(tmp_path):
     a = write_config(tmp_path / "a.yaml", {"name": "plain", "model.skip.kind": "none"})
     b = write_config(tmp_path / "b.yaml", {"name": "skip", "train.lr": 0.01})

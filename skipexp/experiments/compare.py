@@ -202,8 +202,9 @@ def rebuild(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
             if runio.is_run_dir(run_dir):
                 per_seed.append(write_summary(run_dir) if refresh else summarize(run_dir))
                 # the first seed stands for the member: seeds are equal across members by construction
-                configs.setdefault(m["name"], files.read_config_dict(run_dir))
-                if refresh and not (run_dir / files.PLOTS / "loss.png").exists():
+                cfg = configs.setdefault(m["name"], files.read_config_dict(run_dir))
+                wants = (cfg.get("log") or {}).get("plots", True)   # log.plots: false is CSVs only, as for train
+                if refresh and wants and not (run_dir / files.PLOTS / "loss.png").exists():
                     from skipexp.views import plots
 
                     plots.plot_run(run_dir)  # a run killed before its end has no plots yet
