@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 OUT ?= runs
 
-.PHONY: install demo test lint bench sweep report clean-runs papers
+.PHONY: install demo test lint bench sweep report clean-runs papers papers-mlp papers-conv
 
 install: $(STAMP)
 
@@ -52,18 +52,26 @@ bench: $(STAMP)
 clean-runs:
 	rm -rf $(OUT)/*/ $(OUT)/*.mk
 
-# The paper reproductions (configs/papers/README.md): four sweeps of five seeds per point on Fashion-MNIST, each
-# arm at its own learning rate chosen on a validation split, then the lesion studies (of the chosen points),
-# gradient shattering, and the loss landscapes and paths of the degradation and lesion sweeps' nets.
-# Figures, tables and differences go to docs/papers/. Its cost: configs/papers/README.md.
-PAPERS := highway degradation identity-mappings lesion
+# The paper reproductions (configs/papers/README.md), on Fashion-MNIST, each arm at its own learning rate chosen
+# on a validation split: `make papers` runs both parts. `make papers-mlp`: four sweeps of MLPs (five seeds per
+# point), then the lesion studies of the chosen nets, gradient shattering, and the loss landscapes and paths of
+# the degradation and lesion sweeps' nets. `make papers-conv`: He et al.'s Fig. 6 on conv nets (three seeds).
+# Two steps run at a time, each sweep with --jobs $(PAPER_JOBS); a step prints a line as it starts and ends, its
+# output goes to $(OUT)/papers-logs/STEP.log. Figures, tables and differences go to docs/papers/. Their cost:
+# configs/papers/README.md.
 PAPER_JOBS ?= 2
+PAPER_LOGS = $(OUT)/papers-logs
+PAPERS := highway degradation identity-mappings lesion
+# longest chains first, so that the last step to end is a short one
+MLP_STEPS := sweep-identity-mappings sweep-degradation landscape sweep-highway lesion-highway sweep-lesion \
+  lesion-lesion paths shatter
+comma := ,
 
-papers: $(STAMP)
-	for s in $(PAPERS); do $(SKIPEXP) sweep configs/papers/$$s.yaml --out $(OUT) --jobs $(PAPER_JOBS) || exit 1; done
-	$(SKIPEXP) lesion $(OUT)/sweep-highway --where depth=50,net=highway --drop 6 > /dev/null
-	$(SKIPEXP) lesion $(OUT)/sweep-lesion --drop 6 > /dev/null
-	mkdir -p docs/papers
+papers: papers-conv papers-mlp
+
+papers-mlp: $(STAMP)
+	@mkdir -p $(PAPER_LOGS) docs/papers
+	+@$(MAKE) --no-print-directory -j2 $(addprefix paper-,$(MLP_STEPS))
 	cp $(OUT)/sweep-highway/plots/depth.png docs/papers/highway.png
 	cp $(OUT)/sweep-degradation/plots/depth.png docs/papers/degradation.png
 	cp $(OUT)/sweep-identity-mappings/plots/shortcut.png docs/papers/identity-mappings.png
@@ -72,12 +80,37 @@ papers: $(STAMP)
 	  cp $(OUT)/sweep-$$s/differences.csv docs/papers/$$s-differences.csv || exit 1; done
 	cp $(OUT)/sweep-highway/plots/lesion.png docs/papers/highway-lesion.png
 	cp $(OUT)/sweep-lesion/plots/lesion.png docs/papers/lesion.png
-	d=$$($(SKIPEXP) shatter configs/papers/shatter.yaml --depths 1,2,4,8,16,32,64 --seeds 5 --pairs 8 --out $(OUT) | tail -n 1) && \
-	  cp $$d/plots/shatter.png docs/papers/shatter.png
-	$(SKIPEXP) landscape $(OUT)/sweep-degradation --points 21 --samples 1024 > /dev/null
+	cp "$$(tail -n 1 $(PAPER_LOGS)/shatter.log)/plots/shatter.png" docs/papers/shatter.png
 	cp $(OUT)/sweep-degradation/plots/landscape-grid.png docs/papers/landscape.png
 	cp $(OUT)/sweep-degradation/plots/landscape-depth.png docs/papers/landscape-depth.png
 	cp $(OUT)/sweep-degradation/landscape-seeds.csv docs/papers/landscape.csv
-	$(SKIPEXP) paths $(OUT)/sweep-lesion > /dev/null
 	cp $(OUT)/sweep-lesion/plots/paths.png docs/papers/paths.png
 	cp $(OUT)/sweep-lesion/paths-seeds.csv docs/papers/paths.csv
+
+papers-conv: $(STAMP)
+	@mkdir -p $(PAPER_LOGS) docs/papers
+	+@$(MAKE) --no-print-directory paper-sweep-conv-degradation
+	cp $(OUT)/sweep-conv-degradation/plots/depth.png docs/papers/conv-degradation.png
+	cp $(OUT)/sweep-conv-degradation/plots/curves.png docs/papers/conv-degradation-curves.png
+	cp $(OUT)/sweep-conv-degradation/summary-seeds.csv docs/papers/conv-degradation.csv
+	cp $(OUT)/sweep-conv-degradation/differences.csv docs/papers/conv-degradation-differences.csv
+
+# One step of the reproductions: $(1) with its output in $(PAPER_LOGS)/<step>.log, a line as it starts and as
+# it ends (with its time), and the log's last lines where it fails.
+step = @name=$(@:paper-%=%); log=$(PAPER_LOGS)/$$name.log; t=$$(date +%s); echo "papers: $$name ... ($$log)"; \
+  if { $(1); } > $$log 2>&1; then echo "papers: $$name done in $$(( $$(date +%s) - t )) s"; \
+  else tail -n 20 $$log; echo "papers: $$name failed ($$log)"; exit 1; fi
+
+paper-sweep-%:
+	$(call step,$(SKIPEXP) sweep configs/papers/$*.yaml --out $(OUT) --jobs $(PAPER_JOBS))
+paper-lesion-highway: paper-sweep-highway
+	$(call step,$(SKIPEXP) lesion $(OUT)/sweep-highway --where depth=50$(comma)net=highway --drop 6)
+paper-lesion-lesion: paper-sweep-lesion
+	$(call step,$(SKIPEXP) lesion $(OUT)/sweep-lesion --drop 6)
+paper-landscape: paper-sweep-degradation
+	$(call step,$(SKIPEXP) landscape $(OUT)/sweep-degradation --points 21 --samples 1024)
+paper-paths: paper-sweep-lesion
+	$(call step,$(SKIPEXP) paths $(OUT)/sweep-lesion)
+paper-shatter:
+	$(call step,$(SKIPEXP) shatter configs/papers/shatter.yaml --depths 1$(comma)2$(comma)4$(comma)8$(comma)16$(comma)32$(comma)64 \
+	  --seeds 5 --pairs 8 --out $(OUT))
