@@ -46,6 +46,19 @@ def test_points_that_share_a_shape_form_numbered_groups(tmp_path):
         groups.parse_part("2")
 
 
+
+def test_the_longest_groups_start_first(tmp_path, monkeypatch):
+    """Deep and wide nets before shallow ones, so that the last group to end is a short one."""
+    from skipexp.experiments.sweep import backends
+
+    path, pts = _sweep(tmp_path, {"model.depth": [2, 8, 4], "model.width": [16, 32], "seed": [0, 1]})
+    started = []
+    monkeypatch.setitem(backends.BACKENDS, "local", lambda gs, *a, **k: started.extend(gs) or [])
+    backends.run(spec.load(path), pts, tmp_path / "runs", jobs=1)
+    assert [(g.points[0].values["model.depth"], g.points[0].values["model.width"]) for g in started] == [
+        (8, 32), (4, 32), (2, 32), (8, 16), (4, 16), (2, 16)]
+    assert [g.number for g in started] == [4, 6, 2, 3, 5, 1]   # numbers stay those of grid order
+
 def test_spread_cuts_the_biggest_group_while_workers_are_idle(tmp_path):
     _, pts = _sweep(tmp_path, {"model.depth": [2, 4, 6], "seed": [0, 1, 2, 3]})
     (tmp_path / "one").mkdir()

@@ -72,7 +72,8 @@ def run(sweep: Sweep, pts: list[Point], out: Path, jobs: int | None = 1, backend
         if jobs is not None:
             gs = groups_mod.spread([g for g in gs if todo & {p.name for p in g.points}], jobs)
         gs = [g.only(todo) for g in group_commands(sweep, gs, out)]
-        outcome.ran += run_groups([g for g in gs if g.points], jobs, listener, should_stop, **backend_options)
+        gs = sorted((g for g in gs if g.points), key=groups_mod.work, reverse=True)   # longest first
+        outcome.ran += run_groups(gs, jobs, listener, should_stop, **backend_options)
 
     def drain(candidates: list[Point]) -> None:
         """Run ``candidates`` (:func:`run_todo`), then, as another process lets go of its points, those too."""

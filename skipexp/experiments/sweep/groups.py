@@ -93,6 +93,18 @@ def spread(gs: list[Group], jobs: int) -> list[Group]:
     return [p for g in gs for p in parts(g, cuts[g.number])]
 
 
+def work(g: Group) -> float:
+    """About how long a group trains, in no unit: per point, its steps (or epochs) x batch x the squared width
+    of every block (a block's matmuls, or convs at the sweep's one image size). Groups start longest first,
+    so that the last to end is a short one instead of the deepest net, started last."""
+    total = 0.0
+    for p in g.points:
+        if p.cfg is not None:
+            t = p.cfg.train
+            total += (t.steps or t.epochs) * t.batch_size * sum(w * w for w in p.cfg.model.widths())
+    return total
+
+
 def select(pts: list[Point], number: int, part: tuple[int, int] = (1, 1)) -> Group:
     """Group ``number`` of the points, or its part ``part`` (i, k); a clear error where there is none."""
     gs = groups(pts)
