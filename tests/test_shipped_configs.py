@@ -22,7 +22,20 @@ def _id(p: Path) -> str:
 
 
 def test_the_papers_are_sweep_files():
-    assert {p.stem for p in PAPERS} == {"highway", "degradation", "identity-mappings", "lesion"}
+    assert {p.stem for p in PAPERS} == {"highway", "degradation", "identity-mappings", "lesion", "conv-degradation"}
+
+
+def test_libyaml_reads_every_shipped_file_and_override_as_the_python_parser_does():
+    import yaml
+
+    from skipexp.core import yamlio
+
+    for path in FILES:
+        text = path.read_text()
+        assert yamlio.parse(text) == yaml.load(text, Loader=yaml.SafeLoader), path  # noqa: S506
+    for value in ("64", "0.05", "1e-3", "1.0e-3", "[64, 32]", "{width: 8, skip: {kind: none}}", "none", "null",
+                  "~", "yes", "off", "'0.1'", ".inf", "-.inf", "0x10", "010", "2024-01-01", "a: b", "[0,1,2]"):
+        assert yamlio.parse(value) == yaml.load(value, Loader=yaml.SafeLoader), value  # noqa: S506
 
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=_id)
