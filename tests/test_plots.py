@@ -307,6 +307,7 @@ def test_sweep_figures_keep_every_text_inside_and_legends_off_the_axes(tmp_path,
     fig = plots_sweep.curves_figure(configs, {"model.depth": [2, 4], "seed": [0, 1]}, tmp_path, "sweep s", "synthetic")
     assert fig.get_layout_engine() is None
     assert_laid_out(fig)
+    assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()   # evaluations on the loss curves' step axis
 
 
 def test_log_axes_label_plain_numbers_not_mathtext(tmp_path):

@@ -297,7 +297,10 @@ def curves_figure(configs: list[tuple[dict, list[dict]]], grid: dict[str, list],
     ax_a.set_ylabel("test accuracy (%)")
     set_title(ax_l, "train loss (smoothed as in a run's loss.png)", fontsize=10)
     set_title(ax_a, "test accuracy at each evaluation", fontsize=10)
+    # one step axis for both panels: evaluations (perhaps only the last step's) sit where the loss curve is
+    (l0, l1), (a0, a1) = ax_l.get_xlim(), ax_a.get_xlim()
     for ax in (ax_l, ax_a):
+        ax.set_xlim(min(l0, a0), max(l1, a1))
         ax.set_xlabel("step (optimizer updates)")
         ax.grid(alpha=0.3, which="both")
     extra = [Line2D([], [], **{**DIVERGED, "ms": 8}, label="a seed diverged (at its step)")] if crosses else []
