@@ -56,14 +56,16 @@ clean-runs:
 # on a validation split: `make papers` runs both parts. `make papers-mlp`: four sweeps of MLPs (five seeds per
 # point), then the lesion studies of the chosen nets, gradient shattering, and the loss landscapes and paths of
 # the degradation and lesion sweeps' nets. `make papers-conv`: He et al.'s Fig. 6 on conv nets (three seeds).
-# Two steps run at a time, each sweep with --jobs $(PAPER_JOBS); a step prints a line as it starts and ends, its
-# output goes to $(OUT)/papers-logs/STEP.log. Figures, tables and differences go to docs/papers/. Their cost:
+# Two steps run at a time (MLP sweeps with --jobs 1 each: two processes on two cores, none waiting for a core;
+# the conv sweep alone with --jobs 2); a step prints a line as it starts and ends, its output goes to
+# $(OUT)/papers-logs/STEP.log. Figures, tables and differences go to docs/papers/. Their cost:
 # configs/papers/README.md.
-PAPER_JOBS ?= 2
+PAPER_JOBS ?= 1
+CONV_JOBS ?= 2
 PAPER_LOGS = $(OUT)/papers-logs
 PAPERS := highway degradation identity-mappings lesion
-# longest chains first, so that the last step to end is a short one
-MLP_STEPS := sweep-identity-mappings sweep-degradation landscape sweep-highway lesion-highway sweep-lesion \
+# longest first, so that the last step to end is a short one
+MLP_STEPS := sweep-identity-mappings sweep-degradation sweep-highway sweep-lesion landscape lesion-highway \
   lesion-lesion paths shatter
 comma := ,
 
@@ -89,7 +91,7 @@ papers-mlp: $(STAMP)
 
 papers-conv: $(STAMP)
 	@mkdir -p $(PAPER_LOGS) docs/papers
-	+@$(MAKE) --no-print-directory paper-sweep-conv-degradation
+	+@$(MAKE) --no-print-directory paper-sweep-conv-degradation PAPER_JOBS=$(CONV_JOBS)
 	cp $(OUT)/sweep-conv-degradation/plots/depth.png docs/papers/conv-degradation.png
 	cp $(OUT)/sweep-conv-degradation/plots/curves.png docs/papers/conv-degradation-curves.png
 	cp $(OUT)/sweep-conv-degradation/summary-seeds.csv docs/papers/conv-degradation.csv
