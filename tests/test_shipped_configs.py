@@ -59,9 +59,12 @@ def test_a_papers_first_point_trains_a_few_steps(path, tmp_path):
         pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     words = first.argv[1:first.argv.index("--run-dir")]  # train BASE KEY=VALUE...
     run_dir = tmp_path / first.name
-    cli(*words, "train.steps=3", "data.train_size=256", "data.test_size=128", "log.eval_every=null",
-        "--run-dir", run_dir, check=0)
+    small = ["train.steps=3", "data.train_size=256", "data.test_size=128", "log.eval_every=null",
+             "log.train_eval_size=128"] + (["data.val_size=128"] if first.cfg.data.val_size else [])
+    cli(*words, *small, "--run-dir", run_dir, check=0)
+    want = first.cfg.to_dict()
     assert config_mod.load(run_dir / "config.yaml").to_dict() == {
-        **first.cfg.to_dict(), "train": {**first.cfg.to_dict()["train"], "steps": 3},
-        "data": {**first.cfg.to_dict()["data"], "train_size": 256, "test_size": 128},
-        "log": {**first.cfg.to_dict()["log"], "eval_every": None}}
+        **want, "train": {**want["train"], "steps": 3},
+        "data": {**want["data"], "train_size": 256, "test_size": 128,
+                 **({"val_size": 128} if first.cfg.data.val_size else {})},
+        "log": {**want["log"], "eval_every": None, "train_eval_size": 128}}
