@@ -110,10 +110,8 @@ def num_classes(run_dir: Path) -> int | None:
     """Classes of the run's dataset, from its config.yaml (None if it cannot be read)."""
     import yaml
 
-    from skipexp.core.yamlio import parse
-
     try:
-        data = parse((run_dir / files.CONFIG).read_text())["data"]
+        data = files.read_config_dict(run_dir)["data"]
         return int(data.get("num_classes", 10)) if data["dataset"] == "synthetic" else 10
     except (OSError, KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError):
         return None
