@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from skipexp.core.machine import openmp_wait
+
 REPO = Path(__file__).resolve().parent.parent
 _SCRIPT = Path(sys.executable).parent / "skipexp"
 SKIPEXP = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "skipexp"]
@@ -91,7 +93,7 @@ def main() -> None:
     ap.add_argument("--compare", type=Path, help="a comparison folder of configs/plain.yaml and configs/skip.yaml")
     ap.add_argument("--no-commands", action="store_true", help="only the in-process rows")
     args = ap.parse_args()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as the CLI sets it (skipexp.core.machine)
+    openmp_wait()   # as the command chooses it, before torch loads
     load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench-mech-"))
     folder = args.compare or train_pair(tmp)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import value as format_value
-from skipexp.core.machine import passive_openmp
+from skipexp.core.machine import openmp_wait
 from skipexp.experiments.report import kind_of
 from skipexp.rundir import files, runio
 from skipexp.rundir.summary import summarize
@@ -259,7 +259,7 @@ def train(config: PathLike | Mapping[str, Any] | RunConfig,
     cfg, source = _load_config(config, overrides, name=name, device=device, threads=threads)
     out, run_dir = Path(out), None if run_dir is None else Path(run_dir)
     runio.check_writable(out if run_dir is None else run_dir.parent)
-    passive_openmp()  # as the command does, before torch loads
+    openmp_wait()  # as the command does, before torch loads
     from skipexp.training.fit import train_config  # torch: only once a config is trained
     from skipexp.views.run_views import RunViews
 

@@ -7,7 +7,6 @@ import sys
 import torch
 from conftest import _reset_consoles, cli
 
-import skipexp.cli  # noqa: F401  (importing it sets OMP_WAIT_POLICY once, on purpose)
 from skipexp.rundir import runio
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skipexp.core import config
+from skipexp.core import config, machine
 from skipexp.training.threads import MIN_FLOPS_PER_THREAD, available_cores, block_matmul_flops, choose_threads
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,6 +72,65 @@ def test_the_choice_is_deterministic_for_a_config_on_a_machine():
 def test_available_cores_is_this_process_affinity():
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert available_cores() == expected >= 1
+
+
+@pytest.fixture
+def no_wait_env(monkeypatch):
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SKIPEXP_OPENMP_WAIT_CHOSEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(machine, "available_cores", lambda: 2)
+    monkeypatch.setattr(machine, "openmp_started", lambda: False)   # as in a process before torch loads
+
+
+@pytest.mark.parametrize("elsewhere, chosen", [(0, ("GOMP_SPINCOUNT", str(machine.SHORT_SPIN))),
+                                               (1, ("OMP_WAIT_POLICY", "PASSIVE")),
+                                               (5, ("OMP_WAIT_POLICY", "PASSIVE"))])
+def test_openmp_threads_spin_briefly_only_where_a_core_is_free(no_wait_env, monkeypatch, elsewhere, chosen):
+    monkeypatch.setattr(machine, "running_elsewhere", lambda: elsewhere)
+    machine.openmp_wait()
+    key, value = chosen
+    assert os.environ[key] == value
+    other = ({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} - {key}).pop()
+    assert other not in os.environ
+
+
+@pytest.mark.parametrize("key, value", [("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "0")])
+def test_a_users_openmp_wait_is_kept(no_wait_env, monkeypatch, key, value):
+    monkeypatch.setenv(key, value)
+    monkeypatch.setattr(machine, "running_elsewhere", lambda: 0)
+    machine.openmp_wait()
+    assert os.environ[key] == value and "SKIPEXP_OPENMP_WAIT_CHOSEN" not in os.environ
+    assert len({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ)) == 1
+
+
+def test_a_child_process_chooses_its_wait_afresh(no_wait_env, monkeypatch):
+    monkeypatch.setattr(machine, "running_elsewhere", lambda: 0)
+    machine.openmp_wait()                       # the parent saw an idle machine
+    monkeypatch.setattr(machine, "running_elsewhere", lambda: 3)
+    machine.openmp_wait()                       # its child (same env) sees a busy one
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ
+
+
+def test_parallel_sweep_jobs_wait_passively_unless_the_user_chose(no_wait_env, monkeypatch):
+    monkeypatch.setattr(machine, "running_elsewhere", lambda: 0)
+    machine.openmp_wait()
+    shared = machine.sharing_env(dict(os.environ))
+    assert shared["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in shared
+    assert "SKIPEXP_OPENMP_WAIT_CHOSEN" not in shared       # a child keeps it, as it would a user's
+    assert machine.sharing_env({"GOMP_SPINCOUNT": "50"}) == {"GOMP_SPINCOUNT": "50"}
+
+
+def test_nothing_is_chosen_once_torch_has_loaded(monkeypatch):
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SKIPEXP_OPENMP_WAIT_CHOSEN"):
+        monkeypatch.delenv(key, raising=False)
+    before = dict(os.environ)
+    machine.openmp_wait()                       # torch is loaded here: OpenMP has read its environment
+    assert dict(os.environ) == before
+
+
+def test_running_elsewhere_reads_the_run_queue():
+    n = machine.running_elsewhere()
+    assert isinstance(n, int) and n >= 0
 
 
 def test_width_lists_and_hidden_count():

@@ -35,7 +35,7 @@ from skipexp.cli.console import (
     restore_signals,
 )
 from skipexp.core.errors import SkipexpError
-from skipexp.core.machine import passive_openmp
+from skipexp.core.machine import openmp_wait
 
 __all__ = ["app", "complete_yaml", "main", "StopFlag"]
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         from typer._click import exceptions as click_exceptions
     except ImportError:
         from click import exceptions as click_exceptions
-    passive_openmp()  # before any command loads torch
+    openmp_wait()  # before any command loads torch
     reset_consoles()
     try:
         code = app(args=argv, prog_name="skipexp", standalone_mode=False)

@@ -6,9 +6,10 @@ for a descheduled sibling stalls the whole step. The choice is a pure function o
 number of cores, so a config gives the same numbers alone, in ``compare`` or as a sweep point.
 
 The rule: one thread until a block's matmul reaches 2 x MIN_FLOPS_PER_THREAD, then one thread per
-MIN_FLOPS_PER_THREAD, capped by the cores this process may use. The CLI's OMP_WAIT_POLICY=PASSIVE then only
-matters where a run has 2+ threads; a run on 1 thread has no sibling to wait for. The measurements behind
-the rule are in the README (Threads); benchmarks/threads_grid.py and benchmarks/threads_alternate.py take them.
+MIN_FLOPS_PER_THREAD, capped by the cores this process may use. How idle threads wait
+(skipexp.core.machine.openmp_wait) then only matters where a run has 2+ threads; a run on 1 thread has no
+sibling to wait for. The measurements behind the rule are in the README (Threads);
+benchmarks/threads_grid.py and benchmarks/threads_alternate.py take them.
 """
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skipexp.core.machine import sharing_env
 from skipexp.experiments.sweep.groups import Group
 from skipexp.experiments.sweep.spec import Point
 from skipexp.rundir.reuse import read_status
@@ -79,6 +80,8 @@ def run_local(groups: list[Group], jobs: int, listener: Listener,
     results: list[PointResult] = []
     stopping = False
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", PARENT_PID_ENV: str(os.getpid())}
+    if jobs > 1:
+        env = sharing_env(env)
     try:
         while pending or running:
             if should_stop() and not stopping:
