@@ -155,6 +155,51 @@ def test_bad_file_arguments(tmp_path, args, words):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def _interrupted(tmp_path: Path, name: str) -> Path:
+    """A tiny run stopped after its first epoch: interrupted, with a checkpoint."""
+    from conftest import train_one
+
+    from skipexp.core import config
+    from skipexp.training import fit
+
+    cfg = config.load(write_config(tmp_path / f"{name}.yaml", {"name": name}))
+    run_dir = fit.create_run(cfg, tmp_path / "runs")
+    steps = iter(range(10**6))
+    assert train_one(cfg, run_dir, should_stop=lambda: next(steps) >= 7).status == "interrupted"
+    return run_dir
+
+
+def test_resume_takes_several_folders_and_resumes_each_as_alone(tmp_path):
+    a, b = _interrupted(tmp_path, "a"), _interrupted(tmp_path, "b")
+    p = cli("resume", a, b, a, check=0)                      # a folder named twice is resumed once
+    assert p.stdout.strip().splitlines()[-1] == str(b)
+    assert [runio.read_json(d / "meta.json")["status"] for d in (a, b)] == ["completed"] * 2
+    assert [len(runio.read_json(d / "meta.json")["resumes"]) for d in (a, b)] == [1, 1]
+    alone = _interrupted(tmp_path, "alone")
+    cli("resume", alone, check=0)
+    def losses(d: Path) -> list:
+        return [(r["step"], r["train_loss"], r["grad_norm_total"]) for r in runio.read_csv(d / "metrics.csv")]
+    assert len(losses(a)) > 8 and losses(a) == losses(alone)
+
+
+def test_resume_checks_every_folder_before_training_any(tmp_path):
+    a = _interrupted(tmp_path, "a")
+    before = (a / "metrics.csv").read_text()
+    p = cli("resume", a, tmp_path / "no-such-run", check=2)
+    assert "no-such-run" in one_error_line(p)[0]
+    assert (a / "metrics.csv").read_text() == before and runio.read_json(a / "meta.json")["status"] == "interrupted"
+
+
+def test_a_stop_while_resuming_names_the_folder_and_those_not_yet_resumed(tmp_path, monkeypatch):
+    from skipexp.cli import console
+
+    a, b, c = (_interrupted(tmp_path, n) for n in "abc")
+    monkeypatch.setattr(console.StopFlag, "__call__", lambda self: True)   # as a Ctrl-C during a's first step
+    p = cli("resume", a, b, c, check=130)
+    assert p.stderr.strip().splitlines()[-1] == f"interrupted; continue with: skipexp resume {a} {b} {c}"
+    assert runio.read_json(b / "meta.json").get("resumes") is None          # b and c were not started
+
+
 @pytest.mark.skipif(Path("/usr/share/datasets/mnist").exists(), reason="a system copy of MNIST is installed")
 def test_mnist_without_files_or_network_says_where_to_put_them(tmp_path):
     cfg = write_config(tmp_path / "m.yaml", {"data": {"dataset": "mnist"}})

@@ -272,10 +272,10 @@ def test_ctrl_c_on_several_seeds_names_every_seeds_folder_in_one_command(tmp_pat
         time.sleep(0.05)
         proc.p.send_signal(signal.SIGINT)
     assert proc.wait() == 130, proc.stderr()
-    want = "interrupted; continue with: " + " && ".join(f"skipexp resume {r}" for r in runs)
+    want = "interrupted; continue with: skipexp resume " + " ".join(map(str, runs))
     assert hint_lines(proc) == [want], proc.stderr()
     assert [meta(r)["status"] for r in runs] == ["interrupted"] * 3
-    if presses == 1:   # the hint, run as it is, resumes them all (here a step apart from the end, to be quick)
+    if presses == 1:   # the hint, run as it is, resumes them all in one process (a step from the end, to be quick)
         env = {**os.environ, "PATH": f"{Path(skipexp_cmd()[0]).parent}:{os.environ['PATH']}"}
         for r in runs:
             (r / "config.yaml").write_text((r / "config.yaml").read_text().replace("epochs: 200", "epochs: 1"))

@@ -70,6 +70,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.requested = False
         self.run_dirs: list[Path] = []   # the folders being trained now: a second Ctrl-C marks them all
+        self.pending: list[Path] = []    # folders the command goes on to after these (resume's): named too
 
     def __call__(self) -> bool:
         return self.requested
@@ -139,8 +140,8 @@ class StopFlag:
                     marked.append(run_dir)
             except Exception:
                 pass
-        if marked:
-            sys.stderr.write(resume_hint(marked) + "\n")
+        if marked or self.pending:
+            sys.stderr.write(resume_hint(marked + self.pending) + "\n")
             sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
 
@@ -149,7 +150,7 @@ def resume_hint(run_dirs: list[Path]) -> str:
     """The one line that says how to go on: one command that resumes every folder interrupted."""
     import shlex
 
-    return "interrupted; continue with: " + " && ".join(f"skipexp resume {shlex.quote(str(d))}" for d in run_dirs)
+    return "interrupted; continue with: skipexp resume " + " ".join(shlex.quote(str(d)) for d in run_dirs)
 
 
 # --- progress ------------------------------------------------------------------------------------

@@ -77,12 +77,12 @@ def print_seeds(name: str, summaries: list[dict]) -> None:
                       markup=False, highlight=False)
 
 
-def exit_if_interrupted(*results) -> None:
+def exit_if_interrupted(*results, pending: list[Path] = ()) -> None:
     """Print the outcome of runs (a config's seeds) and exit 130 if any was interrupted, with one line that
-    resumes every one of them."""
+    resumes every one of them and the ``pending`` folders a stop left unstarted."""
     from skipexp.rundir import files
 
-    stopped = [r.run_dir for r in results if r.status == "interrupted"]
+    stopped = [r.run_dir for r in results if r.status == "interrupted"] + list(pending)
     if not stopped:
         return
     # one line however narrow the terminal, so it can be copied and run

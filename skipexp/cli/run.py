@@ -75,34 +75,47 @@ def train(
     exit_if_interrupted(*results)
 
 
-@app.command(short_help="Continue an interrupted or crashed run from its checkpoint.")
+@app.command(short_help="Continue interrupted or crashed runs from their checkpoints.")
 def resume(
-    run_dir: Annotated[Path, typer.Argument(
-        help="A run folder with checkpoints/last.pt.", metavar="RUN_DIR", show_default=False)],
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run folders, each with checkpoints/last.pt; several are resumed one after another.",
+        metavar="RUN_DIR...", show_default=False)],
 ) -> None:
-    """Continue an interrupted or crashed run from its last checkpoint, appending to its files.
+    """Continue interrupted or crashed runs from their last checkpoints, appending to their files.
+
+    Several folders (a config's seeds) are resumed one after another, each alone. Every folder is
+    checked before the first one trains; a Ctrl-C stops the one training and names, in one command, it and
+    those not yet resumed.
 
     Example: skipexp resume runs/20260101-120000-skip
     """
     from skipexp.rundir import runio
 
-    runio.check_resumable(run_dir)  # refusals come before torch loads
+    run_dirs = list(dict.fromkeys(run_dirs))   # a folder named twice is resumed once
+    for run_dir in run_dirs:
+        runio.check_resumable(run_dir)  # refusals come before torch loads, and before any folder trains
     from skipexp.rundir import files
     from skipexp.training import fit
     from skipexp.views.run_views import RunViews
 
     stop = StopFlag().install()
-    reporter = make_reporter(run_name(run_dir), stop)
-    try:
-        result = fit.resume(run_dir, reporter=reporter, should_stop=stop, progress=download_progress(),
-                            views=RunViews())
-    except SkipexpError as e:
-        raise e.with_file(str(run_dir / files.CONFIG)) from None
-    finally:
-        reporter.close()
-    print_summary(result.summary, result.run_dir)
-    out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
-    exit_if_interrupted(result)
+    results = []
+    for i, run_dir in enumerate(run_dirs):
+        stop.pending = run_dirs[i + 1:]
+        reporter = make_reporter(run_name(run_dir), stop)
+        try:
+            result = fit.resume(run_dir, reporter=reporter, should_stop=stop, progress=download_progress(),
+                                views=RunViews())
+        except SkipexpError as e:
+            raise e.with_file(str(run_dir / files.CONFIG)) from None
+        finally:
+            reporter.close()
+        print_summary(result.summary, result.run_dir)
+        out_console.print(str(result.run_dir), soft_wrap=True, markup=False, highlight=False)  # one line, as is
+        results.append(result)
+        if stop():
+            break
+    exit_if_interrupted(*results, pending=run_dirs[len(results):])
 
 
 @app.command(short_help="Check a config and show its layers; trains nothing.")
