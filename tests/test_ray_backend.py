@@ -23,6 +23,7 @@ from skipexp.training import fit as train_mod
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'skipexp[ray]')")
+pytestmark = pytest.mark.xdist_group("ray")   # one worker starts Ray once
 
 
 @pytest.fixture(scope="module")

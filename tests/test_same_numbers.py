@@ -30,6 +30,8 @@ CHAOTIC = {"model.depth": 8, "model.width": 32, "model.skip.kind": "identity", "
            "train.lr": 0.05, "train.momentum": 0.9, "train.threads": 1, "log.every": 8, "log.plots": False}
 TOTAL = 2048
 
+pytestmark = pytest.mark.xdist_group("same-numbers")   # one worker trains the reference once
+
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:

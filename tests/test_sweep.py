@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, assert_same_numbers, cli, run_cli, skipexp_cmd, write_config
+from conftest import REPO, assert_same_numbers, cli, skipexp_cmd, write_config
 
 from skipexp.core.errors import SkipexpError
 from skipexp.experiments.sweep import backends, local, spec
@@ -75,7 +75,7 @@ def _mtimes(root: Path) -> dict[str, float]:
 def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     path = _sweep_file(tmp_path, {"model.depth": [2, 4], "model.skip.kind": ["none", "identity"]})
     out = tmp_path / "runs"
-    p = run_cli("sweep", path, "--jobs", "2", "--out", out, check=0)
+    p = cli("sweep", path, "--jobs", "2", "--out", out, check=0)
     root = out / "sweep-t"
     rows = (root / "summary.csv").read_text().splitlines()
     assert rows[0].startswith("model.depth,model.skip.kind,point,status,")
@@ -114,7 +114,7 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
         ["sweep", str(root / "sweep.yaml"), "--group", str(n), "--out", str(out)] for n in (1, 2)]
     assert [shlex.split(line)[1:] for line in dry.splitlines()] == [shlex.split(c)[1:] for c in commands]
 
-    run_cli("sweep", path, "--jobs", "2", "--out", out, check=0)
+    cli("sweep", path, "--jobs", "2", "--out", out, check=0)
     after = _mtimes(root)
     assert after[done] == before[done]  # the completed point was not touched
     assert "resumes" not in json.loads((root / done / "meta.json").read_text())
@@ -177,7 +177,7 @@ def test_a_sweep_point_equals_a_lone_train_of_its_command(tmp_path):
     # the 12-point shape of the README's measurement, tiny: kinds x lrs x seeds, one group split over two jobs
     path = _sweep_file(tmp_path, {"model.skip.kind": ["none", "identity"], "train.lr": [0.05, 0.1], "seed": [0, 2]})
     out = tmp_path / "runs"
-    p = run_cli("sweep", path, "--jobs", "2", "--out", out, check=0)
+    p = cli("sweep", path, "--jobs", "2", "--out", out, check=0)
     assert "8 points" in p.stdout
     pts = spec.points(spec.load(path), out)
     pids = []

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import cli
 
 from skipexp.core import config, machine
 from skipexp.training.threads import MIN_FLOPS_PER_THREAD, available_cores, block_matmul_flops, choose_threads
@@ -142,11 +141,6 @@ def test_width_lists_and_hidden_count():
 
 # --- a config gives the same numbers alone and as a sweep point ---------------------------------------
 
-def _skipexp() -> list[str]:
-    script = Path(sys.executable).parent / "skipexp"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "skipexp"]
-
-
 def _rows(run_dir: Path, name: str) -> list[dict]:
     with open(run_dir / name) as f:
         return [{k: v for k, v in row.items() if k != "elapsed_s"} for row in csv.DictReader(f)]
@@ -162,14 +156,12 @@ def test_a_sweep_point_reproduces_the_same_config_trained_alone(tmp_path):
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"name": "s", "base": "base.yaml",
                                                          "grid": {"seed": [0, 1]}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
     alone = tmp_path / "alone"
-    subprocess.run(_skipexp() + ["train", "base.yaml", "--run-dir", str(alone)], cwd=tmp_path, env=env,
-                   check=True, capture_output=True)
-    subprocess.run(_skipexp() + ["sweep", "sweep.yaml", "--jobs", "2", "--out", "runs"], cwd=tmp_path, env=env,
-                   check=True, capture_output=True)
+    cli("train", "base.yaml", "--run-dir", alone, cwd=tmp_path, check=0)   # 2 threads here as in a process
+    cli("sweep", "sweep.yaml", "--jobs", "2", "--out", "runs", cwd=tmp_path, check=0)   # points: processes
     point = next(p.parent for p in (tmp_path / "runs").rglob("config.yaml")
                  if yaml.safe_load(p.read_text())["seed"] == 0)
+    assert [yaml.safe_load((d / "meta.json").read_text())["threads"] for d in (alone, point)] == [2, 2]
     assert _rows(point, "metrics.csv") == _rows(alone, "metrics.csv")
     assert _rows(point, "eval.csv") == _rows(alone, "eval.csv")
     assert _rows(point, "grad_norms.csv") == _rows(alone, "grad_norms.csv")
