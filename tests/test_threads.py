@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,12 +74,18 @@ def test_available_cores_is_this_process_affinity():
     assert available_cores() == expected >= 1
 
 
+WAIT_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SKIPEXP_OPENMP_WAIT")
+
+
 @pytest.fixture
 def no_wait_env(monkeypatch):
-    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SKIPEXP_OPENMP_WAIT_CHOSEN"):
-        monkeypatch.delenv(key, raising=False)
+    """No wait set, as in a fresh shell; whatever the test sets is undone after it."""
+    for key in WAIT_KEYS:
+        monkeypatch.setenv(key, "x")   # recorded as absent or as it was, then removed
+        monkeypatch.delenv(key)
     monkeypatch.setattr(machine, "available_cores", lambda: 2)
-    monkeypatch.setattr(machine, "openmp_started", lambda: False)   # as in a process before torch loads
+    monkeypatch.setattr(machine, "torch_loaded", lambda: False)   # as in a process before torch loads
+    monkeypatch.setattr(machine, "torch_openmp_is_libgomp", lambda: True)
 
 
 @pytest.mark.parametrize("elsewhere, chosen", [(0, ("GOMP_SPINCOUNT", str(machine.SHORT_SPIN))),
@@ -98,7 +105,7 @@ def test_a_users_openmp_wait_is_kept(no_wait_env, monkeypatch, key, value):
     monkeypatch.setenv(key, value)
     monkeypatch.setattr(machine, "running_elsewhere", lambda: 0)
     machine.openmp_wait()
-    assert os.environ[key] == value and "SKIPEXP_OPENMP_WAIT_CHOSEN" not in os.environ
+    assert os.environ[key] == value and "SKIPEXP_OPENMP_WAIT" not in os.environ
     assert len({"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ)) == 1
 
 
@@ -110,26 +117,75 @@ def test_a_child_process_chooses_its_wait_afresh(no_wait_env, monkeypatch):
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ
 
 
-def test_parallel_sweep_jobs_wait_passively_unless_the_user_chose(no_wait_env, monkeypatch):
+def test_a_wait_the_user_set_after_a_choice_is_kept(no_wait_env, monkeypatch):
+    monkeypatch.setattr(machine, "running_elsewhere", lambda: 0)
+    machine.openmp_wait()
+    os.environ["GOMP_SPINCOUNT"] = "500"        # the user's, over skipexp's choice
+    machine.openmp_wait()
+    assert os.environ["GOMP_SPINCOUNT"] == "500" and "OMP_WAIT_POLICY" not in os.environ
+
+
+@pytest.mark.parametrize("elsewhere, libgomp", [(None, True), (0, False)])
+def test_passive_where_the_load_or_the_runtime_is_unknown(no_wait_env, monkeypatch, elsewhere, libgomp):
+    monkeypatch.setattr(machine, "running_elsewhere", lambda: elsewhere)
+    monkeypatch.setattr(machine, "torch_openmp_is_libgomp", lambda: libgomp)
+    machine.openmp_wait()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ
+
+
+def test_tasks_that_share_cores_wait_passively_unless_the_user_chose(no_wait_env, monkeypatch):
     monkeypatch.setattr(machine, "running_elsewhere", lambda: 0)
     machine.openmp_wait()
     shared = machine.sharing_env(dict(os.environ))
     assert shared["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in shared
-    assert "SKIPEXP_OPENMP_WAIT_CHOSEN" not in shared       # a child keeps it, as it would a user's
+    assert "SKIPEXP_OPENMP_WAIT" not in shared       # a child keeps it, as it would a user's
     assert machine.sharing_env({"GOMP_SPINCOUNT": "50"}) == {"GOMP_SPINCOUNT": "50"}
 
 
 def test_nothing_is_chosen_once_torch_has_loaded(monkeypatch):
-    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "SKIPEXP_OPENMP_WAIT_CHOSEN"):
-        monkeypatch.delenv(key, raising=False)
+    for key in WAIT_KEYS:
+        monkeypatch.setenv(key, "x")
+        monkeypatch.delenv(key)
     before = dict(os.environ)
     machine.openmp_wait()                       # torch is loaded here: OpenMP has read its environment
     assert dict(os.environ) == before
 
 
-def test_running_elsewhere_reads_the_run_queue():
-    n = machine.running_elsewhere()
-    assert isinstance(n, int) and n >= 0
+@pytest.mark.parametrize("text, want", [("0.52 0.58 0.59 3/345 4242\n", 2), ("1.0 1.0 1.0 1/99 7\n", 0),
+                                        ("garbage\n", None)])
+def test_running_elsewhere_reads_the_run_queue_less_this_process(tmp_path, text, want):
+    (tmp_path / "loadavg").write_text(text)
+    assert machine.running_elsewhere(tmp_path / "loadavg") == want
+    assert machine.running_elsewhere(tmp_path / "missing") is None
+
+
+def test_the_torch_here_ships_gnu_openmp():
+    assert machine.torch_openmp_is_libgomp() == sys.platform.startswith("linux")
+
+
+def test_a_sweeps_parallel_jobs_get_the_passive_wait(no_wait_env, monkeypatch, tmp_path):
+    """What the local backend hands its children: with --jobs 2 the passive wait, with --jobs 1 the env as is."""
+    from skipexp.experiments.sweep import local
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, argv, env, **kw):
+            seen.append(env)
+            self.returncode = 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(local.subprocess, "Popen", Recorder)
+    monkeypatch.setattr(machine, "running_elsewhere", lambda: 0)
+    machine.openmp_wait()
+    group = type("G", (), {"argv": ["skipexp", "train"], "points": [], "label": "g"})()
+    listener = type("L", (), {"on_start": lambda self, p: None, "on_end": lambda self, r: None})()
+    for jobs in (2, 1):
+        local.run_local([group], jobs, listener)
+    assert seen[0]["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in seen[0]
+    assert seen[1]["GOMP_SPINCOUNT"] == str(machine.SHORT_SPIN)   # the child pops the marker and chooses
 
 
 def test_width_lists_and_hidden_count():

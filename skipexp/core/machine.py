@@ -12,29 +12,41 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-# Spins of an idle OpenMP thread before it sleeps (libgomp's GOMP_SPINCOUNT, about 0.1 ms): long enough to
-# bridge the gaps between a step's ops, short enough to give a busy machine's cores back soon.
+# Spins of an idle OpenMP thread before it sleeps (libgomp's GOMP_SPINCOUNT; its default is 300,000 and its own
+# estimate is some 100,000 spins a millisecond): enough to bridge the gaps between a step's ops.
 SHORT_SPIN = 10_000
+_WAIT_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_CHOSEN = "SKIPEXP_OPENMP_WAIT"   # "KEY=VALUE" that openmp_wait chose: a child process chooses afresh
 
 
-def running_elsewhere() -> int:
-    """Threads of other processes running or waiting for a core right now: the least of three reads of the
-    kernel's run queue (``/proc/loadavg``), less this process; 0 where the system does not say."""
+def running_elsewhere(loadavg: Path = Path("/proc/loadavg")) -> int | None:
+    """Threads of other processes running or waiting for a core right now, on the whole machine: the least of
+    three reads of the kernel's run queue, less this process; None where the system does not say."""
     counts = []
-    for _ in range(3):
+    for i in range(3):
         try:
-            counts.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)
+            counts.append(int(loadavg.read_text().split()[3].split("/")[0]) - 1)
         except (OSError, ValueError, IndexError):
-            return 0
-        time.sleep(0.001)
+            return None
+        if i < 2:
+            time.sleep(0.001)
     return max(0, min(counts))
 
 
-_WAIT_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-_CHOSEN = "SKIPEXP_OPENMP_WAIT_CHOSEN"   # marks the values openmp_wait chose: a child process chooses afresh
+def torch_openmp_is_libgomp() -> bool:
+    """Whether the torch this process would import ships GNU OpenMP (Linux wheels), the runtime that reads
+    GOMP_SPINCOUNT; found without importing torch."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return False
+    here = Path(spec.origin).parent
+    return any(f.name.startswith("libgomp") for d in (here / "lib", here.parent / "torch.libs") if d.is_dir()
+               for f in d.iterdir())
 
 
-def openmp_started() -> bool:
+def torch_loaded() -> bool:
     """Whether torch, and with it OpenMP, has loaded in this process (a notebook's, a test's)."""
     return "torch" in sys.modules
 
@@ -43,31 +55,40 @@ def openmp_wait() -> None:
     """How idle OpenMP threads wait between a step's ops, unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT;
     call before torch loads. It changes no number, only how fast a run with 2+ threads goes.
 
-    Where a core is free for a second thread now (no other thread running, beyond one core), a short spin
-    (SHORT_SPIN); otherwise passive, every idle thread sleeping at once. A spin is faster on an idle machine and
-    slower on a busy one, OpenMP's default spin of ~3 ms much slower (README, Threads, has the measurements;
-    benchmarks/openmp_wait.py takes them). Runs whose model is small get one thread (skipexp.training.threads).
+    A short spin (SHORT_SPIN) where torch's OpenMP is libgomp and a core is free for a second thread now (no
+    other thread running on the machine, beyond one core); otherwise passive, every idle thread sleeping at
+    once. A spin is faster on an idle machine and slower on a busy one, OpenMP's default spin much slower
+    (README, Threads, has the measurements; benchmarks/openmp_wait.py takes them).
     """
-    if openmp_started():   # OpenMP has read its environment; a child process chooses its own
+    if torch_loaded():   # OpenMP has read its environment; a child process chooses its own
         return
-    if os.environ.pop(_CHOSEN, None):   # inherited from a skipexp process (a sweep's): not the user's
-        for key in _WAIT_KEYS:
-            os.environ.pop(key, None)
+    inherited = os.environ.pop(_CHOSEN, None)   # a skipexp parent's choice (a sweep's), not the user's
+    if inherited:
+        key, _, value = inherited.partition("=")
+        if os.environ.get(key) == value:
+            del os.environ[key]
     if any(key in os.environ for key in _WAIT_KEYS):
         return
-    if running_elsewhere() <= available_cores() - 2:
-        os.environ["GOMP_SPINCOUNT"] = str(SHORT_SPIN)
+    elsewhere = running_elsewhere()
+    if elsewhere is not None and elsewhere <= available_cores() - 2 and torch_openmp_is_libgomp():
+        key, value = "GOMP_SPINCOUNT", str(SHORT_SPIN)
     else:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    os.environ[_CHOSEN] = "1"
+        key, value = "OMP_WAIT_POLICY", "PASSIVE"
+    os.environ[key] = value
+    os.environ[_CHOSEN] = f"{key}={value}"
 
 
 def sharing_env(env: dict[str, str]) -> dict[str, str]:
-    """``env`` for processes that will share this machine's cores with each other (a sweep's parallel jobs):
-    passive waiting, unless the user set a wait in ``env``. Each would otherwise see an idle machine at its
-    start, before its siblings run."""
-    if _CHOSEN in env or not any(key in env for key in _WAIT_KEYS):
-        env = {k: v for k, v in env.items() if k not in (*_WAIT_KEYS, _CHOSEN)}
+    """``env`` for processes that may share cores with each other (a sweep's parallel jobs, Ray's or Slurm's
+    tasks): passive waiting, unless the user set a wait in ``env``. Each would otherwise see an idle machine at
+    its start, before its siblings run."""
+    env = dict(env)
+    chosen = env.pop(_CHOSEN, None)
+    if chosen:
+        key, _, value = chosen.partition("=")
+        if env.get(key) == value:
+            del env[key]
+    if not any(key in env for key in _WAIT_KEYS):
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env
 

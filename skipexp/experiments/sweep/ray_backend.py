@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from skipexp.core.errors import SkipexpError
+from skipexp.core.machine import sharing_env
 from skipexp.experiments.sweep.local import PointResult, command_for
 from skipexp.rundir import files
 from skipexp.rundir.folder import RunFolder
@@ -101,7 +102,7 @@ def run_task(argv: Sequence[str], run_dirs: Sequence[str], cwd: str | None) -> l
     elif os.path.isabs(argv[0]) and not os.path.exists(argv[0]):
         # the driver's path to skipexp need not exist on this node: use this node's install
         argv[0] = shutil.which(os.path.basename(argv[0])) or argv[0]
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = sharing_env({**os.environ, "NO_COLOR": "1"})   # tasks may share a node's cores
     p = subprocess.run(argv, cwd=cwd if cwd and os.path.isdir(cwd) else None, env=env, stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, preexec_fn=_die_with_parent)
     if p.returncode < 0:

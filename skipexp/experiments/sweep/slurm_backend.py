@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from skipexp.core.errors import SkipexpError
+from skipexp.core.machine import sharing_env
 from skipexp.experiments.sweep.local import PointResult, command_for
 from skipexp.experiments.sweep.slurm_options import SlurmOptions
 from skipexp.rundir import files
@@ -60,7 +61,8 @@ def run_group_task(argv: Sequence[str], run_dirs: Sequence[str], cwd: str | None
     """
     argv = command_for(list(argv)) if argv and argv[0] == "skipexp" else list(argv)
     child = subprocess.Popen(argv, cwd=cwd if cwd and os.path.isdir(cwd) else None, stdin=subprocess.DEVNULL,
-                             env={**os.environ, "NO_COLOR": "1", "TERM": "dumb"}, preexec_fn=_die_with_parent)
+                             env=sharing_env({**os.environ, "NO_COLOR": "1", "TERM": "dumb"}),   # tasks may share cores
+                             preexec_fn=_die_with_parent)
     forwarded = []
 
     def forward(signum: int, frame: Any) -> None:
