@@ -171,7 +171,7 @@ def _interrupted(tmp_path: Path, name: str) -> Path:
 
 def test_resume_takes_several_folders_and_resumes_each_as_alone(tmp_path):
     a, b = _interrupted(tmp_path, "a"), _interrupted(tmp_path, "b")
-    p = cli("resume", a, b, a, check=0)                      # a folder named twice is resumed once
+    p = cli("resume", a, b, tmp_path / "runs" / ".." / "runs" / a.name, check=0)   # a folder named twice: once
     assert p.stdout.strip().splitlines()[-1] == str(b)
     assert [runio.read_json(d / "meta.json")["status"] for d in (a, b)] == ["completed"] * 2
     assert [len(runio.read_json(d / "meta.json")["resumes"]) for d in (a, b)] == [1, 1]
@@ -179,7 +179,8 @@ def test_resume_takes_several_folders_and_resumes_each_as_alone(tmp_path):
     cli("resume", alone, check=0)
     def losses(d: Path) -> list:
         return [(r["step"], r["train_loss"], r["grad_norm_total"]) for r in runio.read_csv(d / "metrics.csv")]
-    assert len(losses(a)) > 8 and losses(a) == losses(alone)
+    # one config and seed (names apart): the second folder resumed in this process is its lone resume too
+    assert len(losses(a)) > 8 and losses(a) == losses(b) == losses(alone)
 
 
 def test_resume_checks_every_folder_before_training_any(tmp_path):
@@ -188,6 +189,27 @@ def test_resume_checks_every_folder_before_training_any(tmp_path):
     p = cli("resume", a, tmp_path / "no-such-run", check=2)
     assert "no-such-run" in one_error_line(p)[0]
     assert (a / "metrics.csv").read_text() == before and runio.read_json(a / "meta.json")["status"] == "interrupted"
+
+
+def test_an_error_in_one_folder_names_those_not_resumed(tmp_path):
+    a, b, c = (_interrupted(tmp_path, n) for n in "abc")
+    (b / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    p = cli("resume", a, b, c, check=2)
+    line = p.stderr.strip().splitlines()[-1]   # after a's progress bar
+    assert line.startswith(f"error: {b}") and line.endswith(f"(not resumed: {c})") and "Traceback" not in p.stderr
+    assert [runio.read_json(d / "meta.json")["status"] for d in (a, c)] == ["completed", "interrupted"]
+
+
+def test_a_second_ctrl_c_names_the_folder_in_hand_and_those_after_it(tmp_path, monkeypatch, capsys):
+    from skipexp.cli import console
+
+    a, b = _interrupted(tmp_path, "a"), _interrupted(tmp_path, "b")
+    stop = console.StopFlag()
+    stop.run_dirs, stop.pending = [], [a, b]   # quit during a's setup, before it trains
+    monkeypatch.setattr(console.os, "_exit", lambda code: (_ for _ in ()).throw(SystemExit(code)))
+    with pytest.raises(SystemExit):
+        stop.quit_now()
+    assert capsys.readouterr().err.strip() == f"interrupted; continue with: skipexp resume {a} {b}"
 
 
 def test_a_stop_while_resuming_names_the_folder_and_those_not_yet_resumed(tmp_path, monkeypatch):

@@ -70,7 +70,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.requested = False
         self.run_dirs: list[Path] = []   # the folders being trained now: a second Ctrl-C marks them all
-        self.pending: list[Path] = []    # folders the command goes on to after these (resume's): named too
+        self.pending: list[Path] = []    # folders the command has yet to finish (resume's): named too
 
     def __call__(self) -> bool:
         return self.requested
@@ -140,8 +140,9 @@ class StopFlag:
                     marked.append(run_dir)
             except Exception:
                 pass
-        if marked or self.pending:
-            sys.stderr.write(resume_hint(marked + self.pending) + "\n")
+        named = marked + [d for d in self.pending if d not in marked]
+        if named:
+            sys.stderr.write(resume_hint(named) + "\n")
             sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED)
 

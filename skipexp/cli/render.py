@@ -1,6 +1,7 @@
 """Tables the commands print: what a library function returned, drawn for people."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -77,16 +78,17 @@ def print_seeds(name: str, summaries: list[dict]) -> None:
                       markup=False, highlight=False)
 
 
-def exit_if_interrupted(*results, pending: list[Path] = ()) -> None:
+def exit_if_interrupted(*results, pending: Sequence[Path] = ()) -> None:
     """Print the outcome of runs (a config's seeds) and exit 130 if any was interrupted, with one line that
     resumes every one of them and the ``pending`` folders a stop left unstarted."""
     from skipexp.rundir import files
 
-    stopped = [r.run_dir for r in results if r.status == "interrupted"] + list(pending)
+    interrupted = [r.run_dir for r in results if r.status == "interrupted"]
+    stopped = interrupted + list(pending)
     if not stopped:
         return
     # one line however narrow the terminal, so it can be copied and run
-    lost = [d for d in stopped if not files.last_checkpoint(d).is_file()]
+    lost = [d for d in interrupted if not files.last_checkpoint(d).is_file()]
     if lost:
         hint = (f"interrupted; {', '.join(map(str, lost))} {'has' if len(lost) == 1 else 'have'} no checkpoint "
                 "(log.checkpoint: none), so it cannot be resumed")

@@ -83,15 +83,18 @@ def resume(
 ) -> None:
     """Continue interrupted or crashed runs from their last checkpoints, appending to their files.
 
-    Several folders (a config's seeds) are resumed one after another, each alone. Every folder is
-    checked before the first one trains; a Ctrl-C stops the one training and names, in one command, it and
-    those not yet resumed.
+    Several folders (a config's seeds) are resumed one after another, each alone. Every folder's status and
+    config are checked before the first one trains. A Ctrl-C stops the one training and names, in one command,
+    it and those not yet resumed; an error in one stops the command and names those not resumed.
 
     Example: skipexp resume runs/20260101-120000-skip
     """
     from skipexp.rundir import runio
 
-    run_dirs = list(dict.fromkeys(run_dirs))   # a folder named twice is resumed once
+    unique: dict[Path, Path] = {}   # a folder named twice, however spelled, is resumed once
+    for d in run_dirs:
+        unique.setdefault(d.resolve(), d)
+    run_dirs = list(unique.values())
     for run_dir in run_dirs:
         runio.check_resumable(run_dir)  # refusals come before torch loads, and before any folder trains
     from skipexp.rundir import files
@@ -101,13 +104,14 @@ def resume(
     stop = StopFlag().install()
     results = []
     for i, run_dir in enumerate(run_dirs):
-        stop.pending = run_dirs[i + 1:]
+        stop.run_dirs, stop.pending = [], run_dirs[i:]   # a second Ctrl-C names this folder and the rest
         reporter = make_reporter(run_name(run_dir), stop)
         try:
             result = fit.resume(run_dir, reporter=reporter, should_stop=stop, progress=download_progress(),
                                 views=RunViews())
         except SkipexpError as e:
-            raise e.with_file(str(run_dir / files.CONFIG)) from None
+            rest = f" (not resumed: {' '.join(map(str, run_dirs[i + 1:]))})" if run_dirs[i + 1:] else ""
+            raise SkipexpError(e.message + rest, file=e.file or str(run_dir / files.CONFIG), key=e.key) from None
         finally:
             reporter.close()
         print_summary(result.summary, result.run_dir)
