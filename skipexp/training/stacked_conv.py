@@ -38,7 +38,8 @@ class StackedConv2d(nn.Module):
         k, i = self.weight.shape[0], self.weight.shape[2]
         # split and unbind, not indexing: their backward is one cat / stack, where K index backwards would
         # each write a zero tensor of the whole stack's size; a stack of one needs neither split nor its cat
-        xs, ws = (x,) if k == 1 else x.split(i, dim=1), self.weight.unbind(0)
+        xs = (x,) if k == 1 else x.split(i, dim=1)
+        ws = self.weight.unbind(0)
         bs = self.bias.unbind(0) if self.bias is not None else [None] * k
         outs = [_ContiguousGrad.apply(F.conv2d(xj.contiguous(), wj, bj, self.stride, self.padding))
                 for xj, wj, bj in zip(xs, ws, bs)]
