@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import cli
 
-from skipexp.core import config, registry
+from skipexp.core import config, registry, typed
 from skipexp.core.errors import SkipexpError
 
 
@@ -148,7 +148,7 @@ def test_bad_value_names_key_and_problem(tmp_path, raw, key, words):
 
 def all_dotted_keys(cls=config.RunConfig, prefix=""):
     for f in dataclasses.fields(cls):
-        tp = config._hints(cls)[f.name]
+        tp = typed._hints(cls)[f.name]
         if dataclasses.is_dataclass(tp):
             yield from all_dotted_keys(tp, prefix + f.name + ".")
         else:

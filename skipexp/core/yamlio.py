@@ -1,6 +1,6 @@
 """Reading config text: YAML files (strict: duplicate keys and Python tags refused, syntax errors in plain
 words with file, line and column) and ``key=value`` overrides, into the raw mapping that
-:func:`skipexp.core.config.build` checks.
+:func:`skipexp.core.typed.build` checks.
 """
 from __future__ import annotations
 
