@@ -148,7 +148,7 @@ def test_bad_value_names_key_and_problem(tmp_path, raw, key, words):
 
 def all_dotted_keys(cls=config.RunConfig, prefix=""):
     for f in dataclasses.fields(cls):
-        tp = typed._hints(cls)[f.name]
+        tp = typed.field_types(cls)[f.name]
         if dataclasses.is_dataclass(tp):
             yield from all_dotted_keys(tp, prefix + f.name + ".")
         else:

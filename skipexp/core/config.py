@@ -32,7 +32,7 @@ from skipexp.core.checks import (  # noqa: F401 (the checks the fields below nam
     unique,
 )
 from skipexp.core.errors import SkipexpError
-from skipexp.core.typed import _hints, build
+from skipexp.core.typed import build, field_types
 from skipexp.core.yamlio import apply_overrides, parse_override, read_yaml, set_dotted  # noqa: F401 (re-exported)
 
 # --- the config ---------------------------------------------------------------------------------
@@ -353,7 +353,7 @@ def describe(cls: type = RunConfig, prefix: str = "") -> list[tuple[str, Any, st
     """(dotted key, default, doc) for every key: the source of the docs' config reference."""
     rows = []
     for f in dataclasses.fields(cls):
-        tp = _hints(cls)[f.name]
+        tp = field_types(cls)[f.name]
         if dataclasses.is_dataclass(tp):
             rows += describe(tp, prefix + f.name + ".")
         else:

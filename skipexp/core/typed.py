@@ -12,13 +12,14 @@ from typing import Any, Union
 
 from skipexp.core.errors import SkipexpError
 
-_HINTS: dict[type, dict[str, Any]] = {}
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+def field_types(cls: type) -> dict[str, Any]:
+    """Each field's type of the dataclass ``cls``, resolved (cached: configs are built often)."""
+    if cls not in _FIELD_TYPES:
+        _FIELD_TYPES[cls] = typing.get_type_hints(cls)
+    return _FIELD_TYPES[cls]
 
 
 def _type_name(tp: Any) -> str:
@@ -89,7 +90,7 @@ def build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
             hint = difflib.get_close_matches(str(k), fields, n=1)
             did = f' (did you mean "{prefix}{hint[0]}"?)' if hint else ""
             raise SkipexpError(f"unknown key{did}; valid keys here: {', '.join(fields)}", key=f"{prefix}{k}")
-    hints = _hints(cls)
+    hints = field_types(cls)
     values = {}
     for name, f in fields.items():
         key = prefix + name
