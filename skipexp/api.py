@@ -282,6 +282,7 @@ def _check_types(**given: tuple[Any, str, Any, bool]) -> None:
 def _load_config(config: Any, overrides: Any, **options: Any) -> tuple[RunConfig, str | None]:
     """The RunConfig and, for a file, its path: through the functions ``skipexp train`` reads configs with."""
     from skipexp.core import config as config_mod
+    from skipexp.core import yamlio
 
     extra = _override_strings(overrides) + config_mod.option_overrides(**options)
     if isinstance(config, (str, os.PathLike)):
@@ -294,7 +295,7 @@ def _load_config(config: Any, overrides: Any, **options: Any) -> tuple[RunConfig
     if not isinstance(config, Mapping):
         raise SkipexpError(f"expected a config file, a dict or a RunConfig, got {type(config).__name__}",
                            key="config")
-    raw = config_mod.apply_overrides(_plain(config), extra)
+    raw = yamlio.apply_overrides(_plain(config), extra)
     return config_mod.from_dict(raw, default_name=default_name), None
 
 

@@ -13,9 +13,9 @@ from conftest import REPO, cli, skipexp_cmd, write_config
 from typer.testing import CliRunner
 
 from skipexp.cli import app, main
-from skipexp.core.config import read_yaml
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import number
+from skipexp.core.yamlio import read_yaml
 
 MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
 

@@ -7,11 +7,12 @@ import pytest
 from conftest import cli
 
 from skipexp.core import config as config_mod
+from skipexp.core import yamlio
 from skipexp.experiments.sweep import spec
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 FILES = sorted(CONFIGS.rglob("*.yaml"))
-SWEEPS = [p for p in FILES if "grid" in config_mod.read_yaml(p)]
+SWEEPS = [p for p in FILES if "grid" in yamlio.read_yaml(p)]
 RUN_CONFIGS = [p for p in FILES if p not in SWEEPS]
 PAPERS = [p for p in SWEEPS if p.parent.name == "papers"]
 FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist, which CI installs
@@ -27,8 +28,6 @@ def test_the_papers_are_sweep_files():
 
 def test_libyaml_reads_every_shipped_file_and_override_as_the_python_parser_does():
     import yaml
-
-    from skipexp.core import yamlio
 
     for path in FILES:
         text = path.read_text()

@@ -33,7 +33,7 @@ from skipexp.core.checks import (  # noqa: F401 (the checks the fields below nam
 )
 from skipexp.core.errors import SkipexpError
 from skipexp.core.typed import build, field_types
-from skipexp.core.yamlio import apply_overrides, parse_override, read_yaml, set_dotted  # noqa: F401 (re-exported)
+from skipexp.core.yamlio import apply_overrides, read_yaml
 
 # --- the config ---------------------------------------------------------------------------------
 

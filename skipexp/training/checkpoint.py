@@ -71,10 +71,10 @@ def load_trained(run_dir: Path, splits_for: Callable[[RunConfig], Splits],
     """A run's resolved config, its model with the last checkpoint's weights (on the CPU, in eval mode), its data
     (``splits_for(cfg)``) and the checkpoint's step: what the commands that measure a trained run start from."""
     from skipexp.core import config as config_mod
-    from skipexp.core import nets
+    from skipexp.core import nets, yamlio
 
     runio.require_run_dir(run_dir)
-    cfg = config_mod.from_dict(config_mod.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
+    cfg = config_mod.from_dict(yamlio.read_yaml(run_dir / files.CONFIG), file=str(run_dir / files.CONFIG))
     ckpt = files.last_checkpoint(run_dir)
     if not ckpt.is_file():
         raise SkipexpError(f"no checkpoints/last.pt to {purpose} (trained with log.checkpoint: none, or stopped "

@@ -28,7 +28,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from skipexp.core import config as config_mod
+from skipexp.core import yamlio
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key
@@ -91,10 +91,10 @@ def parse(texts: list[str]) -> Overrides:
     first: dict[str, str] = {}
     for text in texts:
         if "=" not in text:
-            config_mod.parse_override(text)  # says what an override looks like
+            yamlio.parse_override(text)  # says what an override looks like
         key, _, raw = text.partition("=")
         try:
-            key = ".".join(config_mod.parse_override(f"{key}=")[0])  # the key alone: the value may be a list
+            key = ".".join(yamlio.parse_override(f"{key}=")[0])  # the key alone: the value may be a list
         except SkipexpError as e:
             raise SkipexpError(e.message, key=text) from None
         if key in first:
@@ -104,12 +104,12 @@ def parse(texts: list[str]) -> Overrides:
             raise SkipexpError("points are named from their values; name the sweep with --name instead", key=key)
         items = split_items(raw)
         if len(items) == 1:
-            fixed[key] = config_mod.parse_override(text)[1]
+            fixed[key] = yamlio.parse_override(text)[1]
             continue
         if any(not item.strip() for item in items):
             raise SkipexpError(f"empty item in the comma list {raw!r}; quote a value that holds a comma: "
                                f"\"{key}='a,b'\"", key=key)
-        values = [config_mod.parse_override(f"{key}={item.strip()}")[1] for item in items]
+        values = [yamlio.parse_override(f"{key}={item.strip()}")[1] for item in items]
         check_distinct(values, key=key)
         axes[key] = values
     check_disjoint([*axes, *leaf_keys(fixed)])
@@ -118,7 +118,7 @@ def parse(texts: list[str]) -> Overrides:
 
 def file_kind(path: Path) -> str:
     """``sweep`` or ``config``, from what the file holds (a SkipexpError when it is neither)."""
-    raw = config_mod.read_yaml(path)
+    raw = yamlio.read_yaml(path)
     if "grid" in raw or "base" in raw:
         return "sweep"
     sections = [f.name for f in dataclasses.fields(RunConfig)]

@@ -49,6 +49,7 @@ from typing import Any
 import yaml
 
 from skipexp.core import config as config_mod
+from skipexp.core import yamlio
 from skipexp.core.config import RunConfig
 from skipexp.core.errors import SkipexpError
 from skipexp.core.fmt import short_key, value
@@ -106,7 +107,7 @@ class Point:
 
 def load(path: Path) -> Sweep:
     """Read and check a sweep file (not yet its points: see :func:`points`)."""
-    raw = config_mod.read_yaml(path)
+    raw = yamlio.read_yaml(path)
     for k in raw:
         if k not in SWEEP_KEYS:
             hint = difflib.get_close_matches(str(k), SWEEP_KEYS, n=1)
@@ -283,7 +284,7 @@ def points(sweep: Sweep, out: Path) -> list[Point]:
     A point's torch threads are its config's own (``train.threads``, else the choice for its model's size),
     so that it computes what a lone ``skipexp train`` of it computes. Points draw no plots of their own
     unless ``log.plots`` is set somewhere (each costs seconds, and the sweep draws its own)."""
-    base_raw = config_mod.read_yaml(sweep.base)
+    base_raw = yamlio.read_yaml(sweep.base)
     src = str(sweep.source)
     seeds = "seed=0,1,2 on the command line, seed: [0, 1, 2] in a sweep file"
     if isinstance(sweep.overrides.get("seed"), list):
@@ -366,7 +367,7 @@ def is_sweep_dir(path: Path) -> bool:
 
 def load_folder(path: Path) -> Sweep:
     """The sweep behind a sweep folder, from its ``sweep.yaml``."""
-    raw = config_mod.read_yaml(path / files.SWEEP_FILE)
+    raw = yamlio.read_yaml(path / files.SWEEP_FILE)
     grid = raw.get("grid")
     if not isinstance(grid, dict) or not isinstance(raw.get("name"), str):
         raise SkipexpError("not a skipexp sweep file (needs name and grid)", file=str(path / files.SWEEP_FILE))
