@@ -123,8 +123,9 @@ def main() -> None:
             v = times[(what, name)]
             cells.append(f"{statistics.median(v):.2f} s [{min(v):.2f} – {max(v):.2f}]")
         print(f"| {what} | {' | '.join(cells)} |")
+    wait = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ)
     print(f"\nload average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}; "
-          f"{args.reps} repetitions, median [min – max]")
+          f"{args.reps} repetitions, median [min – max]; OpenMP wait of the in-process rows: {wait or 'default'}")
 
 
 if __name__ == "__main__":
