@@ -104,6 +104,10 @@ def test_sweep_runs_resumes_and_skips_what_is_done(tmp_path):
     # the Makefile's view of it: both groups have a point to run, with their --list command
     mk = cli("sweep", path, "--jobs", "2", "--out", out, "--list", "--format", "make", check=0).stdout
     (tmp_path / "sweep.mk").write_text(mk)
+    waits = subprocess.run(["make", "--no-print-directory", "-f", str(tmp_path / "sweep.mk"), "-f", "-", "wait"],
+                           input="wait:\n\t@echo $$OMP_WAIT_POLICY\n", capture_output=True, text=True, check=True,
+                           env={k: v for k, v in MAKE_ENV.items() if k != "OMP_WAIT_POLICY"}).stdout
+    assert waits.strip() == "PASSIVE"   # groups that make runs at once wait passively, unless the user set one
     dry = subprocess.run(["make", "--no-print-directory", "-n", "-f", str(tmp_path / "sweep.mk"),
                           f"SKIPEXP={skipexp_cmd()[0]}", "points"],
                          env=MAKE_ENV, capture_output=True, text=True, check=True).stdout
