@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 
 
@@ -51,6 +52,13 @@ def torch_loaded() -> bool:
     return "torch" in sys.modules
 
 
+def _forget_chosen(env: MutableMapping[str, str]) -> None:
+    """Remove from ``env`` the wait openmp_wait chose, unless the user has set that key since."""
+    key, _, value = env.pop(_CHOSEN, "").partition("=")
+    if key and env.get(key) == value:
+        del env[key]
+
+
 def openmp_wait() -> None:
     """How idle OpenMP threads wait between a step's ops, unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT;
     call before torch loads. It changes no number, only how fast a run with 2+ threads goes.
@@ -62,11 +70,7 @@ def openmp_wait() -> None:
     """
     if torch_loaded():   # OpenMP has read its environment; a child process chooses its own
         return
-    inherited = os.environ.pop(_CHOSEN, None)   # a skipexp parent's choice (a sweep's), not the user's
-    if inherited:
-        key, _, value = inherited.partition("=")
-        if os.environ.get(key) == value:
-            del os.environ[key]
+    _forget_chosen(os.environ)   # a skipexp parent's choice (a sweep's), not the user's
     if any(key in os.environ for key in _WAIT_KEYS):
         return
     elsewhere = running_elsewhere()
@@ -83,11 +87,7 @@ def sharing_env(env: dict[str, str]) -> dict[str, str]:
     tasks): passive waiting, unless the user set a wait in ``env``. Each would otherwise see an idle machine at
     its start, before its siblings run."""
     env = dict(env)
-    chosen = env.pop(_CHOSEN, None)
-    if chosen:
-        key, _, value = chosen.partition("=")
-        if env.get(key) == value:
-            del env[key]
+    _forget_chosen(env)
     if not any(key in env for key in _WAIT_KEYS):
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env

@@ -202,7 +202,9 @@ def rebuild(cdir: Path, refresh: bool = True, html: bool = True) -> dict:
             if runio.is_run_dir(run_dir):
                 per_seed.append(write_summary(run_dir) if refresh else summarize(run_dir))
                 # the first seed stands for the member: seeds are equal across members by construction
-                cfg = configs.setdefault(m["name"], files.read_config_dict(run_dir))
+                if m["name"] not in configs:
+                    configs[m["name"]] = files.read_config_dict(run_dir)
+                cfg = configs[m["name"]]
                 wants = (cfg.get("log") or {}).get("plots", True)   # log.plots: false is CSVs only, as for train
                 if refresh and wants and not (run_dir / files.PLOTS / "loss.png").exists():
                     from skipexp.views import plots
